@@ -1,0 +1,157 @@
+"""Command line: `python -m cross_sell {load,evaluate,champion,services} ...`.
+
+MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
+MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from .settings import Settings, mongo_uri, s3_client
+
+
+def _print(payload) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_load(args, settings: Settings) -> int:
+    from pymongo import MongoClient
+
+    from . import loader, synthetic
+
+    if args.csv:
+        frame = loader.read_csv(args.csv)
+    else:
+        frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
+    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        collection = client[args.database or settings.mongo_database][args.collection or settings.mongo_collection]
+        started = time.perf_counter()
+        stats = loader.upsert(collection, frame, batch_size=args.batch_size,
+                              progress=None if not args.quiet else False)
+    finally:
+        client.close()
+    _print({**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2),
+            "positive_rate": round(float(frame["Response"].mean()), 4),
+            "collection": f"{collection.database.name}.{collection.name}"})
+    return 0
+
+
+def _registry(settings: Settings):
+    from .registry import ModelRegistry
+
+    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix)
+
+
+def cmd_evaluate(args, settings: Settings) -> int:
+    import joblib
+
+    from . import evaluation, loader
+
+    frame = loader.read_csv(args.csv)
+    if os.path.isfile(args.model):
+        model, name = joblib.load(args.model), args.model  # a local file the user chose to trust
+    else:
+        registry = _registry(settings)
+        version = args.model
+        if version == "champion":
+            champion = registry.champion()
+            if champion is None:
+                raise SystemExit(f"no champion in s3://{settings.s3_bucket}/{registry.pointer_key}")
+            version = champion.version
+        model, name = registry.load(version), version
+    _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
+    return 0
+
+
+def cmd_champion(args, settings: Settings) -> int:
+    registry = _registry(settings)
+    if args.action == "show":
+        champion = registry.champion()
+        if champion is None:
+            _print({"champion": None, "pointer": registry.uri(registry.pointer_key)})
+        else:
+            _print({"pointer": champion.pointer, "manifest": registry.manifest(champion.version)})
+    elif args.action == "history":
+        _print(registry.history())
+    else:
+        if not args.version:
+            raise SystemExit("rollback needs a VERSION")
+        _print(registry.rollback(args.version, reason=args.reason))
+    return 0
+
+
+def cmd_services(args, settings: Settings) -> int:
+    """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C."""
+    from . import local_services
+
+    mongo = local_services.start_mongo(args.mongo_port, db_path=args.mongo_db_file)
+    s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket)
+    env = {"MONGO_URI": mongo.url, **s3.env,
+           **local_services.airflow_connections(mongo, s3, settings.mongo_database)}
+    print("# local services are up; export these in other shells:", flush=True)
+    for name, value in env.items():
+        print(f"export {name}='{value}'", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        s3.stop()
+        mongo.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m cross_sell", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    load = sub.add_parser("load", help="load customers into MongoDB (idempotent upsert on id)")
+    source = load.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="a Kaggle-format CSV (train.csv or the shared sample)")
+    source.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic customers")
+    load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--first-id", type=int, default=1, help="id of the first synthetic customer")
+    load.add_argument("--mongo-uri", default=mongo_uri())
+    load.add_argument("--database")
+    load.add_argument("--collection")
+    load.add_argument("--batch-size", type=int, default=5_000)
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.set_defaults(handler=cmd_load)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled Kaggle-format CSV")
+    evaluate.add_argument("--csv", required=True)
+    evaluate.add_argument("--model", default="champion", help="champion, a registry VERSION or a joblib FILE")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    champion = sub.add_parser("champion", help="show the champion, its history, or roll back")
+    champion.add_argument("action", choices=("show", "history", "rollback"))
+    champion.add_argument("version", nargs="?")
+    champion.add_argument("--reason", default="manual rollback")
+    champion.set_defaults(handler=cmd_champion)
+
+    services = sub.add_parser("services", help="run local MongoDB-wire and S3 servers until Ctrl-C")
+    services.add_argument("--mongo-port", type=int, default=27017)
+    services.add_argument("--s3-port", type=int, default=5000)
+    services.add_argument("--mongo-db-file", default="memory", help="SQLite file to keep data across restarts")
+    services.set_defaults(handler=cmd_services)
+
+    args = parser.parse_args(argv)
+    from .loader import LoadError
+    from .registry import IntegrityError, RegistryError
+
+    try:
+        return args.handler(args, settings)
+    except (LoadError, RegistryError, IntegrityError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Local stand-ins for MongoDB and S3, started as child processes on free loopback ports.
+
+Used by the demo, the tests and the benchmarks; each server is stopped by its own pid.
+`nx-27017` speaks the MongoDB wire protocol over SQLite; moto's server speaks S3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: subprocess.Popen
+    url: str
+    env: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _bin(name: str) -> str:
+    local = os.path.join(os.path.dirname(sys.executable), name)
+    return local if os.path.exists(local) else (shutil.which(name) or name)
+
+
+def start_mongo(port: int | None = None, db_path: str = "memory", log_dir: str | None = None) -> Service:
+    port = port or free_port()
+    log_file = os.path.join(log_dir or "/tmp", f"nx-27017-{port}.log")
+    process = subprocess.Popen(
+        [_bin("nx-27017"), "--db", db_path, "--host", "127.0.0.1", "-p", str(port), "--log-file", log_file,
+         "--pid-file", os.path.join(log_dir or "/tmp", f"nx-27017-{port}.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, process, "nx-27017")
+    return Service("mongo", port, process, f"mongodb://127.0.0.1:{port}")
+
+
+def start_s3(port: int | None = None, bucket: str | None = None) -> Service:
+    port = port or free_port()
+    process = subprocess.Popen([_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(port, process, "moto_server")
+    url = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    service = Service("s3", port, process, url, env)
+    if bucket:
+        create_bucket(service, bucket)
+    return service
+
+
+def s3_client_for(service: Service):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=service.url, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def create_bucket(service: Service, bucket: str) -> None:
+    client = s3_client_for(service)
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
+    """AIRFLOW_CONN_* variables pointing Airflow's default connection ids at the local servers."""
+    import json
+
+    return {
+        "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps(
+            {"conn_type": "mongo", "host": "127.0.0.1", "port": mongo.port, "schema": database}),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {"conn_type": "aws", "login": "testing", "password": "testing",
+             "extra": {"endpoint_url": s3.url, "region_name": "us-east-1"}}),
+    }

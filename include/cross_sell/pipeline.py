@@ -1,0 +1,198 @@
+"""The pipeline's stages as plain functions: S3 clients and documents in, small dicts out.
+
+The Airflow DAG calls these with clients built from its connections; tests and benchmarks call them
+directly. Large data only moves through S3 under the run's prefix (`RunArtifacts`); what each stage
+returns is small enough for XCom. Every stage rewrites the same keys when re-run, so clearing a task
+reproduces its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable
+
+from . import __version__, evaluation, features, schema, snapshot, training
+from .artifacts import RunArtifacts
+from .registry import ChampionChanged, ModelRegistry
+
+log = logging.getLogger(__name__)
+
+RAW = ("raw", "snapshot.parquet")
+SPLITS = ("train", "validation", "test")
+
+
+def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "snapshot.parquet"
+        stats = snapshot.write(documents, str(path), chunk_rows=chunk_rows)
+        key = artifacts.upload_file(path, *RAW)
+    result = {"raw_key": key, **stats.as_dict()}
+    artifacts.put_json(result, "raw", "snapshot.json")
+    log.info("extracted %s rows (%s with wrongly typed values) to %s, fingerprint %s",
+             stats.rows, stats.invalid_rows, artifacts.uri(key), stats.fingerprint)
+    return result
+
+
+def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
+    """Validate the snapshot; the result JSON and Data Docs are saved whatever the verdict."""
+    from .validation import DataValidationError, validate as run_suite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
+        report = run_suite(frame, min_rows=min_rows, docs_dir=Path(tmp) / "data_docs")
+        result_key = artifacts.put_json(report.result, "validation", "result.json")
+        docs_key = artifacts.upload_dir(Path(tmp) / "data_docs", "validation", "data_docs")
+    summary = {
+        "success": report.success,
+        "statistics": report.statistics,
+        "failures": [{k: f[k] for k in ("expectation", "detail")} for f in report.failures],
+        "result_key": result_key,
+        "data_docs_key": f"{docs_key}/index.html",
+    }
+    artifacts.put_json(summary, "validation", "summary.json")
+    if not report.success:
+        raise DataValidationError(
+            f"raw snapshot {artifacts.uri(raw_key)} failed validation: {report.summary()}\n"
+            f"result: {artifacts.uri(result_key)}\ndata docs: {artifacts.uri(summary['data_docs_key'])}"
+        )
+    log.info("validation passed: %s; data docs at %s", report.summary(), artifacts.uri(summary["data_docs_key"]))
+    return {k: summary[k] for k in ("success", "result_key", "data_docs_key")}
+
+
+def transform(artifacts: RunArtifacts, raw_key: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
+        frame, problems = schema.validate_frame(raw, schema.TRAINING)
+        if problems:  # validation ran first, so this only trips if the two ever disagree
+            raise ValueError(f"snapshot breaks the schema after validation: {problems[:5]}")
+        parts = features.split(frame, seed)
+        keys = {}
+        for name, part in parts.items():
+            path = Path(tmp) / f"{name}.parquet"
+            part.to_parquet(path, index=False)
+            keys[name] = artifacts.upload_file(path, "features", f"{name}.parquet")
+    rows = {name: len(part) for name, part in parts.items()}
+    log.info("split %s rows into %s (seed %s)", len(frame), rows, seed)
+    return {"split_keys": keys, "rows": rows, "seed": seed}
+
+
+def _read_split(artifacts: RunArtifacts, key: str, tmp: str):
+    import pandas as pd
+
+    return pd.read_parquet(artifacts.download(key, Path(tmp) / Path(key).name))
+
+
+def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: datetime) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        train_frame = _read_split(artifacts, split_keys["train"], tmp)
+        validation_frame = _read_split(artifacts, split_keys["validation"], tmp)
+        model = training.train(train_frame, validation_frame, seed)
+        path = Path(tmp) / "model.joblib"
+        sha256 = training.save(model, str(path))
+        model_key = artifacts.upload_file(path, "model", "model.joblib")
+        validation_metrics = evaluation.score(model, validation_frame)
+    info = {
+        "model_key": model_key,
+        "sha256": sha256,
+        "version": training.version_for(run_started, sha256),
+        "threshold": training.threshold(model),
+        "trained_at": run_started.isoformat(),
+        "seed": seed,
+        "estimator_params": training.ESTIMATOR_PARAMS,
+        "validation_metrics": validation_metrics,
+    }
+    artifacts.put_json(info, "model", "training.json")
+    log.info("trained %s: threshold %.4f, validation roc_auc %.4f", info["version"], info["threshold"],
+             validation_metrics["roc_auc"])
+    return {k: info[k] for k in ("model_key", "sha256", "version", "threshold", "trained_at")}
+
+
+def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, test_key: str,
+             min_roc_auc: float, margin: float) -> dict:
+    """Score candidate and champion on the same test split and decide whether to bless the candidate."""
+    import joblib
+
+    champion = registry.champion()
+    with tempfile.TemporaryDirectory() as tmp:
+        test = _read_split(artifacts, test_key, tmp)
+        candidate_path = artifacts.download(trained["model_key"], Path(tmp) / "candidate.joblib")
+        if training.sha256_of(str(candidate_path)) != trained["sha256"]:
+            raise ValueError(f"candidate {trained['model_key']} changed since training")
+        candidate_metrics = evaluation.score(joblib.load(candidate_path), test)
+        champion_metrics = None
+        if champion is not None:
+            champion_model = registry.load(champion.version, workdir=tmp)
+            champion_metrics = evaluation.score(champion_model, test)
+    bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
+    decision = {
+        "bless": bless,
+        "reason": reason,
+        "primary_metric": evaluation.PRIMARY_METRIC,
+        "min_roc_auc": min_roc_auc,
+        "margin": margin,
+        "candidate_version": trained["version"],
+        "candidate": candidate_metrics,
+        "champion_version": champion.version if champion else None,
+        "champion_etag": champion.etag if champion else None,
+        "champion": champion_metrics,
+    }
+    decision["evaluation_key"] = artifacts.put_json(decision, "evaluation", "decision.json")
+    log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
+    return decision
+
+
+def library_versions() -> dict:
+    names = ("scikit-learn", "pandas", "numpy", "joblib", "pyarrow", "great-expectations")
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict,
+         code_version: str | None = None) -> dict:
+    """Publish the blessed model's version, then move the champion pointer (conditionally, last)."""
+    version = trained["version"]
+    manifest = {
+        "version": version,
+        "sha256": trained["sha256"],
+        "threshold": trained["threshold"],
+        "trained_at": trained["trained_at"],
+        "metrics": decision["candidate"],
+        "replaced_champion": decision["champion_version"],
+        "replaced_champion_metrics": decision["champion"],
+        "decision_reason": decision["reason"],
+        "data_fingerprint": extracted["fingerprint"],
+        "rows": extracted["rows"],
+        "run_id": artifacts.run_id,
+        "run_artifacts": artifacts.uri(artifacts.root),
+        "code_version": code_version or __version__,
+        "library_versions": library_versions(),
+        "features": list(schema.FEATURES),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = artifacts.download(trained["model_key"], Path(tmp) / "model.joblib")
+        if training.sha256_of(str(path)) != trained["sha256"]:
+            raise ValueError(f"candidate {trained['model_key']} changed since training")
+        registry.publish(path, manifest)
+    try:
+        pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,
+                                        reason=decision["reason"])
+    except ChampionChanged as lost:
+        log.warning("not promoted: %s", lost)
+        result = {"pushed": False, "version": version, "reason": str(lost)}
+    else:
+        result = {"pushed": True, "version": version, "previous_version": pointer["previous_version"],
+                  "model_uri": registry.uri(registry.model_key(version)),
+                  "pointer_uri": registry.uri(registry.pointer_key)}
+        log.info("champion is now %s at %s", version, result["model_uri"])
+    artifacts.put_json(result, "push", "result.json")
+    return result

@@ -1,0 +1,259 @@
+"""The data contract: the single source of truth for the 12 columns of the Kaggle file.
+
+The loader's CSV checks, the raw snapshot's Parquet schema, the Great Expectations suite, the feature
+pipeline and the serving service's request validation are all derived from `COLUMNS` below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+TRAINING = "training"
+SERVING = "serving"
+ENVIRONMENTS = (TRAINING, SERVING)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "integer" | "float" | "category" (a string with a closed set of values)
+    role: str  # "key" | "feature" | "label"
+    description: str
+    allowed: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    # A coded integer (region, channel) the model must treat as a category, not a magnitude.
+    categorical: bool = False
+    environments: tuple[str, ...] = ENVIRONMENTS
+
+    @property
+    def pandas_dtype(self) -> str:
+        return {"integer": "int64", "float": "float64", "category": "str"}[self.kind]
+
+    @property
+    def is_model_categorical(self) -> bool:
+        return self.kind == "category" or self.categorical
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "integer", "key", "Customer id; the natural key of a document.", minimum=1,
+           environments=(TRAINING,)),
+    Column("Gender", "category", "feature", "Customer gender.", allowed=("Male", "Female")),
+    Column("Age", "integer", "feature", "Age in years (the real data spans 20-85).", minimum=18, maximum=100),
+    Column("Driving_License", "integer", "feature", "1 if the customer holds a driving licence.", allowed=(0, 1)),
+    # Kaggle writes the codes as floats ("28.0"); they are integers, and categories to the model.
+    Column("Region_Code", "integer", "feature", "Region of the customer (53 codes).", minimum=0, maximum=52,
+           categorical=True),
+    Column("Previously_Insured", "integer", "feature", "1 if the customer already has vehicle insurance.",
+           allowed=(0, 1)),
+    Column("Vehicle_Age", "category", "feature", "Age of the vehicle.", allowed=("< 1 Year", "1-2 Year", "> 2 Years")),
+    Column("Vehicle_Damage", "category", "feature", "Vehicle damaged in the past.", allowed=("Yes", "No")),
+    Column("Annual_Premium", "float", "feature", "Health premium per year (real data: 2,630-540,165).",
+           minimum=0.0, maximum=1_000_000.0),
+    Column("Policy_Sales_Channel", "integer", "feature", "Outreach channel code (agents, mail, phone...).",
+           minimum=1, maximum=163, categorical=True),
+    Column("Vintage", "integer", "feature", "Days the customer has been with the company (real data: 10-299).",
+           minimum=0, maximum=3650),
+    Column("Response", "integer", "label", "1 if the customer is interested in vehicle insurance.", allowed=(0, 1),
+           environments=(TRAINING,)),
+)
+
+BY_NAME = {c.name: c for c in COLUMNS}
+KEY = "id"
+LABEL = "Response"
+FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature")
+CATEGORICAL_FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature" and c.is_model_categorical)
+NUMERIC_FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature" and not c.is_model_categorical)
+# Raw-snapshot column holding values that could not take their declared type (see `cast_frame`).
+INVALID_VALUES_COLUMN = "_invalid_values"
+# Sane bounds for the share of positive labels in a training snapshot (real data: 12.26 %).
+LABEL_RATE_BOUNDS = (0.02, 0.5)
+
+
+def columns(environment: str = TRAINING) -> tuple[Column, ...]:
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {environment!r}; expected one of {ENVIRONMENTS}")
+    return tuple(c for c in COLUMNS if environment in c.environments)
+
+
+def column_names(environment: str = TRAINING) -> list[str]:
+    return [c.name for c in columns(environment)]
+
+
+def arrow_schema(environment: str = TRAINING, with_invalid_values: bool = False):
+    import pyarrow as pa
+
+    types = {"integer": pa.int64(), "float": pa.float64(), "category": pa.string()}
+    fields = [pa.field(c.name, types[c.kind]) for c in columns(environment)]
+    if with_invalid_values:
+        fields.append(pa.field(INVALID_VALUES_COLUMN, pa.string()))
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One offending value. `row` is the frame's positional row (None for a whole-column problem)."""
+
+    row: int | None
+    column: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "column": self.column, "reason": self.reason}
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _cast_value(column: Column, value: Any) -> tuple[Any, str | None]:
+    """Cast one raw value (from CSV text, JSON or BSON) to the column's type, or say why it cannot be."""
+    if _is_missing(value):
+        return None, None
+    if column.kind == "category":
+        if isinstance(value, str):
+            return value, None
+        return None, f"expected a string, got {type(value).__name__} {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        return None, f"expected a number, got boolean {value!r}"
+    number = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text) if column.kind == "integer" and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            return None, f"expected a number, got {value!r}"
+    elif not isinstance(value, (int, float, np.integer, np.floating)):
+        return None, f"expected a number, got {type(value).__name__} {value!r}"
+    if isinstance(number, (float, np.floating)) and not math.isfinite(number):
+        return None, f"expected a finite number, got {value!r}"
+    if column.kind == "integer":
+        if float(number) != int(number):
+            return None, f"expected an integer, got {value!r}"
+        return int(number), None
+    return float(number), None
+
+
+def cast_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataFrame, list[Problem]]:
+    """Give each column of the environment its declared type.
+
+    Values that cannot take the type become missing and are reported as type problems; columns the
+    environment lacks are reported once each; extra columns are dropped. Integer columns that end up
+    holding missing values become float64 (that is how pandas represents them), which the suite flags.
+    """
+    problems: list[Problem] = []
+    out: dict[str, pd.Series] = {}
+    for column in columns(environment):
+        if column.name not in raw.columns:
+            problems.append(Problem(None, column.name, "missing column"))
+            continue
+        fast = _fast_cast(raw[column.name], column)
+        if fast is not None:
+            out[column.name] = fast
+            continue
+        values = []
+        for row, value in enumerate(raw[column.name].tolist()):
+            cast, reason = _cast_value(column, value)
+            if reason:
+                problems.append(Problem(row, column.name, reason))
+            values.append(cast)
+        out[column.name] = _typed_series(values, column)
+    return pd.DataFrame(out, index=raw.index), problems
+
+
+def _fast_cast(series: pd.Series, column: Column) -> pd.Series | None:
+    """Vectorised path for a column that already has a compatible dtype (the common, large case)."""
+    if column.kind == "category":
+        return series.astype("str") if pd.api.types.is_string_dtype(series) and not series.isna().any() else None
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return None
+    if series.isna().any():
+        return None
+    as_float = series.astype("float64")
+    if not np.isfinite(as_float).all():
+        return None
+    if column.kind == "float":
+        return as_float
+    if (as_float != np.floor(as_float)).any():
+        return None
+    return series.astype("int64")
+
+
+def _typed_series(values: list, column: Column) -> pd.Series:
+    if column.kind == "category":
+        return pd.Series(values, dtype="str")
+    if any(v is None for v in values):
+        return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+    return pd.Series(values, dtype=column.pandas_dtype)
+
+
+def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Problem]:
+    """Missing values, unknown categories and out-of-range values of an already typed frame."""
+    problems: list[Problem] = []
+    for column in columns(environment):
+        if column.name not in frame.columns:
+            continue
+        series = frame[column.name]
+        missing = series.isna().to_numpy()
+        bad = missing.copy()
+        reasons = np.where(missing, "missing value", "")
+        present = ~missing
+        if column.allowed is not None:
+            unknown = present & ~series.isin(list(column.allowed)).to_numpy()
+            reasons = np.where(unknown, "not one of " + ", ".join(map(repr, column.allowed)), reasons)
+            bad |= unknown
+        if column.minimum is not None or column.maximum is not None:
+            numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
+            low = -np.inf if column.minimum is None else column.minimum
+            high = np.inf if column.maximum is None else column.maximum
+            with np.errstate(invalid="ignore"):
+                out_of_range = present & ((numbers < low) | (numbers > high))
+            reasons = np.where(out_of_range, f"out of range [{_fmt(column.minimum)}, {_fmt(column.maximum)}]", reasons)
+            bad |= out_of_range
+        for row in np.flatnonzero(bad):
+            value = series.iloc[row]
+            detail = "" if missing[row] else f": {value!r}"
+            problems.append(Problem(int(row), column.name, f"{reasons[row]}{detail}"))
+    return problems
+
+
+def _fmt(bound: float | None) -> str:
+    if bound is None:
+        return "-inf"
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def validate_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataFrame, list[Problem]]:
+    """Cast and check a frame against the contract: the typed frame and every problem, sorted by row."""
+    typed, problems = cast_frame(raw, environment)
+    problems += value_problems(typed, environment)
+    problems.sort(key=lambda p: (-1 if p.row is None else p.row, column_names(environment).index(p.column)))
+    return typed, problems
+
+
+def validate_records(records: Iterable[dict], environment: str = SERVING) -> tuple[pd.DataFrame, list[Problem]]:
+    """Validate JSON-like records (the serving path): same rules, also refuses unknown fields."""
+    records = list(records)
+    known = set(column_names(environment))
+    problems = [
+        Problem(i, field, "unknown field")
+        for i, record in enumerate(records)
+        for field in record
+        if field not in known
+    ]
+    missing_fields = [
+        Problem(i, name, "missing field") for i, record in enumerate(records) for name in column_names(environment)
+        if name not in record
+    ]
+    raw = pd.DataFrame.from_records(records, columns=column_names(environment))
+    raw = raw.astype("object")  # keep JSON types as sent so booleans and strings are caught, not coerced
+    typed, found = validate_frame(raw, environment)
+    missing_keys = {(p.row, p.column) for p in missing_fields}
+    found = [p for p in found if (p.row, p.column) not in missing_keys]
+    return typed, sorted(problems + missing_fields + found,
+                         key=lambda p: (p.row if p.row is not None else -1, p.column))

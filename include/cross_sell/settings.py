@@ -1,0 +1,43 @@
+"""Where things live, read from the environment so the same code runs locally, in compose and in prod."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    s3_bucket: str = "cross-sell"
+    s3_prefix: str = "vehicle-insurance"
+    mongo_database: str = "insurance"
+    mongo_collection: str = "customers"
+    # Airflow connection ids (the DAG side); the CLI reads MONGO_URI and the AWS_* variables instead.
+    mongo_conn_id: str = "mongo_default"
+    aws_conn_id: str = "aws_default"
+    extract_batch_size: int = 5_000
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ.get
+        defaults = cls()
+        return cls(
+            s3_bucket=env("CROSS_SELL_S3_BUCKET", defaults.s3_bucket),
+            s3_prefix=env("CROSS_SELL_S3_PREFIX", defaults.s3_prefix).strip("/"),
+            mongo_database=env("CROSS_SELL_MONGO_DATABASE", defaults.mongo_database),
+            mongo_collection=env("CROSS_SELL_MONGO_COLLECTION", defaults.mongo_collection),
+            mongo_conn_id=env("CROSS_SELL_MONGO_CONN_ID", defaults.mongo_conn_id),
+            aws_conn_id=env("CROSS_SELL_AWS_CONN_ID", defaults.aws_conn_id),
+            extract_batch_size=int(env("CROSS_SELL_EXTRACT_BATCH_SIZE", defaults.extract_batch_size)),
+        )
+
+
+def mongo_uri() -> str:
+    return os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017")
+
+
+def s3_client():
+    """A boto3 S3 client for the CLI; boto3 itself reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, etc."""
+    import boto3
+
+    return boto3.client("s3", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))

@@ -1,0 +1,151 @@
+"""The main job on local defaults: local MongoDB-wire and S3 servers, data in, one full DAG run, a summary.
+
+    python scripts/run_pipeline.py                       # 100,000 synthetic customers
+    python scripts/run_pipeline.py --csv ../shared/data/cross_sell_sample.csv
+    python scripts/run_pipeline.py --runs 2              # the second run keeps the champion
+
+It runs the real DAG with `airflow dags test` on a SQLite metadata DB under .local/airflow, against
+servers it starts on free ports and stops (by pid) when done. The full task log goes to .local/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "include"))
+
+from cross_sell import local_services  # noqa: E402
+from cross_sell.artifacts import RunArtifacts  # noqa: E402
+from cross_sell.registry import ModelRegistry  # noqa: E402
+from cross_sell.settings import Settings  # noqa: E402
+
+DAG_ID = "cross_sell_training"
+
+
+def airflow_env(local: Path, extra: dict) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(local / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{local / 'airflow' / 'airflow.db'}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), env.get("PYTHONPATH")])),
+    })
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], env: dict, log_file: Path) -> int:
+    with open(log_file, "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def summarize(s3, settings: Settings, run_id: str) -> dict:
+    artifacts = RunArtifacts(s3, settings.s3_bucket, settings.s3_prefix, run_id)
+
+    def maybe(*parts):
+        try:
+            return artifacts.get_json(artifacts.key(*parts))
+        except Exception:  # a stage that did not run left no file
+            return None
+
+    extracted, validation, decision, pushed = (maybe("raw", "snapshot.json"), maybe("validation", "summary.json"),
+                                               maybe("evaluation", "decision.json"), maybe("push", "result.json"))
+    registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix)
+    champion = registry.champion()
+
+    def brief(metrics):
+        return None if metrics is None else {k: round(metrics[k], 4) for k in
+                                             ("roc_auc", "pr_auc", "f1", "precision", "recall", "log_loss",
+                                              "threshold")}
+
+    return {
+        "run_id": run_id,
+        "run_artifacts": artifacts.uri(artifacts.root),
+        "rows_extracted": extracted and extracted["rows"],
+        "data_fingerprint": extracted and extracted["fingerprint"],
+        "validation": None if validation is None else {
+            "success": validation["success"], "statistics": validation["statistics"],
+            "failures": validation["failures"], "data_docs": artifacts.uri(validation["data_docs_key"])},
+        "candidate": decision and {"version": decision["candidate_version"], **brief(decision["candidate"])},
+        "champion_before": decision and decision["champion_version"] and {
+            "version": decision["champion_version"], **brief(decision["champion"])},
+        "decision": decision and {"bless": decision["bless"], "reason": decision["reason"]},
+        "pushed": bool(pushed and pushed["pushed"]),
+        "champion_now": champion and {"version": champion.version,
+                                      "model": registry.uri(champion.pointer["model_key"]),
+                                      "pointer": registry.uri(registry.pointer_key)},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synthetic", type=int, default=100_000, help="synthetic customers to load")
+    parser.add_argument("--csv", help="load this Kaggle-format CSV instead of synthetic data")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=1, help="DAG runs one after the other")
+    parser.add_argument("--conf", default="{}", help="JSON params for the runs, e.g. '{\"promotion_margin\": 0.01}'")
+    parser.add_argument("--workdir", default=str(ROOT / ".local"))
+    args = parser.parse_args()
+
+    local = Path(args.workdir)
+    (local / "airflow").mkdir(parents=True, exist_ok=True)
+    log_file = local / "pipeline.log"
+    log_file.write_text("")
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    mongo = local_services.start_mongo(log_dir=str(local))
+    s3_server = local_services.start_s3(bucket=settings.s3_bucket)
+    try:
+        print(f"local services: MongoDB wire on {mongo.url}, S3 on {s3_server.url}", flush=True)
+        env = airflow_env(local, {"MONGO_URI": mongo.url, **s3_server.env,
+                                  **local_services.airflow_connections(mongo, s3_server, settings.mongo_database)})
+        load = [sys.executable, "-m", "cross_sell", "load", "--quiet"]
+        load += ["--csv", args.csv] if args.csv else ["--synthetic", str(args.synthetic), "--seed", str(args.seed)]
+        print(f"loading {'CSV ' + args.csv if args.csv else f'{args.synthetic:,} synthetic customers'} ...",
+              flush=True)
+        loaded = subprocess.run(load, env=env, capture_output=True, text=True, cwd=ROOT)
+        if loaded.returncode != 0:
+            print(loaded.stderr, file=sys.stderr)
+            return loaded.returncode
+        print(loaded.stdout.strip(), flush=True)
+        if run([sys.executable, "-m", "airflow", "db", "migrate"], env, log_file) != 0:
+            print(f"airflow db migrate failed; see {log_file}", file=sys.stderr)
+            return 1
+        s3 = local_services.s3_client_for(s3_server)
+        status = 0
+        for number in range(1, args.runs + 1):
+            print(f"DAG run {number}/{args.runs}: airflow dags test {DAG_ID} --conf '{args.conf}' ...", flush=True)
+            code = run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--conf", args.conf], env, log_file)
+            run_id = _latest_run(s3, settings)
+            print(json.dumps(summarize(s3, settings, run_id), indent=2), flush=True)
+            if code != 0:
+                print(f"DAG run failed (exit {code}); task logs in {log_file}", file=sys.stderr)
+                status = code
+        print(f"done in {time.perf_counter() - started:.0f} s; full log: {log_file}", flush=True)
+        return status
+    finally:
+        s3_server.stop()
+        mongo.stop()
+
+
+def _latest_run(s3, settings: Settings) -> str:
+    """`airflow dags test` names its run itself; the newest run folder in S3 is the one just made."""
+    prefix = f"{settings.s3_prefix}/runs/"
+    listing = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)
+    newest = max(listing.get("Contents", []), key=lambda item: item["LastModified"], default=None)
+    return newest["Key"][len(prefix):].split("/")[0] if newest else "none"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
