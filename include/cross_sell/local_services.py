@@ -1,7 +1,7 @@
 """Local stand-ins for MongoDB and S3, started as child processes on free loopback ports.
 
 Used by the demo, the tests and the benchmarks; each server is stopped by its own pid.
-`nx-27017` speaks the MongoDB wire protocol over SQLite; moto's server speaks S3.
+`nx-27017` speaks the MongoDB wire protocol over SQLite; moto speaks S3 (see `serve_s3`).
 """
 
 from __future__ import annotations
@@ -71,11 +71,38 @@ def start_mongo(port: int | None = None, db_path: str = "memory", log_dir: str |
     return Service("mongo", port, process, f"mongodb://127.0.0.1:{port}")
 
 
+def serve_s3(host: str, port: int) -> None:
+    """moto's S3 server, with conditional PUTs made atomic.
+
+    moto checks If-Match / If-None-Match and then writes, as two steps with no lock between them;
+    real S3 and MinIO do both atomically. Serialising conditional PUTs gives local runs and tests
+    the guarantee the champion pointer relies on.
+    """
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+    conditional_put = threading.Lock()
+
+    def application(environ, start_response):
+        if environ["REQUEST_METHOD"] == "PUT" and ({"HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH"} & environ.keys()):
+            with conditional_put:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    run_simple(host, port, application, threaded=True)
+
+
 def start_s3(port: int | None = None, bucket: str | None = None) -> Service:
     port = port or free_port()
-    process = subprocess.Popen([_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, process, "moto_server")
+    process = subprocess.Popen([sys.executable, "-m", "cross_sell.local_services", "s3", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                   filter(None, [os.path.dirname(os.path.dirname(__file__)),
+                                                 os.environ.get("PYTHONPATH")]))})
+    _wait_for_port(port, process, "local S3 server")
     url = f"http://127.0.0.1:{port}"
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -109,3 +136,9 @@ def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
             {"conn_type": "aws", "login": "testing", "password": "testing",
              "extra": {"endpoint_url": s3.url, "region_name": "us-east-1"}}),
     }
+
+
+if __name__ == "__main__":  # python -m cross_sell.local_services s3 PORT
+    if sys.argv[1:2] != ["s3"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m cross_sell.local_services s3 PORT")
+    serve_s3("127.0.0.1", int(sys.argv[2]))

@@ -231,7 +231,8 @@ def _fmt(bound: float | None) -> str:
 def validate_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataFrame, list[Problem]]:
     """Cast and check a frame against the contract: the typed frame and every problem, sorted by row."""
     typed, problems = cast_frame(raw, environment)
-    problems += value_problems(typed, environment)
+    already = {(p.row, p.column) for p in problems}  # a value of the wrong type is not also "missing"
+    problems += [p for p in value_problems(typed, environment) if (p.row, p.column) not in already]
     problems.sort(key=lambda p: (-1 if p.row is None else p.row, column_names(environment).index(p.column)))
     return typed, problems
 

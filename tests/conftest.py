@@ -1,0 +1,81 @@
+"""Test set-up. Airflow reads its configuration at import, so the environment is set first."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    # A file, not sqlite:// in memory: the in-process execution API must see the same tables.
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "CROSS_SELL_S3_BUCKET": "cross-sell-test",
+    "CROSS_SELL_S3_PREFIX": "vehicle-insurance",
+    "CROSS_SELL_MONGO_DATABASE": "cross_sell_test",
+})
+for path in (ROOT / "include", ROOT / "plugins"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import pytest  # noqa: E402
+
+from cross_sell import local_services  # noqa: E402
+
+SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
+
+
+@pytest.fixture(scope="session")
+def mongo_server():
+    service = local_services.start_mongo()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    service = local_services.start_s3()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def mongo_db(mongo_server, request):
+    """A fresh database per test on the shared server."""
+    from pymongo import MongoClient
+
+    client = MongoClient(mongo_server.url, serverSelectionTimeoutMS=5000)
+    name = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:50]
+    client.drop_database(name)
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def bucket(s3_server, request):
+    """A fresh, versioned bucket per test."""
+    import re
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "bucket"
+    local_services.create_bucket(s3_server, name)
+    return name
+
+
+@pytest.fixture
+def s3(s3_server):
+    return local_services.s3_client_for(s3_server)
+
+
+@pytest.fixture(scope="session")
+def sample_csv():
+    if not SAMPLE_CSV.exists():
+        pytest.skip(f"real sample not present at {SAMPLE_CSV}")
+    return SAMPLE_CSV

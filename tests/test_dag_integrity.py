@@ -1,0 +1,83 @@
+import copy
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from conftest import ROOT
+
+DAG_ID = "cross_sell_training"
+ORDER = ["extract", "validate", "transform", "train", "evaluate", "should_push", "push"]
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def test_tasks_and_their_order(dag):
+    assert sorted(dag.task_ids) == sorted(ORDER)
+    for upstream, downstream in zip(ORDER, ORDER[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert dag.get_task("push").upstream_task_ids >= {"should_push", "evaluate"}
+
+
+def test_every_task_has_a_timeout_and_io_tasks_back_off(dag):
+    for task in dag.tasks:
+        assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=1), task.task_id
+    for task_id in ("extract", "transform", "train", "evaluate", "push"):
+        task = dag.get_task(task_id)
+        assert task.retries >= 2 and task.retry_exponential_backoff, task_id
+    assert dag.get_task("validate").retries == 0
+
+
+def test_assets_give_lineage(dag):
+    assert [a.name for a in dag.get_task("extract").outlets] == ["cross_sell_raw_snapshot"]
+    assert [a.name for a in dag.get_task("push").outlets] == ["cross_sell_champion"]
+    assert dag.get_task("push").outlets[0].uri.endswith("/champion.json")
+
+
+def test_schedule_and_params(dag):
+    assert dag.schedule == "@weekly"
+    assert not dag.catchup
+    params = dag.params.dump()
+    assert {"min_roc_auc", "promotion_margin", "min_rows", "seed"} <= set(params)
+
+
+@pytest.mark.parametrize("conf, fragment", [
+    ({"min_roc_auc": 2}, "min_roc_auc"),
+    ({"promotion_margin": -0.1}, "promotion_margin"),
+    ({"min_rows": "lots"}, "min_rows"),
+])
+def test_invalid_trigger_params_are_refused(dag, conf, fragment):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError, match=fragment):
+        params.update(conf)
+        params.validate()
+
+
+def test_dag_file_parses_fast_without_heavy_imports():
+    probe = (
+        "import sys, time, importlib.util\n"
+        "start = time.perf_counter()\n"
+        f"spec = importlib.util.spec_from_file_location('d', {str(ROOT / 'dags' / 'cross_sell_training.py')!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "heavy = [m for m in ('great_expectations', 'sklearn', 'pyarrow', 'pymongo', 'joblib') if m in sys.modules]\n"
+        "print(__import__('json').dumps({'seconds': time.perf_counter() - start, 'heavy': heavy}))\n"
+    )
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "include")})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["seconds"] < 2.0, result
+    assert time.perf_counter() - started < 10

@@ -1,0 +1,121 @@
+"""Full `dag.test()` runs of the real DAG against local MongoDB-wire and S3 servers.
+
+The scenarios build on each other (first run pushes, second does not, corrupted data fails), so
+they run in file order on one database, bucket and Airflow metadata DB.
+"""
+
+import os
+
+import pytest
+
+from conftest import ROOT
+from cross_sell import loader, local_services, synthetic
+from cross_sell.registry import ModelRegistry
+from cross_sell.settings import Settings
+
+pytestmark = pytest.mark.dagrun
+ROWS = 8_000
+
+
+@pytest.fixture(scope="module")
+def stack(mongo_server, s3_server):
+    from pymongo import MongoClient
+
+    settings = Settings.from_env()
+    local_services.create_bucket(s3_server, settings.s3_bucket)
+    os.environ.update(local_services.airflow_connections(mongo_server, s3_server, settings.mongo_database))
+    client = MongoClient(mongo_server.url)
+    collection = client[settings.mongo_database][settings.mongo_collection]
+    collection.drop()
+    loader.upsert(collection, synthetic.generate(ROWS, seed=101))
+
+    from airflow.utils.db import resetdb
+
+    resetdb()
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix)
+    yield {"collection": collection, "registry": registry, "settings": settings}
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def dag(stack):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["cross_sell_training"]
+
+
+def _states(dag_run) -> dict:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def _artifact(stack, run_id, *parts):
+    from cross_sell.artifacts import RunArtifacts
+
+    registry = stack["registry"]
+    artifacts = RunArtifacts(registry.s3, registry.bucket, stack["settings"].s3_prefix, run_id)
+    return artifacts.get_json(artifacts.key(*parts))
+
+
+def test_first_run_pushes_a_champion(stack, dag):
+    assert stack["registry"].champion() is None
+    run = dag.test(run_conf={"min_roc_auc": 0.75})
+    assert str(run.state) == "success", _states(run)
+    assert set(_states(run).values()) == {"success"}
+    champion = stack["registry"].champion()
+    assert champion is not None and champion.pointer["run_id"] == run.run_id
+    manifest = stack["registry"].manifest(champion.version)
+    extracted = _artifact(stack, run.run_id, "raw", "snapshot.json")
+    assert manifest["rows"] == extracted["rows"] == ROWS
+    assert manifest["data_fingerprint"] == extracted["fingerprint"]
+    assert manifest["metrics"]["roc_auc"] >= 0.75
+    assert set(manifest["library_versions"]) >= {"scikit-learn", "pandas", "python"}
+    assert stack["registry"].load(champion.version).predict_proba is not None
+
+
+def test_identical_second_run_keeps_the_champion(stack, dag):
+    before = stack["registry"].champion()
+    run = dag.test()
+    states = _states(run)
+    assert str(run.state) == "success", states
+    assert states["should_push"] == "success" and states["push"] == "skipped"
+    decision = _artifact(stack, run.run_id, "evaluation", "decision.json")
+    assert decision["bless"] is False and decision["champion_version"] == before.version
+    # Same data, same seed: the candidate is the champion's twin, scored on the same test split.
+    assert decision["candidate"]["roc_auc"] == pytest.approx(decision["champion"]["roc_auc"])
+    after = stack["registry"].champion()
+    assert (after.version, after.etag) == (before.version, before.etag)
+
+
+def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, capfd):
+    before = stack["registry"].champion()
+    collection = stack["collection"]
+    collection.update_one({"_id": 10}, {"$set": {"Age": "forty"}})
+    collection.update_one({"_id": 11}, {"$set": {"Gender": "Robot"}})
+    collection.update_one({"_id": 12}, {"$set": {"Annual_Premium": None}})
+    try:
+        run = dag.test()
+    finally:
+        for doc_id, field in ((10, "Age"), (11, "Gender"), (12, "Annual_Premium")):
+            original = synthetic.generate(ROWS, seed=101).set_index("id").loc[doc_id, field]
+            collection.update_one({"_id": doc_id}, {"$set": {field: original.item() if hasattr(original, "item")
+                                                             else original}})
+    states = _states(run)
+    assert str(run.state) == "failed"
+    assert states["extract"] == "success" and states["validate"] == "failed"
+    assert {states[t] for t in ("transform", "train", "evaluate", "should_push", "push")} == {"upstream_failed"}
+    summary = _artifact(stack, run.run_id, "validation", "summary.json")
+    failed = " ".join(f["expectation"] + " " + f["detail"] for f in summary["failures"])
+    assert "Robot" in failed and "forty" in failed and "not_be_null(Annual_Premium)" in failed
+    task_log = capfd.readouterr().out  # dag.test() streams task logs to stdout
+    assert "failed validation" in task_log and "'Robot'" in task_log and "forty" in task_log
+    after = stack["registry"].champion()
+    assert (after.version, after.etag) == (before.version, before.etag)
+
+
+def test_a_trigger_with_invalid_params_is_refused(dag, stack):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="min_roc_auc"):
+        dag.test(run_conf={"min_roc_auc": 5})

@@ -1,0 +1,103 @@
+"""The stage functions the DAG calls, run directly against the local S3 server."""
+
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from cross_sell import pipeline, synthetic
+from cross_sell.artifacts import RunArtifacts
+from cross_sell.registry import ModelRegistry
+from cross_sell.validation import DataValidationError
+
+RUN_STARTED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def run(s3, bucket):
+    documents = synthetic.generate(6_000, seed=55).to_dict("records")
+    artifacts = RunArtifacts(s3, bucket, "vi", "manual__2026-11-01T12:00:00+00:00")
+    registry = ModelRegistry(s3, bucket, "vi")
+    extracted = pipeline.extract(documents, artifacts, chunk_rows=2_000)
+    pipeline.validate(artifacts, extracted["raw_key"], min_rows=1_000)
+    transformed = pipeline.transform(artifacts, extracted["raw_key"], seed=3)
+    trained = pipeline.train(artifacts, transformed["split_keys"], seed=3, run_started=RUN_STARTED)
+    return {"documents": documents, "artifacts": artifacts, "registry": registry, "extracted": extracted,
+            "transformed": transformed, "trained": trained}
+
+
+def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="vi/")["Contents"]]
+    assert keys and all(k.startswith("vi/runs/manual__2026-11-01T12_00_00_00_00/") for k in keys)
+    assert any(k.endswith("validation/data_docs/index.html") for k in keys)
+    assert any(k.endswith("validation/result.json") for k in keys)
+
+
+def test_rerunning_a_stage_reproduces_its_result(run):
+    artifacts = run["artifacts"]
+    assert pipeline.extract(reversed(run["documents"]), artifacts)["fingerprint"] == run["extracted"]["fingerprint"]
+    assert pipeline.transform(artifacts, run["extracted"]["raw_key"], seed=3) == run["transformed"]
+    again = pipeline.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
+    assert again == run["trained"]  # same bytes, so the same sha256 and version
+
+
+def test_evaluate_then_push_then_no_second_push(run):
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    test_key = run["transformed"]["split_keys"]["test"]
+    decision = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    assert decision["bless"] and decision["champion"] is None
+    pushed = pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+    assert pushed["pushed"] and registry.champion().version == trained["version"]
+    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"])["pushed"]  # retry: no-op
+    assert len(registry.history()) == 1
+    again = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    assert not again["bless"] and again["champion_version"] == trained["version"]
+    assert again["candidate"] == again["champion"]
+
+
+def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
+    bad = [dict(d) for d in run["documents"]]
+    bad[0]["Vehicle_Damage"] = "Maybe"
+    artifacts = RunArtifacts(s3, bucket, "vi", "bad-run")
+    extracted = pipeline.extract(bad, artifacts)
+    with pytest.raises(DataValidationError, match="Maybe"):
+        pipeline.validate(artifacts, extracted["raw_key"], min_rows=1_000)
+    summary = artifacts.get_json(artifacts.key("validation", "summary.json"))
+    assert summary["success"] is False
+    assert [f["expectation"] for f in summary["failures"]] == ["expect_column_values_to_be_in_set(Vehicle_Damage)"]
+
+
+def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
+    registry = run["registry"]
+    rivals = []
+    for name in ("run-a", "run-b"):
+        artifacts = RunArtifacts(s3, bucket, "vi", name)
+        artifacts.upload_file(_download(run, name), "model", "model.joblib")
+        trained = dict(run["trained"], version=f"{name}-{run['trained']['sha256'][:6]}",
+                       model_key=artifacts.key("model", "model.joblib"))
+        decision = {"bless": True, "reason": "test", "candidate": {}, "champion": None, "champion_version": None,
+                    "champion_etag": None}
+        rivals.append((artifacts, trained, decision))
+    start = threading.Barrier(2)
+    results = {}
+
+    def push(artifacts, trained, decision):
+        start.wait()
+        results[artifacts.run_id] = pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+
+    threads = [threading.Thread(target=push, args=rival) for rival in rivals]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    winners = [r for r in results.values() if r["pushed"]]
+    assert len(winners) == 1, results
+    assert registry.champion().version == winners[0]["version"]
+    loser = next(r for r in results.values() if not r["pushed"])
+    assert "changed since it was read" in loser["reason"]
+
+
+def _download(run, name):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / f"{name}.joblib"
+    return run["artifacts"].download(run["trained"]["model_key"], path)

@@ -1,0 +1,67 @@
+import joblib
+import numpy as np
+import pytest
+
+from cross_sell import evaluation, features, schema, synthetic, training
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return features.split(synthetic.generate(12_000, seed=31), seed=5)
+
+
+@pytest.fixture(scope="module")
+def model(parts):
+    return training.train(parts["train"], parts["validation"], seed=5)
+
+
+def test_split_is_stratified_disjoint_and_independent_of_row_order(parts):
+    frame = synthetic.generate(12_000, seed=31)
+    again = features.split(frame.sample(frac=1.0, random_state=9), seed=5)
+    for name in features.SPLIT_FRACTIONS:
+        assert again[name].equals(parts[name])
+    sizes = {name: len(part) for name, part in parts.items()}
+    assert sizes == {"train": 8_400, "validation": 1_800, "test": 1_800}
+    ids = [set(part["id"]) for part in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    rates = [part["Response"].mean() for part in parts.values()]
+    assert max(rates) - min(rates) < 0.005
+
+
+def test_one_artifact_carries_preprocessing_and_threshold(tmp_path, model, parts):
+    sha = training.save(model, str(tmp_path / "m.joblib"))
+    assert sha == training.sha256_of(str(tmp_path / "m.joblib"))
+    loaded = joblib.load(tmp_path / "m.joblib")
+    x = parts["test"][list(schema.FEATURES)]
+    proba = loaded.predict_proba(x)[:, 1]
+    assert 0.0 < training.threshold(loaded) < 1.0
+    np.testing.assert_array_equal(loaded.predict(x), (proba >= training.threshold(loaded)).astype(int))
+
+
+def test_unseen_category_codes_do_not_break_prediction(model, parts):
+    row = parts["test"][list(schema.FEATURES)].head(1).copy()
+    row["Policy_Sales_Channel"] = 999
+    assert 0.0 <= model.predict_proba(row)[0, 1] <= 1.0
+
+
+def test_score_reports_every_metric(model, parts):
+    scores = evaluation.score(model, parts["test"])
+    assert set(scores) >= {"roc_auc", "pr_auc", "f1", "precision", "recall", "log_loss", "threshold"}
+    assert 0.75 < scores["roc_auc"] < 0.95
+
+
+@pytest.mark.parametrize("candidate, champion, bless", [
+    (0.80, None, True), (0.70, None, False), (0.85, 0.84, True), (0.844, 0.84, False), (0.83, 0.84, False),
+])
+def test_blessing_rule(candidate, champion, bless):
+    decided, reason = evaluation.decide({"roc_auc": candidate}, None if champion is None else {"roc_auc": champion},
+                                        min_roc_auc=0.75, margin=0.005)
+    assert decided is bless
+    assert f"{candidate:.4f}" in reason
+
+
+def test_version_is_sortable_and_content_addressed():
+    from datetime import datetime, timezone
+
+    stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert training.version_for(stamp, "ab" * 32) == "20260102T030405Z-ababababab"
