@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import schema
 
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 10_000  # documents held at once; bounds extraction memory
 
 
 @dataclass
@@ -46,7 +46,7 @@ def typed_chunk(documents: list[dict]):
     """
     import pyarrow as pa
 
-    raw = pd.DataFrame.from_records(documents, columns=schema.column_names(schema.TRAINING)).astype("object")
+    raw = pd.DataFrame.from_records(documents, columns=schema.column_names(schema.TRAINING))
     typed, problems = schema.cast_frame(raw, schema.TRAINING)
     invalid: dict[int, dict] = {}
     for problem in problems:

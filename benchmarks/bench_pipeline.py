@@ -1,0 +1,194 @@
+"""Benchmark: the pipeline's stages on 381,109 synthetic customers (the size of the Kaggle file).
+
+    python benchmarks/bench_pipeline.py [--rows 381109]
+
+Prints per-stage seconds, rows/s and peak RSS. The local MongoDB-wire server (nx-27017, SQLite
+underneath) is far slower than a real mongod, so its own time is measured and printed separately:
+the load, and a bare drain of the extraction cursor. Extraction runs in a child process so its
+peak RSS is its own; it is compared with the size of the DataFrame it produces.
+Targets (2 cores): all task work <= 60 s; extraction peak memory <= 3x the final DataFrame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "include"))
+
+MB = 1024 * 1024
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def reset_peak_rss() -> None:
+    """Start a fresh high-water mark (Linux: writing 5 to clear_refs resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+
+
+def peak_rss_mb() -> float:
+    return _status_mb("VmHWM")
+
+
+def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
+    """Stream the collection to a Parquet snapshot (what the extract task does), report time and memory."""
+    import boto3
+    import pyarrow.parquet  # noqa: F401  (library code is not data: load it before the baseline)
+    from pymongo import MongoClient
+
+    from cross_sell import pipeline, snapshot
+    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.settings import Settings
+
+    settings = Settings()
+    collection = MongoClient(mongo_url)[settings.mongo_database][settings.mongo_collection]
+    s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    artifacts = RunArtifacts(s3, bucket, settings.s3_prefix, "bench")
+    collection.database.command("ping")  # connect first (find_one would read everything on nx-27017)
+    reset_peak_rss()
+    baseline = rss_mb()
+    started = time.perf_counter()
+    cursor = collection.find({}, projection={"_id": False}, batch_size=settings.extract_batch_size)
+    result = pipeline.extract(cursor, artifacts)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = snapshot.read(str(artifacts.download(result["raw_key"], Path(tmp) / "s.parquet")))
+    Path(out).write_text(json.dumps({
+        "seconds": seconds, "rows": result["rows"], "raw_key": result["raw_key"], "fingerprint": result["fingerprint"],
+        "baseline_rss_mb": baseline, "peak_rss_mb": peak, "extra_peak_mb": peak - baseline,
+        "frame_mb": frame.memory_usage(deep=True).sum() / MB,
+    }))
+
+
+def drain_seconds(mongo_url: str) -> float:
+    from pymongo import MongoClient
+
+    from cross_sell.settings import Settings
+
+    settings = Settings()
+    collection = MongoClient(mongo_url)[settings.mongo_database][settings.mongo_collection]
+    started = time.perf_counter()
+    for _ in collection.find({}, projection={"_id": False}, batch_size=settings.extract_batch_size):
+        pass
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=381_109)
+    parser.add_argument("--extract-child", nargs=4, metavar=("MONGO", "S3", "BUCKET", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.extract_child:
+        extract_child(*args.extract_child)
+        return
+
+    from pymongo import MongoClient
+
+    from cross_sell import loader, local_services, pipeline, synthetic
+    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.registry import ModelRegistry
+    from cross_sell.settings import Settings
+
+    settings = Settings()
+    rows = {}
+    seconds = {}
+    mongo = local_services.start_mongo()
+    s3_server = local_services.start_s3(bucket=settings.s3_bucket)
+    try:
+        started = time.perf_counter()
+        frame = synthetic.generate(args.rows, seed=2026)
+        seconds["generate (synthetic)"] = time.perf_counter() - started
+        collection = MongoClient(mongo.url)[settings.mongo_database][settings.mongo_collection]
+        started = time.perf_counter()
+        loader.upsert(collection, frame, progress=False)
+        local_server = {"load into nx-27017": time.perf_counter() - started}
+        del frame
+        local_server["drain the cursor (server + driver only)"] = drain_seconds(mongo.url)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "extract.json"
+            subprocess.run([sys.executable, __file__, "--extract-child", mongo.url, s3_server.url,
+                            settings.s3_bucket, str(out)], check=True)
+            extracted = json.loads(out.read_text())
+        # The cursor drain is the local server's own cost; what is left is the task's work.
+        seconds["extract (task work, excl. server)"] = max(
+            extracted["seconds"] - local_server["drain the cursor (server + driver only)"], 0.0)
+        rows["extract (task work, excl. server)"] = extracted["rows"]
+
+        s3 = local_services.s3_client_for(s3_server)
+        artifacts = RunArtifacts(s3, settings.s3_bucket, settings.s3_prefix, "bench")
+        registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix)
+        raw_key = extracted["raw_key"]
+        extracted_info = {"rows": extracted["rows"], "fingerprint": extracted["fingerprint"]}
+
+        def timed(name, count, call):
+            begin = time.perf_counter()
+            value = call()
+            seconds[name] = time.perf_counter() - begin
+            rows[name] = count
+            return value
+
+        import great_expectations  # noqa: F401  (import time is start-up, not validation work)
+
+        timed("validate", extracted["rows"], lambda: pipeline.validate(artifacts, raw_key, min_rows=1000))
+        transformed = timed("transform", extracted["rows"], lambda: pipeline.transform(artifacts, raw_key, seed=42))
+        run_started = datetime.now(timezone.utc)
+        trained = timed("train", transformed["rows"]["train"],
+                        lambda: pipeline.train(artifacts, transformed["split_keys"], 42, run_started))
+        decision = timed("evaluate (no champion)", transformed["rows"]["test"],
+                         lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"],
+                                                   0.75, 0.002))
+        timed("push", 1, lambda: pipeline.push(artifacts, registry, decision, trained, extracted_info))
+        timed("evaluate (vs champion)", transformed["rows"]["test"],
+              lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.75, 0.002))
+    finally:
+        s3_server.stop()
+        mongo.stop()
+
+    task_stages = [k for k in seconds if not k.startswith("generate") and k != "evaluate (vs champion)"]
+    print(f"pipeline benchmark: {args.rows:,} synthetic rows, {_cpus()} cores")
+    print(f"{'stage':42s} {'seconds':>8s} {'rows/s':>12s}")
+    for name, value in seconds.items():
+        rate = f"{rows[name] / value:,.0f}" if name in rows and value > 0 else ""
+        print(f"{name:42s} {value:8.2f} {rate:>12s}")
+    total = sum(seconds[k] for k in task_stages)
+    print(f"{'all task work (extract..push)':42s} {total:8.2f}   target <= 60 s: {'PASS' if total <= 60 else 'FAIL'}")
+    print("local MongoDB-wire server (not task work):")
+    for name, value in local_server.items():
+        print(f"  {name:40s} {value:8.2f} {args.rows / value:>12,.0f}")
+    ratio = extracted["extra_peak_mb"] / extracted["frame_mb"]
+    print(f"extract memory: peak RSS {extracted['peak_rss_mb']:.0f} MB, {extracted['extra_peak_mb']:.0f} MB above the "
+          f"{extracted['baseline_rss_mb']:.0f} MB baseline; final DataFrame {extracted['frame_mb']:.0f} MB; "
+          f"ratio {ratio:.2f}x (target <= 3x: {'PASS' if ratio <= 3 else 'FAIL'})")
+    print(f"benchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()
