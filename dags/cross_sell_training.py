@@ -72,6 +72,7 @@ def cross_sell_training():
     @task(retries=0, execution_timeout=timedelta(minutes=15))
     def validate(extracted: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
+
         from cross_sell import pipeline
         from cross_sell.validation import DataValidationError
         from cross_sell_airflow.hooks import run_artifacts

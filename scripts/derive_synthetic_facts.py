@@ -26,28 +26,31 @@ def main(path: str) -> None:
     df["Region_Code"] = df["Region_Code"].astype(int)
     df["Policy_Sales_Channel"] = df["Policy_Sales_Channel"].astype(int)
     band = synthetic.age_band(df["Age"].to_numpy())
+    bands = range(len(synthetic.AGE_BANDS))
+    log_premium = np.log(df.loc[df["Annual_Premium"] > synthetic.PREMIUM_FLOOR, "Annual_Premium"])
     channel = synthetic._group(df["Policy_Sales_Channel"], synthetic.TOP_CHANNELS)
     facts: dict = {
         "rows": len(df),
-        "age_band_probs": [round(float((band == i).mean()), 4) for i in range(len(synthetic.AGE_BANDS))],
+        "age_band_probs": [round(float((band == i).mean()), 4) for i in bands],
         "male_rate": round(float((df["Gender"] == "Male").mean()), 4),
         "driving_license_rate": round(float(df["Driving_License"].mean()), 4),
-        "vehicle_age_by_band": [_freqs(df.loc[band == i, "Vehicle_Age"], 3) for i in range(len(synthetic.AGE_BANDS))],
-        "damage_rate_by_vehicle_age": df.groupby("Vehicle_Age")["Vehicle_Damage"].apply(lambda s: round(float((s == "Yes").mean()), 3)).to_dict(),
+        "vehicle_age_by_band": [_freqs(df.loc[band == i, "Vehicle_Age"], 3) for i in bands],
+        "damage_rate_by_vehicle_age": df.groupby("Vehicle_Age")["Vehicle_Damage"].apply(
+            lambda s: round(float((s == "Yes").mean()), 3)).to_dict(),
         "insured_rate_by_damage": df.groupby("Vehicle_Damage")["Previously_Insured"].mean().round(3).to_dict(),
         "region_probs": _freqs(df["Region_Code"]),
         # Top channels per age band; -1 stands for "another channel", drawn from other_channel_probs.
-        "channel_probs_by_band": [_freqs(channel[band == i]) for i in range(len(synthetic.AGE_BANDS))],
+        "channel_probs_by_band": [_freqs(channel[band == i]) for i in bands],
         "other_channel_probs": _freqs(df.loc[channel == -1, "Policy_Sales_Channel"]),
         "premium_floor_rate": round(float((df["Annual_Premium"] == synthetic.PREMIUM_FLOOR).mean()), 4),
-        "log_premium_mean": round(float(np.log(df.loc[df["Annual_Premium"] > synthetic.PREMIUM_FLOOR, "Annual_Premium"]).mean()), 4),
-        "log_premium_std": round(float(np.log(df.loc[df["Annual_Premium"] > synthetic.PREMIUM_FLOOR, "Annual_Premium"]).std()), 4),
+        "log_premium_mean": round(float(log_premium.mean()), 4),
+        "log_premium_std": round(float(log_premium.std()), 4),
     }
     # Response: a logistic model on the same design matrix the generator samples from.
     design = synthetic.response_design(df)
     lr = LogisticRegression(C=10.0, max_iter=2000).fit(design, df["Response"])
     facts["response_intercept"] = round(float(lr.intercept_[0]), 4)
-    facts["response_coefficients"] = {c: round(float(w), 4) for c, w in zip(design.columns, lr.coef_[0])}
+    facts["response_coefficients"] = {c: round(float(w), 4) for c, w in zip(design.columns, lr.coef_[0], strict=True)}
     print(json.dumps(facts, indent=1))
 
 

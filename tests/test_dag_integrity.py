@@ -24,7 +24,7 @@ def dag():
 
 def test_tasks_and_their_order(dag):
     assert sorted(dag.task_ids) == sorted(ORDER)
-    for upstream, downstream in zip(ORDER, ORDER[1:]):
+    for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("push").upstream_task_ids >= {"should_push", "evaluate"}
 

@@ -37,7 +37,8 @@ def test_loading_twice_is_idempotent_and_updates_changed_rows(mongo_db):
     (lambda lines: lines.__setitem__(4, lines[4].replace(",Male,", ",Robot,").replace(",Female,", ",Robot,")),
      "line 5, column Gender: not one of"),
     (lambda lines: lines.__setitem__(3, lines[3] + ",surplus"), "line 4"),
-    (lambda lines: lines.__setitem__(0, lines[0].replace("Vintage", "Tenure")), "header, column Vintage: missing column"),
+    (lambda lines: lines.__setitem__(0, lines[0].replace("Vintage", "Tenure")),
+     "header, column Vintage: missing column"),
     (lambda lines: lines.__setitem__(7, lines[2]), "line 8, column id: duplicate id"),
 ])
 def test_bad_csv_is_refused_with_line_and_nothing_is_loaded(tmp_path, mongo_db, capsys, monkeypatch, mutate,

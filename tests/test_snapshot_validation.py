@@ -42,7 +42,8 @@ def test_suite_is_generated_from_the_schema():
     suite = validation.build_suite(min_rows=10)
     columns_checked = {e.column for e in suite.expectations if getattr(e, "column", None)}
     assert set(schema.column_names()) <= columns_checked
-    in_sets = {e.column: list(e.value_set) for e in suite.expectations if type(e).__name__ == "ExpectColumnValuesToBeInSet"}
+    in_sets = {e.column: list(e.value_set) for e in suite.expectations
+               if type(e).__name__ == "ExpectColumnValuesToBeInSet"}
     assert in_sets["Vehicle_Age"] == list(schema.BY_NAME["Vehicle_Age"].allowed)
 
 

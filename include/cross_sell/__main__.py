@@ -89,16 +89,22 @@ def cmd_champion(args, settings: Settings) -> int:
 
 def cmd_services(args, settings: Settings) -> int:
     """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C."""
+    from pathlib import Path
+
     from . import local_services
 
     mongo = local_services.start_mongo(args.mongo_port, db_path=args.mongo_db_file)
     s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket)
-    env = {"MONGO_URI": mongo.url, **s3.env,
-           **local_services.airflow_connections(mongo, s3, settings.mongo_database)}
-    print("# local services are up; export these in other shells:", flush=True)
-    for name, value in env.items():
-        print(f"export {name}='{value}'", flush=True)
+    # Block only now, so the servers do not inherit the mask; sigwait then takes Ctrl-C or a TERM.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        env = {"MONGO_URI": mongo.url, **s3.env,
+               **local_services.airflow_connections(mongo, s3, settings.mongo_database)}
+        env_file = Path(args.env_file)
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text("".join(f"export {name}='{value}'\n" for name, value in env.items()))
+        print(f"MongoDB wire protocol on {mongo.url}, S3 on {s3.url} (bucket {settings.s3_bucket}).\n"
+              f"In other shells: source {env_file}\nCtrl-C stops both.", flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         s3.stop()
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("--mongo-port", type=int, default=27017)
     services.add_argument("--s3-port", type=int, default=5000)
     services.add_argument("--mongo-db-file", default="memory", help="SQLite file to keep data across restarts")
+    services.add_argument("--env-file", default=".local/services.env", help="where to write the export lines")
     services.set_defaults(handler=cmd_services)
 
     args = parser.parse_args(argv)

@@ -63,7 +63,8 @@ def documents(frame: pd.DataFrame):
     """Yield one MongoDB document per row, with Python scalars and `_id` = customer id."""
     names = schema.column_names(schema.TRAINING)
     for row in frame[names].itertuples(index=False, name=None):
-        document = {name: (value.item() if hasattr(value, "item") else value) for name, value in zip(names, row)}
+        document = {name: value.item() if hasattr(value, "item") else value
+                    for name, value in zip(names, row, strict=True)}
         document["_id"] = document[schema.KEY]
         yield document
 

@@ -40,7 +40,8 @@ def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int 
 
 def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
     """Validate the snapshot; the result JSON and Data Docs are saved whatever the verdict."""
-    from .validation import DataValidationError, validate as run_suite
+    from .validation import DataValidationError
+    from .validation import validate as run_suite
 
     with tempfile.TemporaryDirectory() as tmp:
         frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))

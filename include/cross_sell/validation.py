@@ -76,7 +76,6 @@ def build_suite(min_rows: int):
 def validate(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = None) -> ValidationReport:
     """Run the suite on `frame`; optionally render the Data Docs HTML site under `docs_dir`."""
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
