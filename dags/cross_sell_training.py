@@ -84,7 +84,7 @@ def cross_sell_training():
             raise AirflowFailException(str(failure)) from None  # bad data: retrying cannot help
 
     @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def transform(extracted: dict, validated: dict) -> dict:
+    def transform(extracted: dict) -> dict:
         from cross_sell import pipeline
         from cross_sell_airflow.hooks import run_artifacts
 
@@ -125,8 +125,8 @@ def cross_sell_training():
                              extracted)
 
     extracted = extract()
-    validated = validate(extracted)
-    transformed = transform(extracted, validated)
+    transformed = transform(extracted)
+    validate(extracted) >> transformed  # nothing downstream runs on data that failed validation
     trained = train(transformed)
     decision = evaluate(trained, transformed)
     should_push(decision) >> push(decision, trained, extracted)

@@ -32,6 +32,12 @@ from cross_sell import local_services  # noqa: E402
 SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def mongo_server():
     service = local_services.start_mongo()

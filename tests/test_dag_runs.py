@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+import cross_sell
 from conftest import ROOT
 from cross_sell import loader, local_services, synthetic
 from cross_sell.registry import ModelRegistry
@@ -71,6 +72,7 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert manifest["data_fingerprint"] == extracted["fingerprint"]
     assert manifest["metrics"]["roc_auc"] >= 0.75
     assert set(manifest["library_versions"]) >= {"scikit-learn", "pandas", "python"}
+    assert manifest["code_version"].startswith(cross_sell.__version__)
     assert stack["registry"].load(champion.version).predict_proba is not None
 
 

@@ -41,7 +41,7 @@ def test_rerunning_a_stage_reproduces_its_result(run):
     assert again == run["trained"]  # same bytes, so the same sha256 and version
 
 
-def test_evaluate_then_push_then_no_second_push(run):
+def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     test_key = run["transformed"]["split_keys"]["test"]
     decision = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
@@ -50,7 +50,18 @@ def test_evaluate_then_push_then_no_second_push(run):
     assert pushed["pushed"] and registry.champion().version == trained["version"]
     assert pipeline.push(artifacts, registry, decision, trained, run["extracted"])["pushed"]  # retry: no-op
     assert len(registry.history()) == 1
-    again = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    # Clearing evaluate after the push reproduces the first decision (judged against what it replaced).
+    rerun = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    assert {k: rerun[k] for k in ("bless", "reason", "champion_version")} == \
+        {k: decision[k] for k in ("bless", "reason", "champion_version")}
+    # A later run with the same model faces it as the champion and does not beat it.
+    later = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "later-run")
+    for name in ("model", "test"):
+        key = trained["model_key"] if name == "model" else test_key
+        later.upload_file(artifacts.download(key, tmp_path / name), *key.split("/")[-2:])
+    later_trained = dict(trained, model_key=later.key("model", "model.joblib"))
+    again = pipeline.evaluate(later, registry, later_trained, later.key("features", "test.parquet"),
+                              min_roc_auc=0.7, margin=0.002)
     assert not again["bless"] and again["champion_version"] == trained["version"]
     assert again["candidate"] == again["champion"]
 

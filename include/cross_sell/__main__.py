@@ -151,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from .loader import LoadError
-    from .registry import IntegrityError, RegistryError
+    from .registry import ChampionChanged, IntegrityError, RegistryError
 
     try:
         return args.handler(args, settings)
-    except (LoadError, RegistryError, IntegrityError) as error:
+    except (LoadError, RegistryError, IntegrityError, ChampionChanged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -52,6 +51,3 @@ class RunArtifacts:
     def get_json(self, key: str) -> dict:
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
-
-def local_name(key: str) -> str:
-    return os.path.basename(key)

@@ -119,6 +119,11 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
     import joblib
 
     champion = registry.champion()
+    baseline = champion.version if champion else None
+    if champion and champion.version == trained["version"] and champion.pointer.get("run_id") == artifacts.run_id:
+        # This run already promoted its candidate (evaluate was cleared after push): judge it again
+        # against the model it replaced, so the re-run reaches the decision the first run did.
+        baseline = champion.pointer.get("previous_version")
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
         candidate_path = artifacts.download(trained["model_key"], Path(tmp) / "candidate.joblib")
@@ -126,9 +131,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
             raise ValueError(f"candidate {trained['model_key']} changed since training")
         candidate_metrics = evaluation.score(joblib.load(candidate_path), test)
         champion_metrics = None
-        if champion is not None:
-            champion_model = registry.load(champion.version, workdir=tmp)
-            champion_metrics = evaluation.score(champion_model, test)
+        if baseline is not None:
+            champion_metrics = evaluation.score(registry.load(baseline, workdir=tmp), test)
     bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
     decision = {
         "bless": bless,
@@ -138,7 +142,7 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         "margin": margin,
         "candidate_version": trained["version"],
         "candidate": candidate_metrics,
-        "champion_version": champion.version if champion else None,
+        "champion_version": baseline,
         "champion_etag": champion.etag if champion else None,
         "champion": champion_metrics,
     }
@@ -158,8 +162,22 @@ def library_versions() -> dict:
     return versions
 
 
-def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict,
-         code_version: str | None = None) -> dict:
+def code_version() -> str:
+    """Package version, plus the git commit when running from a checkout (CROSS_SELL_CODE_VERSION wins)."""
+    import os
+    import subprocess
+
+    if os.environ.get("CROSS_SELL_CODE_VERSION"):
+        return os.environ["CROSS_SELL_CODE_VERSION"]
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict) -> dict:
     """Publish the blessed model's version, then move the champion pointer (conditionally, last)."""
     version = trained["version"]
     manifest = {
@@ -175,7 +193,7 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
         "rows": extracted["rows"],
         "run_id": artifacts.run_id,
         "run_artifacts": artifacts.uri(artifacts.root),
-        "code_version": code_version or __version__,
+        "code_version": code_version(),
         "library_versions": library_versions(),
         "features": list(schema.FEATURES),
     }
