@@ -29,23 +29,33 @@ def features_and_label(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame[list(schema.FEATURES)], frame[schema.LABEL].to_numpy()
 
 
-def preprocessor() -> ColumnTransformer:
-    """Encode categories as ordinals; unknown or missing ones become NaN, which the estimator routes
-    as missing instead of failing at serving time. Closed sets come from the schema, so category codes
-    never depend on which values one training snapshot happened to contain."""
-    encoders = []
+def category_lists() -> list[list]:
+    """The closed category set of each categorical feature, straight from the schema."""
+    lists = []
     for name in schema.CATEGORICAL_FEATURES:
         column = schema.BY_NAME[name]
         if column.allowed is not None:
-            categories = [list(column.allowed)]
+            lists.append(list(column.allowed))
         else:
-            categories = [list(range(int(column.minimum), int(column.maximum) + 1))]
-        encoder = OrdinalEncoder(
-            categories=categories, handle_unknown="use_encoded_value", unknown_value=np.nan,
-            encoded_missing_value=np.nan, dtype=np.float64,
-        )
-        encoders.append((name, encoder, [name]))
-    return ColumnTransformer(
-        encoders + [("numeric", "passthrough", list(schema.NUMERIC_FEATURES))],
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+            lists.append(list(range(int(column.minimum), int(column.maximum) + 1)))
+    return lists
+
+
+def preprocessor() -> ColumnTransformer:
+    """Categorical features become ordinal codes (first), numeric ones pass through (after).
+
+    Category codes come from the schema, never from what one snapshot happened to contain; unknown or
+    missing categories become NaN, which the estimator routes as missing instead of failing at serving
+    time. One encoder for all categorical columns and NumPy output keep a one-row prediction cheap.
+    """
+    encoder = OrdinalEncoder(categories=category_lists(), handle_unknown="use_encoded_value",
+                             unknown_value=np.nan, encoded_missing_value=np.nan, dtype=np.float64)
+    return ColumnTransformer([
+        ("categorical", encoder, list(schema.CATEGORICAL_FEATURES)),
+        ("numeric", "passthrough", list(schema.NUMERIC_FEATURES)),
+    ])
+
+
+def categorical_mask() -> list[bool]:
+    """Which columns of `preprocessor()`'s output are categorical."""
+    return [True] * len(schema.CATEGORICAL_FEATURES) + [False] * len(schema.NUMERIC_FEATURES)

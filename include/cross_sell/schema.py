@@ -111,8 +111,11 @@ def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _cast_value(column: Column, value: Any) -> tuple[Any, str | None]:
-    """Cast one raw value (from CSV text, JSON or BSON) to the column's type, or say why it cannot be."""
+def _cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[Any, str | None]:
+    """Cast one raw value (from CSV text, JSON or BSON) to the column's type, or say why it cannot be.
+
+    `allow_text` accepts numbers written as strings ("44", "28.0"), as in CSV files and HTML forms;
+    JSON clients are held to real numbers."""
     if _is_missing(value):
         return None, None
     if column.kind == "category":
@@ -122,6 +125,8 @@ def _cast_value(column: Column, value: Any) -> tuple[Any, str | None]:
     if isinstance(value, (bool, np.bool_)):
         return None, f"expected a number, got boolean {value!r}"
     number = value
+    if isinstance(value, str) and not allow_text:
+        return None, f"expected a number, got string {value!r}"
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -139,7 +144,8 @@ def _cast_value(column: Column, value: Any) -> tuple[Any, str | None]:
     return float(number), None
 
 
-def cast_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataFrame, list[Problem]]:
+def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
+               allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
     """Give each column of the environment its declared type.
 
     Values that cannot take the type become missing and are reported as type problems; columns the
@@ -158,7 +164,7 @@ def cast_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataF
             continue
         values = []
         for row, value in enumerate(raw[column.name].tolist()):
-            cast, reason = _cast_value(column, value)
+            cast, reason = _cast_value(column, value, allow_text)
             if reason:
                 problems.append(Problem(row, column.name, reason))
             values.append(cast)
@@ -228,16 +234,18 @@ def _fmt(bound: float | None) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def validate_frame(raw: pd.DataFrame, environment: str = TRAINING) -> tuple[pd.DataFrame, list[Problem]]:
+def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
+                   allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
     """Cast and check a frame against the contract: the typed frame and every problem, sorted by row."""
-    typed, problems = cast_frame(raw, environment)
+    typed, problems = cast_frame(raw, environment, allow_text)
     already = {(p.row, p.column) for p in problems}  # a value of the wrong type is not also "missing"
     problems += [p for p in value_problems(typed, environment) if (p.row, p.column) not in already]
     problems.sort(key=lambda p: (-1 if p.row is None else p.row, column_names(environment).index(p.column)))
     return typed, problems
 
 
-def validate_records(records: Iterable[dict], environment: str = SERVING) -> tuple[pd.DataFrame, list[Problem]]:
+def validate_records(records: Iterable[dict], environment: str = SERVING,
+                     allow_text: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
     """Validate JSON-like records (the serving path): same rules, also refuses unknown fields."""
     records = list(records)
     known = set(column_names(environment))
@@ -253,7 +261,7 @@ def validate_records(records: Iterable[dict], environment: str = SERVING) -> tup
     ]
     raw = pd.DataFrame.from_records(records, columns=column_names(environment))
     raw = raw.astype("object")  # keep JSON types as sent so booleans and strings are caught, not coerced
-    typed, found = validate_frame(raw, environment)
+    typed, found = validate_frame(raw, environment, allow_text)
     missing_keys = {(p.row, p.column) for p in missing_fields}
     found = [p for p in found if (p.row, p.column) not in missing_keys]
     return typed, sorted(problems + missing_fields + found,
