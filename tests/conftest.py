@@ -76,6 +76,14 @@ def bucket(s3_server, request):
 
 
 @pytest.fixture
+def s3_env(monkeypatch, s3_server):
+    """AWS_* variables pointing boto3 (as the CLI and the service create it) at the local S3 server."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server.env
+
+
+@pytest.fixture
 def s3(s3_server):
     return local_services.s3_client_for(s3_server)
 

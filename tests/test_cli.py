@@ -10,9 +10,7 @@ from cross_sell.registry import ModelRegistry
 
 
 @pytest.fixture
-def env(monkeypatch, s3_server, bucket):
-    for name, value in s3_server.env.items():
-        monkeypatch.setenv(name, value)
+def env(monkeypatch, s3_env, bucket):
     monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
     monkeypatch.setenv("CROSS_SELL_S3_PREFIX", "vi")
     return bucket

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 POINTER = "champion.json"
+UNCHANGED = object()  # `champion(if_none_match=etag)` when the pointer still has that etag
 
 
 class ChampionChanged(Exception):
@@ -76,15 +77,20 @@ class ModelRegistry:
         return f"s3://{self.bucket}/{key}"
 
     # -- reading ----------------------------------------------------------------------------
-    def champion(self) -> Champion | None:
+    def champion(self, if_none_match: str | None = None):
+        """The current pointer and its etag, None when there is no champion yet, or UNCHANGED when
+        `if_none_match` is given and still matches (a cheap 304 for pollers)."""
         from botocore.exceptions import ClientError
 
+        condition = {"IfNoneMatch": if_none_match} if if_none_match else {}
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=self.pointer_key)
+            response = self.s3.get_object(Bucket=self.bucket, Key=self.pointer_key, **condition)
         except ClientError as error:
             code, status = _status(error)
             if code in ("NoSuchKey", "404") or status == 404:
                 return None
+            if code in ("304", "NotModified") or status == 304:
+                return UNCHANGED
             raise
         return Champion(json.loads(response["Body"].read()), response["ETag"])
 

@@ -30,6 +30,7 @@ class Column:
     # A coded integer (region, channel) the model must treat as a category, not a magnitude.
     categorical: bool = False
     environments: tuple[str, ...] = ENVIRONMENTS
+    example: Any = None  # a typical value: form defaults, warm-up predictions, docs
 
     @property
     def pandas_dtype(self) -> str:
@@ -42,25 +43,29 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("id", "integer", "key", "Customer id; the natural key of a document.", minimum=1,
-           environments=(TRAINING,)),
-    Column("Gender", "category", "feature", "Customer gender.", allowed=("Male", "Female")),
-    Column("Age", "integer", "feature", "Age in years (the real data spans 20-85).", minimum=18, maximum=100),
-    Column("Driving_License", "integer", "feature", "1 if the customer holds a driving licence.", allowed=(0, 1)),
+           environments=(TRAINING,), example=1),
+    Column("Gender", "category", "feature", "Customer gender.", allowed=("Male", "Female"), example="Male"),
+    Column("Age", "integer", "feature", "Age in years (the real data spans 20-85).", minimum=18, maximum=100,
+           example=44),
+    Column("Driving_License", "integer", "feature", "1 if the customer holds a driving licence.", allowed=(0, 1),
+           example=1),
     # Kaggle writes the codes as floats ("28.0"); they are integers, and categories to the model.
     Column("Region_Code", "integer", "feature", "Region of the customer (53 codes).", minimum=0, maximum=52,
-           categorical=True),
+           categorical=True, example=28),
     Column("Previously_Insured", "integer", "feature", "1 if the customer already has vehicle insurance.",
-           allowed=(0, 1)),
-    Column("Vehicle_Age", "category", "feature", "Age of the vehicle.", allowed=("< 1 Year", "1-2 Year", "> 2 Years")),
-    Column("Vehicle_Damage", "category", "feature", "Vehicle damaged in the past.", allowed=("Yes", "No")),
+           allowed=(0, 1), example=0),
+    Column("Vehicle_Age", "category", "feature", "Age of the vehicle.", allowed=("< 1 Year", "1-2 Year", "> 2 Years"),
+           example="> 2 Years"),
+    Column("Vehicle_Damage", "category", "feature", "Vehicle damaged in the past.", allowed=("Yes", "No"),
+           example="Yes"),
     Column("Annual_Premium", "float", "feature", "Health premium per year (real data: 2,630-540,165).",
-           minimum=0.0, maximum=1_000_000.0),
+           minimum=0.0, maximum=1_000_000.0, example=40454.0),
     Column("Policy_Sales_Channel", "integer", "feature", "Outreach channel code (agents, mail, phone...).",
-           minimum=1, maximum=163, categorical=True),
+           minimum=1, maximum=163, categorical=True, example=26),
     Column("Vintage", "integer", "feature", "Days the customer has been with the company (real data: 10-299).",
-           minimum=0, maximum=3650),
+           minimum=0, maximum=3650, example=217),
     Column("Response", "integer", "label", "1 if the customer is interested in vehicle insurance.", allowed=(0, 1),
-           environments=(TRAINING,)),
+           environments=(TRAINING,), example=1),
 )
 
 BY_NAME = {c.name: c for c in COLUMNS}
@@ -73,6 +78,11 @@ NUMERIC_FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature" and not 
 INVALID_VALUES_COLUMN = "_invalid_values"
 # Sane bounds for the share of positive labels in a training snapshot (real data: 12.26 %).
 LABEL_RATE_BOUNDS = (0.02, 0.5)
+
+
+def example_record(environment: str = SERVING) -> dict:
+    """One valid record (the first row of the Kaggle file): warm-up input and form defaults."""
+    return {c.name: c.example for c in columns(environment)}
 
 
 def columns(environment: str = TRAINING) -> tuple[Column, ...]:

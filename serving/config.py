@@ -1,0 +1,31 @@
+"""Service settings, from the environment (the same CROSS_SELL_* names the pipeline uses for S3)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cross_sell.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    s3_bucket: str
+    s3_prefix: str
+    poll_seconds: float = 15.0  # how often each worker asks S3 whether the champion changed
+    max_rows: int = 10_000  # rows per /predict request
+    max_body_bytes: int = 16 * 1024 * 1024
+    api_key: str | None = None  # when set, /predict and the form require it
+
+    @classmethod
+    def from_env(cls) -> "ServingConfig":
+        settings = Settings.from_env()
+        env = os.environ.get
+        return cls(
+            s3_bucket=settings.s3_bucket,
+            s3_prefix=settings.s3_prefix,
+            poll_seconds=float(env("SERVING_POLL_SECONDS", cls.poll_seconds)),
+            max_rows=int(env("SERVING_MAX_ROWS", cls.max_rows)),
+            max_body_bytes=int(env("SERVING_MAX_BODY_BYTES", cls.max_body_bytes)),
+            api_key=env("SERVING_API_KEY") or None,
+        )

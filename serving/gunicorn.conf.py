@@ -1,0 +1,36 @@
+"""gunicorn settings for the prediction service; every value can be overridden from the environment.
+
+    gunicorn -c serving/gunicorn.conf.py "serving.app:create_app()"
+"""
+
+import os
+import shutil
+import tempfile
+
+from serving.logging_config import LOGCONFIG
+
+bind = os.environ.get("SERVING_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("SERVING_WORKERS", "2"))
+worker_class = "sync"  # CPU-bound predictions: one request per process at a time
+timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+preload_app = False  # each worker builds its own app, loads the champion and starts its own poller
+logconfig_dict = LOGCONFIG
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process; workers are the parallelism
+
+# Metrics from all workers are aggregated through files in this directory.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="serving-metrics-")
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
