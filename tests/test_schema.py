@@ -39,6 +39,8 @@ def test_kaggle_float_codes_are_integers_but_fractions_are_not():
     ("Driving_License", True, "boolean"),
     ("Annual_Premium", None, "missing value"),
     ("Annual_Premium", float("inf"), "finite"),
+    ("Vintage", 10**20, "too large"),  # found by the serving fuzz test: once an OverflowError, a 500
+    ("Vintage", "99999999999999999999", "too large"),
 ])
 def test_each_bad_value_is_named_with_row_and_column(column, value, fragment):
     raw = synthetic.generate(4, seed=3).astype("object")

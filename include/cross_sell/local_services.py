@@ -125,6 +125,35 @@ def create_bucket(service: Service, bucket: str) -> None:
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
+def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path: str | None = None,
+                  timeout: float = 60.0) -> Service:
+    """The prediction service under gunicorn (serving/gunicorn.conf.py), ready when /ready answers 200."""
+    import urllib.request
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    port = port or free_port()
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # the child process writes to it
+    process = subprocess.Popen(
+        [_bin("gunicorn"), "-c", os.path.join(root, "serving", "gunicorn.conf.py"), "serving.app:create_app()"],
+        cwd=root, stdout=log, stderr=log,
+        env={**os.environ, **env, "SERVING_BIND": f"127.0.0.1:{port}", "SERVING_WORKERS": str(workers),
+             "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "include")])},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+                if response.status == 200:
+                    return Service("serving", port, process, url)
+        except OSError:
+            time.sleep(0.2)
+    Service("serving", port, process, url).stop()
+    raise RuntimeError(f"the service was not ready on {url} within {timeout:.0f} s")
+
+
 def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
     """AIRFLOW_CONN_* variables pointing Airflow's default connection ids at the local servers."""
     import json

@@ -117,6 +117,9 @@ class Problem:
         return {"row": self.row, "column": self.column, "reason": self.reason}
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
@@ -150,6 +153,8 @@ def _cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[An
     if column.kind == "integer":
         if float(number) != int(number):
             return None, f"expected an integer, got {value!r}"
+        if not _INT64_MIN <= int(number) <= _INT64_MAX:
+            return None, f"integer too large: {value!r}"
         return int(number), None
     return float(number), None
 
@@ -195,7 +200,7 @@ def _fast_cast(series: pd.Series, column: Column) -> pd.Series | None:
         return None
     if column.kind == "float":
         return as_float
-    if (as_float != np.floor(as_float)).any():
+    if (as_float != np.floor(as_float)).any() or (as_float.abs() >= 2.0**63).any():
         return None
     return series.astype("int64")
 

@@ -1,0 +1,74 @@
+"""Thousands of malformed requests: the service answers every one of them without a 5xx."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from serving_support import PREFIX, promote, publish, train_model
+
+from cross_sell import local_services, schema
+from cross_sell.registry import ModelRegistry
+from serving.app import create_app
+from serving.champion import ChampionHolder
+from serving.config import ServingConfig
+
+FUZZ = settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def client(s3_server, tmp_path_factory):
+    bucket = "fuzz"
+    local_services.create_bucket(s3_server, bucket)
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), bucket, PREFIX)
+    path = tmp_path_factory.mktemp("fuzz") / "m.joblib"
+    publish(registry, path, "v1", train_model(path, seed=5, rows=3_000))
+    promote(registry, "v1")
+    config = ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, max_rows=20, max_body_bytes=32 * 1024)
+    return create_app(config, holder=ChampionHolder(registry, 3600), start_poller=False).test_client()
+
+
+scalars = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=12)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+field_values = {
+    c.name: st.sampled_from(list(c.allowed)) if c.allowed else st.integers(-5, 500) | st.floats(-1e7, 1e7)
+    for c in schema.columns(schema.SERVING)
+}
+# Mostly-right records: every field, some dropped, some replaced by anything, some extra keys.
+near_records = st.fixed_dictionaries(
+    {name: st.one_of(strategy, scalars) for name, strategy in field_values.items()}
+).flatmap(lambda record: st.sets(st.sampled_from(sorted(record))).map(
+    lambda dropped: {k: v for k, v in record.items() if k not in dropped}))
+payloads = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"records": st.lists(near_records | json_values, max_size=25)}),
+    st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({
+        "columns": st.lists(st.sampled_from(list(schema.FEATURES)) | st.text(max_size=5), max_size=12),
+        "data": st.lists(st.lists(scalars, max_size=12), max_size=25)})}),
+)
+
+
+def _assert_client_or_success(response):
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+    assert response.is_json
+
+
+@FUZZ
+@given(payload=payloads)
+def test_json_payloads_never_5xx(client, payload):
+    body = json.dumps(payload, allow_nan=True)
+    _assert_client_or_success(client.post("/predict", data=body, content_type="application/json"))
+
+
+@FUZZ
+@given(body=st.binary(max_size=2_000) | st.text(max_size=2_000).map(str.encode),
+       content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1", ""]))
+def test_raw_bodies_never_5xx(client, body, content_type):
+    _assert_client_or_success(client.post("/predict", data=body, content_type=content_type))
+
+
+@settings(max_examples=300, deadline=None)
+@given(form=st.dictionaries(st.sampled_from(list(schema.FEATURES) + ["junk"]), st.text(max_size=10)))
+def test_form_posts_never_5xx(client, form):
+    assert client.post("/", data=form).status_code < 500
