@@ -151,7 +151,7 @@ def _cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[An
     if isinstance(number, (float, np.floating)) and not math.isfinite(number):
         return None, f"expected a finite number, got {value!r}"
     if column.kind == "integer":
-        if float(number) != int(number):
+        if not isinstance(number, (int, np.integer)) and not float(number).is_integer():
             return None, f"expected an integer, got {value!r}"
         if not _INT64_MIN <= int(number) <= _INT64_MAX:
             return None, f"integer too large: {value!r}"
