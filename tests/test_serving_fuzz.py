@@ -72,3 +72,15 @@ def test_raw_bodies_never_5xx(client, body, content_type):
 @given(form=st.dictionaries(st.sampled_from(list(schema.FEATURES) + ["junk"]), st.text(max_size=10)))
 def test_form_posts_never_5xx(client, form):
     assert client.post("/", data=form).status_code < 500
+
+
+@settings(max_examples=500, deadline=None)
+@given(records=st.lists(near_records, min_size=1, max_size=6))
+def test_small_and_vectorized_validation_agree(records):
+    import pandas as pd
+
+    small_frame, small = schema.validate_records(records, vectorized=False)
+    large_frame, large = schema.validate_records(records, vectorized=True)
+    assert small == large
+    if not small:
+        pd.testing.assert_frame_equal(small_frame, large_frame, check_dtype=True)

@@ -238,9 +238,32 @@ def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Pro
             bad |= out_of_range
         for row in np.flatnonzero(bad):
             value = series.iloc[row]
-            detail = "" if missing[row] else f": {value!r}"
+            detail = "" if missing[row] else f": {_plain(column, value)!r}"
             problems.append(Problem(int(row), column.name, f"{reasons[row]}{detail}"))
     return problems
+
+
+def _plain(column: Column, value: Any) -> Any:
+    """A value as the client sent it: a Python scalar, and an integer column's 3.0 shown as 3."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if column.kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _value_reason(column: Column, value: Any) -> str | None:
+    """The scalar twin of `value_problems` for one already cast value (same wording)."""
+    if value is None:
+        return "missing value"
+    if column.allowed is not None and value not in column.allowed:
+        return "not one of " + ", ".join(map(repr, column.allowed)) + f": {value!r}"
+    if column.minimum is None and column.maximum is None:
+        return None
+    low = -math.inf if column.minimum is None else column.minimum
+    high = math.inf if column.maximum is None else column.maximum
+    if not low <= value <= high:
+        return f"out of range [{_fmt(column.minimum)}, {_fmt(column.maximum)}]: {value!r}"
+    return None
 
 
 def _fmt(bound: float | None) -> str:
@@ -259,25 +282,51 @@ def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
     return typed, problems
 
 
-def validate_records(records: Iterable[dict], environment: str = SERVING,
-                     allow_text: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
-    """Validate JSON-like records (the serving path): same rules, also refuses unknown fields."""
+def _as_sent(values: list, column: Column) -> pd.Series:
+    """A column of JSON values, typed when they all have the column's kind (the fast path), otherwise
+    kept as objects so a stray boolean, string, float or null is judged as sent, not as pandas coerces it."""
+    kinds = set(map(type, values))
+    expected = {"integer": {int}, "float": {float}, "category": {str}}[column.kind]
+    if kinds == expected or (column.kind == "float" and kinds == {int}):
+        return pd.Series(values)
+    return pd.Series(values, dtype=object)
+
+
+# Up to this many records, rows are checked value by value in plain Python: a one-row request then
+# costs about 0.1 ms instead of the ~4 ms of pandas' fixed overhead. Both paths give the same problems.
+SMALL_BATCH = 32
+
+
+def validate_records(records: Iterable[dict], environment: str = SERVING, allow_text: bool = False,
+                     vectorized: bool | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+    """Validate JSON-like records (the serving path): same rules, also refuses unknown and missing fields."""
     records = list(records)
-    known = set(column_names(environment))
-    problems = [
-        Problem(i, field, "unknown field")
-        for i, record in enumerate(records)
-        for field in record
-        if field not in known
-    ]
-    missing_fields = [
-        Problem(i, name, "missing field") for i, record in enumerate(records) for name in column_names(environment)
-        if name not in record
-    ]
-    raw = pd.DataFrame.from_records(records, columns=column_names(environment))
-    raw = raw.astype("object")  # keep JSON types as sent so booleans and strings are caught, not coerced
-    typed, found = validate_frame(raw, environment, allow_text)
-    missing_keys = {(p.row, p.column) for p in missing_fields}
-    found = [p for p in found if (p.row, p.column) not in missing_keys]
-    return typed, sorted(problems + missing_fields + found,
-                         key=lambda p: (p.row if p.row is not None else -1, p.column))
+    names = column_names(environment)
+    known = set(names)
+    problems = [Problem(i, field, "unknown field") for i, record in enumerate(records) for field in record
+                if field not in known]
+    missing = {(i, name) for i, record in enumerate(records) for name in names if name not in record}
+    problems += [Problem(i, name, "missing field") for i, name in missing]
+    if vectorized is None:
+        vectorized = len(records) > SMALL_BATCH
+    if vectorized:
+        raw = pd.DataFrame({c.name: _as_sent([record.get(c.name) for record in records], c)
+                            for c in columns(environment)})
+        typed, found = validate_frame(raw, environment, allow_text)
+        problems += [p for p in found if (p.row, p.column) not in missing]
+    else:
+        cast_records = []
+        for i, record in enumerate(records):
+            cast_record = {}
+            for column in columns(environment):
+                if column.name not in record:
+                    cast_record[column.name] = None
+                    continue
+                value, reason = _cast_value(column, record[column.name], allow_text)
+                reason = reason or _value_reason(column, value)
+                if reason:
+                    problems.append(Problem(i, column.name, reason))
+                cast_record[column.name] = value
+            cast_records.append(cast_record)
+        typed = pd.DataFrame.from_records(cast_records, columns=names)
+    return typed, sorted(problems, key=lambda p: (p.row if p.row is not None else -1, p.column))

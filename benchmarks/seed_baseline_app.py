@@ -1,0 +1,26 @@
+"""The seed project's serving approach, kept only as the benchmark's baseline: every request
+downloads the model from S3 and unpickles it before predicting. Not part of the product."""
+
+import os
+import tempfile
+
+import joblib
+import pandas as pd
+from flask import Flask, jsonify, request
+
+from cross_sell import schema
+from cross_sell.registry import ModelRegistry
+from cross_sell.settings import s3_client
+
+app = Flask(__name__)
+registry = ModelRegistry(s3_client(), os.environ["CROSS_SELL_S3_BUCKET"], os.environ["CROSS_SELL_S3_PREFIX"])
+
+
+@app.post("/predict")
+def predict():
+    version = registry.champion().version
+    with tempfile.TemporaryDirectory() as tmp:
+        model = joblib.load(registry.download_verified(version, os.path.join(tmp, "model.joblib")))
+    frame = pd.DataFrame(request.get_json()["records"])[list(schema.FEATURES)]
+    probability = model.predict_proba(frame)[:, 1]
+    return jsonify({"model_version": version, "probabilities": probability.tolist()})
