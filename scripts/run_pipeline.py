@@ -3,6 +3,7 @@
     python scripts/run_pipeline.py                       # 100,000 synthetic customers
     python scripts/run_pipeline.py --csv ../shared/data/cross_sell_sample.csv
     python scripts/run_pipeline.py --runs 2              # the second run keeps the champion
+    python scripts/run_pipeline.py --serve               # then serve the champion on :8000 until Ctrl-C
 
 It runs the real DAG with `airflow dags test` on a SQLite metadata DB under .local/airflow, against
 servers it starts on free ports and stops (by pid) when done. The full task log goes to .local/.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
 
-from cross_sell import local_services  # noqa: E402
+from cross_sell import local_services, schema  # noqa: E402
 from cross_sell.artifacts import RunArtifacts  # noqa: E402
 from cross_sell.registry import ModelRegistry  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
@@ -96,6 +98,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="DAG runs one after the other")
     parser.add_argument("--conf", default="{}", help="JSON params for the runs, e.g. '{\"promotion_margin\": 0.01}'")
     parser.add_argument("--workdir", default=str(ROOT / ".local"))
+    parser.add_argument("--serve", action="store_true",
+                        help="afterwards, serve the champion with gunicorn (same local S3) until Ctrl-C")
+    parser.add_argument("--serve-port", type=int, default=8000)
     args = parser.parse_args()
 
     local = Path(args.workdir)
@@ -133,10 +138,27 @@ def main() -> int:
                 print(f"DAG run failed (exit {code}); task logs in {log_file}", file=sys.stderr)
                 status = code
         print(f"done in {time.perf_counter() - started:.0f} s; full log: {log_file}", flush=True)
+        if args.serve and status == 0:
+            serve(s3_server, args.serve_port, local)
         return status
     finally:
         s3_server.stop()
         mongo.stop()
+
+
+def serve(s3_server, port: int, local: Path) -> None:
+    """The prediction service on the champion just trained, until Ctrl-C (or SIGTERM)."""
+    service = local_services.start_serving({**s3_server.env, "SERVING_POLL_SECONDS": "5"}, port=port,
+                                           log_path=str(local / "serving.log"))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    example = json.dumps({"records": [schema.example_record()]})
+    print(f"serving the champion on {service.url} (form at {service.url}/, logs in {local / 'serving.log'}):\n"
+          f"  curl -s {service.url}/predict -H 'Content-Type: application/json' -d '{example}'\n"
+          "Ctrl-C stops everything.", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        service.stop()
 
 
 def _latest_run(s3, settings: Settings) -> str:
