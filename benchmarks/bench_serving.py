@@ -71,33 +71,6 @@ def big_request_ms(url: str, rows: int, repeats: int) -> list[float]:
     return timings
 
 
-def start_gunicorn(app: str, env: dict, log_path: str):
-    port = local_services.free_port()
-    log = open(log_path, "ab")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(ROOT / "serving" / "gunicorn.conf.py"), app],
-        cwd=ROOT, stdout=log, stderr=log,
-        env={**os.environ, **env, "SERVING_BIND": f"127.0.0.1:{port}", "SERVING_WORKERS": "2",
-             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "include"), str(ROOT / "benchmarks")])})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("POST", "/predict", ONE_ROW, {"Content-Type": "application/json"})
-            if connection.getresponse().status == 200:
-                return process, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"{app} did not answer on {url}; see {log_path}")
-
-
-def stop(process) -> None:
-    process.terminate()
-    process.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -121,7 +94,9 @@ def main() -> None:
         results = {}
         for name, app, seconds in (("service", "serving.app:create_app()", args.seconds),
                                    ("seed baseline", "seed_baseline_app:app", max(args.seconds / 2, 3))):
-            process, url = start_gunicorn(app, env, str(workdir / f"{name}.log"))
+            server = local_services.start_serving(env, workers=2, log_path=str(workdir / f"{name}.log"), app=app,
+                                                  extra_path=(str(ROOT / "benchmarks"),))
+            url = server.url
             try:
                 wrk(url, 8, 2, ONE_ROW)  # warm-up
                 results[name] = {"1 client": wrk(url, 1, seconds, ONE_ROW), "8 clients": wrk(url, 8, seconds, ONE_ROW)}
@@ -129,7 +104,7 @@ def main() -> None:
                     big_request_ms(url, 10_000, 2)  # warm-up
                     results[name]["10k rows ms"] = big_request_ms(url, 10_000, 10)
             finally:
-                stop(process)
+                server.stop()
     finally:
         s3_server.stop()
 

@@ -16,6 +16,11 @@ app = Flask(__name__)
 registry = ModelRegistry(s3_client(), os.environ["CROSS_SELL_S3_BUCKET"], os.environ["CROSS_SELL_S3_PREFIX"])
 
 
+@app.get("/ready")
+def ready():
+    return {"ready": True}
+
+
 @app.post("/predict")
 def predict():
     version = registry.champion().version

@@ -126,18 +126,20 @@ def create_bucket(service: Service, bucket: str) -> None:
 
 
 def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path: str | None = None,
-                  timeout: float = 60.0) -> Service:
-    """The prediction service under gunicorn (serving/gunicorn.conf.py), ready when /ready answers 200."""
+                  timeout: float = 60.0, app: str = "serving.app:create_app()",
+                  extra_path: tuple[str, ...] = ()) -> Service:
+    """A WSGI app (by default the prediction service) under gunicorn with serving/gunicorn.conf.py,
+    returned once its /ready answers 200."""
     import urllib.request
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     port = port or free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # the child process writes to it
     process = subprocess.Popen(
-        [_bin("gunicorn"), "-c", os.path.join(root, "serving", "gunicorn.conf.py"), "serving.app:create_app()"],
+        [_bin("gunicorn"), "-c", os.path.join(root, "serving", "gunicorn.conf.py"), app],
         cwd=root, stdout=log, stderr=log,
         env={**os.environ, **env, "SERVING_BIND": f"127.0.0.1:{port}", "SERVING_WORKERS": str(workers),
-             "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "include")])},
+             "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "include"), *extra_path])},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
