@@ -20,6 +20,7 @@ from cross_sell.registry import ModelRegistry
 from cross_sell.settings import s3_client
 
 from . import metrics
+from .batching import MicroBatcher
 from .champion import ChampionHolder
 from .config import ServingConfig
 
@@ -88,6 +89,7 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
     if start_poller:
         holder.start()
     app.extensions["champion"] = holder
+    batcher = MicroBatcher()
 
     def check_api_key(given: str | None) -> None:
         if config.api_key and not hmac.compare_digest((given or "").encode(), config.api_key.encode()):
@@ -100,7 +102,7 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
         typed, problems = schema.validate_records(records, schema.SERVING, allow_text=allow_text)
         if problems:
             raise ClientError(422, "invalid input", _problems(problems))
-        probabilities, labels = model.predict(typed)
+        probabilities, labels = batcher.predict(model, typed)
         g.rows, g.model_version = len(records), model.version
         metrics.PREDICTED_ROWS.inc(len(records))
         return model, probabilities, labels

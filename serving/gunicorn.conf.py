@@ -11,7 +11,10 @@ from serving.logging_config import LOGCONFIG
 
 bind = os.environ.get("SERVING_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SERVING_WORKERS", "2"))
-worker_class = "sync"  # CPU-bound predictions: one request per process at a time
+# Threads let concurrent requests reach one worker at once, so its micro-batcher can answer them with
+# a single model call (serving/batching.py); the model itself runs one call at a time per worker.
+worker_class = "gthread"
+threads = int(os.environ.get("SERVING_THREADS", "4"))
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
