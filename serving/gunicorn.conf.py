@@ -17,7 +17,9 @@ worker_class = "gthread"
 threads = int(os.environ.get("SERVING_THREADS", "4"))
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
+# 0 closes each connection after its response: with threads, kept-alive connections would pin their
+# clients to one worker for good and leave the other idle.
+keepalive = int(os.environ.get("SERVING_KEEPALIVE", "0"))
 preload_app = False  # each worker builds its own app, loads the champion and starts its own poller
 logconfig_dict = LOGCONFIG
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process; workers are the parallelism
