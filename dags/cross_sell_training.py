@@ -31,7 +31,7 @@ CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json
 # Tasks that talk to MongoDB or S3 retry transient faults with growing pauses.
 IO_RETRIES = {
     "retries": 3,
-    "retry_delay": timedelta(seconds=15),
+    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
 }
@@ -44,7 +44,7 @@ def _context() -> tuple[dict, str, object]:
 
 @dag(
     dag_id="cross_sell_training",
-    schedule="@weekly",
+    schedule=SETTINGS.schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

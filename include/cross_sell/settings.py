@@ -16,6 +16,8 @@ class Settings:
     mongo_conn_id: str = "mongo_default"
     aws_conn_id: str = "aws_default"
     extract_batch_size: int = 5_000
+    schedule: str | None = "@weekly"  # CROSS_SELL_SCHEDULE; "none" for triggered runs only
+    retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -29,6 +31,9 @@ class Settings:
             mongo_conn_id=env("CROSS_SELL_MONGO_CONN_ID", defaults.mongo_conn_id),
             aws_conn_id=env("CROSS_SELL_AWS_CONN_ID", defaults.aws_conn_id),
             extract_batch_size=int(env("CROSS_SELL_EXTRACT_BATCH_SIZE", defaults.extract_batch_size)),
+            schedule=None if env("CROSS_SELL_SCHEDULE", "").lower() == "none" else
+            env("CROSS_SELL_SCHEDULE") or defaults.schedule,
+            retry_delay_seconds=float(env("CROSS_SELL_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds)),
         )
 
 
