@@ -8,7 +8,7 @@ import joblib
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from cross_sell import schema
+from cross_sell import features
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import s3_client
 
@@ -26,6 +26,6 @@ def predict():
     version = registry.champion().version
     with tempfile.TemporaryDirectory() as tmp:
         model = joblib.load(registry.download_verified(version, os.path.join(tmp, "model.joblib")))
-    frame = pd.DataFrame(request.get_json()["records"])[list(schema.FEATURES)]
-    probability = model.predict_proba(frame)[:, 1]
+    frame = pd.DataFrame(request.get_json()["records"])
+    probability = model.predict_proba(features.model_input(frame))[:, 1]
     return jsonify({"model_version": version, "probabilities": probability.tolist()})

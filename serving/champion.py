@@ -19,7 +19,7 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
-from cross_sell import schema
+from cross_sell import features, schema
 from cross_sell.registry import UNCHANGED, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class LoadedModel:
     load_seconds: float
 
     def predict(self, frame: pd.DataFrame) -> tuple[list[float], list[int]]:
-        probability = self.model.predict_proba(frame[list(schema.FEATURES)])[:, 1]
+        probability = self.model.predict_proba(features.model_input(frame))[:, 1]
         return probability.tolist(), (probability >= self.threshold).astype(int).tolist()
 
 

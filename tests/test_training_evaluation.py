@@ -2,7 +2,7 @@ import joblib
 import numpy as np
 import pytest
 
-from cross_sell import evaluation, features, schema, synthetic, training
+from cross_sell import evaluation, features, synthetic, training
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +32,17 @@ def test_one_artifact_carries_preprocessing_and_threshold(tmp_path, model, parts
     sha = training.save(model, str(tmp_path / "m.joblib"))
     assert sha == training.sha256_of(str(tmp_path / "m.joblib"))
     loaded = joblib.load(tmp_path / "m.joblib")
-    x = parts["test"][list(schema.FEATURES)]
+    x = features.model_input(parts["test"])
     proba = loaded.predict_proba(x)[:, 1]
     assert 0.0 < training.threshold(loaded) < 1.0
     np.testing.assert_array_equal(loaded.predict(x), (proba >= training.threshold(loaded)).astype(int))
 
 
 def test_unseen_category_codes_do_not_break_prediction(model, parts):
-    row = parts["test"][list(schema.FEATURES)].head(1).copy()
+    row = parts["test"].head(1).copy()
     row["Policy_Sales_Channel"] = 999
-    assert 0.0 <= model.predict_proba(row)[0, 1] <= 1.0
+    row["Vehicle_Age"] = "brand new"
+    assert 0.0 <= model.predict_proba(features.model_input(row))[0, 1] <= 1.0
 
 
 def test_score_reports_every_metric(model, parts):
