@@ -32,17 +32,9 @@ DAG_ID = "cross_sell_training"
 
 
 def airflow_env(local: Path, extra: dict) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(local / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{local / 'airflow' / 'airflow.db'}",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), env.get("PYTHONPATH")])),
-    })
-    env.update(extra)
-    return env
+    env = {**os.environ, **local_services.airflow_config(local / "airflow")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), env.get("PYTHONPATH")]))
+    return {**env, **extra}
 
 
 def run(cmd: list[str], env: dict, log_file: Path) -> int:

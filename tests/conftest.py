@@ -8,26 +8,22 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT / "include", ROOT / "plugins"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from cross_sell import local_services  # noqa: E402  (standard library only; Airflow is not imported yet)
+
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
 os.environ.update({
-    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
-    # A file, not sqlite:// in memory: the in-process execution API must see the same tables.
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    **local_services.airflow_config(_AIRFLOW_HOME),
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "CROSS_SELL_S3_BUCKET": "cross-sell-test",
     "CROSS_SELL_S3_PREFIX": "vehicle-insurance",
     "CROSS_SELL_MONGO_DATABASE": "cross_sell_test",
 })
-for path in (ROOT / "include", ROOT / "plugins"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 import pytest  # noqa: E402
-
-from cross_sell import local_services  # noqa: E402
 
 SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
 

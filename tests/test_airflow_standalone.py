@@ -17,7 +17,6 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT
 from cross_sell import loader, local_services, synthetic
 
 pytestmark = pytest.mark.dagrun
@@ -59,11 +58,7 @@ def standalone(tmp_path, mongo_server):
     home = tmp_path / "airflow"
     env = {
         **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **local_services.airflow_config(home),
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",

@@ -156,6 +156,19 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
     raise RuntimeError(f"the service was not ready on {url} within {timeout:.0f} s")
 
 
+def airflow_config(home: str | os.PathLike) -> dict:
+    """Environment for a local Airflow on this repository: SQLite metadata DB in `home`, our DAGs and
+    plugins, no examples. A file DB, not sqlite:// in memory: the execution API must see its tables."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(home, 'airflow.db')}",
+        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(root, "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": os.path.join(root, "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
 def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
     """AIRFLOW_CONN_* variables pointing Airflow's default connection ids at the local servers."""
     import json
