@@ -60,6 +60,10 @@ def standalone(tmp_path, mongo_server):
         **os.environ,
         **local_services.airflow_config(home),
         "AIRFLOW__CORE__PARALLELISM": "2",
+        # standalone starts its components as `airflow ...` commands: this interpreter's bin comes first.
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
         "CROSS_SELL_SCHEDULE": "none",
