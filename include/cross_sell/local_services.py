@@ -134,13 +134,17 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     port = port or free_port()
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # the child process writes to it
-    process = subprocess.Popen(
-        [_bin("gunicorn"), "-c", os.path.join(root, "serving", "gunicorn.conf.py"), app],
-        cwd=root, stdout=log, stderr=log,
-        env={**os.environ, **env, "SERVING_BIND": f"127.0.0.1:{port}", "SERVING_WORKERS": str(workers),
-             "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "include"), *extra_path])},
-    )
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            [_bin("gunicorn"), "-c", os.path.join(root, "serving", "gunicorn.conf.py"), app],
+            cwd=root, stdout=log, stderr=log,
+            env={**os.environ, **env, "SERVING_BIND": f"127.0.0.1:{port}", "SERVING_WORKERS": str(workers),
+                 "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "include"), *extra_path])},
+        )
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -23,7 +23,6 @@ from .registry import ChampionChanged, ModelRegistry
 log = logging.getLogger(__name__)
 
 RAW = ("raw", "snapshot.parquet")
-SPLITS = ("train", "validation", "test")
 
 
 def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS) -> dict:
@@ -113,6 +112,14 @@ def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: dat
     return {k: info[k] for k in ("model_key", "sha256", "version", "threshold", "trained_at")}
 
 
+def _download_candidate(artifacts: RunArtifacts, trained: dict, path: Path) -> Path:
+    """The run's trained model file, refused if it is not the file training wrote."""
+    artifacts.download(trained["model_key"], path)
+    if training.sha256_of(str(path)) != trained["sha256"]:
+        raise ValueError(f"candidate {trained['model_key']} changed since training")
+    return path
+
+
 def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, test_key: str,
              min_roc_auc: float, margin: float) -> dict:
     """Score candidate and champion on the same test split and decide whether to bless the candidate."""
@@ -126,10 +133,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         baseline = champion.pointer.get("previous_version")
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
-        candidate_path = artifacts.download(trained["model_key"], Path(tmp) / "candidate.joblib")
-        if training.sha256_of(str(candidate_path)) != trained["sha256"]:
-            raise ValueError(f"candidate {trained['model_key']} changed since training")
-        candidate_metrics = evaluation.score(joblib.load(candidate_path), test)
+        candidate = joblib.load(_download_candidate(artifacts, trained, Path(tmp) / "candidate.joblib"))
+        candidate_metrics = evaluation.score(candidate, test)
         champion_metrics = None
         if baseline is not None:
             champion_metrics = evaluation.score(registry.load(baseline, workdir=tmp), test)
@@ -198,10 +203,7 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
         "features": list(schema.FEATURES),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        path = artifacts.download(trained["model_key"], Path(tmp) / "model.joblib")
-        if training.sha256_of(str(path)) != trained["sha256"]:
-            raise ValueError(f"candidate {trained['model_key']} changed since training")
-        registry.publish(path, manifest)
+        registry.publish(_download_candidate(artifacts, trained, Path(tmp) / "model.joblib"), manifest)
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,
                                         reason=decision["reason"])

@@ -226,7 +226,7 @@ def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Pro
         present = ~missing
         if column.allowed is not None:
             unknown = present & ~series.isin(list(column.allowed)).to_numpy()
-            reasons = np.where(unknown, "not one of " + ", ".join(map(repr, column.allowed)), reasons)
+            reasons = np.where(unknown, _not_allowed(column), reasons)
             bad |= unknown
         if column.minimum is not None or column.maximum is not None:
             numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
@@ -234,7 +234,7 @@ def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Pro
             high = np.inf if column.maximum is None else column.maximum
             with np.errstate(invalid="ignore"):
                 out_of_range = present & ((numbers < low) | (numbers > high))
-            reasons = np.where(out_of_range, f"out of range [{_fmt(column.minimum)}, {_fmt(column.maximum)}]", reasons)
+            reasons = np.where(out_of_range, _out_of_range(column), reasons)
             bad |= out_of_range
         for row in np.flatnonzero(bad):
             value = series.iloc[row]
@@ -256,14 +256,22 @@ def _value_reason(column: Column, value: Any) -> str | None:
     if value is None:
         return "missing value"
     if column.allowed is not None and value not in column.allowed:
-        return "not one of " + ", ".join(map(repr, column.allowed)) + f": {value!r}"
+        return f"{_not_allowed(column)}: {value!r}"
     if column.minimum is None and column.maximum is None:
         return None
     low = -math.inf if column.minimum is None else column.minimum
     high = math.inf if column.maximum is None else column.maximum
     if not low <= value <= high:
-        return f"out of range [{_fmt(column.minimum)}, {_fmt(column.maximum)}]: {value!r}"
+        return f"{_out_of_range(column)}: {value!r}"
     return None
+
+
+def _not_allowed(column: Column) -> str:
+    return "not one of " + ", ".join(map(repr, column.allowed))
+
+
+def _out_of_range(column: Column) -> str:
+    return f"out of range [{_fmt(column.minimum)}, {_fmt(column.maximum)}]"
 
 
 def _fmt(bound: float | None) -> str:
@@ -278,7 +286,8 @@ def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
     typed, problems = cast_frame(raw, environment, allow_text)
     already = {(p.row, p.column) for p in problems}  # a value of the wrong type is not also "missing"
     problems += [p for p in value_problems(typed, environment) if (p.row, p.column) not in already]
-    problems.sort(key=lambda p: (-1 if p.row is None else p.row, column_names(environment).index(p.column)))
+    order = {name: i for i, name in enumerate(column_names(environment))}
+    problems.sort(key=lambda p: (-1 if p.row is None else p.row, order[p.column]))
     return typed, problems
 
 
