@@ -12,7 +12,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-import pandas as pd
+import numpy as np
 
 from .champion import LoadedModel
 
@@ -20,7 +20,7 @@ from .champion import LoadedModel
 @dataclass
 class _Job:
     model: LoadedModel
-    frame: pd.DataFrame
+    matrix: np.ndarray
     done: threading.Event = field(default_factory=threading.Event)
     result: tuple | None = None
     error: BaseException | None = None
@@ -34,10 +34,10 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._thread.start()
 
-    def predict(self, model: LoadedModel, frame: pd.DataFrame) -> tuple[list[float], list[int]]:
-        if len(frame) >= self.max_rows:
-            return model.predict(frame)
-        job = _Job(model, frame)
+    def predict(self, model: LoadedModel, matrix: np.ndarray) -> tuple[list[float], list[int]]:
+        if len(matrix) >= self.max_rows:
+            return model.predict(matrix)
+        job = _Job(model, matrix)
         self._queue.put(job)
         if not job.done.wait(self.timeout_seconds):
             raise TimeoutError(f"prediction not done within {self.timeout_seconds} s")
@@ -48,13 +48,13 @@ class MicroBatcher:
     def _run(self) -> None:
         while True:
             jobs = [self._queue.get()]
-            rows = len(jobs[0].frame)
+            rows = len(jobs[0].matrix)
             while rows < self.max_rows:
                 try:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                rows += len(jobs[-1].frame)
+                rows += len(jobs[-1].matrix)
             by_model: dict[int, list[_Job]] = {}
             for job in jobs:
                 by_model.setdefault(id(job.model), []).append(job)
@@ -64,11 +64,11 @@ class MicroBatcher:
     @staticmethod
     def _predict_group(group: list[_Job]) -> None:
         try:
-            frame = group[0].frame if len(group) == 1 else pd.concat([j.frame for j in group], ignore_index=True)
-            probabilities, labels = group[0].model.predict(frame)
+            matrix = group[0].matrix if len(group) == 1 else np.vstack([j.matrix for j in group])
+            probabilities, labels = group[0].model.predict(matrix)
             start = 0
             for job in group:
-                end = start + len(job.frame)
+                end = start + len(job.matrix)
                 job.result = (probabilities[start:end], labels[start:end])
                 start = end
         except BaseException as error:  # every waiting request learns of it; the thread lives on

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import joblib
-import pandas as pd
+import numpy as np
 
 from cross_sell import features, schema
 from cross_sell.registry import UNCHANGED, ModelRegistry
@@ -38,8 +38,9 @@ class LoadedModel:
     loaded_at: str
     load_seconds: float
 
-    def predict(self, frame: pd.DataFrame) -> tuple[list[float], list[int]]:
-        probability = self.model.predict_proba(features.model_input(frame))[:, 1]
+    def predict(self, matrix: np.ndarray) -> tuple[list[float], list[int]]:
+        """Probabilities and labels for rows of `features.model_input` / `features.model_input_rows`."""
+        probability = self.model.predict_proba(matrix)[:, 1]
         return probability.tolist(), (probability >= self.threshold).astype(int).tolist()
 
 
@@ -108,7 +109,7 @@ class ChampionHolder:
             model = joblib.load(path)
         threshold = float(manifest.get("threshold", getattr(model, "best_threshold_", 0.5)))
         loaded = LoadedModel(version, model, threshold, manifest, _now(), 0.0)
-        warm, _ = loaded.predict(schema.validate_records([schema.example_record()])[0])
+        warm, _ = loaded.predict(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
         if not 0.0 <= warm[0] <= 1.0:
             raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0]}")
         return LoadedModel(version, model, threshold, manifest, _now(), time.perf_counter() - started)

@@ -6,7 +6,7 @@ import joblib
 import pytest
 from serving_support import train_model
 
-from cross_sell import schema, synthetic
+from cross_sell import features, synthetic
 from serving.batching import MicroBatcher
 from serving.champion import LoadedModel
 
@@ -28,15 +28,15 @@ class Counting:
     def __init__(self, model):
         self.model, self.version, self.calls = model, model.version, 0
 
-    def predict(self, frame):
+    def predict(self, matrix):
         self.calls += 1
-        return self.model.predict(frame)
+        return self.model.predict(matrix)
 
 
 def test_concurrent_requests_get_their_own_rows_and_model(models):
     counted = [Counting(m) for m in models]
     batcher = MicroBatcher()
-    frames = [synthetic.generate(1 + i % 5, seed=i)[list(schema.FEATURES)] for i in range(40)]
+    frames = [features.model_input(synthetic.generate(1 + i % 5, seed=i)) for i in range(40)]
     results, start = {}, threading.Barrier(len(frames))
 
     def call(i):
@@ -55,11 +55,11 @@ def test_a_failing_model_fails_only_its_requests(models):
     class Broken:
         version = "broken"
 
-        def predict(self, frame):
+        def predict(self, matrix):
             raise RuntimeError("model exploded")
 
     batcher = MicroBatcher()
-    frame = synthetic.generate(2, seed=3)[list(schema.FEATURES)]
+    frame = features.model_input(synthetic.generate(2, seed=3))
     with pytest.raises(RuntimeError, match="exploded"):
         batcher.predict(Broken(), frame)
     assert batcher.predict(models[0], frame) == models[0].predict(frame)  # the batcher thread survived

@@ -2,7 +2,7 @@ import joblib
 import numpy as np
 import pytest
 
-from cross_sell import evaluation, features, synthetic, training
+from cross_sell import evaluation, features, schema, synthetic, training
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,17 @@ def test_unseen_category_codes_do_not_break_prediction(model, parts):
     row["Policy_Sales_Channel"] = 999
     row["Vehicle_Age"] = "brand new"
     assert 0.0 <= model.predict_proba(features.model_input(row))[0, 1] <= 1.0
+
+
+def test_row_and_frame_model_inputs_agree():
+    """The serving path's plain-Python input equals the vectorised one, column for column."""
+    frame = synthetic.generate(300, seed=4)[list(schema.FEATURES)]
+    records = [{k: getattr(v, "item", lambda v=v: v)() for k, v in r.items()} for r in frame.to_dict("records")]
+    rows, problems = schema.cast_records(records)
+    assert not problems
+    typed, _ = schema.validate_records(records, vectorized=True)
+    np.testing.assert_array_equal(features.model_input_rows(rows), features.model_input(typed))
+    assert set(np.unique(features.model_input(typed)[:, list(schema.FEATURES).index("Vehicle_Age")])) == {0.0, 1.0, 2.0}
 
 
 def test_score_reports_every_metric(model, parts):

@@ -301,9 +301,46 @@ def _as_sent(values: list, column: Column) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-# Up to this many records, rows are checked value by value in plain Python: a one-row request then
-# costs about 0.1 ms instead of the ~4 ms of pandas' fixed overhead. Both paths give the same problems.
+# Up to this many records, rows are checked value by value in plain Python (`cast_records`): a one-row
+# request then costs about 0.1 ms instead of the ~4 ms of pandas' fixed overhead. Both paths give the
+# same problems.
 SMALL_BATCH = 32
+
+
+def _field_problems(records: list, names: list[str]) -> tuple[list[Problem], set]:
+    known = set(names)
+    problems = [Problem(i, field, "unknown field") for i, record in enumerate(records) for field in record
+                if field not in known]
+    missing = {(i, name) for i, record in enumerate(records) for name in names if name not in record}
+    return problems + [Problem(i, name, "missing field") for i, name in missing], missing
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.row if p.row is not None else -1, p.column))
+
+
+def cast_records(records: Iterable[dict], environment: str = SERVING,
+                 allow_text: bool = False) -> tuple[list[dict], list[Problem]]:
+    """Cast and check records value by value in plain Python: the cheap path for a few rows.
+
+    Returns the cast records (every column of `environment`, None where missing) and every problem.
+    """
+    records = list(records)
+    problems, _ = _field_problems(records, column_names(environment))
+    cast = []
+    for i, record in enumerate(records):
+        cast_record = {}
+        for column in columns(environment):
+            if column.name not in record:
+                cast_record[column.name] = None
+                continue
+            value, reason = _cast_value(column, record[column.name], allow_text)
+            reason = reason or _value_reason(column, value)
+            if reason:
+                problems.append(Problem(i, column.name, reason))
+            cast_record[column.name] = value
+        cast.append(cast_record)
+    return cast, _sorted(problems)
 
 
 def validate_records(records: Iterable[dict], environment: str = SERVING, allow_text: bool = False,
@@ -311,31 +348,14 @@ def validate_records(records: Iterable[dict], environment: str = SERVING, allow_
     """Validate JSON-like records (the serving path): same rules, also refuses unknown and missing fields."""
     records = list(records)
     names = column_names(environment)
-    known = set(names)
-    problems = [Problem(i, field, "unknown field") for i, record in enumerate(records) for field in record
-                if field not in known]
-    missing = {(i, name) for i, record in enumerate(records) for name in names if name not in record}
-    problems += [Problem(i, name, "missing field") for i, name in missing]
     if vectorized is None:
         vectorized = len(records) > SMALL_BATCH
-    if vectorized:
-        raw = pd.DataFrame({c.name: _as_sent([record.get(c.name) for record in records], c)
-                            for c in columns(environment)})
-        typed, found = validate_frame(raw, environment, allow_text)
-        problems += [p for p in found if (p.row, p.column) not in missing]
-    else:
-        cast_records = []
-        for i, record in enumerate(records):
-            cast_record = {}
-            for column in columns(environment):
-                if column.name not in record:
-                    cast_record[column.name] = None
-                    continue
-                value, reason = _cast_value(column, record[column.name], allow_text)
-                reason = reason or _value_reason(column, value)
-                if reason:
-                    problems.append(Problem(i, column.name, reason))
-                cast_record[column.name] = value
-            cast_records.append(cast_record)
-        typed = pd.DataFrame.from_records(cast_records, columns=names)
-    return typed, sorted(problems, key=lambda p: (p.row if p.row is not None else -1, p.column))
+    if not vectorized:
+        cast, problems = cast_records(records, environment, allow_text)
+        return pd.DataFrame.from_records(cast, columns=names), problems
+    problems, missing = _field_problems(records, names)
+    raw = pd.DataFrame({c.name: _as_sent([record.get(c.name) for record in records], c)
+                        for c in columns(environment)})
+    typed, found = validate_frame(raw, environment, allow_text)
+    problems += [p for p in found if (p.row, p.column) not in missing]
+    return typed, _sorted(problems)
