@@ -1,17 +1,23 @@
 """
 ### Vehicle-insurance cross-sell: weekly training
 
-`extract → validate → transform → train → evaluate → (should_push) → push`
+`extract → validate + check_drift → transform → train → evaluate → (should_push) → push`
 
 * **extract** streams the MongoDB customers collection into a Parquet snapshot under the run's S3 prefix.
 * **validate** runs the Great Expectations suite generated from the schema; a failure stops the run
   (no retry) and the log lists every failed expectation. Result JSON and Data Docs stay with the run.
+* **check_drift** compares the snapshot with the champion's training profile (PSI / Jensen-Shannon for
+  numeric features, L-infinity for categorical ones); the distances are always logged and saved, and
+  crossing a threshold warns or fails the run (`drift_action`).
 * **transform / train** split (stratified, seeded), fit one scikit-learn estimator, tune its threshold.
-* **evaluate** scores candidate and current champion on the same test split.
-* **push** runs only when the candidate is blessed: new registry version, then the champion pointer.
+* **evaluate** scores candidate and current champion on the same test split and writes the HTML
+  evaluation report (its S3 address is in the task log).
+* **push** runs only when the candidate is blessed: new registry version (model, manifest, training
+  profile, model card), then the champion pointer.
 
 Params: `min_roc_auc` (floor for a first model), `promotion_margin` (ROC-AUC a challenger must gain),
-`min_rows`, `seed`. Connections: `mongo_default`, `aws_default` (override with CROSS_SELL_*_CONN_ID).
+`min_rows`, `seed`, `drift_action` (`warn` | `fail`), `drift_thresholds` (per-feature limits).
+Connections: `mongo_default`, `aws_default` (override with CROSS_SELL_*_CONN_ID).
 """
 
 from __future__ import annotations
@@ -58,6 +64,11 @@ def _context() -> tuple[dict, str, object]:
                                   description="ROC-AUC gain a challenger needs over the champion."),
         "min_rows": Param(1000, type="integer", minimum=100, description="Fewest rows a snapshot may have."),
         "seed": Param(42, type="integer", minimum=0, description="Seed of the split and the estimator."),
+        "drift_action": Param("warn", type="string", enum=["warn", "fail"],
+                              description="What a feature drifting past its threshold does to the run."),
+        "drift_thresholds": Param({}, type="object",
+                                  description='Per-feature drift limits, e.g. {"Age": 0.1} (PSI for numeric '
+                                              'features, L-infinity for categorical; defaults 0.2 / 0.1).'),
     },
 )
 def cross_sell_training():
@@ -82,6 +93,21 @@ def cross_sell_training():
             return pipeline.validate(run_artifacts(SETTINGS, run_id), extracted["raw_key"], params["min_rows"])
         except DataValidationError as failure:
             raise AirflowFailException(str(failure)) from None  # bad data: retrying cannot help
+
+    @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def check_drift(extracted: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from cross_sell import pipeline
+        from cross_sell.drift import DriftError
+        from cross_sell_airflow.hooks import model_registry, run_artifacts
+
+        params, run_id, _ = _context()
+        try:
+            return pipeline.check_drift(run_artifacts(SETTINGS, run_id), model_registry(SETTINGS),
+                                        extracted["raw_key"], params["drift_thresholds"], params["drift_action"])
+        except (DriftError, ValueError) as failure:
+            raise AirflowFailException(str(failure)) from None  # drifted data or bad params: retrying cannot help
 
     @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def transform(extracted: dict) -> dict:
@@ -126,7 +152,7 @@ def cross_sell_training():
 
     extracted = extract()
     transformed = transform(extracted)
-    validate(extracted) >> transformed  # nothing downstream runs on data that failed validation
+    [validate(extracted), check_drift(extracted)] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
     decision = evaluate(trained, transformed)
     should_push(decision) >> push(decision, trained, extracted)

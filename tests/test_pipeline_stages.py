@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cross_sell import pipeline, synthetic
+from cross_sell import drift, pipeline, schema, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
@@ -66,6 +66,58 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     assert again["candidate"] == again["champion"]
 
 
+def test_evaluation_report_and_model_card_hold_the_figures(run):
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+                                 min_roc_auc=0.7, margin=0.002)
+    html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
+    assert decision["report_key"] == artifacts.key("evaluation", "report.html")
+    assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
+    assert "../validation/data_docs/index.html" in html and html.count("data:image/png;base64,") == 3
+    for slice_label in ("Vehicle_Age = 1-2 Year", "Gender = Female", "Previously_Insured = 0"):
+        assert slice_label in html
+    facts = artifacts.get_json(decision["facts_key"])["candidate"]
+    assert {row["feature"] for row in facts["importance"]} == set(schema.FEATURES)
+    assert sum(map(sum, facts["confusion"])) == decision["candidate"]["rows"]
+
+    pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+    card = registry.s3.get_object(Bucket=registry.bucket,
+                                  Key=registry.version_file_key(trained["version"], "model_card.md"))["Body"].read()
+    card = card.decode()
+    assert trained["version"] in card and f"{decision['candidate']['roc_auc']:.4f}" in card
+    assert "Previously_Insured = 1" in card
+    profile = registry.version_json(trained["version"], "profile.json")
+    assert profile == artifacts.get_json(trained["profile_key"]) and set(profile["features"]) == set(schema.FEATURES)
+
+
+def test_drift_against_the_champion_warns_or_fails_as_configured(run, s3, bucket):
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    assert pipeline.check_drift(artifacts, registry, run["extracted"]["raw_key"])["checked"] is False  # no champion
+    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+                                 min_roc_auc=0.7, margin=0.002)
+    pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+
+    fresh = RunArtifacts(s3, bucket, "vi", "fresh-run")
+    same = pipeline.extract(synthetic.generate(6_000, seed=56).to_dict("records"), fresh)
+    assert pipeline.check_drift(fresh, registry, same["raw_key"], action="fail")["drifted"] == []
+
+    shifted_docs = synthetic.generate(6_000, seed=57)
+    shifted_docs["Age"] = (shifted_docs["Age"] + 15).clip(upper=100)
+    shifted_docs.loc[shifted_docs.index[: 4_000], "Policy_Sales_Channel"] = 160  # a new dominant channel
+    shifted = RunArtifacts(s3, bucket, "vi", "shifted-run")
+    raw_key = pipeline.extract(shifted_docs.to_dict("records"), shifted)["raw_key"]
+    warned = pipeline.check_drift(shifted, registry, raw_key, action="warn")
+    assert warned["drifted"] == ["Age", "Policy_Sales_Channel"]
+    with pytest.raises(drift.DriftError, match="Age, Policy_Sales_Channel"):
+        pipeline.check_drift(shifted, registry, raw_key, action="fail")
+    saved = shifted.get_json(warned["report_key"])
+    age = next(f for f in saved["features"] if f["feature"] == "Age")
+    assert age["distance"] > 1.0 and age["js_distance"] > 0.3  # raw distances are kept, not just verdicts
+    # A looser per-feature limit lets Age pass while the channel still fails.
+    loose = pipeline.check_drift(shifted, registry, raw_key, thresholds={"Age": 10.0}, action="warn")
+    assert loose["drifted"] == ["Policy_Sales_Channel"]
+
+
 def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
     bad = [dict(d) for d in run["documents"]]
     bad[0]["Vehicle_Damage"] = "Maybe"
@@ -86,8 +138,9 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
         artifacts.upload_file(_download(run, name), "model", "model.joblib")
         trained = dict(run["trained"], version=f"{name}-{run['trained']['sha256'][:6]}",
                        model_key=artifacts.key("model", "model.joblib"))
-        decision = {"bless": True, "reason": "test", "candidate": {}, "champion": None, "champion_version": None,
-                    "champion_etag": None}
+        metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["validation_metrics"]
+        decision = {"bless": True, "reason": "test", "candidate": metrics, "champion": None,
+                    "champion_version": None, "champion_etag": None}
         rivals.append((artifacts, trained, decision))
     start = threading.Barrier(2)
     results = {}

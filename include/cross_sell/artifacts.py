@@ -48,6 +48,11 @@ class RunArtifacts:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
         return key
 
+    def put_bytes(self, body: bytes, content_type: str, *parts: str) -> str:
+        key = self.key(*parts)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        return key
+
     def get_json(self, key: str) -> dict:
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 

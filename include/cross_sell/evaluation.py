@@ -41,3 +41,39 @@ def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: f
                       f"by {value - incumbent:+.4f} >= margin {margin:.4f}")
     return False, (f"candidate {PRIMARY_METRIC} {value:.4f} vs champion {incumbent:.4f}: "
                    f"{value - incumbent:+.4f} < margin {margin:.4f}")
+
+
+SLICE_COLUMNS = ("Vehicle_Age", "Gender", "Previously_Insured")
+
+
+def slice_metrics(model, frame: pd.DataFrame, columns=SLICE_COLUMNS) -> list[dict]:
+    """Metrics per value of each slice column, at the model's own threshold."""
+    x, y = features.features_and_label(frame)
+    probability = model.predict_proba(x)[:, 1]
+    predicted = (probability >= model.best_threshold_).astype(int)
+    rows = []
+    for column in columns:
+        for value in sorted(frame[column].unique(), key=str):
+            mask = (frame[column] == value).to_numpy()
+            y_slice = y[mask]
+            rows.append({
+                "column": column, "value": value.item() if hasattr(value, "item") else value,
+                "rows": int(mask.sum()), "positive_rate": float(y_slice.mean()),
+                # ROC-AUC is undefined on a slice with one class only (e.g. nobody previously insured buys)
+                "roc_auc": float(skm.roc_auc_score(y_slice, probability[mask])) if len(set(y_slice)) == 2 else None,
+                "f1": float(skm.f1_score(y_slice, predicted[mask], zero_division=0)),
+                "predicted_positive_rate": float(predicted[mask].mean()),
+            })
+    return rows
+
+
+def feature_importance(model, frame: pd.DataFrame, seed: int = 0, max_rows: int = 5_000) -> list[dict]:
+    """Permutation importance (drop in ROC-AUC) of each schema feature, largest first."""
+    from sklearn.inspection import permutation_importance
+
+    sample = frame.sample(n=min(max_rows, len(frame)), random_state=seed)
+    x, y = features.features_and_label(sample)
+    result = permutation_importance(model, x, y, scoring="roc_auc", n_repeats=3, random_state=seed)
+    ranked = sorted(zip(features.schema.FEATURES, result.importances_mean, result.importances_std, strict=True),
+                    key=lambda item: -item[1])
+    return [{"feature": name, "roc_auc_drop": float(mean), "std": float(std)} for name, mean, std in ranked]

@@ -8,6 +8,7 @@ reproduces its result.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import tempfile
@@ -16,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
-from . import __version__, evaluation, features, schema, snapshot, training
+from . import __version__, drift, evaluation, features, report, schema, snapshot, training
 from .artifacts import RunArtifacts
 from .registry import ChampionChanged, ModelRegistry
 
@@ -64,6 +65,36 @@ def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
     return {k: summary[k] for k in ("success", "result_key", "data_docs_key")}
 
 
+def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, raw_key: str, thresholds: dict | None = None,
+                action: str = "warn") -> dict:
+    """Compare the snapshot with the champion's training profile; raw distances are always saved.
+
+    `action` "fail" raises DriftError when a feature crosses its threshold, "warn" only logs it.
+    """
+    if action not in ("warn", "fail"):
+        raise ValueError(f"drift action must be 'warn' or 'fail', not {action!r}")
+    champion = registry.champion()
+    reference = registry.version_json(champion.version, "profile.json") if champion else None
+    if reference is None:
+        result = {"checked": False, "reason": "no champion with a training profile yet", "drifted": []}
+        artifacts.put_json(result, "validation", "drift.json")
+        log.info("drift check skipped: %s", result["reason"])
+        return result
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
+    found = drift.compare(reference, frame, thresholds)
+    result = {"checked": True, "champion_version": champion.version, "action": action, **found.as_dict()}
+    result["report_key"] = artifacts.put_json(result, "validation", "drift.json")
+    log.info("drift against champion %s's training data:\n%s", champion.version, found.table())
+    if found.drifted:
+        message = (f"drift in {', '.join(found.drifted)} against champion {champion.version} "
+                   f"(report: {artifacts.uri(result['report_key'])})")
+        if action == "fail":
+            raise drift.DriftError(message)
+        log.warning("%s; continuing (drift action 'warn')", message)
+    return {k: result[k] for k in ("checked", "champion_version", "drifted", "report_key")}
+
+
 def transform(artifacts: RunArtifacts, raw_key: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         raw = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
@@ -96,8 +127,10 @@ def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: dat
         sha256 = training.save(model, str(path))
         model_key = artifacts.upload_file(path, "model", "model.joblib")
         validation_metrics = evaluation.score(model, validation_frame)
+        profile_key = artifacts.put_json(drift.profile(train_frame), "model", "profile.json")
     info = {
         "model_key": model_key,
+        "profile_key": profile_key,
         "sha256": sha256,
         "version": training.version_for(run_started, sha256),
         "threshold": training.threshold(model),
@@ -109,7 +142,7 @@ def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: dat
     artifacts.put_json(info, "model", "training.json")
     log.info("trained %s: threshold %.4f, validation roc_auc %.4f", info["version"], info["threshold"],
              validation_metrics["roc_auc"])
-    return {k: info[k] for k in ("model_key", "sha256", "version", "threshold", "trained_at")}
+    return {k: info[k] for k in ("model_key", "profile_key", "sha256", "version", "threshold", "trained_at")}
 
 
 def _download_candidate(artifacts: RunArtifacts, trained: dict, path: Path) -> Path:
@@ -134,10 +167,11 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
         candidate = joblib.load(_download_candidate(artifacts, trained, Path(tmp) / "candidate.joblib"))
-        candidate_metrics = evaluation.score(candidate, test)
-        champion_metrics = None
+        facts = {"candidate": report.model_facts(candidate, test)}
         if baseline is not None:
-            champion_metrics = evaluation.score(registry.load(baseline, workdir=tmp), test)
+            facts["champion"] = report.model_facts(registry.load(baseline, workdir=tmp), test)
+    candidate_metrics = facts["candidate"]["metrics"]
+    champion_metrics = facts["champion"]["metrics"] if "champion" in facts else None
     bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
     decision = {
         "bless": bless,
@@ -151,8 +185,16 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         "champion_etag": champion.etag if champion else None,
         "champion": champion_metrics,
     }
+    decision["facts_key"] = artifacts.put_json({k: report.public(v) for k, v in facts.items()},
+                                               "evaluation", "facts.json")
+    data_docs = artifacts.key("validation", "data_docs", "index.html")
+    html = report.evaluation_report(decision, facts, {
+        "run_id": artifacts.run_id, "data_docs_href": "../validation/data_docs/index.html",
+        "data_docs_uri": artifacts.uri(data_docs)})
+    decision["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "evaluation", "report.html")
     decision["evaluation_key"] = artifacts.put_json(decision, "evaluation", "decision.json")
     log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
+    log.info("evaluation report: %s", artifacts.uri(decision["report_key"]))
     return decision
 
 
@@ -202,8 +244,12 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
         "library_versions": library_versions(),
         "features": list(schema.FEATURES),
     }
+    facts = artifacts.get_json(decision["facts_key"])["candidate"] if decision.get("facts_key") else None
+    files = {"model_card.md": (report.model_card(manifest, facts).encode(), "text/markdown")}
+    if trained.get("profile_key"):
+        files["profile.json"] = (json.dumps(artifacts.get_json(trained["profile_key"])).encode(), "application/json")
     with tempfile.TemporaryDirectory() as tmp:
-        registry.publish(_download_candidate(artifacts, trained, Path(tmp) / "model.joblib"), manifest)
+        registry.publish(_download_candidate(artifacts, trained, Path(tmp) / "model.joblib"), manifest, files)
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,
                                         reason=decision["reason"])

@@ -2,6 +2,8 @@
 
     <prefix>/models/<version>/model.joblib     the scikit-learn estimator (joblib)
     <prefix>/models/<version>/manifest.json    sha256, metrics, threshold, data fingerprint, versions...
+    <prefix>/models/<version>/profile.json     reference profile of the training data (drift, skew)
+    <prefix>/models/<version>/model_card.md    the human-readable model card
     <prefix>/champion.json                     the pointer: which version serves; written last
     <prefix>/audit/champion/<time>_<version>.json   one object per pointer change
 
@@ -69,6 +71,9 @@ class ModelRegistry:
     def manifest_key(self, version: str) -> str:
         return self._key("models", version, "manifest.json")
 
+    def version_file_key(self, version: str, name: str) -> str:
+        return self._key("models", version, name)
+
     @property
     def pointer_key(self) -> str:
         return self._key(POINTER)
@@ -105,6 +110,18 @@ class ModelRegistry:
             raise
         return json.loads(body)
 
+    def version_json(self, version: str, name: str) -> dict | None:
+        """A JSON file stored with a version (e.g. `profile.json`); None when that version has none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.version_file_key(version, name))["Body"].read()
+        except ClientError as error:
+            if _status(error)[1] == 404 or _status(error)[0] == "NoSuchKey":
+                return None
+            raise
+        return json.loads(body)
+
     def download_verified(self, version: str, path: str | Path, sha256: str | None = None) -> Path:
         """Download a version's model file and check its sha256 against the manifest before use."""
         from .training import sha256_of
@@ -133,10 +150,17 @@ class ModelRegistry:
         return sorted(entries, key=lambda e: e["updated_at"])
 
     # -- writing ----------------------------------------------------------------------------
-    def publish(self, model_path: str | Path, manifest: dict) -> None:
-        """Upload a version's files. Versions are immutable: a retry re-uploads identical bytes."""
+    def publish(self, model_path: str | Path, manifest: dict,
+                files: dict[str, tuple[bytes, str]] | None = None) -> None:
+        """Upload a version's files, the manifest last. Versions are immutable: a retry re-uploads the same.
+
+        `files` maps a file name to (bytes, content type): the profile and the model card.
+        """
         version = manifest["version"]
         self.s3.upload_file(str(model_path), self.bucket, self.model_key(version))
+        for name, (body, content_type) in (files or {}).items():
+            self.s3.put_object(Bucket=self.bucket, Key=self.version_file_key(version, name), Body=body,
+                               ContentType=content_type)
         self.s3.put_object(Bucket=self.bucket, Key=self.manifest_key(version),
                            Body=json.dumps(manifest, indent=2, sort_keys=True, default=str).encode(),
                            ContentType="application/json")

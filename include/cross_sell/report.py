@@ -1,0 +1,108 @@
+"""The run's evaluation report (HTML, figures embedded) and the model card (markdown) of a pushed model.
+
+Both are rendered with Jinja2 from `templates/`; figures are drawn with matplotlib's Agg backend and
+embedded as PNG data URIs, so the report is one self-contained file next to the run's other artifacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime, timezone
+
+import jinja2
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+from . import evaluation, features
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("cross_sell", "templates"),
+                                autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
+    """Everything the report shows about one model on the test split (also kept as JSON)."""
+    x, y = features.features_and_label(test)
+    probability = model.predict_proba(x)[:, 1]
+    threshold = float(model.best_threshold_)
+    return {
+        "metrics": evaluation.score(model, test),
+        "confusion": skm.confusion_matrix(y, (probability >= threshold).astype(int), labels=[0, 1]).tolist(),
+        "slices": evaluation.slice_metrics(model, test),
+        "importance": evaluation.feature_importance(model, test, seed=seed),
+        "_y": y, "_probability": probability,  # for the figures only; dropped before saving
+    }
+
+
+def _figures(facts: dict[str, dict]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figures = {}
+    figure, (roc, pr, calibration) = plt.subplots(1, 3, figsize=(15, 4.4))
+    for name, fact in facts.items():
+        y, p = fact["_y"], fact["_probability"]
+        fpr, tpr, _ = skm.roc_curve(y, p)
+        roc.plot(fpr, tpr, label=f"{name} (AUC {fact['metrics']['roc_auc']:.4f})")
+        precision, recall, _ = skm.precision_recall_curve(y, p)
+        pr.plot(recall, precision, label=f"{name} (AP {fact['metrics']['pr_auc']:.4f})")
+        observed, predicted = calibration_curve(y, p, n_bins=15, strategy="quantile")
+        calibration.plot(predicted, observed, marker="o", ms=3, label=name)
+    roc.plot([0, 1], [0, 1], ls=":", c="grey")
+    calibration.plot([0, 1], [0, 1], ls=":", c="grey")
+    for axis, title, xlabel, ylabel in ((roc, "ROC", "false positive rate", "true positive rate"),
+                                        (pr, "Precision-recall", "recall", "precision"),
+                                        (calibration, "Calibration", "mean predicted probability", "observed rate")):
+        axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        axis.legend(loc="best", fontsize=8)
+    figures["curves"] = _png(figure)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(1, len(facts), figsize=(4.2 * len(facts), 3.6), squeeze=False)
+    for axis, (name, fact) in zip(axes[0], facts.items(), strict=True):
+        skm.ConfusionMatrixDisplay(np.asarray(fact["confusion"]), display_labels=["no", "yes"]).plot(
+            ax=axis, colorbar=False, values_format="d")
+        axis.set_title(f"{name} @ threshold {fact['metrics']['threshold']:.3f}")
+    figures["confusion"] = _png(figure)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    names = [row["feature"] for row in facts["candidate"]["importance"]][::-1]
+    width = 0.8 / len(facts)
+    for i, (name, fact) in enumerate(facts.items()):
+        drop = {row["feature"]: row["roc_auc_drop"] for row in fact["importance"]}
+        axis.barh(np.arange(len(names)) + i * width, [drop[n] for n in names], height=width, label=name)
+    axis.set_yticks(np.arange(len(names)) + width * (len(facts) - 1) / 2, names)
+    axis.set(title="Permutation importance", xlabel="ROC-AUC drop when the feature is shuffled")
+    axis.legend(fontsize=8)
+    figures["importance"] = _png(figure)
+    plt.close(figure)
+    return figures
+
+
+def public(facts: dict) -> dict:
+    """`model_facts` without the per-row arrays: what goes into JSON."""
+    return {k: v for k, v in facts.items() if not k.startswith("_")}
+
+
+def evaluation_report(decision: dict, facts: dict[str, dict], run: dict) -> str:
+    """The HTML report: `facts` maps "candidate" (and "champion" when there is one) to `model_facts`."""
+    return _TEMPLATES.get_template("evaluation_report.html.j2").render(
+        decision=decision, facts=facts, figures=_figures(facts), run=run,
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def model_card(manifest: dict, facts: dict | None) -> str:
+    """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`."""
+    return _TEMPLATES.get_template("model_card.md.j2").render(manifest=manifest, facts=facts,
+                                                             features=features, schema=features.schema)
