@@ -17,11 +17,11 @@ worker_class = "gthread"
 threads = int(os.environ.get("SERVING_THREADS", "4"))
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
 graceful_timeout = 20
-# Kept-alive connections spare a TCP handshake and a gunicorn accept per request: at 8 clients this
-# took the service from 965 to 1,303 req/s and p99 from 20.5 to 16.7 ms (benchmarks/bench_serving.py).
-# A connection stays on the worker that accepted it; the workers share the listening socket, so new
-# connections spread over them.
-keepalive = int(os.environ.get("SERVING_KEEPALIVE", "5"))
+# 0 closes each connection after its response: with threads, kept-alive connections pin their clients
+# to the worker that accepted them. Measured at 8 clients: keepalive 5 gave 1,303 req/s when the
+# connections happened to split 4/4 and 446 req/s when they did not; 0 gives ~900 req/s every time.
+# Behind a proxy that opens many connections, SERVING_KEEPALIVE=5 is the cheaper choice.
+keepalive = int(os.environ.get("SERVING_KEEPALIVE", "0"))
 preload_app = False  # each worker builds its own app, loads the champion and starts its own poller
 logconfig_dict = LOGCONFIG
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process; workers are the parallelism
