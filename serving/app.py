@@ -7,6 +7,7 @@ content type 415, too many rows or too large a body 413, rows breaking the schem
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
@@ -23,6 +24,7 @@ from . import metrics
 from .batching import MicroBatcher
 from .champion import ChampionHolder
 from .config import ServingConfig
+from .sampling import RequestSampler
 
 log = logging.getLogger("serving")
 access_log = logging.getLogger("serving.access")
@@ -78,13 +80,18 @@ def _problems(problems: list[schema.Problem]) -> list[dict]:
 
 
 def create_app(config: ServingConfig | None = None, holder: ChampionHolder | None = None,
-               start_poller: bool = True) -> Flask:
+               start_poller: bool = True, sampler: RequestSampler | None = None) -> Flask:
     config = config or ServingConfig.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     if holder is None:
         registry = ModelRegistry(s3_client(), config.s3_bucket, config.s3_prefix)
         holder = ChampionHolder(registry, config.poll_seconds, on_reload=metrics.record_reload)
+    if sampler is None:
+        sampler = RequestSampler(holder.registry.s3, config.s3_bucket, config.s3_prefix, config.sample_rate,
+                                 flush_seconds=config.sample_flush_seconds)
+    atexit.register(sampler.flush)  # a worker stopping writes what it sampled
+    app.extensions["sampler"] = sampler
     holder.refresh()  # first load; without a champion yet /ready answers 503 until the poller finds one
     if start_poller:
         holder.start()
@@ -99,14 +106,18 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
         model = holder.current  # this request uses this model to the end, whatever a swap does
         if model is None:
             raise ClientError(503, "no champion model is loaded yet")
+        picks = sampler.choose(len(records))
         if len(records) <= schema.SMALL_BATCH:  # plain Python beats pandas' fixed cost on a few rows
             rows, problems = schema.cast_records(records, schema.SERVING, allow_text=allow_text)
             matrix = None if problems else features.model_input_rows(rows)
+            sampled = [rows[i] for i in picks]
         else:
             typed, problems = schema.validate_records(records, schema.SERVING, allow_text=allow_text)
             matrix = None if problems else features.model_input(typed)
+            sampled = typed.iloc[picks].to_dict("records") if picks else []
         if problems:
             raise ClientError(422, "invalid input", _problems(problems))
+        sampler.add(sampled, model.version)
         probabilities, labels = batcher.predict(model, matrix)
         g.rows, g.model_version = len(records), model.version
         metrics.PREDICTED_ROWS.inc(len(records))

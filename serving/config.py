@@ -16,6 +16,8 @@ class ServingConfig:
     max_rows: int = 10_000  # rows per /predict request
     max_body_bytes: int = 16 * 1024 * 1024
     api_key: str | None = None  # when set, /predict and the form require it
+    sample_rate: float = 0.01  # share of request rows written to S3 for the skew report (0 turns it off)
+    sample_flush_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> "ServingConfig":
@@ -28,4 +30,6 @@ class ServingConfig:
             max_rows=int(env("SERVING_MAX_ROWS", cls.max_rows)),
             max_body_bytes=int(env("SERVING_MAX_BODY_BYTES", cls.max_body_bytes)),
             api_key=env("SERVING_API_KEY") or None,
+            sample_rate=float(env("SERVING_SAMPLE_RATE", cls.sample_rate)),
+            sample_flush_seconds=float(env("SERVING_SAMPLE_FLUSH_SECONDS", cls.sample_flush_seconds)),
         )

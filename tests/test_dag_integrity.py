@@ -23,10 +23,18 @@ def dag():
 
 
 def test_tasks_and_their_order(dag):
-    assert sorted(dag.task_ids) == sorted(ORDER)
+    assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift"])
     for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("push").upstream_task_ids >= {"should_push", "evaluate"}
+    assert dag.get_task("check_drift").upstream_task_ids == {"extract"}
+    assert "check_drift" in dag.get_task("transform").upstream_task_ids  # drifted data stops a "fail" run
+
+
+def test_drift_params_are_validated(dag):
+    params = dag.params.dump()
+    assert params["drift_action"] == "warn" and params["drift_thresholds"] == {}
+    assert dag.get_task("check_drift").retries >= 2 and dag.get_task("check_drift").retry_exponential_backoff
 
 
 def test_every_task_has_a_timeout_and_io_tasks_back_off(dag):
@@ -55,6 +63,7 @@ def test_schedule_and_params(dag):
     ({"min_roc_auc": 2}, "min_roc_auc"),
     ({"promotion_margin": -0.1}, "promotion_margin"),
     ({"min_rows": "lots"}, "min_rows"),
+    ({"drift_action": "ignore"}, "drift_action"),
 ])
 def test_invalid_trigger_params_are_refused(dag, conf, fragment):
     from airflow.sdk.exceptions import ParamValidationError

@@ -1,4 +1,4 @@
-"""Command line: `python -m cross_sell {load,evaluate,champion,services} ...`.
+"""Command line: `python -m cross_sell {load,evaluate,champion,skew,services} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -87,6 +87,32 @@ def cmd_champion(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_skew(args, settings: Settings) -> int:
+    """Sampled serving rows vs the training profile of the champion (or --version)."""
+    import json
+    from datetime import date
+
+    from . import skew
+
+    registry = _registry(settings)
+    since = date.fromisoformat(args.since) if args.since else None
+    samples = skew.read_samples(registry.s3, settings.s3_bucket, settings.s3_prefix, since)
+    if samples.empty:
+        print(f"no sampled serving rows under {registry.uri(skew.samples_prefix(settings.s3_prefix))}"
+              f"{' since ' + args.since if args.since else ''} (is SERVING_SAMPLE_RATE > 0?)", file=sys.stderr)
+        return 2
+    try:
+        version, found = skew.report(registry, samples, args.version, json.loads(args.thresholds))
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"train/serve skew: {len(samples):,} sampled serving rows vs the training data of {version} "
+          f"({found.reference_rows:,} rows)")
+    print(found.table())
+    print(f"drifted: {', '.join(found.drifted) or 'none'}")
+    return 1 if found.drifted and args.fail_on_skew else 0
+
+
 def cmd_services(args, settings: Settings) -> int:
     """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C."""
     from pathlib import Path
@@ -141,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     champion.add_argument("version", nargs="?")
     champion.add_argument("--reason", default="manual rollback")
     champion.set_defaults(handler=cmd_champion)
+
+    skew = sub.add_parser("skew", help="compare sampled serving rows with the champion's training data")
+    skew.add_argument("--since", help="only samples from this day on (YYYY-MM-DD)")
+    skew.add_argument("--version", help="compare with this model's training data instead of the champion's")
+    skew.add_argument("--thresholds", default="{}", help='per-feature limits as JSON, e.g. \'{"Age": 0.1}\'')
+    skew.add_argument("--fail-on-skew", action="store_true", help="exit 1 when a feature crosses its limit")
+    skew.set_defaults(handler=cmd_skew)
 
     services = sub.add_parser("services", help="run local MongoDB-wire and S3 servers until Ctrl-C")
     services.add_argument("--mongo-port", type=int, default=27017)

@@ -1,0 +1,61 @@
+"""Train/serve skew: request rows sampled by the service, compared with the champion's training profile.
+
+The service writes samples as JSON lines under `<prefix>/serving-samples/date=YYYY-MM-DD/`;
+`python -m cross_sell skew` reads them back and prints the same distances as the pipeline's drift check.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import date, datetime, timezone
+
+import pandas as pd
+
+from . import drift, schema
+
+SAMPLES = "serving-samples"
+
+
+def sample_key(prefix: str, when: datetime, source: str) -> str:
+    """Where one flush of sampled rows goes; `source` keeps writers (host, process) apart."""
+    stamp = when.astimezone(timezone.utc)
+    parts = (prefix, SAMPLES, f"date={stamp:%Y-%m-%d}", f"{stamp:%H%M%S%f}-{source}.jsonl")
+    return "/".join(p for p in parts if p)
+
+
+def samples_prefix(prefix: str) -> str:
+    return "/".join(p for p in (prefix, SAMPLES) if p) + "/"
+
+
+def source_name(pid: int) -> str:
+    return f"{socket.gethostname()}-{pid}"
+
+
+def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.DataFrame:
+    """Every sampled row (on or after `since`), typed by the schema's serving columns."""
+    root = samples_prefix(prefix)
+    rows = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
+        for item in page.get("Contents", []):
+            day = item["Key"][len(root):].split("/", 1)[0].removeprefix("date=")
+            if since is not None and day < since.isoformat():
+                continue
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+            rows += [json.loads(line) for line in body.splitlines() if line.strip()]
+    frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), "model_version", "sampled_at"])
+    return frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})
+
+
+def report(registry, samples: pd.DataFrame, version: str | None = None,
+           thresholds: dict | None = None) -> tuple[str, drift.DriftReport]:
+    """Distances of sampled serving rows from a model's training profile (the champion by default)."""
+    if version is None:
+        champion = registry.champion()
+        if champion is None:
+            raise LookupError("no champion yet, so no training profile to compare with")
+        version = champion.version
+    reference = registry.version_json(version, "profile.json")
+    if reference is None:
+        raise LookupError(f"model {version} has no training profile (pushed before profiles existed?)")
+    return version, drift.compare(reference, samples, thresholds)

@@ -1,0 +1,81 @@
+"""Sampling request rows to S3 so serving data can be compared with training data (train/serve skew).
+
+Each worker keeps the sampled rows in memory and a daemon thread writes them as one JSON-lines object
+every `flush_seconds` (or sooner when `flush_rows` are waiting), so a request never waits on S3.
+A failed write is logged and its rows dropped: sampling must never hurt serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+from datetime import datetime, timezone
+
+from cross_sell import skew
+
+log = logging.getLogger(__name__)
+
+
+class RequestSampler:
+    def __init__(self, s3, bucket: str, prefix: str, rate: float, flush_seconds: float = 60.0,
+                 flush_rows: int = 1_000, seed: int | None = None):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"sample rate must be within [0, 1], not {rate}")
+        self.s3, self.bucket, self.prefix, self.rate = s3, bucket, prefix, rate
+        self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
+        self.written = 0
+        self._random = random.Random(seed)
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def choose(self, count: int) -> list[int]:
+        """Which of `count` rows to keep: each with probability `rate`."""
+        if self.rate <= 0.0:
+            return []
+        with self._lock:
+            return [i for i in range(count) if self._random.random() < self.rate]
+
+    def add(self, chosen: list[dict], model_version: str) -> None:
+        """Queue chosen rows (already cast by the schema) for the next write."""
+        if not chosen:
+            return
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._rows += [{**row, "model_version": model_version, "sampled_at": now} for row in chosen]
+            if len(self._rows) >= self.flush_rows:
+                self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="request-sampler", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> str | None:
+        """Write what is waiting now; returns the S3 key written, if any."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
+            return None
+        key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
+        body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        except Exception:  # never let sampling break serving
+            log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
+            return None
+        self.written += len(rows)
+        return key

@@ -1,0 +1,76 @@
+"""Serving samples request rows to S3; the skew report compares them with the champion's training data."""
+
+import json
+
+import pytest
+from serving_support import PREFIX, promote, train_model
+
+from cross_sell import __main__ as cli
+from cross_sell import drift, schema, skew, synthetic
+from cross_sell.registry import ModelRegistry
+from serving.app import create_app
+from serving.config import ServingConfig
+
+
+@pytest.fixture
+def registry(s3, s3_env, bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    registry = ModelRegistry(s3, bucket, PREFIX)
+    fields = train_model(tmp_path / "v1.joblib", seed=1)
+    profile = drift.profile(synthetic.generate(20_000, seed=1))
+    registry.publish(tmp_path / "v1.joblib", {"version": "v1", **fields},
+                     {"profile.json": (json.dumps(profile).encode(), "application/json")})
+    promote(registry, "v1")
+    return registry
+
+
+def _client(registry, rate):
+    config = ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, poll_seconds=3600, sample_rate=rate)
+    app = create_app(config, start_poller=False)
+    return app.extensions["sampler"], app.test_client()
+
+
+def _records(n, seed, age_shift=0):
+    frame = synthetic.generate(n, seed=seed)[list(schema.FEATURES)]
+    frame["Age"] = (frame["Age"] + age_shift).clip(upper=100)
+    return [{k: getattr(v, "item", lambda v=v: v)() for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def test_sampled_rows_reach_s3_from_small_and_large_requests(registry):
+    sampler, client = _client(registry, rate=1.0)
+    small, large = _records(5, seed=2), _records(200, seed=3)
+    for records in (small, large):
+        assert client.post("/predict", json={"records": records}).status_code == 200
+    assert client.post("/predict", json={"records": [{"Age": "old"}]}).status_code == 422  # refused: not sampled
+    key = sampler.flush()
+    assert key.startswith(f"{PREFIX}/{skew.SAMPLES}/date=")
+    samples = skew.read_samples(registry.s3, registry.bucket, PREFIX)
+    assert len(samples) == 205 and set(samples["model_version"]) == {"v1"}
+    sent = [{name: r[name] for name in schema.FEATURES} for r in small + large]
+    assert samples[list(schema.FEATURES)].to_dict("records") == sent  # the rows as validated, in order
+
+
+def test_sample_rate_keeps_about_that_share(registry):
+    sampler, client = _client(registry, rate=0.1)
+    for seed in range(10):
+        client.post("/predict", json={"records": _records(100, seed=seed)})
+    sampler.flush()
+    assert 60 <= len(skew.read_samples(registry.s3, registry.bucket, PREFIX)) <= 140  # binomial(1000, 0.1)
+    assert _client(registry, rate=0.0)[0].choose(1_000) == []
+
+
+def test_skew_cli_flags_serving_data_unlike_training_data(registry, capsys):
+    assert cli.main(["skew"]) == 2  # nothing sampled yet
+    sampler, client = _client(registry, rate=1.0)
+    client.post("/predict", json={"records": _records(2_000, seed=4)})
+    sampler.flush()
+    assert cli.main(["skew", "--fail-on-skew"]) == 0
+    assert "drifted: none" in capsys.readouterr().out
+
+    client.post("/predict", json={"records": _records(4_000, seed=5, age_shift=15)})
+    sampler.flush()
+    assert cli.main(["skew", "--fail-on-skew"]) == 1
+    out = capsys.readouterr().out
+    assert "6,000 sampled serving rows vs the training data of v1" in out and "drifted: Age" in out
+    assert cli.main(["skew", "--thresholds", '{"Age": 5}']) == 0
