@@ -44,7 +44,7 @@ def run(cmd: list[str], env: dict, log_file: Path) -> int:
         return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def summarize(s3, settings: Settings, run_id: str) -> dict:
+def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
     artifacts = RunArtifacts(s3, settings.s3_bucket, settings.s3_prefix, run_id)
 
     def maybe(*parts):
@@ -55,8 +55,13 @@ def summarize(s3, settings: Settings, run_id: str) -> dict:
 
     extracted, validation, decision, pushed = (maybe("raw", "snapshot.json"), maybe("validation", "summary.json"),
                                                maybe("evaluation", "decision.json"), maybe("push", "result.json"))
+    drift = maybe("validation", "drift.json")
     registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix)
     champion = registry.champion()
+    report = None
+    if decision and decision.get("report_key"):  # the local S3 server stops with the demo: keep a copy
+        report = local / "reports" / f"{artifacts.root.rsplit('/', 1)[-1]}.html"
+        artifacts.download(decision["report_key"], report)
 
     def brief(metrics):
         return None if metrics is None else {k: round(metrics[k], 4) for k in
@@ -74,7 +79,9 @@ def summarize(s3, settings: Settings, run_id: str) -> dict:
         "candidate": decision and {"version": decision["candidate_version"], **brief(decision["candidate"])},
         "champion_before": decision and decision["champion_version"] and {
             "version": decision["champion_version"], **brief(decision["champion"])},
+        "drift": drift and ({"drifted": drift["drifted"]} if drift.get("checked") else drift.get("reason")),
         "decision": decision and {"bless": decision["bless"], "reason": decision["reason"]},
+        "evaluation_report": report and {"s3": artifacts.uri(decision["report_key"]), "local_copy": str(report)},
         "pushed": bool(pushed and pushed["pushed"]),
         "champion_now": champion and {"version": champion.version,
                                       "model": registry.uri(champion.pointer["model_key"]),
@@ -125,7 +132,7 @@ def main() -> int:
             print(f"DAG run {number}/{args.runs}: airflow dags test {DAG_ID} --conf '{args.conf}' ...", flush=True)
             code = run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--conf", args.conf], env, log_file)
             run_id = _latest_run(s3, settings)
-            print(json.dumps(summarize(s3, settings, run_id), indent=2), flush=True)
+            print(json.dumps(summarize(s3, settings, run_id, local), indent=2), flush=True)
             if code != 0:
                 print(f"DAG run failed (exit {code}); task logs in {log_file}", file=sys.stderr)
                 status = code
