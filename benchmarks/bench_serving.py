@@ -87,7 +87,8 @@ def main() -> None:
         model = training.train(parts["train"], parts["validation"], seed=1)
         path = workdir / "model.joblib"
         sha = training.save(model, str(path))
-        registry.publish(path, {"version": "bench", "sha256": sha, "threshold": training.threshold(model)})
+        registry.publish(path, {"version": "bench", "sha256": sha, "threshold": training.threshold(model),
+                                "model_input": features.MODEL_INPUT})
         registry.set_champion("bench", None, "promote", run_id="bench")
         env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": BUCKET, "CROSS_SELL_S3_PREFIX": PREFIX}
 

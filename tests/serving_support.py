@@ -15,6 +15,7 @@ def train_model(path: Path, seed: int, rows: int = 4_000) -> dict:
     parts = features.split(synthetic.generate(rows, seed=seed), seed=seed)
     model = training.train(parts["train"], parts["validation"], seed=seed)
     return {"sha256": training.save(model, str(path)), "threshold": training.threshold(model),
+            "model_input": features.MODEL_INPUT,
             "metrics": {"roc_auc": 0.8}, "trained_at": "2026-11-22T00:00:00+00:00", "data_fingerprint": "f" * 64}
 
 

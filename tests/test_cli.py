@@ -47,11 +47,14 @@ def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, mode
     assert 0.75 < from_file["roc_auc"] < 0.95 and from_file["rows"] == 4_000
 
     registry = ModelRegistry(s3, env, "vi")
-    registry.publish(path, {"version": "v1", "sha256": sha})
+    registry.publish(path, {"version": "v1", "sha256": sha, "model_input": features.MODEL_INPUT})
     registry.set_champion("v1", None, "promote", run_id="r")
     assert cli(["evaluate", "--csv", str(csv)]) == 0
     from_champion = _json(capsys)
     assert from_champion["model"] == "v1" and from_champion["metrics"] == from_file
+    registry.publish(path, {"version": "old", "sha256": sha})  # saved by a release with another model input
+    assert cli(["evaluate", "--csv", str(csv), "--model", "old"]) == 2
+    assert "takes model input None" in capsys.readouterr().err
 
 
 def test_champion_show_history_and_rollback(env, s3, model_file, capsys):

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cross_sell import drift, pipeline, schema, synthetic
+from cross_sell import drift, features, pipeline, schema, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
@@ -64,6 +64,19 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
                               min_roc_auc=0.7, margin=0.002)
     assert not again["bless"] and again["champion_version"] == trained["version"]
     assert again["candidate"] == again["champion"]
+
+
+def test_a_champion_for_another_model_input_is_not_scored(run, tmp_path):
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    path = artifacts.download(trained["model_key"], tmp_path / "m.joblib")
+    registry.publish(path, {"version": "old", "sha256": trained["sha256"], "model_input": "object-array/0"})
+    registry.set_champion("old", None, "promote", run_id="old-run")
+    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+                                 min_roc_auc=0.7, margin=0.002)
+    assert decision["bless"] and decision["champion"] is None and decision["champion_version"] == "old"
+    assert "takes model input 'object-array/0'" in decision["reason"] and "floor" in decision["reason"]
+    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"])["pushed"]
+    assert registry.manifest(trained["version"])["model_input"] == features.MODEL_INPUT
 
 
 def test_evaluation_report_and_model_card_hold_the_figures(run):

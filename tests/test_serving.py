@@ -150,6 +150,18 @@ def test_a_new_champion_is_swapped_in_and_a_tampered_one_refused(registry, clien
     assert info["reloads"] == {"success": 2, "failure": 1}
 
 
+def test_a_model_for_another_input_layout_is_refused(registry, client, models):
+    """A champion saved by a release with another model input would mis-predict silently: refused."""
+    holder = client.application.extensions["champion"]
+    path, fields = models["v1"]
+    publish(registry, path, "old-layout", {**fields, "model_input": "object-array/0"})
+    promote(registry, "old-layout")
+    assert holder.refresh() is False
+    info = client.get("/model").json
+    assert info["version"] == "v1" and "object-array/0" in info["last_reload_error"]
+    assert client.post("/predict", json={"records": rows(1)}).json["model_version"] == "v1"
+
+
 def test_metrics_are_exposed(client):
     client.post("/predict", json={"records": rows(3)})
     client.post("/predict", data="x", content_type="text/plain")

@@ -13,6 +13,9 @@ from sklearn.preprocessing import TargetEncoder
 from . import schema
 
 SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
+# The layout of `model_input`, recorded in every manifest. A model saved for another layout would
+# silently mis-predict on this one, so the service refuses to load it and evaluation does not score it.
+MODEL_INPUT = "schema-codes-float64/1"
 # High-cardinality codes (53 regions, ~150 channels) also enter the model as their out-of-fold
 # response rate: 5-fold CV on the real sample showed +0.002 ROC-AUC over the codes alone
 # (benchmarks/bench_model_quality.py).

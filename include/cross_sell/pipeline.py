@@ -164,15 +164,21 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         # This run already promoted its candidate (evaluate was cleared after push): judge it again
         # against the model it replaced, so the re-run reaches the decision the first run did.
         baseline = champion.pointer.get("previous_version")
+    champion_input = registry.manifest(baseline).get("model_input") if baseline is not None else None
+    comparable = baseline is not None and champion_input == features.MODEL_INPUT
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
         candidate = joblib.load(_download_candidate(artifacts, trained, Path(tmp) / "candidate.joblib"))
         facts = {"candidate": report.model_facts(candidate, test)}
-        if baseline is not None:
+        if comparable:
             facts["champion"] = report.model_facts(registry.load(baseline, workdir=tmp), test)
     candidate_metrics = facts["candidate"]["metrics"]
     champion_metrics = facts["champion"]["metrics"] if "champion" in facts else None
     bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
+    if baseline is not None and not comparable:  # e.g. a champion saved by an older release
+        reason = (f"champion {baseline} takes model input {champion_input!r}, not {features.MODEL_INPUT!r}, "
+                  f"so it cannot be scored here; judged against the floor: {reason}")
+        log.warning(reason)
     decision = {
         "bless": bless,
         "reason": reason,
@@ -243,6 +249,7 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
         "code_version": code_version(),
         "library_versions": library_versions(),
         "features": list(schema.FEATURES),
+        "model_input": features.MODEL_INPUT,
     }
     facts = artifacts.get_json(decision["facts_key"])["candidate"] if decision.get("facts_key") else None
     files = {"model_card.md": (report.model_card(manifest, facts).encode(), "text/markdown")}
