@@ -106,17 +106,18 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
         model = holder.current  # this request uses this model to the end, whatever a swap does
         if model is None:
             raise ClientError(503, "no champion model is loaded yet")
-        picks = sampler.choose(len(records))
-        if len(records) <= schema.SMALL_BATCH:  # plain Python beats pandas' fixed cost on a few rows
+        small = len(records) <= schema.SMALL_BATCH  # plain Python beats pandas' fixed cost on a few rows
+        if small:
             rows, problems = schema.cast_records(records, schema.SERVING, allow_text=allow_text)
-            matrix = None if problems else features.model_input_rows(rows)
-            sampled = [rows[i] for i in picks]
         else:
             typed, problems = schema.validate_records(records, schema.SERVING, allow_text=allow_text)
-            matrix = None if problems else features.model_input(typed)
-            sampled = typed.iloc[picks].to_dict("records") if picks else []
         if problems:
             raise ClientError(422, "invalid input", _problems(problems))
+        picks = sampler.choose(len(records))
+        if small:
+            matrix, sampled = features.model_input_rows(rows), [rows[i] for i in picks]
+        else:
+            matrix, sampled = features.model_input(typed), typed.iloc[picks].to_dict("records") if picks else []
         sampler.add(sampled, model.version)
         probabilities, labels = batcher.predict(model, matrix)
         g.rows, g.model_version = len(records), model.version

@@ -104,9 +104,9 @@ class ChampionHolder:
     def _load(self, version: str) -> LoadedModel:
         started = time.perf_counter()
         manifest = self.registry.manifest(version)
-        if manifest.get("model_input") != features.MODEL_INPUT:  # it would silently mis-predict
-            raise ValueError(f"model {version} takes model input {manifest.get('model_input')!r}; this service "
-                             f"builds {features.MODEL_INPUT!r} (retrain it with this release)")
+        mismatch = features.input_mismatch(version, manifest)
+        if mismatch:  # it would silently mis-predict
+            raise ValueError(mismatch)
         with tempfile.TemporaryDirectory() as tmp:
             path = self.registry.download_verified(version, Path(tmp) / "model.joblib", manifest["sha256"])
             model = joblib.load(path)

@@ -66,10 +66,9 @@ def cmd_evaluate(args, settings: Settings) -> int:
             if champion is None:
                 raise SystemExit(f"no champion in s3://{settings.s3_bucket}/{registry.pointer_key}")
             version = champion.version
-        model_input = registry.manifest(version).get("model_input")
-        if model_input != features.MODEL_INPUT:
-            raise RegistryError(f"model {version} takes model input {model_input!r}, not {features.MODEL_INPUT!r}; "
-                                "its scores here would be meaningless")
+        mismatch = features.input_mismatch(version, registry.manifest(version))
+        if mismatch:
+            raise RegistryError(f"{mismatch}; its scores here would be meaningless")
         model, name = registry.load(version), version
     _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
     return 0

@@ -54,6 +54,19 @@ def profile(frame: pd.DataFrame) -> dict:
     return {"rows": int(len(frame)), "features": features}
 
 
+def reference_profile(registry, version: str | None = None) -> tuple[str, dict]:
+    """A registered model's training profile (the champion's by default); LookupError when there is none."""
+    if version is None:
+        champion = registry.champion()
+        if champion is None:
+            raise LookupError("no champion yet, so no training profile to compare with")
+        version = champion.version
+    reference = registry.version_json(version, "profile.json")
+    if reference is None:
+        raise LookupError(f"model {version} has no training profile (pushed before profiles existed?)")
+    return version, reference
+
+
 def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return counts / max(counts.sum(), 1)

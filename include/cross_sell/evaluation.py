@@ -6,22 +6,30 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from . import features
+from . import features, schema
 
 PRIMARY_METRIC = "roc_auc"
 
 
-def score(model, frame: pd.DataFrame) -> dict:
+def predictions(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
+    """Labels, positive-class probabilities and the model's threshold: one model call for all metrics."""
     x, y = features.features_and_label(frame)
-    probability = model.predict_proba(x)[:, 1]
-    predicted = model.predict(x)
+    return y, model.predict_proba(x)[:, 1], float(model.best_threshold_)
+
+
+def score(model, frame: pd.DataFrame) -> dict:
+    return metrics_of(*predictions(model, frame))
+
+
+def metrics_of(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict:
+    predicted = (probability >= threshold).astype(int)  # what the thresholded classifier's predict() does
     return {
         "rows": int(len(y)),
         "positive_rate": round(float(np.mean(y)), 6),
         "roc_auc": float(skm.roc_auc_score(y, probability)),
         "pr_auc": float(skm.average_precision_score(y, probability)),
         "log_loss": float(skm.log_loss(y, probability, labels=[0, 1])),
-        "threshold": float(model.best_threshold_),
+        "threshold": threshold,
         "f1": float(skm.f1_score(y, predicted, zero_division=0)),
         "precision": float(skm.precision_score(y, predicted, zero_division=0)),
         "recall": float(skm.recall_score(y, predicted, zero_division=0)),
@@ -46,11 +54,10 @@ def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: f
 SLICE_COLUMNS = ("Vehicle_Age", "Gender", "Previously_Insured")
 
 
-def slice_metrics(model, frame: pd.DataFrame, columns=SLICE_COLUMNS) -> list[dict]:
-    """Metrics per value of each slice column, at the model's own threshold."""
-    x, y = features.features_and_label(frame)
-    probability = model.predict_proba(x)[:, 1]
-    predicted = (probability >= model.best_threshold_).astype(int)
+def slice_metrics(frame: pd.DataFrame, y: np.ndarray, probability: np.ndarray, threshold: float,
+                  columns=SLICE_COLUMNS) -> list[dict]:
+    """Metrics per value of each slice column, at the model's own threshold (`predictions` of `frame`)."""
+    predicted = (probability >= threshold).astype(int)
     rows = []
     for column in columns:
         for value in sorted(frame[column].unique(), key=str):
@@ -74,6 +81,6 @@ def feature_importance(model, frame: pd.DataFrame, seed: int = 0, max_rows: int 
     sample = frame.sample(n=min(max_rows, len(frame)), random_state=seed)
     x, y = features.features_and_label(sample)
     result = permutation_importance(model, x, y, scoring="roc_auc", n_repeats=3, random_state=seed)
-    ranked = sorted(zip(features.schema.FEATURES, result.importances_mean, result.importances_std, strict=True),
+    ranked = sorted(zip(schema.FEATURES, result.importances_mean, result.importances_std, strict=True),
                     key=lambda item: -item[1])
     return [{"feature": name, "roc_auc_drop": float(mean), "std": float(std)} for name, mean, std in ranked]

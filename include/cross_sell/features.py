@@ -16,6 +16,14 @@ SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
 # The layout of `model_input`, recorded in every manifest. A model saved for another layout would
 # silently mis-predict on this one, so the service refuses to load it and evaluation does not score it.
 MODEL_INPUT = "schema-codes-float64/1"
+
+
+def input_mismatch(version: str, manifest: dict) -> str | None:
+    """Why a registered model cannot take `model_input`, or None when it can."""
+    found = manifest.get("model_input")
+    if found == MODEL_INPUT:
+        return None
+    return f"model {version} takes model input {found!r}, not {MODEL_INPUT!r} (retrain it with this release)"
 # High-cardinality codes (53 regions, ~150 channels) also enter the model as their out-of-fold
 # response rate: 5-fold CV on the real sample showed +0.002 ROC-AUC over the codes alone
 # (benchmarks/bench_model_quality.py).
@@ -80,7 +88,3 @@ def preprocessor(seed: int) -> ColumnTransformer:
         ("response_rate", encoder, [position[name] for name in TARGET_ENCODED]),
     ])
 
-
-def output_names() -> list[str]:
-    """Column names of `preprocessor()`'s output, for feature importance and reports."""
-    return list(schema.FEATURES) + [f"{name}_response_rate" for name in TARGET_ENCODED]

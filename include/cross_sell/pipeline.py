@@ -73,21 +73,21 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, raw_key: str, 
     """
     if action not in ("warn", "fail"):
         raise ValueError(f"drift action must be 'warn' or 'fail', not {action!r}")
-    champion = registry.champion()
-    reference = registry.version_json(champion.version, "profile.json") if champion else None
-    if reference is None:
-        result = {"checked": False, "reason": "no champion with a training profile yet", "drifted": []}
+    try:
+        version, reference = drift.reference_profile(registry)
+    except LookupError as missing:
+        result = {"checked": False, "reason": str(missing), "drifted": []}
         artifacts.put_json(result, "validation", "drift.json")
         log.info("drift check skipped: %s", result["reason"])
         return result
     with tempfile.TemporaryDirectory() as tmp:
         frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
     found = drift.compare(reference, frame, thresholds)
-    result = {"checked": True, "champion_version": champion.version, "action": action, **found.as_dict()}
+    result = {"checked": True, "champion_version": version, "action": action, **found.as_dict()}
     result["report_key"] = artifacts.put_json(result, "validation", "drift.json")
-    log.info("drift against champion %s's training data:\n%s", champion.version, found.table())
+    log.info("drift against champion %s's training data:\n%s", version, found.table())
     if found.drifted:
-        message = (f"drift in {', '.join(found.drifted)} against champion {champion.version} "
+        message = (f"drift in {', '.join(found.drifted)} against champion {version} "
                    f"(report: {artifacts.uri(result['report_key'])})")
         if action == "fail":
             raise drift.DriftError(message)
@@ -164,8 +164,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         # This run already promoted its candidate (evaluate was cleared after push): judge it again
         # against the model it replaced, so the re-run reaches the decision the first run did.
         baseline = champion.pointer.get("previous_version")
-    champion_input = registry.manifest(baseline).get("model_input") if baseline is not None else None
-    comparable = baseline is not None and champion_input == features.MODEL_INPUT
+    mismatch = features.input_mismatch(baseline, registry.manifest(baseline)) if baseline is not None else None
+    comparable = baseline is not None and mismatch is None
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
         candidate = joblib.load(_download_candidate(artifacts, trained, Path(tmp) / "candidate.joblib"))
@@ -175,9 +175,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
     candidate_metrics = facts["candidate"]["metrics"]
     champion_metrics = facts["champion"]["metrics"] if "champion" in facts else None
     bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
-    if baseline is not None and not comparable:  # e.g. a champion saved by an older release
-        reason = (f"champion {baseline} takes model input {champion_input!r}, not {features.MODEL_INPUT!r}, "
-                  f"so it cannot be scored here; judged against the floor: {reason}")
+    if mismatch:  # e.g. a champion saved by an older release
+        reason = f"champion: {mismatch}, so it cannot be scored here; judged against the floor: {reason}"
         log.warning(reason)
     decision = {
         "bless": bless,

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from . import evaluation, features
+from . import evaluation, features, schema
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("cross_sell", "templates"),
                                 autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
@@ -30,13 +30,11 @@ def _png(figure) -> str:
 
 def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
     """Everything the report shows about one model on the test split (also kept as JSON)."""
-    x, y = features.features_and_label(test)
-    probability = model.predict_proba(x)[:, 1]
-    threshold = float(model.best_threshold_)
+    y, probability, threshold = evaluation.predictions(model, test)
     return {
-        "metrics": evaluation.score(model, test),
+        "metrics": evaluation.metrics_of(y, probability, threshold),
         "confusion": skm.confusion_matrix(y, (probability >= threshold).astype(int), labels=[0, 1]).tolist(),
-        "slices": evaluation.slice_metrics(model, test),
+        "slices": evaluation.slice_metrics(test, y, probability, threshold),
         "importance": evaluation.feature_importance(model, test, seed=seed),
         "_y": y, "_probability": probability,  # for the figures only; dropped before saving
     }
@@ -105,4 +103,4 @@ def evaluation_report(decision: dict, facts: dict[str, dict], run: dict) -> str:
 def model_card(manifest: dict, facts: dict | None) -> str:
     """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`."""
     return _TEMPLATES.get_template("model_card.md.j2").render(manifest=manifest, facts=facts,
-                                                             features=features, schema=features.schema)
+                                                             features=features, schema=schema)

@@ -50,12 +50,5 @@ def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.
 def report(registry, samples: pd.DataFrame, version: str | None = None,
            thresholds: dict | None = None) -> tuple[str, drift.DriftReport]:
     """Distances of sampled serving rows from a model's training profile (the champion by default)."""
-    if version is None:
-        champion = registry.champion()
-        if champion is None:
-            raise LookupError("no champion yet, so no training profile to compare with")
-        version = champion.version
-    reference = registry.version_json(version, "profile.json")
-    if reference is None:
-        raise LookupError(f"model {version} has no training profile (pushed before profiles existed?)")
+    version, reference = drift.reference_profile(registry, version)
     return version, drift.compare(reference, samples, thresholds)
