@@ -2,7 +2,6 @@ import copy
 import json
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -74,19 +73,18 @@ def test_invalid_trigger_params_are_refused(dag, conf, fragment):
         params.validate()
 
 
-def test_dag_file_parses_fast_without_heavy_imports():
+def test_dag_file_imports_nothing_heavy():
     probe = (
-        "import sys, time, importlib.util\n"
-        "start = time.perf_counter()\n"
+        "import sys, importlib.util\n"
         f"spec = importlib.util.spec_from_file_location('d', {str(ROOT / 'dags' / 'cross_sell_training.py')!r})\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-        "heavy = [m for m in ('great_expectations', 'sklearn', 'pyarrow', 'pymongo', 'joblib') if m in sys.modules]\n"
-        "print(__import__('json').dumps({'seconds': time.perf_counter() - start, 'heavy': heavy}))\n"
+        "heavy = [m for m in ('great_expectations', 'sklearn', 'pyarrow', 'pymongo', 'joblib', 'onnxruntime')\n"
+        "         if m in sys.modules]\n"
+        "print(__import__('json').dumps({'heavy': heavy}))\n"
     )
-    started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "include")})
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["heavy"] == []
-    assert result["seconds"] < 2.0, result
-    assert time.perf_counter() - started < 10
+    # What keeps the scheduler's parse of this file cheap (its time is machine-dependent, so a
+    # benchmark's business, not a test's): nothing heavy is imported at module level.
+    assert result["heavy"] == [], result
