@@ -22,6 +22,9 @@ import numpy as np
 from cross_sell import features, schema
 from cross_sell.registry import UNCHANGED, ModelRegistry
 
+from . import onnx_engine
+from .onnx_engine import OnnxEngine
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +40,19 @@ class LoadedModel:
     manifest: dict
     loaded_at: str
     load_seconds: float
+    onnx: OnnxEngine | None = None  # the same model run by ONNX Runtime, when it converts faithfully
+    onnx_note: str | None = None  # why it is served by scikit-learn instead
+
+    @property
+    def engine(self) -> str:
+        return "onnxruntime" if self.onnx is not None else "scikit-learn"
 
     def predict(self, matrix: np.ndarray) -> tuple[list[float], list[int]]:
         """Probabilities and labels for rows of `features.model_input` / `features.model_input_rows`."""
-        probability = self.model.predict_proba(matrix)[:, 1]
+        if self.onnx is not None:
+            probability = self.onnx.positive_probability(matrix)
+        else:
+            probability = self.model.predict_proba(matrix)[:, 1]
         return probability.tolist(), (probability >= self.threshold).astype(int).tolist()
 
 
@@ -53,9 +65,10 @@ class ReloadStatus:
 
 
 class ChampionHolder:
-    def __init__(self, registry: ModelRegistry, poll_seconds: float, on_reload=None):
+    def __init__(self, registry: ModelRegistry, poll_seconds: float, on_reload=None, use_onnx: bool = True):
         self.registry = registry
         self.poll_seconds = poll_seconds
+        self.use_onnx = use_onnx
         self.status = ReloadStatus()
         self._current: LoadedModel | None = None
         self._etag: str | None = None
@@ -111,11 +124,14 @@ class ChampionHolder:
             path = self.registry.download_verified(version, Path(tmp) / "model.joblib", manifest["sha256"])
             model = joblib.load(path)
         threshold = float(manifest.get("threshold", getattr(model, "best_threshold_", 0.5)))
-        loaded = LoadedModel(version, model, threshold, manifest, _now(), 0.0)
-        warm, _ = loaded.predict(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
-        if not 0.0 <= warm[0] <= 1.0:
-            raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0]}")
-        return LoadedModel(version, model, threshold, manifest, _now(), time.perf_counter() - started)
+        warm = model.predict_proba(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
+        if not 0.0 <= warm[0, 1] <= 1.0:
+            raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0, 1]}")
+        onnx, onnx_note = onnx_engine.convert(model) if self.use_onnx else (None, "ONNX Runtime is switched off")
+        if onnx_note:
+            log.warning("serving %s with scikit-learn: %s", version, onnx_note)
+        return LoadedModel(version, model, threshold, manifest, _now(), time.perf_counter() - started,
+                           onnx, onnx_note)
 
     def start(self) -> None:
         """Poll in a daemon thread of this worker process (every worker converges on its own)."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from cross_sell.settings import Settings
 
+ENGINES = ("onnx", "sklearn")
+
 
 @dataclass(frozen=True)
 class ServingConfig:
@@ -18,6 +20,11 @@ class ServingConfig:
     api_key: str | None = None  # when set, /predict and the form require it
     sample_rate: float = 0.01  # share of request rows written to S3 for the skew report (0 turns it off)
     sample_flush_seconds: float = 60.0
+    engine: str = "onnx"  # "onnx": ONNX Runtime when the model converts faithfully; "sklearn": never
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"SERVING_ENGINE must be one of {ENGINES}, not {self.engine!r}")
 
     @classmethod
     def from_env(cls) -> "ServingConfig":
@@ -32,4 +39,5 @@ class ServingConfig:
             api_key=env("SERVING_API_KEY") or None,
             sample_rate=float(env("SERVING_SAMPLE_RATE", cls.sample_rate)),
             sample_flush_seconds=float(env("SERVING_SAMPLE_FLUSH_SECONDS", cls.sample_flush_seconds)),
+            engine=env("SERVING_ENGINE", cls.engine),
         )

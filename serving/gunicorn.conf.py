@@ -3,6 +3,7 @@
     gunicorn -c serving/gunicorn.conf.py "serving.app:create_app()"
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -41,3 +42,12 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # The worker has imported its libraries and loaded the champion: ~180,000 long-lived objects that
+    # every full garbage collection would walk again (measured 88 ms per pass here, hit every few
+    # hundred requests and by every large one). Frozen, they are skipped; requests' objects are not.
+    # A champion replaced later is still freed: by reference counting (the model and its ONNX session
+    # hold no reference cycles; checked with gc.collect() after a swap).
+    gc.freeze()

@@ -2,11 +2,15 @@
 
 import json
 
+import joblib
+import numpy as np
+import pandas as pd
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from cross_sell import schema, synthetic
+from cross_sell import features, schema, synthetic
 from cross_sell.registry import ModelRegistry
+from serving import onnx_engine
 from serving.app import create_app
 from serving.config import ServingConfig
 
@@ -162,6 +166,60 @@ def test_a_model_for_another_input_layout_is_refused(registry, client, models):
     assert client.post("/predict", json={"records": rows(1)}).json["model_version"] == "v1"
 
 
+def test_onnx_engine_serves_what_scikit_learn_predicts(client, models):
+    """The champion runs in ONNX Runtime; its answers are the scikit-learn model's, up to float32 rounding."""
+    info = client.get("/model").json
+    assert info["engine"] == "onnxruntime" and info["engine_note"] is None
+    records = rows(MAX_ROWS, seed=4)
+    served = client.post("/predict", json={"records": records}).json["predictions"]
+    expected = joblib.load(models["v1"][0]).predict_proba(
+        features.model_input(pd.DataFrame(records, columns=list(schema.FEATURES))))[:, 1]
+    got = np.array([p["probability"] for p in served])
+    assert np.max(np.abs(got - expected)) <= onnx_engine.TOLERANCE
+
+
+def test_scikit_learn_serves_when_onnx_is_off_or_unfaithful(registry, models, monkeypatch):
+    promote(registry, "v1")
+    records = rows(5, seed=4)
+    _, onnx_client = _app(registry)
+    by_onnx = onnx_client.post("/predict", json={"records": records}).json["predictions"]
+    _, off = _app(registry, engine="sklearn")
+    assert off.get("/model").json["engine"] == "scikit-learn"
+    by_sklearn = off.post("/predict", json={"records": records}).json["predictions"]
+    assert [p["label"] for p in by_sklearn] == [p["label"] for p in by_onnx]
+    monkeypatch.setattr(onnx_engine, "TOLERANCE", -1.0)  # no conversion can be this faithful
+    _, strict = _app(registry)
+    info = strict.get("/model").json
+    assert info["engine"] == "scikit-learn" and "disagrees with scikit-learn" in info["engine_note"]
+    assert strict.post("/predict", json={"records": records}).json["predictions"] == by_sklearn
+    with pytest.raises(ValueError, match="SERVING_ENGINE"):
+        ServingConfig(s3_bucket="b", s3_prefix="p", engine="tensorrt")
+
+
+def test_a_model_onnx_cannot_express_is_served_by_scikit_learn():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeClassifier
+
+    x = onnx_engine.parity_rows()[:500]
+    model = make_pipeline(FunctionTransformer(np.nan_to_num), DecisionTreeClassifier(max_depth=3, random_state=0))
+    model.fit(x, (x[:, 1] > 40).astype(int))
+    engine, note = onnx_engine.convert(model)
+    assert engine is None and note.startswith("ONNX conversion failed")
+
+
+def test_parity_rows_sweep_every_allowed_value():
+    rows_ = onnx_engine.parity_rows()
+    for position, name in enumerate(schema.FEATURES):
+        column = schema.BY_NAME[name]
+        values = set(rows_[:, position][~np.isnan(rows_[:, position])])
+        if name in features.CODES:
+            assert set(features.CODES[name].values()) <= values
+        elif column.kind == "integer" and column.maximum is not None and column.maximum - column.minimum <= 1000:
+            assert set(range(column.minimum, column.maximum + 1)) <= values
+        assert np.isnan(rows_[:, position]).any()
+
+
 def test_metrics_are_exposed(client):
     client.post("/predict", json={"records": rows(3)})
     client.post("/predict", data="x", content_type="text/plain")
@@ -169,7 +227,7 @@ def test_metrics_are_exposed(client):
     assert 'serving_requests_total{endpoint="/predict",status="200"}' in text
     assert 'serving_requests_total{endpoint="/predict",status="415"}' in text
     assert "serving_request_seconds_bucket" in text
-    assert 'serving_model_version_info{version="v1"} 1.0' in text
+    assert 'serving_model_version_info{engine="onnxruntime",version="v1"} 1.0' in text
     assert "serving_model_reloads_total" in text
 
 

@@ -27,6 +27,7 @@ class Counting:
 
     def __init__(self, model):
         self.model, self.version, self.calls = model, model.version, 0
+        self.onnx = None  # a scikit-learn engine: only these go through the batching queue
 
     def predict(self, matrix):
         self.calls += 1
@@ -53,7 +54,7 @@ def test_concurrent_requests_get_their_own_rows_and_model(models):
 
 def test_a_failing_model_fails_only_its_requests(models):
     class Broken:
-        version = "broken"
+        version, onnx = "broken", None
 
         def predict(self, matrix):
             raise RuntimeError("model exploded")
