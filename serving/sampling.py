@@ -30,6 +30,7 @@ class RequestSampler:
         self._random = random.Random(seed)
         self._rows: list[dict] = []
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
 
@@ -65,17 +66,22 @@ class RequestSampler:
             self.flush()
 
     def flush(self) -> str | None:
-        """Write what is waiting now; returns the S3 key written, if any."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-        if not rows:
-            return None
-        key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
-        body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
-        except Exception:  # never let sampling break serving
-            log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
-            return None
-        self.written += len(rows)
-        return key
+        """Write what is waiting now; returns the S3 key written, if any.
+
+        Returns only once rows queued before the call are in S3, also when the background thread
+        took them first (one write at a time), so a report run right after a flush sees them all.
+        """
+        with self._writing:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return None
+            key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
+            body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+            except Exception:  # never let sampling break serving
+                log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
+                return None
+            self.written += len(rows)
+            return key
