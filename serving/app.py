@@ -100,7 +100,7 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
     if holder is None:
         registry = ModelRegistry(s3_client(), config.s3_bucket, config.s3_prefix)
         holder = ChampionHolder(registry, config.poll_seconds, on_reload=metrics.record_reload,
-                                use_onnx=config.engine == "onnx")
+                                onnx_threads=config.onnx_threads if config.engine == "onnx" else None)
     if sampler is None:
         sampler = RequestSampler(holder.registry.s3, config.s3_bucket, config.s3_prefix, config.sample_rate,
                                  flush_seconds=config.sample_flush_seconds)

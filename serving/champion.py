@@ -65,10 +65,10 @@ class ReloadStatus:
 
 
 class ChampionHolder:
-    def __init__(self, registry: ModelRegistry, poll_seconds: float, on_reload=None, use_onnx: bool = True):
+    def __init__(self, registry: ModelRegistry, poll_seconds: float, on_reload=None, onnx_threads: int | None = 2):
         self.registry = registry
         self.poll_seconds = poll_seconds
-        self.use_onnx = use_onnx
+        self.onnx_threads = onnx_threads  # None: always serve with scikit-learn
         self.status = ReloadStatus()
         self._current: LoadedModel | None = None
         self._etag: str | None = None
@@ -127,7 +127,8 @@ class ChampionHolder:
         warm = model.predict_proba(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
         if not 0.0 <= warm[0, 1] <= 1.0:
             raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0, 1]}")
-        onnx, onnx_note = onnx_engine.convert(model) if self.use_onnx else (None, "ONNX Runtime is switched off")
+        onnx, onnx_note = (onnx_engine.convert(model, self.onnx_threads) if self.onnx_threads
+                           else (None, "ONNX Runtime is switched off (SERVING_ENGINE=sklearn)"))
         if onnx_note:
             log.warning("serving %s with scikit-learn: %s", version, onnx_note)
         return LoadedModel(version, model, threshold, manifest, _now(), time.perf_counter() - started,

@@ -21,6 +21,7 @@ class ServingConfig:
     sample_rate: float = 0.01  # share of request rows written to S3 for the skew report (0 turns it off)
     sample_flush_seconds: float = 60.0
     engine: str = "onnx"  # "onnx": ONNX Runtime when the model converts faithfully; "sklearn": never
+    onnx_threads: int = 2  # ONNX Runtime threads per worker: 2 halve a 10,000-row prediction
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -40,4 +41,5 @@ class ServingConfig:
             sample_rate=float(env("SERVING_SAMPLE_RATE", cls.sample_rate)),
             sample_flush_seconds=float(env("SERVING_SAMPLE_FLUSH_SECONDS", cls.sample_flush_seconds)),
             engine=env("SERVING_ENGINE", cls.engine),
+            onnx_threads=int(env("SERVING_ONNX_THREADS", cls.onnx_threads)),
         )

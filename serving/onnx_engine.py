@@ -2,19 +2,17 @@
 
 A one-row `predict_proba` of the scikit-learn pipeline costs 1.5-3 ms, nearly all of it per-call
 checks and a Python loop over the trees; the same model in ONNX Runtime answers in about 15 us
-(serving/README figures, benchmarks/bench_serving.py). The registry keeps the joblib file as the one
+(README, "Prediction service"; benchmarks/bench_serving.py). The registry keeps the joblib file as the one
 artifact: it is sha-checked and unpickled as before, then converted with skl2onnx and compared with
 scikit-learn on `parity_rows()`. If the conversion fails or disagrees, the service keeps using
 scikit-learn and says why in /model, so a model skl2onnx cannot express is still served correctly.
 
 Inputs go to ONNX as float32: every feature of the schema is an integer code below 2**24 or a
-premium, so only a premium within float32 rounding (about 0.03 at 500,000) of a split could take
-the other branch.
+premium, so only a premium within float32 rounding of a split (its spacing is 0.03 at 500,000) could
+take the other branch.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
@@ -53,7 +51,7 @@ def parity_rows(seed: int = 0) -> np.ndarray:
 class OnnxEngine:
     """`predict_proba(matrix)[:, 1]` of one fitted model, run by ONNX Runtime on one thread."""
 
-    def __init__(self, model):
+    def __init__(self, model, threads: int = 2):
         import onnxruntime
         from skl2onnx import to_onnx
 
@@ -62,8 +60,9 @@ class OnnxEngine:
         converted = to_onnx(estimator, np.zeros((1, len(schema.FEATURES)), dtype=np.float32),
                             options={id(final): {"zipmap": False}})
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("SERVING_ONNX_THREADS", "2"))
+        options.intra_op_num_threads = threads  # 2 halve a 10,000-row call; a one-row call is no slower
         options.inter_op_num_threads = 1
+        # Idle threads must not spin: the worker's other requests need that core.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(converted.SerializeToString(), options,
                                                      providers=["CPUExecutionProvider"])
@@ -75,10 +74,10 @@ class OnnxEngine:
         return outputs[self._output][:, 1].astype(np.float64)
 
 
-def convert(model) -> tuple[OnnxEngine | None, str | None]:
+def convert(model, threads: int = 2) -> tuple[OnnxEngine | None, str | None]:
     """The model's ONNX engine, or None and the reason it cannot stand in for scikit-learn."""
     try:
-        engine = OnnxEngine(model)
+        engine = OnnxEngine(model, threads)
         rows = parity_rows()
         difference = float(np.max(np.abs(engine.positive_probability(rows) - model.predict_proba(rows)[:, 1])))
     except Exception as error:  # an estimator skl2onnx cannot convert is served by scikit-learn
