@@ -110,7 +110,9 @@ def main() -> None:
     finally:
         s3_server.stop()
 
-    print(f"serving benchmark: gunicorn 2 gthread workers, wrk from a separate process, {os.cpu_count()} cores, "
+    threads = int(os.environ.get("SERVING_THREADS", "1"))  # as serving/gunicorn.conf.py reads it
+    kind = f"gthread ({threads} threads)" if threads > 1 else "sync"
+    print(f"serving benchmark: gunicorn 2 {kind} workers, wrk from a separate process, {os.cpu_count()} cores, "
           f"model trained on {args.train_rows:,} rows")
     print(f"{'':16s} {'clients':>7s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
     for name, runs in results.items():

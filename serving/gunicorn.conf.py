@@ -12,16 +12,19 @@ from serving.logging_config import LOGCONFIG
 
 bind = os.environ.get("SERVING_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SERVING_WORKERS", "2"))
-# Threads let concurrent requests reach one worker at once, so its micro-batcher can answer them with
-# a single model call (serving/batching.py); the model itself runs one call at a time per worker.
-worker_class = "gthread"
-threads = int(os.environ.get("SERVING_THREADS", "4"))
+# One request at a time per worker process (gunicorn's sync worker): with the model in ONNX Runtime a
+# one-row request is ~1 ms of Python, and threads only add hand-offs and GIL contention. Measured at
+# 8 clients on 2 cores (benchmarks/bench_serving.py): sync p99 8 ms and ~1,600 req/s; gthread with 4
+# threads p99 15-21 ms and ~1,200 req/s. Run it behind a buffering proxy or load balancer, as gunicorn
+# advises for sync workers. SERVING_THREADS > 1 switches to gthread: that is what keep-alive needs, and
+# what lets the micro-batcher (serving/batching.py) group requests for a model served by scikit-learn.
+threads = int(os.environ.get("SERVING_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
 graceful_timeout = 20
-# 0 closes each connection after its response: with threads, kept-alive connections pin their clients
-# to the worker that accepted them. Measured at 8 clients: keepalive 5 gave 1,303 req/s when the
-# connections happened to split 4/4 and 446 req/s when they did not; 0 gives ~900 req/s every time.
-# Behind a proxy that opens many connections, SERVING_KEEPALIVE=5 is the cheaper choice.
+# With gthread, 0 closes each connection after its response: kept-alive connections pin their clients
+# to the worker that accepted them (measured with 4 threads at 8 clients: keepalive 5 gave 1,303 req/s
+# when the connections split 4/4 and 446 req/s when they did not). The sync worker never keeps alive.
 keepalive = int(os.environ.get("SERVING_KEEPALIVE", "0"))
 preload_app = False  # each worker builds its own app, loads the champion and starts its own poller
 logconfig_dict = LOGCONFIG
