@@ -196,7 +196,7 @@ def test_scikit_learn_serves_when_onnx_is_off_or_unfaithful(registry, models, mo
         ServingConfig(s3_bucket="b", s3_prefix="p", engine="tensorrt")
 
 
-def test_a_model_onnx_cannot_express_is_served_by_scikit_learn():
+def test_a_model_skl2onnx_cannot_convert_gets_no_onnx_engine_and_a_reason():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
     from sklearn.tree import DecisionTreeClassifier
