@@ -8,6 +8,7 @@ with a prediction before it is swapped in; if any step fails the old model keeps
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -124,15 +125,15 @@ class ChampionHolder:
             path = self.registry.download_verified(version, Path(tmp) / "model.joblib", manifest["sha256"])
             model = joblib.load(path)
         threshold = float(manifest.get("threshold", getattr(model, "best_threshold_", 0.5)))
-        warm = model.predict_proba(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
-        if not 0.0 <= warm[0, 1] <= 1.0:
-            raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0, 1]}")
         onnx, onnx_note = (onnx_engine.convert(model, self.onnx_threads) if self.onnx_threads
                            else (None, "ONNX Runtime is switched off (SERVING_ENGINE=sklearn)"))
         if onnx_note:
             log.warning("serving %s with scikit-learn: %s", version, onnx_note)
-        return LoadedModel(version, model, threshold, manifest, _now(), time.perf_counter() - started,
-                           onnx, onnx_note)
+        loaded = LoadedModel(version, model, threshold, manifest, _now(), 0.0, onnx, onnx_note)
+        warm, _ = loaded.predict(features.model_input_rows(schema.cast_records([schema.example_record()])[0]))
+        if not 0.0 <= warm[0] <= 1.0:  # through the engine that will serve
+            raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0]}")
+        return dataclasses.replace(loaded, loaded_at=_now(), load_seconds=time.perf_counter() - started)
 
     def start(self) -> None:
         """Poll in a daemon thread of this worker process (every worker converges on its own)."""

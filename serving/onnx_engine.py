@@ -14,6 +14,8 @@ take the other branch.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cross_sell import features, schema, synthetic
@@ -23,8 +25,9 @@ from cross_sell import features, schema, synthetic
 TOLERANCE = 1e-5
 
 
+@functools.cache  # the same rows for every model a worker loads; built once per process
 def parity_rows(seed: int = 0) -> np.ndarray:
-    """Model input that exercises every tree path the service can reach.
+    """Model input that exercises every tree path the service can reach (read-only).
 
     Synthetic customers, plus, for each feature, rows that sweep it over everything the serving
     schema admits (each allowed value, or its whole range for codes and numbers), the other fields
@@ -45,11 +48,13 @@ def parity_rows(seed: int = 0) -> np.ndarray:
         block = np.tile(base, (len(values) + 2, 1))
         block[:, position] = [*values, -1.0, np.nan]
         blocks.append(block)
-    return np.vstack(blocks)
+    rows = np.vstack(blocks)
+    rows.flags.writeable = False  # shared by every caller
+    return rows
 
 
 class OnnxEngine:
-    """`predict_proba(matrix)[:, 1]` of one fitted model, run by ONNX Runtime on one thread."""
+    """`predict_proba(matrix)[:, 1]` of one fitted model, run by ONNX Runtime."""
 
     def __init__(self, model, threads: int = 2):
         import onnxruntime
