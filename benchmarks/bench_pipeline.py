@@ -109,6 +109,7 @@ def main() -> None:
     from cross_sell.artifacts import RunArtifacts
     from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
+    from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair
 
     settings = Settings()
     rows = {}
@@ -138,7 +139,9 @@ def main() -> None:
 
         s3 = local_services.s3_client_for(s3_server)
         artifacts = RunArtifacts(s3, settings.s3_bucket, settings.s3_prefix, "bench")
-        registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix)
+        private_key, public_key = generate_key_pair(tempfile.mkdtemp(prefix="bench-keys-"))
+        registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_file(public_key))
+        signer = ManifestSigner.from_file(private_key)
         raw_key = extracted["raw_key"]
         extracted_info = {"rows": extracted["rows"], "fingerprint": extracted["fingerprint"]}
 
@@ -159,7 +162,7 @@ def main() -> None:
         decision = timed("evaluate (no champion)", transformed["rows"]["test"],
                          lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"],
                                                    0.75, 0.002))
-        timed("push", 1, lambda: pipeline.push(artifacts, registry, decision, trained, extracted_info))
+        timed("push", 1, lambda: pipeline.push(artifacts, registry, decision, trained, extracted_info, signer))
         timed("evaluate (vs champion)", transformed["rows"]["test"],
               lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.75, 0.002))
     finally:

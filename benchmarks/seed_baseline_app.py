@@ -8,12 +8,14 @@ import joblib
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from cross_sell import features
+from cross_sell import model_input
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import s3_client
+from cross_sell.signing import ManifestVerifier
 
 app = Flask(__name__)
-registry = ModelRegistry(s3_client(), os.environ["CROSS_SELL_S3_BUCKET"], os.environ["CROSS_SELL_S3_PREFIX"])
+registry = ModelRegistry(s3_client(), os.environ["CROSS_SELL_S3_BUCKET"], os.environ["CROSS_SELL_S3_PREFIX"],
+                         ManifestVerifier.from_env())
 
 
 @app.get("/ready")
@@ -25,7 +27,7 @@ def ready():
 def predict():
     version = registry.champion().version
     with tempfile.TemporaryDirectory() as tmp:
-        model = joblib.load(registry.download_verified(version, os.path.join(tmp, "model.joblib")))
+        model = joblib.load(registry.download_artifact(version, "model.joblib", os.path.join(tmp, "model.joblib")))
     frame = pd.DataFrame(request.get_json()["records"])
-    probability = model.predict_proba(features.model_input(frame))[:, 1]
+    probability = model.predict_proba(model_input.from_frame(frame))[:, 1]
     return jsonify({"model_version": version, "probabilities": probability.tolist()})

@@ -144,11 +144,11 @@ def cross_sell_training():
     @task(outlets=[CHAMPION], execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def push(decision: dict, trained: dict, extracted: dict) -> dict:
         from cross_sell import pipeline
-        from cross_sell_airflow.hooks import model_registry, run_artifacts
+        from cross_sell_airflow.hooks import manifest_signer, model_registry, run_artifacts
 
         _, run_id, _ = _context()
         return pipeline.push(run_artifacts(SETTINGS, run_id), model_registry(SETTINGS), decision, trained,
-                             extracted)
+                             extracted, manifest_signer(SETTINGS))
 
     extracted = extract()
     transformed = transform(extracted)

@@ -7,6 +7,8 @@
 
 It runs the real DAG with `airflow dags test` on a SQLite metadata DB under .local/airflow, against
 servers it starts on free ports and stops (by pid) when done. The full task log goes to .local/.
+A model-signing key pair is made once under .local/signing/: the private key reaches the DAG as the
+`cross_sell_signing` Airflow connection, the public key every reader.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cross_sell import local_services, schema  # noqa: E402
 from cross_sell.artifacts import RunArtifacts  # noqa: E402
 from cross_sell.registry import ModelRegistry  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
+from cross_sell.signing import ManifestVerifier, generate_key_pair  # noqa: E402
 
 DAG_ID = "cross_sell_training"
 
@@ -56,7 +59,7 @@ def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
     extracted, validation, decision, pushed = (maybe("raw", "snapshot.json"), maybe("validation", "summary.json"),
                                                maybe("evaluation", "decision.json"), maybe("push", "result.json"))
     drift = maybe("validation", "drift.json")
-    registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix)
+    registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
     champion = registry.champion()
     report = None
     if decision and decision.get("report_key"):  # the local S3 server stops with the demo: keep a copy
@@ -106,13 +109,18 @@ def main() -> int:
     (local / "airflow").mkdir(parents=True, exist_ok=True)
     log_file = local / "pipeline.log"
     log_file.write_text("")
+    keys = local / "signing"
+    if not (keys / "signing.key").exists():
+        generate_key_pair(keys)
+    signing = local_services.signing_env(keys / "signing.key", keys / "signing.pub")
+    os.environ.update(signing)  # the summary and the service read the registry through the public key
     settings = Settings.from_env()
     started = time.perf_counter()
     mongo = local_services.start_mongo(log_dir=str(local))
     s3_server = local_services.start_s3(bucket=settings.s3_bucket)
     try:
         print(f"local services: MongoDB wire on {mongo.url}, S3 on {s3_server.url}", flush=True)
-        env = airflow_env(local, {"MONGO_URI": mongo.url, **s3_server.env,
+        env = airflow_env(local, {"MONGO_URI": mongo.url, **s3_server.env, **signing,
                                   **local_services.airflow_connections(mongo, s3_server, settings.mongo_database)})
         load = [sys.executable, "-m", "cross_sell", "load", "--quiet"]
         load += ["--csv", args.csv] if args.csv else ["--synthetic", str(args.synthetic), "--seed", str(args.seed)]
@@ -146,17 +154,27 @@ def main() -> int:
 
 
 def serve(s3_server, port: int, local: Path) -> None:
-    """The prediction service on the champion just trained, until Ctrl-C (or SIGTERM)."""
-    service = local_services.start_serving({**s3_server.env, "SERVING_POLL_SECONDS": "5"}, port=port,
-                                           log_path=str(local / "serving.log"))
+    """The prediction service on the champion just trained, behind the nginx front as shipped, until
+    Ctrl-C (or SIGTERM). Without nginx installed, gunicorn answers on the port itself (loopback only)."""
+    env = {**s3_server.env, "SERVING_POLL_SECONDS": "5"}
+    try:
+        service = local_services.start_serving(env, log_path=str(local / "serving.log"))
+        front = local_services.start_front(f"127.0.0.1:{service.port}", port=port,
+                                           workdir=str((local / "front").resolve()))
+    except RuntimeError as missing:  # no nginx on this machine
+        print(f"{missing}; serving without the front", file=sys.stderr)
+        service.stop()
+        service = front = local_services.start_serving(env, port=port, log_path=str(local / "serving.log"))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     example = json.dumps({"records": [schema.example_record()]})
-    print(f"serving the champion on {service.url} (form at {service.url}/, logs in {local / 'serving.log'}):\n"
-          f"  curl -s {service.url}/predict -H 'Content-Type: application/json' -d '{example}'\n"
+    print(f"serving the champion on {front.url} (form at {front.url}/, logs in {local / 'serving.log'}):\n"
+          f"  curl -s {front.url}/predict -H 'Content-Type: application/json' -d '{example}'\n"
           "Ctrl-C stops everything.", flush=True)
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
+        if front is not service:
+            front.stop()
         service.stop()
 
 

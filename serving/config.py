@@ -6,26 +6,24 @@ import os
 from dataclasses import dataclass
 
 from cross_sell.settings import Settings
-
-ENGINES = ("onnx", "sklearn")
+from cross_sell.signing import PUBLIC_KEY_ENV
 
 
 @dataclass(frozen=True)
 class ServingConfig:
     s3_bucket: str
     s3_prefix: str
+    public_key_path: str | None = None  # verifies every manifest; without it no model is trusted
     poll_seconds: float = 15.0  # how often each worker asks S3 whether the champion changed
+    # A version that failed to load is retried after this pause, doubling per failure (at most an
+    # hour), until the pointer changes: a bad push costs one failed load, not one per poll.
+    retry_backoff_seconds: float = 60.0
     max_rows: int = 10_000  # rows per /predict request
     max_body_bytes: int = 16 * 1024 * 1024
     api_key: str | None = None  # when set, /predict and the form require it
     sample_rate: float = 0.01  # share of request rows written to S3 for the skew report (0 turns it off)
     sample_flush_seconds: float = 60.0
-    engine: str = "onnx"  # "onnx": ONNX Runtime when the model converts faithfully; "sklearn": never
     onnx_threads: int = 2  # ONNX Runtime threads per worker: 2 halve a 10,000-row prediction
-
-    def __post_init__(self):
-        if self.engine not in ENGINES:
-            raise ValueError(f"SERVING_ENGINE must be one of {ENGINES}, not {self.engine!r}")
 
     @classmethod
     def from_env(cls) -> "ServingConfig":
@@ -34,12 +32,13 @@ class ServingConfig:
         return cls(
             s3_bucket=settings.s3_bucket,
             s3_prefix=settings.s3_prefix,
+            public_key_path=env(PUBLIC_KEY_ENV) or None,
             poll_seconds=float(env("SERVING_POLL_SECONDS", cls.poll_seconds)),
+            retry_backoff_seconds=float(env("SERVING_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds)),
             max_rows=int(env("SERVING_MAX_ROWS", cls.max_rows)),
             max_body_bytes=int(env("SERVING_MAX_BODY_BYTES", cls.max_body_bytes)),
             api_key=env("SERVING_API_KEY") or None,
             sample_rate=float(env("SERVING_SAMPLE_RATE", cls.sample_rate)),
             sample_flush_seconds=float(env("SERVING_SAMPLE_FLUSH_SECONDS", cls.sample_flush_seconds)),
-            engine=env("SERVING_ENGINE", cls.engine),
             onnx_threads=int(env("SERVING_ONNX_THREADS", cls.onnx_threads)),
         )

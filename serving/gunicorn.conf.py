@@ -15,9 +15,9 @@ workers = int(os.environ.get("SERVING_WORKERS", "2"))
 # One request at a time per worker process (gunicorn's sync worker): with the model in ONNX Runtime a
 # one-row request is ~1 ms of Python, and threads only add hand-offs and GIL contention. Measured at
 # 8 clients on 2 cores (benchmarks/bench_serving.py): sync p99 8 ms and ~1,600 req/s; gthread with 4
-# threads p99 15-21 ms and ~1,200 req/s. Run it behind a buffering proxy or load balancer, as gunicorn
-# advises for sync workers. SERVING_THREADS > 1 switches to gthread: that is what keep-alive needs, and
-# what lets the micro-batcher (serving/batching.py) group requests for a model served by scikit-learn.
+# threads p99 15-21 ms and ~1,200 req/s. A sync worker is held by a slow client for as long as it
+# trickles, so it always runs behind the buffering nginx front (docker/nginx/serving.conf.template), as
+# gunicorn advises. SERVING_THREADS > 1 switches to gthread (keep-alive without a front).
 threads = int(os.environ.get("SERVING_THREADS", "1"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))

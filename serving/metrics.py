@@ -12,8 +12,7 @@ LATENCY = Histogram("serving_request_seconds", "Request latency", ["endpoint"],
 PREDICTED_ROWS = Counter("serving_predicted_rows_total", "Rows predicted")
 RELOADS = Counter("serving_model_reloads_total", "Champion reload attempts that changed or kept the model",
                   ["result"])
-MODEL_VERSION = Gauge("serving_model_version_info", "1 for the model version (and engine) a worker serves",
-                      ["version", "engine"],
+MODEL_VERSION = Gauge("serving_model_version_info", "1 for the model version a worker serves", ["version"],
                       multiprocess_mode="liveall")
 
 
@@ -26,9 +25,9 @@ def record_reload(result: str, model) -> None:
     RELOADS.labels(result).inc()
     if result == "success":
         for sample in MODEL_VERSION.collect()[0].samples:
-            if (sample.labels.get("version"), sample.labels.get("engine")) != (model.version, model.engine):
-                MODEL_VERSION.labels(sample.labels["version"], sample.labels["engine"]).set(0)
-        MODEL_VERSION.labels(model.version, model.engine).set(1)
+            if sample.labels.get("version") != model.version:
+                MODEL_VERSION.labels(sample.labels["version"]).set(0)
+        MODEL_VERSION.labels(model.version).set(1)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -12,11 +12,15 @@ for path in (ROOT / "include", ROOT / "plugins"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from cross_sell import local_services  # noqa: E402  (standard library only; Airflow is not imported yet)
+from cross_sell import local_services, signing  # noqa: E402  (no Airflow import yet)
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
+# One model-signing key pair for the session: the private key reaches the pipeline the way it does in
+# production (an Airflow connection), the public key every reader (CROSS_SELL_SIGNING_PUBLIC_KEY).
+SIGNING_KEY, SIGNING_PUBLIC_KEY = signing.generate_key_pair(_AIRFLOW_HOME / "signing")
 os.environ.update({
     **local_services.airflow_config(_AIRFLOW_HOME),
+    **local_services.signing_env(SIGNING_KEY, SIGNING_PUBLIC_KEY),
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "CROSS_SELL_S3_BUCKET": "cross-sell-test",
     "CROSS_SELL_S3_PREFIX": "vehicle-insurance",
@@ -82,6 +86,16 @@ def s3_env(monkeypatch, s3_server):
 @pytest.fixture
 def s3(s3_server):
     return local_services.s3_client_for(s3_server)
+
+
+@pytest.fixture(scope="session")
+def signer():
+    return signing.ManifestSigner.from_file(SIGNING_KEY)
+
+
+@pytest.fixture(scope="session")
+def verifier():
+    return signing.ManifestVerifier.from_file(SIGNING_PUBLIC_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -1,26 +1,37 @@
-"""Shared helpers for the serving tests: small real models published to the local S3 registry."""
+"""Shared helpers for the serving tests: small real models, signed and published to the local S3 registry."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import cache
 
-from cross_sell import features, synthetic, training
+from cross_sell import features, model_input, onnx_export, synthetic, training
 from cross_sell.registry import ModelRegistry
 
 PREFIX = "vi"
 
 
-def train_model(path: Path, seed: int, rows: int = 4_000) -> dict:
-    """Train and save a model; returns the manifest fields the service reads."""
+@cache
+def train_model(seed: int, rows: int = 4_000) -> dict:
+    """A trained model as the pipeline publishes it: files (ONNX, joblib) and manifest fields."""
+    import io
+
+    import joblib
+
     parts = features.split(synthetic.generate(rows, seed=seed), seed=seed)
     model = training.train(parts["train"], parts["validation"], seed=seed)
-    return {"sha256": training.save(model, str(path)), "threshold": training.threshold(model),
-            "model_input": features.MODEL_INPUT,
-            "metrics": {"roc_auc": 0.8}, "trained_at": "2026-11-22T00:00:00+00:00", "data_fingerprint": "f" * 64}
+    threshold = training.threshold(model)
+    exported = onnx_export.export(model, threshold, model_input.from_frame(parts["test"]))
+    estimator = io.BytesIO()
+    joblib.dump(model, estimator)
+    return {"model": model,
+            "files": {ModelRegistry.ONNX: exported.onnx, ModelRegistry.ESTIMATOR: estimator.getvalue()},
+            "manifest": {"threshold": threshold, "model_input": model_input.LAYOUT, "onnx_parity": exported.parity,
+                         "metrics": {"roc_auc": 0.8}, "trained_at": "2026-11-22T00:00:00+00:00",
+                         "data_fingerprint": "f" * 64}}
 
 
-def publish(registry: ModelRegistry, path: Path, version: str, fields: dict) -> None:
-    registry.publish(path, {"version": version, **fields})
+def publish(registry: ModelRegistry, version: str, trained: dict, signer, **manifest) -> dict:
+    return registry.publish({"version": version, **trained["manifest"], **manifest}, trained["files"], signer)
 
 
 def promote(registry: ModelRegistry, version: str) -> None:

@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from serving_support import publish, train_model
 
-from cross_sell import features, synthetic, training
 from cross_sell.__main__ import main as cli
 from cross_sell.registry import ModelRegistry
 
@@ -18,10 +18,9 @@ def env(monkeypatch, s3_env, bucket):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    parts = features.split(synthetic.generate(6_000, seed=71), seed=1)
     path = tmp_path_factory.mktemp("model") / "model.joblib"
-    sha = training.save(training.train(parts["train"], parts["validation"], seed=1), str(path))
-    return path, sha
+    path.write_bytes(train_model(1)["files"]["model.joblib"])
+    return path
 
 
 def _json(capsys):
@@ -38,32 +37,33 @@ def test_load_synthetic_then_reload_is_idempotent(mongo_db, capsys):
     assert mongo_db.customers.estimated_document_count() == 3000
 
 
-def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, model_file, capsys):
-    path, sha = model_file
+def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, model_file, capsys, signer, verifier):
+    from cross_sell import synthetic
+
     csv = tmp_path / "holdout.csv"
     synthetic.generate(4_000, seed=72).to_csv(csv, index=False)
-    assert cli(["evaluate", "--csv", str(csv), "--model", str(path)]) == 0
+    assert cli(["evaluate", "--csv", str(csv), "--model", str(model_file)]) == 0
     from_file = _json(capsys)["metrics"]
     assert 0.75 < from_file["roc_auc"] < 0.95 and from_file["rows"] == 4_000
 
-    registry = ModelRegistry(s3, env, "vi")
-    registry.publish(path, {"version": "v1", "sha256": sha, "model_input": features.MODEL_INPUT})
+    registry = ModelRegistry(s3, env, "vi", verifier)
+    publish(registry, "v1", train_model(1), signer)
     registry.set_champion("v1", None, "promote", run_id="r")
-    assert cli(["evaluate", "--csv", str(csv)]) == 0
+    assert cli(["evaluate", "--csv", str(csv)]) == 0  # the champion's signed ONNX file
     from_champion = _json(capsys)
-    assert from_champion["model"] == "v1" and from_champion["metrics"] == from_file
-    registry.publish(path, {"version": "old", "sha256": sha})  # saved by a release with another model input
+    assert from_champion["model"] == "v1"
+    assert from_champion["metrics"]["roc_auc"] == pytest.approx(from_file["roc_auc"], abs=1e-6)
+    publish(registry, "old", train_model(1), signer, model_input=None)  # saved by a release with another input
     assert cli(["evaluate", "--csv", str(csv), "--model", "old"]) == 2
     assert "takes model input None" in capsys.readouterr().err
 
 
-def test_champion_show_history_and_rollback(env, s3, model_file, capsys):
-    path, sha = model_file
-    registry = ModelRegistry(s3, env, "vi")
+def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier):
+    registry = ModelRegistry(s3, env, "vi", verifier)
     assert cli(["champion", "show"]) == 0
     assert _json(capsys)["champion"] is None
     for version in ("v1", "v2"):
-        registry.publish(path, {"version": version, "sha256": sha})
+        publish(registry, version, train_model(1), signer)
     registry.set_champion("v1", None, "promote", run_id="r1")
     registry.set_champion("v2", registry.champion().etag, "promote", run_id="r2")
     assert cli(["champion", "rollback", "v1", "--reason", "drill"]) == 0
@@ -73,3 +73,14 @@ def test_champion_show_history_and_rollback(env, s3, model_file, capsys):
                                                                    ("v1", "rollback")]
     assert cli(["champion", "rollback", "v7"]) == 2
     assert "no model version 'v7'" in capsys.readouterr().err
+
+
+def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):
+    from cross_sell.signing import ManifestSigner, ManifestVerifier
+
+    assert cli(["keygen", str(tmp_path / "keys")]) == 0
+    made = _json(capsys)
+    assert oct((tmp_path / "keys" / "signing.key").stat().st_mode & 0o777) == "0o600"
+    signature = ManifestSigner.from_file(made["private_key"]).sign(b'{"version": "v1"}')
+    ManifestVerifier.from_file(made["public_key"]).verify(b'{"version": "v1"}', signature, "test manifest")
+    assert cli(["keygen", str(tmp_path / "keys")]) == 2  # never overwrites a key by accident

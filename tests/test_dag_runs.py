@@ -10,9 +10,10 @@ import pytest
 
 import cross_sell
 from conftest import ROOT
-from cross_sell import loader, local_services, synthetic
+from cross_sell import loader, local_services, model_input, synthetic
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
+from cross_sell.signing import ManifestVerifier
 
 pytestmark = pytest.mark.dagrun
 ROWS = 8_000
@@ -33,7 +34,8 @@ def stack(mongo_server, s3_server):
     from airflow.utils.db import resetdb
 
     resetdb()
-    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix)
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix,
+                             ManifestVerifier.from_env())
     yield {"collection": collection, "registry": registry, "settings": settings}
     client.close()
 
@@ -73,7 +75,8 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert manifest["metrics"]["roc_auc"] >= 0.75
     assert set(manifest["library_versions"]) >= {"scikit-learn", "pandas", "python"}
     assert manifest["code_version"].startswith(cross_sell.__version__)
-    assert stack["registry"].load(champion.version).predict_proba is not None
+    served, _ = stack["registry"].served_model(champion.version)  # signed, verified, and it answers
+    assert 0.0 <= served.probability(model_input.example())[0] <= 1.0
 
 
 def test_identical_second_run_keeps_the_champion(stack, dag):

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cross_sell import drift, features, pipeline, schema, synthetic
+from cross_sell import drift, model_input, onnx_export, pipeline, schema, synthetic, training
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
@@ -14,16 +14,16 @@ RUN_STARTED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def run(s3, bucket):
+def run(s3, bucket, verifier, signer):
     documents = synthetic.generate(6_000, seed=55).to_dict("records")
     artifacts = RunArtifacts(s3, bucket, "vi", "manual__2026-11-01T12:00:00+00:00")
-    registry = ModelRegistry(s3, bucket, "vi")
+    registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = pipeline.extract(documents, artifacts, chunk_rows=2_000)
     pipeline.validate(artifacts, extracted["raw_key"], min_rows=1_000)
     transformed = pipeline.transform(artifacts, extracted["raw_key"], seed=3)
     trained = pipeline.train(artifacts, transformed["split_keys"], seed=3, run_started=RUN_STARTED)
     return {"documents": documents, "artifacts": artifacts, "registry": registry, "extracted": extracted,
-            "transformed": transformed, "trained": trained}
+            "transformed": transformed, "trained": trained, "signer": signer}
 
 
 def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
@@ -42,41 +42,66 @@ def test_rerunning_a_stage_reproduces_its_result(run):
 
 
 def test_evaluate_then_push_then_no_second_push(run, tmp_path):
-    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
     test_key = run["transformed"]["split_keys"]["test"]
     decision = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert decision["bless"] and decision["champion"] is None
-    pushed = pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+    pushed = pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)
     assert pushed["pushed"] and registry.champion().version == trained["version"]
-    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"])["pushed"]  # retry: no-op
+    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]  # retry: no-op
     assert len(registry.history()) == 1
+    # What serves is in the signed manifest: the ONNX file, its measured parity, every file's sha256.
+    manifest = registry.manifest(trained["version"])
+    assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md"}
+    assert manifest["artifacts"]["model.onnx"] == trained["onnx_sha256"]
+    for rows in ("test_split", "schema_sweep"):
+        assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
+    assert manifest["onnx_parity"]["test_split"]["rows"] == run["transformed"]["rows"]["test"]
     # Clearing evaluate after the push reproduces the first decision (judged against what it replaced).
     rerun = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert {k: rerun[k] for k in ("bless", "reason", "champion_version")} == \
         {k: decision[k] for k in ("bless", "reason", "champion_version")}
-    # A later run with the same model faces it as the champion and does not beat it.
+    # A later run with the same model faces it as the champion (scored from the registry's signed ONNX
+    # file) and does not beat it.
     later = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "later-run")
-    for name in ("model", "test"):
-        key = trained["model_key"] if name == "model" else test_key
-        later.upload_file(artifacts.download(key, tmp_path / name), *key.split("/")[-2:])
-    later_trained = dict(trained, model_key=later.key("model", "model.joblib"))
-    again = pipeline.evaluate(later, registry, later_trained, later.key("features", "test.parquet"),
-                              min_roc_auc=0.7, margin=0.002)
+    again = pipeline.evaluate(later, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert not again["bless"] and again["champion_version"] == trained["version"]
     assert again["candidate"] == again["champion"]
 
 
+@pytest.mark.parametrize("flaw", ["unconvertible", "unfaithful"])
+def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatch, flaw):
+    artifacts, registry = run["artifacts"], run["registry"]
+    if flaw == "unconvertible":  # a step skl2onnx has no converter for
+        import numpy as np
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        build = training.build_pipeline
+        monkeypatch.setattr(training, "build_pipeline", lambda seed: Pipeline(
+            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed).steps]))
+    else:
+        monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
+    trained = pipeline.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
+    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+                                 min_roc_auc=0.5, margin=0.0)
+    expected = "ONNX conversion failed" if flaw == "unconvertible" else "ONNX disagrees with scikit-learn"
+    assert not decision["bless"] and decision["reason"].startswith("candidate cannot be served faithfully")
+    assert expected in decision["reason"] and decision["candidate"]["roc_auc"] > 0.7  # still reported on
+
+
 def test_a_champion_for_another_model_input_is_not_scored(run, tmp_path):
-    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    path = artifacts.download(trained["model_key"], tmp_path / "m.joblib")
-    registry.publish(path, {"version": "old", "sha256": trained["sha256"], "model_input": "object-array/0"})
+    artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
+    onnx = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=trained["onnx_key"])["Body"].read()
+    registry.publish({"version": "old", "threshold": 0.5, "model_input": "object-array/0"}, {"model.onnx": onnx},
+                     signer)
     registry.set_champion("old", None, "promote", run_id="old-run")
     decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
     assert decision["bless"] and decision["champion"] is None and decision["champion_version"] == "old"
     assert "takes model input 'object-array/0'" in decision["reason"] and "floor" in decision["reason"]
-    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"])["pushed"]
-    assert registry.manifest(trained["version"])["model_input"] == features.MODEL_INPUT
+    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]
+    assert registry.manifest(trained["version"])["model_input"] == model_input.LAYOUT
 
 
 def test_evaluation_report_and_model_card_hold_the_figures(run):
@@ -93,7 +118,7 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     assert {row["feature"] for row in facts["importance"]} == set(schema.FEATURES)
     assert sum(map(sum, facts["confusion"])) == decision["candidate"]["rows"]
 
-    pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+    pipeline.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
     card = registry.s3.get_object(Bucket=registry.bucket,
                                   Key=registry.version_file_key(trained["version"], "model_card.md"))["Body"].read()
     card = card.decode()
@@ -108,7 +133,7 @@ def test_drift_against_the_champion_warns_or_fails_as_configured(run, s3, bucket
     assert pipeline.check_drift(artifacts, registry, run["extracted"]["raw_key"])["checked"] is False  # no champion
     decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
-    pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+    pipeline.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
 
     fresh = RunArtifacts(s3, bucket, "vi", "fresh-run")
     same = pipeline.extract(synthetic.generate(6_000, seed=56).to_dict("records"), fresh)
@@ -148,9 +173,7 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
     rivals = []
     for name in ("run-a", "run-b"):
         artifacts = RunArtifacts(s3, bucket, "vi", name)
-        artifacts.upload_file(_download(run, name), "model", "model.joblib")
-        trained = dict(run["trained"], version=f"{name}-{run['trained']['sha256'][:6]}",
-                       model_key=artifacts.key("model", "model.joblib"))
+        trained = dict(run["trained"], version=f"{name}-{run['trained']['sha256'][:6]}")
         metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["validation_metrics"]
         decision = {"bless": True, "reason": "test", "candidate": metrics, "champion": None,
                     "champion_version": None, "champion_etag": None}
@@ -160,7 +183,8 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
 
     def push(artifacts, trained, decision):
         start.wait()
-        results[artifacts.run_id] = pipeline.push(artifacts, registry, decision, trained, run["extracted"])
+        results[artifacts.run_id] = pipeline.push(artifacts, registry, decision, trained, run["extracted"],
+                                                  run["signer"])
 
     threads = [threading.Thread(target=push, args=rival) for rival in rivals]
     [t.start() for t in threads]
@@ -171,10 +195,3 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
     loser = next(r for r in results.values() if not r["pushed"])
     assert "changed since it was read" in loser["reason"]
 
-
-def _download(run, name):
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / f"{name}.joblib"
-    return run["artifacts"].download(run["trained"]["model_key"], path)

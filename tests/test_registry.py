@@ -1,22 +1,20 @@
 import threading
 
-import joblib
 import pytest
 
-from cross_sell import training
-from cross_sell.registry import ChampionChanged, IntegrityError, ModelRegistry, RegistryError
-
-
-def _publish(registry, tmp_path, version, payload):
-    path = tmp_path / f"{version}.joblib"
-    joblib.dump(payload, path)
-    registry.publish(path, {"version": version, "sha256": training.sha256_of(str(path)), "metrics": {}})
-    return path
+from cross_sell.registry import ChampionChanged, IntegrityError, ModelRegistry, RegistryError, sha256_bytes
 
 
 @pytest.fixture
-def registry(s3, bucket):
-    return ModelRegistry(s3, bucket, "vi")
+def registry(s3, bucket, signer, verifier):
+    registry = ModelRegistry(s3, bucket, "vi", verifier)
+    registry.signer = signer  # only for `_publish` below
+    return registry
+
+
+def _publish(registry, tmp_path, version, payload):
+    body = repr(payload).encode()
+    return registry.publish({"version": version, "metrics": {}}, {"model.onnx": body}, registry.signer)
 
 
 def test_first_champion_then_conditional_promotion(registry, tmp_path):
@@ -32,7 +30,8 @@ def test_first_champion_then_conditional_promotion(registry, tmp_path):
     assert registry.champion().version == "v2"
     with pytest.raises(ChampionChanged):  # a writer holding the stale etag loses
         registry.set_champion("v1", first.etag, "promote", run_id="r3")
-    assert registry.load("v2") == {"model": "v2"}
+    assert registry.artifact("v2", "model.onnx") == repr({"model": "v2"}).encode()
+    assert registry.manifest("v2")["artifacts"] == {"model.onnx": sha256_bytes(repr({"model": "v2"}).encode())}
 
 
 def test_a_retried_promotion_is_a_no_op(registry, tmp_path):
@@ -69,15 +68,18 @@ def test_racing_writers_leave_exactly_one_winner(registry, tmp_path):
     assert len(winners) == 1, outcomes
     champion = registry.champion()
     assert champion.version == winners[0]
-    assert champion.pointer["sha256"] == registry.manifest(winners[0])["sha256"]
+    assert champion.pointer["manifest_key"] == registry.manifest_key(winners[0])
     assert [e["version"] for e in registry.history()] == ["base", winners[0]]
 
 
-def test_tampered_model_is_refused_before_unpickling(registry, tmp_path, s3, bucket):
+def test_tampered_model_is_refused(registry, tmp_path, s3, bucket):
     _publish(registry, tmp_path, "v1", {"model": 1})
     s3.put_object(Bucket=bucket, Key=registry.model_key("v1"), Body=b"not the published bytes")
     with pytest.raises(IntegrityError, match="does not match"):
-        registry.load("v1")
+        registry.artifact("v1", "model.onnx")
+    with pytest.raises(IntegrityError, match="does not match"):
+        registry.download_artifact("v1", "model.onnx", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_rollback_moves_the_pointer_and_is_audited(registry, tmp_path):

@@ -2,39 +2,32 @@
 
 import json
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from cross_sell import features, schema, synthetic
+from conftest import SIGNING_PUBLIC_KEY
+from cross_sell import model_input, onnx_export, schema, synthetic
 from cross_sell.registry import ModelRegistry
-from serving import onnx_engine
 from serving.app import create_app
 from serving.config import ServingConfig
 
 MAX_ROWS = 50
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    return {name: (folder / f"{name}.joblib", train_model(folder / f"{name}.joblib", seed))
-            for name, seed in (("v1", 1), ("v2", 2))}
-
-
 @pytest.fixture
-def registry(s3, s3_env, bucket, models):
-    registry = ModelRegistry(s3, bucket, PREFIX)
-    for version, (path, fields) in models.items():
-        publish(registry, path, version, fields)
+def registry(s3, s3_env, bucket, signer, verifier):
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
+    for version, seed in (("v1", 1), ("v2", 2)):
+        publish(registry, version, train_model(seed), signer)
     return registry
 
 
 def _app(registry, **overrides):
-    config = ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, poll_seconds=3600, max_rows=MAX_ROWS,
-                           max_body_bytes=64 * 1024, **overrides)
+    config = ServingConfig(**{"s3_bucket": registry.bucket, "s3_prefix": PREFIX, "poll_seconds": 3600,
+                              "max_rows": MAX_ROWS, "max_body_bytes": 64 * 1024,
+                              "public_key_path": str(SIGNING_PUBLIC_KEY), **overrides})
     app = create_app(config, start_poller=False)
     return app, app.test_client()
 
@@ -136,29 +129,27 @@ def test_api_key_guards_predict_and_form(registry):
     assert client.get("/health").status_code == 200  # probes need no key
 
 
-def test_a_new_champion_is_swapped_in_and_a_tampered_one_refused(registry, client, s3, models):
+def test_a_new_champion_is_swapped_in_and_a_tampered_one_refused(registry, client, s3, signer):
     holder = client.application.extensions["champion"]
     assert holder.refresh() is False  # pointer unchanged: a 304
     promote(registry, "v2")
     assert holder.refresh() is True
     assert client.post("/predict", json={"records": rows(2)}).json["model_version"] == "v2"
 
-    path, fields = models["v1"]
-    publish(registry, path, "v3", fields)
+    publish(registry, "v3", train_model(1), signer)
     s3.put_object(Bucket=registry.bucket, Key=registry.model_key("v3"), Body=b"tampered bytes")
     promote(registry, "v3")
     assert holder.refresh() is False
     assert client.post("/predict", json={"records": rows(2)}).json["model_version"] == "v2"
     info = client.get("/model").json
-    assert info["version"] == "v2" and "does not match" in info["last_reload_error"]
-    assert info["reloads"] == {"success": 2, "failure": 1}
+    assert info["version"] == "v2" and "does not match the signed manifest" in info["last_reload_error"]
+    assert info["failed_version"] == "v3" and info["reloads"] == {"success": 2, "failure": 1}
 
 
-def test_a_model_for_another_input_layout_is_refused(registry, client, models):
+def test_a_model_for_another_input_layout_is_refused(registry, client, signer):
     """A champion saved by a release with another model input would mis-predict silently: refused."""
     holder = client.application.extensions["champion"]
-    path, fields = models["v1"]
-    publish(registry, path, "old-layout", {**fields, "model_input": "object-array/0"})
+    publish(registry, "old-layout", train_model(1), signer, model_input="object-array/0")
     promote(registry, "old-layout")
     assert holder.refresh() is False
     info = client.get("/model").json
@@ -166,58 +157,65 @@ def test_a_model_for_another_input_layout_is_refused(registry, client, models):
     assert client.post("/predict", json={"records": rows(1)}).json["model_version"] == "v1"
 
 
-def test_onnx_engine_serves_what_scikit_learn_predicts(client, models):
-    """The champion runs in ONNX Runtime; its answers are the scikit-learn model's, up to float32 rounding."""
+def test_served_answers_are_the_trained_models_within_the_recorded_tolerance(client):
+    """The service runs the ONNX file; its answers are the scikit-learn model's, up to float32 rounding."""
     info = client.get("/model").json
-    assert info["engine"] == "onnxruntime" and info["engine_note"] is None
+    assert info["engine"] == "onnxruntime" and info["signature"] == "verified"
+    assert info["onnx_parity"]["schema_sweep"]["max_abs_diff"] <= onnx_export.TOLERANCE
     records = rows(MAX_ROWS, seed=4)
     served = client.post("/predict", json={"records": records}).json["predictions"]
-    expected = joblib.load(models["v1"][0]).predict_proba(
-        features.model_input(pd.DataFrame(records, columns=list(schema.FEATURES))))[:, 1]
+    expected = train_model(1)["model"].predict_proba(
+        model_input.from_frame(pd.DataFrame(records, columns=list(schema.FEATURES))))[:, 1]
     got = np.array([p["probability"] for p in served])
-    assert np.max(np.abs(got - expected)) <= onnx_engine.TOLERANCE
+    assert np.max(np.abs(got - expected)) <= onnx_export.TOLERANCE
 
 
-def test_scikit_learn_serves_when_onnx_is_off_or_unfaithful(registry, models, monkeypatch):
+def test_a_failed_version_waits_for_its_back_off_and_the_error_clears_on_a_good_pointer(registry, s3, signer):
     promote(registry, "v1")
-    records = rows(5, seed=4)
-    _, onnx_client = _app(registry)
-    by_onnx = onnx_client.post("/predict", json={"records": records}).json["predictions"]
-    _, off = _app(registry, engine="sklearn")
-    assert off.get("/model").json["engine"] == "scikit-learn"
-    by_sklearn = off.post("/predict", json={"records": records}).json["predictions"]
-    assert [p["label"] for p in by_sklearn] == [p["label"] for p in by_onnx]
-    monkeypatch.setattr(onnx_engine, "TOLERANCE", -1.0)  # no conversion can be this faithful
-    _, strict = _app(registry)
-    info = strict.get("/model").json
-    assert info["engine"] == "scikit-learn" and "disagrees with scikit-learn" in info["engine_note"]
-    assert strict.post("/predict", json={"records": records}).json["predictions"] == by_sklearn
-    with pytest.raises(ValueError, match="SERVING_ENGINE"):
-        ServingConfig(s3_bucket="b", s3_prefix="p", engine="tensorrt")
+    app, client = _app(registry, retry_backoff_seconds=3600)
+    holder = app.extensions["champion"]
+    publish(registry, "bad", train_model(2), signer)
+    s3.put_object(Bucket=registry.bucket, Key=registry.model_key("bad"), Body=b"not onnx")
+    promote(registry, "bad")
+    downloads = []
+    original = registry.s3.get_object
+
+    def counting(**kwargs):
+        downloads.append(kwargs["Key"])
+        return original(**kwargs)
+
+    holder.registry.s3.get_object = counting
+    for _ in range(5):
+        assert holder.refresh() is False
+    assert sum(key.endswith("model.onnx") for key in downloads) == 1  # tried once, not on every poll
+    info = client.get("/model").json
+    assert info["failed_version"] == "bad" and 3000 < info["next_retry_in_seconds"] <= 3600
+    assert info["reloads"]["failure"] == 1
+    promote(registry, "v1")  # the pointer is good again (back on what serves)
+    assert holder.refresh() is False
+    info = client.get("/model").json
+    assert info["last_reload_error"] is None and info["failed_version"] is None and info["version"] == "v1"
+    promote(registry, "bad")  # a new pointer state is tried at once
+    assert holder.refresh() is False
+    assert sum(key.endswith("model.onnx") for key in downloads) == 2
 
 
-def test_a_model_skl2onnx_cannot_convert_gets_no_onnx_engine_and_a_reason():
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-    from sklearn.tree import DecisionTreeClassifier
+def test_a_failed_version_is_retried_after_its_back_off(registry, s3, signer):
+    promote(registry, "v1")
+    app, client = _app(registry, retry_backoff_seconds=0.2)
+    holder = app.extensions["champion"]
+    publish(registry, "late", train_model(2), signer)
+    onnx_key = registry.model_key("late")
+    good = s3.get_object(Bucket=registry.bucket, Key=onnx_key)["Body"].read()
+    s3.delete_object(Bucket=registry.bucket, Key=onnx_key)  # e.g. a replication lag
+    promote(registry, "late")
+    assert holder.refresh() is False and client.get("/model").json["failed_version"] == "late"
+    s3.put_object(Bucket=registry.bucket, Key=onnx_key, Body=good)
+    assert holder.refresh() is False  # still within its back-off
+    import time
 
-    x = onnx_engine.parity_rows()[:500]
-    model = make_pipeline(FunctionTransformer(np.nan_to_num), DecisionTreeClassifier(max_depth=3, random_state=0))
-    model.fit(x, (x[:, 1] > 40).astype(int))
-    engine, note = onnx_engine.convert(model)
-    assert engine is None and note.startswith("ONNX conversion failed")
-
-
-def test_parity_rows_sweep_every_allowed_value():
-    rows_ = onnx_engine.parity_rows()
-    for position, name in enumerate(schema.FEATURES):
-        column = schema.BY_NAME[name]
-        values = set(rows_[:, position][~np.isnan(rows_[:, position])])
-        if name in features.CODES:
-            assert set(features.CODES[name].values()) <= values
-        elif column.kind == "integer" and column.maximum is not None and column.maximum - column.minimum <= 1000:
-            assert set(range(column.minimum, column.maximum + 1)) <= values
-        assert np.isnan(rows_[:, position]).any()
+    time.sleep(0.25)
+    assert holder.refresh() is True and client.get("/model").json["version"] == "late"
 
 
 def test_metrics_are_exposed(client):
@@ -227,7 +225,7 @@ def test_metrics_are_exposed(client):
     assert 'serving_requests_total{endpoint="/predict",status="200"}' in text
     assert 'serving_requests_total{endpoint="/predict",status="415"}' in text
     assert "serving_request_seconds_bucket" in text
-    assert 'serving_model_version_info{engine="onnxruntime",version="v1"} 1.0' in text
+    assert 'serving_model_version_info{version="v1"} 1.0' in text
     assert "serving_model_reloads_total" in text
 
 

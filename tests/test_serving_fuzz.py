@@ -17,12 +17,11 @@ FUZZ = settings(max_examples=1_000, deadline=None, suppress_health_check=[Health
 
 
 @pytest.fixture(scope="module")
-def client(s3_server, tmp_path_factory):
+def client(s3_server, signer, verifier):
     bucket = "fuzz"
     local_services.create_bucket(s3_server, bucket)
-    registry = ModelRegistry(local_services.s3_client_for(s3_server), bucket, PREFIX)
-    path = tmp_path_factory.mktemp("fuzz") / "m.joblib"
-    publish(registry, path, "v1", train_model(path, seed=5, rows=3_000))
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), bucket, PREFIX, verifier)
+    publish(registry, "v1", train_model(5, rows=3_000), signer)
     promote(registry, "v1")
     config = ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, max_rows=20, max_body_bytes=32 * 1024)
     return create_app(config, holder=ChampionHolder(registry, 3600), start_poller=False).test_client()

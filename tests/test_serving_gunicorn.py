@@ -16,11 +16,10 @@ BODY = json.dumps({"records": [schema.example_record()]})
 
 
 @pytest.fixture
-def service(tmp_path, s3_server, s3, bucket):
-    registry = ModelRegistry(s3, bucket, PREFIX)
+def service(tmp_path, s3_server, s3, bucket, signer, verifier):
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
     for version, seed in (("v1", 1), ("v2", 2), ("v3", 3)):
-        path = tmp_path / f"{version}.joblib"
-        publish(registry, path, version, train_model(path, seed))
+        publish(registry, version, train_model(seed), signer)
     promote(registry, "v1")
     env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": bucket, "CROSS_SELL_S3_PREFIX": PREFIX,
            "SERVING_POLL_SECONDS": str(POLL_SECONDS)}
@@ -83,7 +82,7 @@ def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(service, s3)
     _until_converged(server, "v1", log, timeout=10)
     assert {(status, version) for _, status, version in log} == {(200, "v1")}
     model = json.loads(_get(server, "/model"))
-    assert model["version"] == "v1" and "does not match" in model["last_reload_error"]
+    assert model["version"] == "v1" and "does not match the signed manifest" in model["last_reload_error"]
     metrics = _get(server, "/metrics")
     assert 'serving_model_reloads_total{result="failure"}' in metrics
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from serving_support import PREFIX, promote, train_model
 
+from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import __main__ as cli
 from cross_sell import drift, schema, skew, synthetic
 from cross_sell.registry import ModelRegistry
@@ -13,20 +14,21 @@ from serving.config import ServingConfig
 
 
 @pytest.fixture
-def registry(s3, s3_env, bucket, tmp_path, monkeypatch):
+def registry(s3, s3_env, bucket, monkeypatch, signer, verifier):
     monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
     monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
-    registry = ModelRegistry(s3, bucket, PREFIX)
-    fields = train_model(tmp_path / "v1.joblib", seed=1)
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
+    trained = train_model(1)
     profile = drift.profile(synthetic.generate(20_000, seed=1))
-    registry.publish(tmp_path / "v1.joblib", {"version": "v1", **fields},
-                     {"profile.json": (json.dumps(profile).encode(), "application/json")})
+    registry.publish({"version": "v1", **trained["manifest"]},
+                     {**trained["files"], "profile.json": json.dumps(profile).encode()}, signer)
     promote(registry, "v1")
     return registry
 
 
 def _client(registry, rate):
-    config = ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, poll_seconds=3600, sample_rate=rate)
+    config = ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, poll_seconds=3600, sample_rate=rate,
+                           public_key_path=str(SIGNING_PUBLIC_KEY))
     app = create_app(config, start_poller=False)
     return app.extensions["sampler"], app.test_client()
 

@@ -2,7 +2,8 @@ import joblib
 import numpy as np
 import pytest
 
-from cross_sell import evaluation, features, schema, synthetic, training
+from cross_sell import evaluation, features, model_input, schema, synthetic, training
+from cross_sell.registry import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,9 @@ def test_split_is_stratified_disjoint_and_independent_of_row_order(parts):
 
 def test_one_artifact_carries_preprocessing_and_threshold(tmp_path, model, parts):
     sha = training.save(model, str(tmp_path / "m.joblib"))
-    assert sha == training.sha256_of(str(tmp_path / "m.joblib"))
+    assert sha == sha256_file(tmp_path / "m.joblib")
     loaded = joblib.load(tmp_path / "m.joblib")
-    x = features.model_input(parts["test"])
+    x = model_input.from_frame(parts["test"])
     proba = loaded.predict_proba(x)[:, 1]
     assert 0.0 < training.threshold(loaded) < 1.0
     np.testing.assert_array_equal(loaded.predict(x), (proba >= training.threshold(loaded)).astype(int))
@@ -42,7 +43,7 @@ def test_unseen_category_codes_do_not_break_prediction(model, parts):
     row = parts["test"].head(1).copy()
     row["Policy_Sales_Channel"] = 999
     row["Vehicle_Age"] = "brand new"
-    assert 0.0 <= model.predict_proba(features.model_input(row))[0, 1] <= 1.0
+    assert 0.0 <= model.predict_proba(model_input.from_frame(row))[0, 1] <= 1.0
 
 
 def test_row_and_frame_model_inputs_agree():
@@ -52,8 +53,9 @@ def test_row_and_frame_model_inputs_agree():
     rows, problems = schema.cast_records(records)
     assert not problems
     typed, _ = schema.validate_records(records, vectorized=True)
-    np.testing.assert_array_equal(features.model_input_rows(rows), features.model_input(typed))
-    assert set(np.unique(features.model_input(typed)[:, list(schema.FEATURES).index("Vehicle_Age")])) == {0.0, 1.0, 2.0}
+    np.testing.assert_array_equal(model_input.from_rows(rows), model_input.from_frame(typed))
+    vehicle_age = model_input.from_frame(typed)[:, list(schema.FEATURES).index("Vehicle_Age")]
+    assert set(np.unique(vehicle_age)) == {0.0, 1.0, 2.0}
 
 
 def test_score_reports_every_metric(model, parts):

@@ -1,7 +1,8 @@
-"""Command line: `python -m cross_sell {load,evaluate,champion,skew,services} ...`.
+"""Command line: `python -m cross_sell {load,evaluate,champion,skew,keygen,services} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
+Registry versions are read only through the public key named by CROSS_SELL_SIGNING_PUBLIC_KEY.
 """
 
 from __future__ import annotations
@@ -45,19 +46,20 @@ def cmd_load(args, settings: Settings) -> int:
 
 def _registry(settings: Settings):
     from .registry import ModelRegistry
+    from .signing import ManifestVerifier
 
-    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix)
+    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
-    import joblib
-
-    from . import evaluation, features, loader
-    from .registry import RegistryError
+    from . import evaluation, loader
 
     frame = loader.read_csv(args.csv)
     if os.path.isfile(args.model):
-        model, name = joblib.load(args.model), args.model  # a local file the user chose to trust
+        import joblib
+
+        # A local estimator file the user named: the one place the CLI unpickles, at the user's word.
+        model, name = joblib.load(args.model), args.model
     else:
         registry = _registry(settings)
         version = args.model
@@ -66,11 +68,26 @@ def cmd_evaluate(args, settings: Settings) -> int:
             if champion is None:
                 raise SystemExit(f"no champion in s3://{settings.s3_bucket}/{registry.pointer_key}")
             version = champion.version
-        mismatch = features.input_mismatch(version, registry.manifest(version))
-        if mismatch:
-            raise RegistryError(f"{mismatch}; its scores here would be meaningless")
-        model, name = registry.load(version), version
+        served, _ = registry.served_model(version)  # signed manifest, verified ONNX file: no pickle
+        model, name = evaluation.ServedClassifier(served), version
     _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
+    return 0
+
+
+def cmd_keygen(args, settings: Settings) -> int:
+    """A new model-signing key pair: the private key for the training side, the public one for readers."""
+    from pathlib import Path
+
+    from .signing import generate_key_pair
+
+    if (Path(args.directory) / "signing.key").exists() and not args.force:
+        print(f"error: {Path(args.directory) / 'signing.key'} exists (--force replaces it)", file=sys.stderr)
+        return 2
+    private, public = generate_key_pair(args.directory)
+    _print({"private_key": str(private), "public_key": str(public),
+            "training_side": f"Airflow connection {settings.signing_conn_id!r}: password = the PEM text of "
+                             f"{private.name}, or extra {{\"key_file\": \"<path>\"}}",
+            "readers": f"CROSS_SELL_SIGNING_PUBLIC_KEY={public}"})
     return 0
 
 
@@ -163,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled Kaggle-format CSV")
     evaluate.add_argument("--csv", required=True)
-    evaluate.add_argument("--model", default="champion", help="champion, a registry VERSION or a joblib FILE")
+    evaluate.add_argument("--model", default="champion",
+                          help="champion, a registry VERSION (its signed ONNX file) or a local joblib FILE you trust")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     champion = sub.add_parser("champion", help="show the champion, its history, or roll back")
@@ -179,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     skew.add_argument("--fail-on-skew", action="store_true", help="exit 1 when a feature crosses its limit")
     skew.set_defaults(handler=cmd_skew)
 
+    keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
+    keygen.add_argument("directory")
+    keygen.add_argument("--force", action="store_true", help="replace an existing pair")
+    keygen.set_defaults(handler=cmd_keygen)
+
     services = sub.add_parser("services", help="run local MongoDB-wire and S3 servers until Ctrl-C")
     services.add_argument("--mongo-port", type=int, default=27017)
     services.add_argument("--s3-port", type=int, default=5000)
@@ -189,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .loader import LoadError
     from .registry import ChampionChanged, IntegrityError, RegistryError
+    from .signing import SignatureError
 
     try:
         return args.handler(args, settings)
-    except (LoadError, RegistryError, IntegrityError, ChampionChanged) as error:
+    except (LoadError, RegistryError, IntegrityError, SignatureError, ChampionChanged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -5,10 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from . import features, schema
 
 PRIMARY_METRIC = "roc_auc"
+
+
+class ServedClassifier(ClassifierMixin, BaseEstimator):
+    """A served model (`onnx_model.OnnxModel`) behind scikit-learn's classifier interface, so metrics,
+    slices and permutation importance are computed on exactly what serves, without unpickling."""
+
+    def __init__(self, served=None):
+        self.served = served
+
+    def fit(self, x=None, y=None):
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    @property
+    def best_threshold_(self) -> float:
+        return self.served.threshold
+
+    def predict_proba(self, x) -> np.ndarray:
+        probability = self.served.probability(x)
+        return np.column_stack([1.0 - probability, probability])
+
+    def predict(self, x) -> np.ndarray:
+        return self.served.labels(self.served.probability(x))
 
 
 def predictions(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:

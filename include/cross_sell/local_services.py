@@ -160,6 +160,43 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
     raise RuntimeError(f"the service was not ready on {url} within {timeout:.0f} s")
 
 
+def render_template(text: str, values: dict[str, str]) -> str:
+    """`${NAME}` replaced for the names given and nothing else, as the nginx image's envsubst step does."""
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", str(value))
+    return text
+
+
+def start_front(upstream: str, port: int | None = None, workdir: str | None = None, max_body_size: str = "16m",
+                timeout: float = 30.0) -> Service:
+    """Debian's nginx in front of the service, from the same server block the compose `nginx` service
+    renders (docker/nginx/serving.conf.template); stopped by its master's pid."""
+    import tempfile
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    port = port or free_port()
+    home = workdir or tempfile.mkdtemp(prefix="front-")
+    os.makedirs(home, exist_ok=True)
+    template = open(os.path.join(root, "docker", "nginx", "serving.conf.template")).read()
+    with open(os.path.join(home, "serving.conf"), "w") as handle:
+        handle.write(render_template(template, {"SERVING_UPSTREAM": upstream, "NGINX_LISTEN": f"127.0.0.1:{port}",
+                                                "NGINX_MAX_BODY_SIZE": max_body_size}))
+    temp_paths = "".join(f"    {kind}_temp_path {home}/{kind}_temp;\n"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    with open(os.path.join(home, "nginx.conf"), "w") as handle:  # the nginx image's main file, in short
+        handle.write(f"daemon off;\nworker_processes auto;\npid {home}/nginx.pid;\nerror_log {home}/error.log warn;\n"
+                     f"events {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n{temp_paths}"
+                     f"    include {home}/serving.conf;\n}}\n")
+    process = subprocess.Popen([nginx, "-p", home, "-c", os.path.join(home, "nginx.conf"),
+                                "-e", os.path.join(home, "error.log")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(port, process, "nginx", timeout)
+    return Service("front", port, process, f"http://127.0.0.1:{port}")
+
+
 def airflow_config(home: str | os.PathLike) -> dict:
     """Environment for a local Airflow on this repository: SQLite metadata DB in `home`, our DAGs and
     plugins, no examples. A file DB, not sqlite:// in memory: the execution API must see its tables."""
@@ -184,6 +221,16 @@ def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
             {"conn_type": "aws", "login": "testing", "password": "testing",
              "extra": {"endpoint_url": s3.url, "region_name": "us-east-1"}}),
     }
+
+
+def signing_env(private_key: str | os.PathLike, public_key: str | os.PathLike,
+                conn_id: str = "cross_sell_signing") -> dict:
+    """The training side's signing connection (a key file) and the readers' public key, as variables."""
+    import json
+
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "generic",
+                                                          "extra": {"key_file": str(private_key)}}),
+            "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key)}
 
 
 if __name__ == "__main__":  # python -m cross_sell.local_services s3 PORT

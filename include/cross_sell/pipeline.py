@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import tempfile
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
-from . import __version__, drift, evaluation, features, report, schema, snapshot, training
+from . import drift, evaluation, features, model_input, onnx_export, provenance, report, schema, snapshot, training
 from .artifacts import RunArtifacts
-from .registry import ChampionChanged, ModelRegistry
+from .onnx_model import OnnxModel
+from .registry import ChampionChanged, IntegrityError, ModelRegistry, RegistryError, sha256_bytes
+from .signing import ManifestSigner, SignatureError
 
 log = logging.getLogger(__name__)
 
@@ -119,64 +119,101 @@ def _read_split(artifacts: RunArtifacts, key: str, tmp: str):
 
 
 def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: datetime) -> dict:
+    """Fit the candidate, convert it to ONNX (what serves) and measure the conversion on the test split."""
     with tempfile.TemporaryDirectory() as tmp:
         train_frame = _read_split(artifacts, split_keys["train"], tmp)
         validation_frame = _read_split(artifacts, split_keys["validation"], tmp)
+        test_frame = _read_split(artifacts, split_keys["test"], tmp)  # for the ONNX parity check only
         model = training.train(train_frame, validation_frame, seed)
         path = Path(tmp) / "model.joblib"
         sha256 = training.save(model, str(path))
         model_key = artifacts.upload_file(path, "model", "model.joblib")
+        threshold = training.threshold(model)
+        exported = onnx_export.export(model, threshold, model_input.from_frame(test_frame))
         validation_metrics = evaluation.score(model, validation_frame)
         profile_key = artifacts.put_json(drift.profile(train_frame), "model", "profile.json")
     info = {
         "model_key": model_key,
         "profile_key": profile_key,
         "sha256": sha256,
+        "onnx_key": None,
+        "onnx_sha256": None,
+        "onnx_parity": exported.parity,
+        "serving_problem": exported.problem,
         "version": training.version_for(run_started, sha256),
-        "threshold": training.threshold(model),
+        "threshold": threshold,
         "trained_at": run_started.isoformat(),
         "seed": seed,
         "estimator_params": training.ESTIMATOR_PARAMS,
         "validation_metrics": validation_metrics,
     }
+    if exported.onnx is not None:
+        info["onnx_key"] = artifacts.put_bytes(exported.onnx, "application/octet-stream", "model", "model.onnx")
+        info["onnx_sha256"] = sha256_bytes(exported.onnx)
     artifacts.put_json(info, "model", "training.json")
-    log.info("trained %s: threshold %.4f, validation roc_auc %.4f", info["version"], info["threshold"],
-             validation_metrics["roc_auc"])
-    return {k: info[k] for k in ("model_key", "profile_key", "sha256", "version", "threshold", "trained_at")}
+    log.info("trained %s: threshold %.4f, validation roc_auc %.4f; ONNX %s", info["version"], threshold,
+             validation_metrics["roc_auc"], exported.problem or f"parity {exported.parity}")
+    return {k: info[k] for k in ("model_key", "profile_key", "sha256", "onnx_key", "onnx_sha256", "onnx_parity",
+                                 "serving_problem", "version", "threshold", "trained_at")}
 
 
-def _download_candidate(artifacts: RunArtifacts, trained: dict, path: Path) -> Path:
-    """The run's trained model file, refused if it is not the file training wrote."""
-    artifacts.download(trained["model_key"], path)
-    if training.sha256_of(str(path)) != trained["sha256"]:
-        raise ValueError(f"candidate {trained['model_key']} changed since training")
-    return path
+def _run_file(artifacts: RunArtifacts, key: str, sha256: str) -> bytes:
+    """A file this run's train task wrote, refused if it is not the file whose sha256 train returned
+    (through XCom, not S3)."""
+    body = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=key)["Body"].read()
+    if sha256_bytes(body) != sha256:
+        raise IntegrityError(f"{key} changed since training")
+    return body
 
 
-def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, test_key: str,
-             min_roc_auc: float, margin: float) -> dict:
-    """Score candidate and champion on the same test split and decide whether to bless the candidate."""
+def _candidate(artifacts: RunArtifacts, trained: dict):
+    """The candidate as it would serve (ONNX); when it has no faithful ONNX file, the run's own
+    estimator, only to report on it: the one pickle the pipeline loads is the file this run's train
+    task wrote, checked against the sha256 train returned."""
+    if trained.get("onnx_key") and not trained.get("serving_problem"):
+        onnx = _run_file(artifacts, trained["onnx_key"], trained["onnx_sha256"])
+        return evaluation.ServedClassifier(OnnxModel(onnx, trained["threshold"]))
+    import io
+
     import joblib
 
+    return joblib.load(io.BytesIO(_run_file(artifacts, trained["model_key"], trained["sha256"])))
+
+
+def _baseline(registry: ModelRegistry, artifacts: RunArtifacts, trained: dict):
+    """The champion pointer (None before the first push) and the version to compare the candidate with."""
     champion = registry.champion()
     baseline = champion.version if champion else None
     if champion and champion.version == trained["version"] and champion.pointer.get("run_id") == artifacts.run_id:
         # This run already promoted its candidate (evaluate was cleared after push): judge it again
         # against the model it replaced, so the re-run reaches the decision the first run did.
         baseline = champion.pointer.get("previous_version")
-    mismatch = features.input_mismatch(baseline, registry.manifest(baseline)) if baseline is not None else None
-    comparable = baseline is not None and mismatch is None
+    return champion, baseline
+
+
+def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, test_key: str,
+             min_roc_auc: float, margin: float) -> dict:
+    """Score candidate and champion, both as they serve (ONNX), on the same test split; decide."""
+    champion, baseline = _baseline(registry, artifacts, trained)
+    unscorable = None
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
-        candidate = joblib.load(_download_candidate(artifacts, trained, Path(tmp) / "candidate.joblib"))
-        facts = {"candidate": report.model_facts(candidate, test)}
-        if comparable:
-            facts["champion"] = report.model_facts(registry.load(baseline, workdir=tmp), test)
+    facts = {"candidate": report.model_facts(_candidate(artifacts, trained), test)}
+    if baseline is not None:
+        try:
+            served, _ = registry.served_model(baseline)
+        except (RegistryError, IntegrityError, SignatureError) as error:  # e.g. saved by an older release
+            unscorable = f"champion {baseline} cannot be scored here ({error})"
+        else:
+            facts["champion"] = report.model_facts(evaluation.ServedClassifier(served), test)
     candidate_metrics = facts["candidate"]["metrics"]
     champion_metrics = facts["champion"]["metrics"] if "champion" in facts else None
     bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
-    if mismatch:  # e.g. a champion saved by an older release
-        reason = f"champion: {mismatch}, so it cannot be scored here; judged against the floor: {reason}"
+    if unscorable:
+        reason = f"{unscorable}; judged against the floor: {reason}"
+        log.warning(reason)
+    if trained.get("serving_problem") or not trained.get("onnx_key"):
+        bless, reason = False, f"candidate cannot be served faithfully: {trained.get('serving_problem')}"
         log.warning(reason)
     decision = {
         "bless": bless,
@@ -186,6 +223,7 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         "margin": margin,
         "candidate_version": trained["version"],
         "candidate": candidate_metrics,
+        "onnx_parity": trained.get("onnx_parity"),
         "champion_version": baseline,
         "champion_etag": champion.etag if champion else None,
         "champion": champion_metrics,
@@ -203,41 +241,14 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
     return decision
 
 
-def library_versions() -> dict:
-    names = ("scikit-learn", "pandas", "numpy", "joblib", "pyarrow", "great-expectations")
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def code_version() -> str:
-    """Package version, plus the git commit when running from a checkout (CROSS_SELL_CODE_VERSION wins)."""
-    import os
-    import subprocess
-
-    if os.environ.get("CROSS_SELL_CODE_VERSION"):
-        return os.environ["CROSS_SELL_CODE_VERSION"]
-    try:
-        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short=12", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{__version__}+g{commit}" if commit else __version__
-
-
-def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict) -> dict:
-    """Publish the blessed model's version, then move the champion pointer (conditionally, last)."""
-    version = trained["version"]
-    manifest = {
-        "version": version,
-        "sha256": trained["sha256"],
+def manifest_for(artifacts: RunArtifacts, decision: dict, trained: dict, extracted: dict) -> dict:
+    """What the registry records of a pushed version (the artifacts' sha256 are added by `publish`)."""
+    return {
+        "version": trained["version"],
         "threshold": trained["threshold"],
         "trained_at": trained["trained_at"],
         "metrics": decision["candidate"],
+        "onnx_parity": trained["onnx_parity"],
         "replaced_champion": decision["champion_version"],
         "replaced_champion_metrics": decision["champion"],
         "decision_reason": decision["reason"],
@@ -245,17 +256,27 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
         "rows": extracted["rows"],
         "run_id": artifacts.run_id,
         "run_artifacts": artifacts.uri(artifacts.root),
-        "code_version": code_version(),
-        "library_versions": library_versions(),
+        "code_version": provenance.code_version(),
+        "library_versions": provenance.library_versions(),
         "features": list(schema.FEATURES),
-        "model_input": features.MODEL_INPUT,
+        "model_input": model_input.LAYOUT,
     }
+
+
+def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict,
+         signer: ManifestSigner) -> dict:
+    """Publish the blessed model's version (files, then the signed manifest), then move the champion
+    pointer (conditionally, last)."""
+    version = trained["version"]
+    manifest = manifest_for(artifacts, decision, trained, extracted)
     facts = artifacts.get_json(decision["facts_key"])["candidate"] if decision.get("facts_key") else None
-    files = {"model_card.md": (report.model_card(manifest, facts).encode(), "text/markdown")}
-    if trained.get("profile_key"):
-        files["profile.json"] = (json.dumps(artifacts.get_json(trained["profile_key"])).encode(), "application/json")
-    with tempfile.TemporaryDirectory() as tmp:
-        registry.publish(_download_candidate(artifacts, trained, Path(tmp) / "model.joblib"), manifest, files)
+    files = {
+        registry.ONNX: _run_file(artifacts, trained["onnx_key"], trained["onnx_sha256"]),
+        registry.ESTIMATOR: _run_file(artifacts, trained["model_key"], trained["sha256"]),
+        "profile.json": json.dumps(artifacts.get_json(trained["profile_key"])).encode(),
+        "model_card.md": report.model_card(manifest, facts).encode(),
+    }
+    registry.publish(manifest, files, signer)
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,
                                         reason=decision["reason"])

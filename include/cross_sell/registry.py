@@ -1,11 +1,17 @@
-"""The model registry in S3: immutable versions, one champion pointer, an append-only audit log.
+"""The model registry in S3: immutable signed versions, one champion pointer, an append-only audit log.
 
-    <prefix>/models/<version>/model.joblib     the scikit-learn estimator (joblib)
-    <prefix>/models/<version>/manifest.json    sha256, metrics, threshold, data fingerprint, versions...
+    <prefix>/models/<version>/model.onnx       what serves: ONNX, run by ONNX Runtime (never unpickled)
+    <prefix>/models/<version>/model.joblib     the fitted scikit-learn estimator (for analysis, not serving)
     <prefix>/models/<version>/profile.json     reference profile of the training data (drift, skew)
     <prefix>/models/<version>/model_card.md    the human-readable model card
+    <prefix>/models/<version>/manifest.json    sha256 of every file above, metrics, threshold, lineage...
+    <prefix>/models/<version>/manifest.sig     the manifest's signature (see `signing`)
     <prefix>/champion.json                     the pointer: which version serves; written last
     <prefix>/audit/champion/<time>_<version>.json   one object per pointer change
+
+Readers trust nothing they have not verified: a manifest only with a valid signature from the
+training side's key, a file only when its sha256 matches the signed manifest. The pointer names a
+version and nothing else is taken from it.
 
 The pointer is only ever written with a conditional PUT (If-None-Match: * for the first champion,
 If-Match: <etag read before evaluation> afterwards), so of two runs racing, exactly one wins, and a
@@ -14,11 +20,13 @@ run that crashes before the pointer write leaves the old champion serving.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .signing import MANIFEST, SIGNATURE, ManifestSigner, ManifestVerifier, SignatureError
 
 POINTER = "champion.json"
 UNCHANGED = object()  # `champion(if_none_match=etag)` when the pointer still has that etag
@@ -29,7 +37,7 @@ class ChampionChanged(Exception):
 
 
 class IntegrityError(Exception):
-    """A model file does not match the sha256 recorded for it; it is never unpickled."""
+    """A file does not match the sha256 its signed manifest records, or the manifest is not trusted."""
 
 
 class RegistryError(Exception):
@@ -46,6 +54,18 @@ class Champion:
         return self.pointer["version"]
 
 
+def sha256_bytes(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -56,23 +76,29 @@ def _status(error) -> tuple[str, int]:
 
 
 class ModelRegistry:
-    def __init__(self, s3, bucket: str, prefix: str = ""):
+    """`verifier` (the public key) is needed to read versions; `publish` also takes the signer."""
+
+    ONNX = "model.onnx"
+    ESTIMATOR = "model.joblib"
+
+    def __init__(self, s3, bucket: str, prefix: str = "", verifier: ManifestVerifier | None = None):
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.verifier = verifier
 
     # -- keys -------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
 
-    def model_key(self, version: str) -> str:
-        return self._key("models", version, "model.joblib")
-
-    def manifest_key(self, version: str) -> str:
-        return self._key("models", version, "manifest.json")
-
     def version_file_key(self, version: str, name: str) -> str:
         return self._key("models", version, name)
+
+    def model_key(self, version: str) -> str:
+        return self.version_file_key(version, self.ONNX)
+
+    def manifest_key(self, version: str) -> str:
+        return self.version_file_key(version, MANIFEST)
 
     @property
     def pointer_key(self) -> str:
@@ -99,47 +125,78 @@ class ModelRegistry:
             raise
         return Champion(json.loads(response["Body"].read()), response["ETag"])
 
-    def manifest(self, version: str) -> dict:
+    def _get(self, key: str, missing: str | None = None) -> bytes | None:
+        """An object's bytes; None when it does not exist (or RegistryError(`missing`) when given)."""
         from botocore.exceptions import ClientError
 
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.manifest_key(version))["Body"].read()
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as error:
-            if _status(error)[1] == 404 or _status(error)[0] == "NoSuchKey":
-                raise RegistryError(f"no model version {version!r} in {self.uri(self._key('models'))}") from None
-            raise
-        return json.loads(body)
-
-    def version_json(self, version: str, name: str) -> dict | None:
-        """A JSON file stored with a version (e.g. `profile.json`); None when that version has none."""
-        from botocore.exceptions import ClientError
-
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.version_file_key(version, name))["Body"].read()
-        except ClientError as error:
-            if _status(error)[1] == 404 or _status(error)[0] == "NoSuchKey":
+            if _status(error)[1] == 404 or _status(error)[0] in ("NoSuchKey", "404"):
+                if missing:
+                    raise RegistryError(missing) from None
                 return None
             raise
-        return json.loads(body)
 
-    def download_verified(self, version: str, path: str | Path, sha256: str | None = None) -> Path:
-        """Download a version's model file and check its sha256 against the manifest before use."""
-        from .training import sha256_of
+    def manifest(self, version: str) -> dict:
+        """The version's manifest, only once its signature is verified with the public key."""
+        body = self._get(self.manifest_key(version),
+                         missing=f"no model version {version!r} in {self.uri(self._key('models'))}")
+        what = f"manifest of {version} ({self.uri(self.manifest_key(version))})"
+        if self.verifier is None:
+            raise SignatureError(f"{what}: no public key to verify it with (set CROSS_SELL_SIGNING_PUBLIC_KEY)")
+        self.verifier.verify(body, self._get(self.version_file_key(version, SIGNATURE)), what)
+        manifest = json.loads(body)
+        if manifest.get("version") != version:  # a validly signed manifest copied to another version's place
+            raise SignatureError(f"{what} is signed for version {manifest.get('version')!r}")
+        return manifest
 
-        expected = sha256 or self.manifest(version)["sha256"]
+    def artifact(self, version: str, name: str, manifest: dict | None = None) -> bytes | None:
+        """A version's file, checked against the signed manifest; None when the version has no such file."""
+        manifest = manifest or self.manifest(version)
+        expected = manifest.get("artifacts", {}).get(name)
+        if expected is None:
+            return None
+        body = self._get(self.version_file_key(version, name), missing=f"{version}/{name} is missing")
+        actual = sha256_bytes(body)
+        if actual != expected:
+            raise IntegrityError(f"{version}/{name}: sha256 {actual} does not match the signed manifest's {expected}")
+        return body
+
+    def download_artifact(self, version: str, name: str, path: str | Path, manifest: dict | None = None) -> Path:
+        """Like `artifact`, to a file (large files); the file is removed when it does not match."""
+        manifest = manifest or self.manifest(version)
+        expected = manifest.get("artifacts", {}).get(name)
+        if expected is None:
+            raise RegistryError(f"model {version} has no {name}")
         path = Path(path)
-        self.s3.download_file(self.bucket, self.model_key(version), str(path))
-        actual = sha256_of(str(path))
+        self.s3.download_file(self.bucket, self.version_file_key(version, name), str(path))
+        actual = sha256_file(path)
         if actual != expected:
             path.unlink(missing_ok=True)
-            raise IntegrityError(f"model {version}: sha256 {actual} does not match the manifest's {expected}")
+            raise IntegrityError(f"{version}/{name}: sha256 {actual} does not match the signed manifest's {expected}")
         return path
 
-    def load(self, version: str, workdir: str | Path | None = None):
-        import joblib
+    def version_json(self, version: str, name: str) -> dict | None:
+        """A verified JSON file of a version (e.g. `profile.json`); None when that version has none."""
+        body = self.artifact(version, name)
+        return None if body is None else json.loads(body)
 
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            return joblib.load(self.download_verified(version, Path(tmp) / "model.joblib"))
+    def served_model(self, version: str, threads: int = 1):
+        """(OnnxModel, manifest) of a version: verified manifest, model-input layout, verified ONNX file.
+
+        The one way anything scores a registered model; no pickle is ever loaded from the registry."""
+        from . import model_input
+        from .onnx_model import OnnxModel
+
+        manifest = self.manifest(version)
+        mismatch = model_input.mismatch(version, manifest)
+        if mismatch:  # it would silently mis-predict
+            raise RegistryError(mismatch)
+        onnx = self.artifact(version, self.ONNX, manifest)
+        if onnx is None:
+            raise RegistryError(f"model {version} has no {self.ONNX} (pushed by an older release?)")
+        return OnnxModel(onnx, manifest["threshold"], threads=threads), manifest
 
     def history(self) -> list[dict]:
         paginator = self.s3.get_paginator("list_objects_v2")
@@ -150,20 +207,28 @@ class ModelRegistry:
         return sorted(entries, key=lambda e: e["updated_at"])
 
     # -- writing ----------------------------------------------------------------------------
-    def publish(self, model_path: str | Path, manifest: dict,
-                files: dict[str, tuple[bytes, str]] | None = None) -> None:
-        """Upload a version's files, the manifest last. Versions are immutable: a retry re-uploads the same.
-
-        `files` maps a file name to (bytes, content type): the profile and the model card.
-        """
+    def publish(self, manifest: dict, files: dict[str, bytes | Path], signer: ManifestSigner) -> dict:
+        """Upload a version's files, then its manifest (with every file's sha256) and the manifest's
+        signature, last. Versions are immutable: a retry re-uploads the same bytes."""
+        if not isinstance(signer, ManifestSigner):
+            raise TypeError("publishing needs the training side's ManifestSigner")
         version = manifest["version"]
-        self.s3.upload_file(str(model_path), self.bucket, self.model_key(version))
-        for name, (body, content_type) in (files or {}).items():
-            self.s3.put_object(Bucket=self.bucket, Key=self.version_file_key(version, name), Body=body,
-                               ContentType=content_type)
-        self.s3.put_object(Bucket=self.bucket, Key=self.manifest_key(version),
-                           Body=json.dumps(manifest, indent=2, sort_keys=True, default=str).encode(),
+        digests = {}
+        for name, body in files.items():
+            key = self.version_file_key(version, name)
+            if isinstance(body, Path):
+                self.s3.upload_file(str(body), self.bucket, key)
+                digests[name] = sha256_file(body)
+            else:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+                digests[name] = sha256_bytes(body)
+        manifest = {**manifest, "artifacts": digests}
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=self.manifest_key(version), Body=body,
                            ContentType="application/json")
+        self.s3.put_object(Bucket=self.bucket, Key=self.version_file_key(version, SIGNATURE),
+                           Body=signer.sign(body), ContentType="application/json")
+        return manifest
 
     def set_champion(self, version: str, expected_etag: str | None, action: str, run_id: str | None = None,
                      reason: str = "") -> dict:
@@ -174,7 +239,7 @@ class ModelRegistry:
         """
         from botocore.exceptions import ClientError
 
-        manifest = self.manifest(version)
+        self.manifest(version)  # only a version whose signature verifies can become champion
         current = self.champion()
         if current is not None and current.version == version and current.pointer.get("run_id") == run_id:
             self._audit(current.pointer)  # the first try may have died between the two writes
@@ -183,7 +248,6 @@ class ModelRegistry:
             "version": version,
             "model_key": self.model_key(version),
             "manifest_key": self.manifest_key(version),
-            "sha256": manifest["sha256"],
             "action": action,
             "reason": reason,
             "run_id": run_id,

@@ -15,6 +15,8 @@ class Settings:
     # Airflow connection ids (the DAG side); the CLI reads MONGO_URI and the AWS_* variables instead.
     mongo_conn_id: str = "mongo_default"
     aws_conn_id: str = "aws_default"
+    # The training side's model-signing private key (see cross_sell_airflow.hooks.manifest_signer).
+    signing_conn_id: str = "cross_sell_signing"
     extract_batch_size: int = 5_000
     schedule: str | None = "@weekly"  # CROSS_SELL_SCHEDULE; "none" for triggered runs only
     retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
@@ -30,6 +32,7 @@ class Settings:
             mongo_collection=env("CROSS_SELL_MONGO_COLLECTION", defaults.mongo_collection),
             mongo_conn_id=env("CROSS_SELL_MONGO_CONN_ID", defaults.mongo_conn_id),
             aws_conn_id=env("CROSS_SELL_AWS_CONN_ID", defaults.aws_conn_id),
+            signing_conn_id=env("CROSS_SELL_SIGNING_CONN_ID", defaults.signing_conn_id),
             extract_batch_size=int(env("CROSS_SELL_EXTRACT_BATCH_SIZE", defaults.extract_batch_size)),
             schedule=None if env("CROSS_SELL_SCHEDULE", "").lower() == "none" else
             env("CROSS_SELL_SCHEDULE") or defaults.schedule,

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import socket
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import drift, schema
+from . import schema
+
+if TYPE_CHECKING:  # the service writes samples with this module and has no SciPy for `drift`
+    from .drift import DriftReport
 
 SAMPLES = "serving-samples"
 
@@ -48,7 +52,9 @@ def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.
 
 
 def report(registry, samples: pd.DataFrame, version: str | None = None,
-           thresholds: dict | None = None) -> tuple[str, drift.DriftReport]:
+           thresholds: dict | None = None) -> tuple[str, "DriftReport"]:
     """Distances of sampled serving rows from a model's training profile (the champion by default)."""
+    from . import drift
+
     version, reference = drift.reference_profile(registry, version)
     return version, drift.compare(reference, samples, thresholds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 
 import joblib
@@ -12,6 +11,7 @@ from sklearn.model_selection import TunedThresholdClassifierCV
 from sklearn.pipeline import Pipeline
 
 from . import features
+from .registry import sha256_file
 
 # Gradient boosting on the schema-coded features plus target-encoded region and channel. The label
 # imbalance (about 12 % positive) is handled by the decision threshold tuned for F1 on the validation
@@ -54,15 +54,7 @@ def threshold(model) -> float:
 def save(model, path: str) -> str:
     """Write the model with joblib and return the file's sha256."""
     joblib.dump(model, path, compress=3)
-    return sha256_of(path)
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def version_for(trained_at: datetime, sha256: str) -> str:

@@ -6,10 +6,12 @@ from typing import Iterator
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.sdk import BaseHook
 
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
+from cross_sell.signing import ManifestSigner, ManifestVerifier, SignatureError
 
 
 def customer_documents(settings: Settings) -> Iterator[dict]:
@@ -28,4 +30,21 @@ def run_artifacts(settings: Settings, run_id: str) -> RunArtifacts:
 
 
 def model_registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(s3_client(settings), settings.s3_bucket, settings.s3_prefix)
+    """The registry, reading versions only through the public key (CROSS_SELL_SIGNING_PUBLIC_KEY)."""
+    return ModelRegistry(s3_client(settings), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
+
+
+def manifest_signer(settings: Settings) -> ManifestSigner:
+    """The model-signing private key, from the Airflow connection `settings.signing_conn_id`.
+
+    The key is the connection's password (the PEM text), or a file named by its extra `key_file`
+    (e.g. a Docker or Kubernetes secret); an encrypted key takes its passphrase from extra `passphrase`.
+    Only the training side has this connection.
+    """
+    connection = BaseHook.get_connection(settings.signing_conn_id)
+    extra = connection.extra_dejson
+    if extra.get("key_file"):
+        return ManifestSigner.from_file(extra["key_file"], extra.get("passphrase"))
+    if connection.password:
+        return ManifestSigner(connection.password.encode(), extra.get("passphrase"))
+    raise SignatureError(f"connection {settings.signing_conn_id!r} holds no private key (password or extra key_file)")

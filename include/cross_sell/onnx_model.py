@@ -1,0 +1,45 @@
+"""A model as it is served: its ONNX file run by ONNX Runtime (NumPy and onnxruntime only).
+
+The pipeline converts every candidate to ONNX when it trains it (`onnx_export`), and the registry
+publishes `model.onnx` beside `model.joblib`. The service, batch scoring, `evaluate` (for the
+champion) and the CLI all score through this class, so nothing that serves ever unpickles.
+
+Inputs go to ONNX as float32: every feature of the schema is an integer code below 2**24 or a
+premium, so only a premium within float32 rounding of a split (its spacing is 0.03 at 500,000)
+could take the other branch; `onnx_export` measures the difference before a model is blessed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The model's outputs as skl2onnx names them (with zipmap off): label and probabilities.
+PROBABILITIES = "probabilities"
+
+
+class OnnxModel:
+    """`predict_proba(matrix)[:, 1]` and the decision threshold of one model."""
+
+    def __init__(self, onnx_bytes: bytes, threshold: float, threads: int = 1):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 2 halve a 10,000-row call; a one-row call is no slower
+        options.inter_op_num_threads = 1
+        # Idle threads must not spin: the process's other work needs that core.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        names = [o.name for o in self._session.get_outputs()]
+        if PROBABILITIES not in names:
+            raise ValueError(f"the ONNX model has no {PROBABILITIES!r} output (outputs: {names})")
+        self._output = names.index(PROBABILITIES)
+        self.threshold = float(threshold)
+
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        """Positive-class probabilities (float64) for rows of `model_input`."""
+        outputs = self._session.run(None, {self._input: np.asarray(matrix, dtype=np.float32)})
+        return outputs[self._output][:, 1].astype(np.float64)
+
+    def labels(self, probability: np.ndarray) -> np.ndarray:
+        return (probability >= self.threshold).astype(np.int64)

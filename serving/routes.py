@@ -1,0 +1,115 @@
+"""The service's routes (one blueprint). The work behind /predict is `Predictor`; formats are `payload`."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, g, jsonify, render_template, request
+
+from cross_sell import schema
+
+from . import metrics, payload
+from .payload import ClientError
+
+bp = Blueprint("serving", __name__)
+
+
+def _service():
+    return current_app.extensions["cross_sell"]
+
+
+def check_api_key(given: str | None) -> None:
+    key = _service().config.api_key
+    if key and not hmac.compare_digest((given or "").encode(), key.encode()):
+        raise ClientError(401, "missing or wrong API key (header X-API-Key)")
+
+
+def read_body(max_bytes: int) -> bytes:
+    """The request body; 413 when it is larger than `max_bytes`, with or without Content-Length.
+
+    A chunked body has no length up front: read one byte past the limit from the server's
+    stream (gunicorn ends it at the last chunk) rather than let a truncated body pass as JSON."""
+    if request.content_length is not None:
+        if request.content_length > max_bytes:
+            raise ClientError(413, f"body of {request.content_length} bytes; at most {max_bytes}")
+        return request.get_data(cache=False)
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # neither a length nor a terminated stream: there is no body to read safely
+    body = request.environ["wsgi.input"].read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ClientError(413, f"chunked body over {max_bytes} bytes")
+    return body
+
+
+@bp.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@bp.get("/ready")
+def ready():
+    holder = _service().holder
+    model = holder.current
+    if model is None:
+        return {"ready": False, "reason": holder.status.last_error or "no champion loaded yet"}, 503
+    return {"ready": True, "model_version": model.version}
+
+
+@bp.get("/model")
+def model_info():
+    holder = _service().holder
+    model, status = holder.current, holder.status
+    body = {"loaded": model is not None, "last_check_at": status.last_check_at,
+            "last_reload_error": status.last_error, "last_reload_error_at": status.last_error_at,
+            "failed_version": status.failed_version, "next_retry_in_seconds": status.next_retry_in_seconds,
+            "reloads": status.reloads, "poll_seconds": holder.poll_seconds}
+    if model is not None:
+        manifest = model.manifest
+        body.update({"version": model.version, "threshold": model.threshold, "loaded_at": model.loaded_at,
+                     "engine": "onnxruntime", "signature": "verified",
+                     "load_seconds": round(model.load_seconds, 3), "metrics": manifest.get("metrics"),
+                     "onnx_parity": manifest.get("onnx_parity"), "trained_at": manifest.get("trained_at"),
+                     "data_fingerprint": manifest.get("data_fingerprint"), "rows": manifest.get("rows"),
+                     "run_id": manifest.get("run_id"), "code_version": manifest.get("code_version")})
+    return body, 200 if model is not None else 503
+
+
+@bp.post("/predict")
+def predict():
+    service = _service()
+    check_api_key(request.headers.get("X-API-Key"))
+    if not request.is_json:
+        raise ClientError(415, f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}")
+    records = payload.records_from_payload(payload.decode_json(read_body(service.config.max_body_bytes)),
+                                           service.config.max_rows)
+    result = service.predictor.predict(records)
+    g.rows, g.model_version = len(records), result.model.version
+    return jsonify(payload.predictions_body(result.model.version, result.model.threshold, result.probabilities,
+                                            result.labels))
+
+
+@bp.route("/", methods=["GET", "POST"])
+def form():
+    service = _service()
+    values = {k: str(v) for k, v in schema.example_record().items()}
+    errors, result, status = {}, None, 200
+    if request.method == "POST":
+        values = {name: request.form.get(name, "").strip() for name in schema.FEATURES}
+        record = {name: (value if value != "" else None) for name, value in values.items()}
+        try:
+            check_api_key(request.form.get("api_key"))
+            found = service.predictor.predict([record], allow_text=True)
+            result = {"probability": found.probabilities[0], "label": found.labels[0],
+                      "version": found.model.version, "threshold": found.model.threshold}
+        except ClientError as error:
+            status = error.status
+            errors = {p["field"]: p["message"] for p in error.problems or []}
+            errors.setdefault(None, None if error.problems else error.message)
+    return render_template("index.html", columns=schema.columns(schema.SERVING), values=values, errors=errors,
+                           result=result, needs_key=bool(service.config.api_key)), status
+
+
+@bp.get("/metrics")
+def prometheus():
+    body, content_type = metrics.exposition()
+    return body, 200, {"Content-Type": content_type}

@@ -1,0 +1,172 @@
+"""Whoever can write to the registry bucket but lacks the training side's private key runs no code anywhere.
+
+The scenario of issue #10: a pickle that runs a command when unpickled, a manifest with its matching
+sha256, and the champion pointer moved to it. Nothing that reads the registry (the service, the
+pipeline's evaluate, the CLI, rollback) may execute it, and no signature but the training side's is
+accepted.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from serving_support import PREFIX, promote, publish, train_model
+
+from conftest import ROOT, SIGNING_PUBLIC_KEY
+from cross_sell import pipeline, signing, synthetic
+from cross_sell.__main__ import main as cli
+from cross_sell.artifacts import RunArtifacts
+from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
+from cross_sell.signing import SignatureError
+
+
+class _RunsACommand:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _plant(s3, bucket: str, version: str, marker: Path, signer=None) -> None:
+    """The attacker's version: a malicious pickle under every model name, a manifest with their sha256."""
+    payload = pickle.dumps(_RunsACommand(marker))
+    manifest = {"version": version, "threshold": 0.5, "model_input": "schema-codes-float64/1",
+                "artifacts": {"model.joblib": sha256_bytes(payload), "model.onnx": sha256_bytes(payload)}}
+    body = json.dumps(manifest).encode()
+    for name in ("model.joblib", "model.onnx"):
+        s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/{name}", Body=payload)
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/manifest.json", Body=body)
+    if signer is not None:
+        s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/manifest.sig", Body=signer.sign(body))
+    champion = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/champion.json")
+    pointer = {**json.loads(champion["Body"].read()), "version": version,
+               "model_key": f"{PREFIX}/models/{version}/model.joblib"}
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/champion.json", Body=json.dumps(pointer).encode())
+
+
+@pytest.fixture
+def registry(s3, bucket, signer, verifier):
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
+    publish(registry, "v1", train_model(1), signer)
+    promote(registry, "v1")
+    return registry
+
+
+@pytest.fixture
+def attacker_key(tmp_path):
+    private, _ = signing.generate_key_pair(tmp_path / "attacker")
+    return signing.ManifestSigner.from_file(private)
+
+
+@pytest.mark.parametrize("signed_by", ["nobody", "another key"])
+def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, attacker_key, monkeypatch,
+                                       signed_by, capsys):
+    from serving.app import create_app
+    from serving.config import ServingConfig
+
+    marker = tmp_path / "pwned"
+    app = create_app(ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, public_key_path=str(SIGNING_PUBLIC_KEY),
+                                   poll_seconds=3600), start_poller=False)
+    _plant(s3, bucket, "evil", marker, attacker_key if signed_by == "another key" else None)
+
+    # The service: refuses the version, keeps serving v1, says why.
+    holder = app.extensions["champion"]
+    for _ in range(3):
+        assert holder.refresh() is False
+    info = app.test_client().get("/model").json
+    assert info["version"] == "v1" and info["failed_version"] == "evil"
+    assert ("no signature" if signed_by == "nobody" else "Key mismatch") in info["last_reload_error"]
+
+    # The pipeline's evaluate: cannot score that champion, judges the candidate against the floor.
+    artifacts = RunArtifacts(s3, bucket, PREFIX, "run-after-attack")
+    extracted = pipeline.extract(synthetic.generate(4_000, seed=5).to_dict("records"), artifacts)
+    transformed = pipeline.transform(artifacts, extracted["raw_key"], seed=1)
+    from datetime import datetime, timezone
+
+    trained = pipeline.train(artifacts, transformed["split_keys"], seed=1,
+                             run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    decision = pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.6, 0.002)
+    assert decision["champion"] is None and "champion evil cannot be scored" in decision["reason"]
+
+    # The CLI: evaluate the champion, roll back to the planted version.
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    csv = tmp_path / "holdout.csv"
+    synthetic.generate(500, seed=6).to_csv(csv, index=False)
+    refusal = "no signature" if signed_by == "nobody" else "Key mismatch"
+    assert cli(["evaluate", "--csv", str(csv)]) == 2
+    assert refusal in capsys.readouterr().err
+    planted = registry.champion()  # put v1 back by hand, then try to roll back to the planted version
+    s3.put_object(Bucket=bucket, Key=registry.pointer_key,
+                  Body=json.dumps({**planted.pointer, "version": "v1"}).encode())
+    assert cli(["champion", "rollback", "evil"]) == 2
+    assert refusal in capsys.readouterr().err and registry.champion().version == "v1"
+    assert not marker.exists()
+
+
+def test_signatures_are_checked_before_any_hash(registry, s3, bucket, attacker_key, verifier):
+    manifest_key = registry.manifest_key("v1")
+    body = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    assert registry.manifest("v1")["version"] == "v1"
+
+    # Re-signed with another key: refused.
+    good_signature = s3.get_object(Bucket=bucket, Key=registry.version_file_key("v1", "manifest.sig"))["Body"].read()
+    s3.put_object(Bucket=bucket, Key=registry.version_file_key("v1", "manifest.sig"), Body=attacker_key.sign(body))
+    with pytest.raises(SignatureError, match="Key mismatch"):
+        registry.manifest("v1")
+    # An edited manifest under the right signature: refused.
+    s3.put_object(Bucket=bucket, Key=registry.version_file_key("v1", "manifest.sig"), Body=good_signature)
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=body.replace(b'"threshold"', b'"threshold" ', 1))
+    with pytest.raises(SignatureError, match="mismatch"):
+        registry.manifest("v1")
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=body)
+    # A validly signed manifest copied to another version's place: refused.
+    for name in ("manifest.json", "manifest.sig"):
+        source = s3.get_object(Bucket=bucket, Key=registry.version_file_key("v1", name))["Body"].read()
+        s3.put_object(Bucket=bucket, Key=registry.version_file_key("v9", name), Body=source)
+    with pytest.raises(SignatureError, match="signed for version 'v1'"):
+        registry.manifest("v9")
+    # No public key: nothing is trusted.
+    with pytest.raises(SignatureError, match="no public key"):
+        ModelRegistry(s3, bucket, PREFIX).manifest("v1")
+    # A file that is not the one the signed manifest names: refused.
+    s3.put_object(Bucket=bucket, Key=registry.version_file_key("v1", "profile.json"), Body=b"{}")
+    with pytest.raises(IntegrityError):
+        registry.artifact("v1", "model.onnx", {**registry.manifest("v1"), "artifacts": {"model.onnx": "0" * 64}})
+    with pytest.raises(RegistryError, match="no model version"):
+        registry.manifest("v404")
+
+
+def test_the_serving_process_never_imports_a_pickle_loader(registry, s3_env, bucket):
+    """Load the champion and answer a request with scikit-learn, joblib and skl2onnx unimportable and
+    pickle's loaders replaced by a tripwire: what serving needs is the ONNX file and the public key."""
+    script = f"""
+import sys, pickle, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sklearn", "joblib", "skl2onnx", "cloudpickle", "scipy"):
+            raise ImportError(f"{{name}} is not available to the service")
+sys.meta_path.insert(0, Block())
+def tripwire(*args, **kwargs):
+    raise AssertionError("the service unpickled something")
+pickle.load = pickle.loads = tripwire
+pickle.Unpickler = tripwire
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'include')!r}]
+from serving.app import create_app
+from serving.config import ServingConfig
+from cross_sell import schema
+app = create_app(ServingConfig(s3_bucket={bucket!r}, s3_prefix={PREFIX!r},
+                 public_key_path={str(SIGNING_PUBLIC_KEY)!r}, sample_rate=0.0), start_poller=False)
+answer = app.test_client().post("/predict", json={{"records": [schema.example_record()]}})
+assert answer.status_code == 200, answer.json
+print(answer.json["model_version"])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **s3_env})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "v1"

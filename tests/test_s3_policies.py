@@ -1,0 +1,99 @@
+"""The least-privilege S3 policies of docker/minio/, enforced by a real policy engine (moto's IAM).
+
+minio-init gives MinIO users exactly these documents (bucket and prefix filled in); the README shows them
+as the IAM policies for AWS. Here moto runs with authentication on: the training side can do what the
+pipeline does and nothing outside the prefix, nor delete; the service can load the champion and write
+its samples, and nothing else: it cannot rewrite the registry it serves from.
+"""
+
+import json
+import urllib.request
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from serving_support import promote, publish, train_model
+
+from conftest import ROOT, SIGNING_PUBLIC_KEY
+from cross_sell import local_services
+from cross_sell.registry import ModelRegistry
+from serving.champion import ChampionHolder
+from serving.sampling import RequestSampler
+
+BUCKET, PREFIX = "policy-registry", "vehicle-insurance"
+
+
+def policy(role: str) -> str:
+    text = (ROOT / "docker" / "minio" / f"{role}-policy.json").read_text()
+    return text.replace("@BUCKET@", BUCKET).replace("@PREFIX@", PREFIX)
+
+
+@pytest.fixture(scope="module")
+def clients():
+    """A moto server of its own (its auth switch is global), users made, then authentication switched on."""
+    server = local_services.start_s3(bucket=BUCKET)
+    try:
+        iam = boto3.client("iam", endpoint_url=server.url, aws_access_key_id="setup", aws_secret_access_key="setup",
+                           region_name="us-east-1")
+        made = {}
+        for role in ("training", "serving"):
+            iam.create_user(UserName=role)
+            iam.put_user_policy(UserName=role, PolicyName=f"cross-sell-{role}", PolicyDocument=policy(role))
+            key = iam.create_access_key(UserName=role)["AccessKey"]
+            made[role] = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
+                                      aws_access_key_id=key["AccessKeyId"],
+                                      aws_secret_access_key=key["SecretAccessKey"])
+        request = urllib.request.Request(f"{server.url}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        assert json.loads(urllib.request.urlopen(request).read())["status"] == "ok"
+        yield made
+    finally:
+        server.stop()
+
+
+def _denied(call) -> bool:
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"] == "AccessDenied"
+    return False
+
+
+def test_policies_are_valid_json_naming_only_the_registry():
+    for role in ("training", "serving"):
+        document = json.loads(policy(role))
+        resources = [r for statement in document["Statement"] for r in statement["Resource"]]
+        assert all(r == f"arn:aws:s3:::{BUCKET}" or r.startswith(f"arn:aws:s3:::{BUCKET}/{PREFIX}/")
+                   for r in resources), resources
+        actions = {a for statement in document["Statement"] for a in statement["Action"]}
+        assert not any("Delete" in a or a.endswith("*") for a in actions), actions
+
+
+def test_the_training_side_publishes_and_promotes_within_its_prefix(clients, signer, verifier):
+    s3 = clients["training"]
+    registry = ModelRegistry(s3, BUCKET, PREFIX, verifier)
+    publish(registry, "v1", train_model(1), signer)  # files, signed manifest
+    promote(registry, "v1")  # conditional PUT of the pointer, audit record
+    assert registry.champion().version == "v1" and registry.history()  # reads and lists
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/r1/raw/snapshot.json", Body=b"{}")
+    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="elsewhere/x", Body=b"x"))
+    assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
+
+
+def test_the_service_loads_the_champion_and_writes_samples_only(clients, signer, verifier):
+    training = ModelRegistry(clients["training"], BUCKET, PREFIX, verifier)
+    publish(training, "v2", train_model(2), signer)
+    promote(training, "v2")
+    s3 = clients["serving"]
+    holder = ChampionHolder(ModelRegistry(s3, BUCKET, PREFIX, verifier), poll_seconds=3600)
+    assert holder.refresh() is True and holder.current.version == "v2", holder.status.last_error
+    sampler = RequestSampler(s3, BUCKET, PREFIX, rate=1.0)
+    sampler.add([{"Age": 44}], "v2")
+    assert sampler.flush().startswith(f"{PREFIX}/serving-samples/")
+    # It cannot rewrite what it serves from, read the runs, or delete anything.
+    for key in (f"{PREFIX}/champion.json", f"{PREFIX}/models/v2/model.onnx", f"{PREFIX}/models/v9/manifest.json"):
+        assert _denied(lambda key=key: s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")), key
+    assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/r1/raw/snapshot.json"))
+    assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
+    assert _denied(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX))
+    assert str(SIGNING_PUBLIC_KEY).endswith(".pub")  # the service holds the public key only
