@@ -11,7 +11,8 @@ COPY include /app/include
 RUN pip install --no-deps /app
 COPY serving /app/serving
 
-RUN useradd --system --uid 10001 --home-dir /app serving
+RUN useradd --system --uid 10001 --home-dir /app serving \
+    && mkdir -p /run/serving && chown serving /run/serving  # gunicorn's socket for the nginx front
 USER serving
 ENV SERVING_BIND=0.0.0.0:8000
 EXPOSE 8000

@@ -159,7 +159,7 @@ def serve(s3_server, port: int, local: Path) -> None:
     env = {**s3_server.env, "SERVING_POLL_SECONDS": "5"}
     try:
         service = local_services.start_serving(env, log_path=str(local / "serving.log"))
-        front = local_services.start_front(f"127.0.0.1:{service.port}", port=port,
+        front = local_services.start_front(service.env["SERVING_SOCKET"], port=port,
                                            workdir=str((local / "front").resolve()))
     except RuntimeError as missing:  # no nginx on this machine
         print(f"{missing}; serving without the front", file=sys.stderr)

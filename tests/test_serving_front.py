@@ -29,7 +29,7 @@ def service(tmp_path, s3_server, s3, bucket, signer, verifier):
     env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": bucket, "CROSS_SELL_S3_PREFIX": PREFIX,
            "SERVING_MAX_BODY_BYTES": str(MAX_BODY), "SERVING_TIMEOUT": "30"}
     server = local_services.start_serving(env, workers=2, log_path=str(tmp_path / "gunicorn.log"))
-    front = local_services.start_front(f"127.0.0.1:{server.port}", workdir=str(tmp_path),
+    front = local_services.start_front(server.env["SERVING_SOCKET"], workdir=str(tmp_path),
                                        max_body_size=f"{MAX_BODY // 1024}k")
     yield server, front
     front.stop()

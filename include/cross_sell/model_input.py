@@ -2,17 +2,21 @@
 
 Numbers stay numbers and closed string categories become their position in the schema's `allowed`
 tuple (unknown -> NaN), so a model needs no encoder of its own at predict time. Only NumPy and the
-schema: the prediction service builds its input here without scikit-learn.
+schema: the prediction service builds its input here without scikit-learn (and without importing
+pandas for the few-row requests that are most of its traffic).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The layout, recorded in every manifest. A model saved for another layout would silently
 # mis-predict on this one, so the service refuses to load it and evaluation does not score it.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
+    import pandas as pd
 
 TRAINING = "training"
 SERVING = "serving"
@@ -121,7 +123,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    # pandas.NA without importing pandas (a JSON request never holds it; a frame's cell may)
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
 
 
 def _cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[Any, str | None]:
@@ -167,6 +170,8 @@ def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
     environment lacks are reported once each; extra columns are dropped. Integer columns that end up
     holding missing values become float64 (that is how pandas represents them), which the suite flags.
     """
+    import pandas as pd
+
     problems: list[Problem] = []
     out: dict[str, pd.Series] = {}
     for column in columns(environment):
@@ -189,6 +194,8 @@ def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
 
 def _fast_cast(series: pd.Series, column: Column) -> pd.Series | None:
     """Vectorised path for a column that already has a compatible dtype (the common, large case)."""
+    import pandas as pd
+
     if column.kind == "category":
         return series.astype("str") if pd.api.types.is_string_dtype(series) and not series.isna().any() else None
     if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
@@ -206,6 +213,8 @@ def _fast_cast(series: pd.Series, column: Column) -> pd.Series | None:
 
 
 def _typed_series(values: list, column: Column) -> pd.Series:
+    import pandas as pd
+
     if column.kind == "category":
         return pd.Series(values, dtype="str")
     if any(v is None for v in values):
@@ -215,6 +224,8 @@ def _typed_series(values: list, column: Column) -> pd.Series:
 
 def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Problem]:
     """Missing values, unknown categories and out-of-range values of an already typed frame."""
+    import pandas as pd
+
     problems: list[Problem] = []
     for column in columns(environment):
         if column.name not in frame.columns:
@@ -294,6 +305,8 @@ def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
 def _as_sent(values: list, column: Column) -> pd.Series:
     """A column of JSON values, typed when they all have the column's kind (the fast path), otherwise
     kept as objects so a stray boolean, string, float or null is judged as sent, not as pandas coerces it."""
+    import pandas as pd
+
     kinds = set(map(type, values))
     expected = {"integer": {int}, "float": {float}, "category": {str}}[column.kind]
     if kinds == expected or (column.kind == "float" and kinds == {int}):
@@ -349,6 +362,8 @@ def cast_records(records: Iterable[dict], environment: str = SERVING,
 def validate_records(records: Iterable[dict], environment: str = SERVING, allow_text: bool = False,
                      vectorized: bool | None = None) -> tuple[pd.DataFrame, list[Problem]]:
     """Validate JSON-like records (the serving path): same rules, also refuses unknown and missing fields."""
+    import pandas as pd
+
     records = list(records)
     names = column_names(environment)
     if vectorized is None:

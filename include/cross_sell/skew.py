@@ -11,11 +11,11 @@ import socket
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from . import schema
 
 if TYPE_CHECKING:  # the service writes samples with this module and has no SciPy for `drift`
+    import pandas as pd
+
     from .drift import DriftReport
 
 SAMPLES = "serving-samples"
@@ -38,6 +38,8 @@ def source_name(pid: int) -> str:
 
 def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.DataFrame:
     """Every sampled row (on or after `since`), typed by the schema's serving columns."""
+    import pandas as pd
+
     root = samples_prefix(prefix)
     rows = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
