@@ -30,6 +30,22 @@ os.environ.update({
 import pytest  # noqa: E402
 
 SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Every wait on a server scales with this factor: a slow machine must give slow tests, not errors.
+TIMEOUT_FACTOR = float(os.environ.get("CROSS_SELL_TEST_TIMEOUT_FACTOR", "3" if IN_CI else "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIMEOUT_FACTOR
+
+
+def skip_unless_available(reason: str | None) -> None:
+    """Skip with `reason` when a required server is absent; under CI=true that is a failure instead."""
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
 
 
 def pytest_sessionfinish(session, exitstatus):

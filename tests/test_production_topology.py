@@ -1,0 +1,140 @@
+"""The production topology, run for real: Airflow on PostgreSQL with the CeleryExecutor and Redis.
+
+Started from this test as separate processes (devstack/airflow_stack.py): a fresh PostgreSQL database
+and a Redis database number of its own, `airflow db migrate`, then api-server, scheduler, dag-processor,
+triggerer and two Celery workers with their own hostnames, plus the local MongoDB-wire and S3 servers.
+The Airflow settings are docker-compose.yaml's `x-airflow-common` environment with only hosts, ports
+and secrets replaced. Everything is driven and checked through the REST API, as a user would.
+
+The scheduler's `task_instance_heartbeat_timeout` (300 s by default) decides when a task whose worker
+died is failed and retried; it is 20 s here so the test does not wait five minutes.
+Skipped locally without PostgreSQL or Redis; under CI=true that is a failure.
+"""
+
+import secrets
+import time
+import urllib.error
+
+import pytest
+
+from conftest import scaled, skip_unless_available
+from cross_sell import loader, local_services, signing, synthetic
+from cross_sell.artifacts import RunArtifacts
+from cross_sell.registry import ModelRegistry
+from devstack import airflow_stack
+
+pytestmark = pytest.mark.dagrun
+DAG_ID = "cross_sell_training"
+ROWS = 30_000
+HEARTBEAT_TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    skip_unless_available(airflow_stack.unreachable())
+    from pymongo import MongoClient
+
+    home = tmp_path_factory.mktemp("topology")
+    mongo, s3 = local_services.start_mongo(), local_services.start_s3(bucket="cross-sell")  # compose's bucket
+    client = MongoClient(mongo.url)
+    loader.upsert(client["insurance"]["customers"], synthetic.generate(ROWS, seed=11), progress=False)
+    client.close()
+    private_key, public_key = signing.generate_key_pair(home / "keys")
+    database, redis_db = f"cross_sell_topology_{secrets.token_hex(4)}", 8 + secrets.randbelow(8)
+    topology = None
+    try:
+        topology = airflow_stack.start(
+            home / "airflow", database=database, redis_db=redis_db, mongo_url=mongo.url, s3_env=s3.env,
+            signing_key=private_key, public_key=public_key, workers=2, api_port=local_services.free_port(),
+            log_port_base=local_services.free_port(), admin_password=secrets.token_urlsafe(12),
+            overrides={
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                "CROSS_SELL_SCHEDULE": "none",  # triggered runs only (compose: @weekly)
+                "CROSS_SELL_RETRY_DELAY_SECONDS": "1",
+            },
+            ready_timeout=scaled(300))
+        topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), scaled(180), "the DAG to be parsed", 2.0)
+        topology.api.unpause(DAG_ID)  # compose creates DAGs paused, as production should
+        registry = ModelRegistry(local_services.s3_client_for(s3), "cross-sell", "vehicle-insurance",
+                                 signing.ManifestVerifier.from_file(public_key))
+        yield {"topology": topology, "api": topology.api, "registry": registry, "s3": s3}
+    finally:
+        if topology is not None:
+            topology.stop()
+        airflow_stack.drop_database(database)
+        airflow_stack.flush_redis(redis_db)
+        s3.stop()
+        mongo.stop()
+
+
+def _on_workers(api, run_id: str, workers: set[str]) -> dict:
+    """Every task that ran did so on one of the Celery workers (the hostname each task instance records)."""
+    tis = api.task_instances(DAG_ID, run_id)
+    ran = {task: ti for task, ti in tis.items() if ti["state"] != "skipped"}
+    assert all(ti["state"] == "success" for ti in ran.values()), {t: ti["state"] for t, ti in tis.items()}
+    assert {ti["hostname"] for ti in ran.values()} <= workers, {t: ti["hostname"] for t, ti in ran.items()}
+    return tis
+
+
+def test_the_settings_that_run_are_the_compose_files(stack):
+    compose = airflow_stack.compose_environment("airflow-worker")
+    env = stack["topology"].env
+    verbatim = {k: v for k, v in compose.items() if k not in airflow_stack.REPLACED}
+    assert verbatim["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert all(env[k] == v for k, v in verbatim.items() if v is not None), \
+        {k: (env.get(k), v) for k, v in verbatim.items() if env.get(k) != v}
+    assert set(airflow_stack.REPLACED) <= set(compose)  # only hosts, ports and secrets differ
+
+
+def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):
+    api, topology, registry = stack["api"], stack["topology"], stack["registry"]
+    run_id = api.trigger(DAG_ID, {"min_roc_auc": 0.7})
+
+    def train_running(api):
+        train = api.task_instances(DAG_ID, run_id).get("train", {})
+        return train if train.get("state") == "running" and train.get("hostname") else None
+
+    train = api.wait(train_running, scaled(300), "train to be running", every=0.3)
+    victim = train["hostname"]
+    killed_at = time.time()
+    topology.kill(victim)  # SIGKILL to the worker and its task processes: a lost container
+    finished = api.wait_for_run(DAG_ID, run_id, scaled(600))
+    assert finished["state"] == "success"
+    tis = _on_workers(api, run_id, set(topology.worker_hostnames))
+    tries = {t["try_number"]: t for t in api.tries(DAG_ID, run_id, "train")}
+    assert set(tries) == {1, 2} and tries[1]["state"] == "failed" and tries[1]["hostname"] == victim
+    assert tries[2]["hostname"] != victim and tis["train"]["try_number"] == 2
+    # Both attempts' logs through the API: the first stops where the worker died, the second completes.
+    first, second = api.log(DAG_ID, run_id, "train", 1), api.log(DAG_ID, run_id, "train", 2)
+    assert first and "trained " not in first, first[-2000:]
+    assert "trained " in second and "ONNX parity" in second, second[-2000:]
+    # Pushed exactly once, by this run.
+    history = registry.history()
+    assert [entry["run_id"] for entry in history] == [run_id]
+    print(f"killed {victim} {killed_at - time.mktime(time.strptime(train['start_date'][:19], '%Y-%m-%dT%H:%M:%S')):.0f}"
+          f" s into train; retried on {tries[2]['hostname']}")
+    topology.start_worker(victim.replace("worker-", "worker-restarted-"))  # back to two workers
+
+
+def test_two_runs_back_to_back_are_serialised_and_the_second_pushes_nothing(stack):
+    api, topology, registry = stack["api"], stack["topology"], stack["registry"]
+    before = len(registry.history())
+    first, second = api.trigger(DAG_ID), api.trigger(DAG_ID)
+    assert api.run(DAG_ID, second)["state"] == "queued"  # max_active_runs=1: it waits
+    runs = [api.wait_for_run(DAG_ID, run_id, scaled(600)) for run_id in (first, second)]
+    assert [run["state"] for run in runs] == ["success", "success"]
+    assert runs[1]["start_date"] >= runs[0]["end_date"], (runs[0]["end_date"], runs[1]["start_date"])
+    for run_id in (first, second):
+        assert _on_workers(api, run_id, set(topology.worker_hostnames))["push"]["state"] == "skipped"
+        decision = RunArtifacts(registry.s3, "cross-sell", "vehicle-insurance", run_id)
+        decision = decision.get_json(decision.key("evaluation", "decision.json"))
+        # The same data and seed give the same model as the champion: not blessed, not pushed again.
+        assert decision["bless"] is False and decision["candidate"] == decision["champion"]
+    assert len(registry.history()) == before
+
+
+def test_the_api_refuses_a_conf_that_breaks_the_params(stack):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        stack["api"].trigger(DAG_ID, {"min_roc_auc": 7})
+    assert refused.value.code == 400 and "min_roc_auc" in refused.value.read().decode()
