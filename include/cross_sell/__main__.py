@@ -26,16 +26,19 @@ def cmd_load(args, settings: Settings) -> int:
 
     from . import loader, synthetic
 
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     if args.csv:
+        say(f"checking {args.csv} against the data contract ...")
         frame = loader.read_csv(args.csv)
     else:
+        say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
         frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
     client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         collection = client[args.database or settings.mongo_database][args.collection or settings.mongo_collection]
         started = time.perf_counter()
-        stats = loader.upsert(collection, frame, batch_size=args.batch_size,
-                              progress=None if not args.quiet else False)
+        say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
+        stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet)
     finally:
         client.close()
     _print({**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2),
@@ -135,18 +138,24 @@ def cmd_skew(args, settings: Settings) -> int:
 
 
 def cmd_services(args, settings: Settings) -> int:
-    """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C."""
+    """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C, and write the variables
+    that point the CLI and a local `airflow standalone` at them (README, "Run it in the Airflow UI")."""
     from pathlib import Path
 
-    from . import local_services
+    from . import local_services, signing
 
+    keys = Path(args.signing_dir)
+    if not (keys / "signing.key").exists():
+        signing.generate_key_pair(keys)
     mongo = local_services.start_mongo(args.mongo_port, db_path=args.mongo_db_file)
     s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket)
     # Block only now, so the servers do not inherit the mask; sigwait then takes Ctrl-C or a TERM.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         env = {"MONGO_URI": mongo.url, **s3.env,
-               **local_services.airflow_connections(mongo, s3, settings.mongo_database)}
+               **local_services.airflow_connections(mongo, s3, settings.mongo_database),
+               **local_services.signing_env((keys / "signing.key").resolve(), (keys / "signing.pub").resolve()),
+               **local_services.airflow_config(Path(args.airflow_home).resolve(), ui=True)}
         env_file = Path(args.env_file)
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text("".join(f"export {name}='{value}'\n" for name, value in env.items()))
@@ -207,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("--s3-port", type=int, default=5000)
     services.add_argument("--mongo-db-file", default="memory", help="SQLite file to keep data across restarts")
     services.add_argument("--env-file", default=".local/services.env", help="where to write the export lines")
+    services.add_argument("--airflow-home", default=".local/airflow-ui", help="AIRFLOW_HOME for `airflow standalone`")
+    services.add_argument("--signing-dir", default=".local/signing",
+                          help="the model-signing key pair (made if missing)")
     services.set_defaults(handler=cmd_services)
 
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ MongoDB-compatible server), and a unique index on `id` is declared as well.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -69,25 +70,47 @@ def documents(frame: pd.DataFrame):
         yield document
 
 
-def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progress: bool | None = None) -> LoadStats:
+class Progress:
+    """A tqdm bar on a terminal; elsewhere (CI, a log file) one line every `every` seconds."""
+
+    def __init__(self, total: int, what: str, enabled: bool, every: float = 10.0):
+        from tqdm import tqdm
+
+        self.total, self.what, self.every = total, what, every
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="rows", desc=what, disable=not (enabled and self.tty))
+        self.done, self.last = 0, time.monotonic()
+
+    def update(self, rows: int) -> None:
+        self.done += rows
+        self.bar.update(rows)
+        if self.enabled and not self.tty and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            print(f"{self.what}: {self.done:,} of {self.total:,} rows ({self.done / max(self.total, 1):.0%})",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progress: bool = True) -> LoadStats:
     """Upsert every row of an already checked frame in batches (unordered bulk writes)."""
     from pymongo import ReplaceOne
-    from tqdm import tqdm
 
     collection.create_index(schema.KEY, unique=True, name="customer_id_unique")
     inserted = updated = 0
-    show = sys.stderr.isatty() and len(frame) > 50_000 if progress is None else progress
-    with tqdm(total=len(frame), unit="rows", desc="upserting", disable=not show) as bar:
-        batch = []
-        for document in documents(frame):
-            batch.append(ReplaceOne({"_id": document["_id"]}, document, upsert=True))
-            if len(batch) == batch_size:
-                inserted, updated = _flush(collection, batch, inserted, updated)
-                bar.update(len(batch))
-                batch = []
-        if batch:
+    bar = Progress(len(frame), "upserting", progress)
+    batch = []
+    for document in documents(frame):
+        batch.append(ReplaceOne({"_id": document["_id"]}, document, upsert=True))
+        if len(batch) == batch_size:
             inserted, updated = _flush(collection, batch, inserted, updated)
             bar.update(len(batch))
+            batch = []
+    if batch:
+        inserted, updated = _flush(collection, batch, inserted, updated)
+        bar.update(len(batch))
+    bar.close()
     return LoadStats(rows=len(frame), inserted=inserted, updated=updated)
 
 

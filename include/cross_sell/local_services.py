@@ -206,9 +206,9 @@ def start_front(upstream: str, port: int | None = None, workdir: str | None = No
     temp_paths = "".join(f"    {kind}_temp_path {buffers}/{kind};\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     with open(os.path.join(home, "nginx.conf"), "w") as handle:  # the nginx image's main file, in short
-        handle.write(f"daemon off;\nworker_processes {worker_processes};\npid {home}/nginx.pid;\nerror_log {home}/error.log warn;\n"
-                     f"events {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n{temp_paths}"
-                     f"    include {home}/serving.conf;\n}}\n")
+        handle.write(f"daemon off;\nworker_processes {worker_processes};\npid {home}/nginx.pid;\n"
+                     f"error_log {home}/error.log warn;\nevents {{ worker_connections 4096; }}\n"
+                     f"http {{\n    access_log off;\n{temp_paths}    include {home}/serving.conf;\n}}\n")
     process = subprocess.Popen([nginx, "-p", home, "-c", os.path.join(home, "nginx.conf"),
                                 "-e", os.path.join(home, "error.log")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -216,17 +216,25 @@ def start_front(upstream: str, port: int | None = None, workdir: str | None = No
     return Service("front", port, process, f"http://127.0.0.1:{port}", scratch=[buffers])
 
 
-def airflow_config(home: str | os.PathLike) -> dict:
+def airflow_config(home: str | os.PathLike, ui: bool = False) -> dict:
     """Environment for a local Airflow on this repository: SQLite metadata DB in `home`, our DAGs and
-    plugins, no examples. A file DB, not sqlite:// in memory: the execution API must see its tables."""
+    plugins, no examples. A file DB, not sqlite:// in memory: the execution API must see its tables.
+
+    `ui`: for `airflow standalone` on a workstation: the API on loopback only (bound to 0.0.0.0 it also
+    warns that SimpleAuthManager looks like production), the DAG unpaused and triggered runs only, so a
+    trigger runs at once; four task slots for two cores."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return {
+    config = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(home, 'airflow.db')}",
         "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(root, "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": os.path.join(root, "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
+    if ui:
+        config.update({"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                       "AIRFLOW__CORE__PARALLELISM": "4", "CROSS_SELL_SCHEDULE": "none"})
+    return config
 
 
 def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:

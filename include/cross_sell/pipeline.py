@@ -39,30 +39,35 @@ def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int 
 
 
 def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
-    """Validate the snapshot; the result JSON and Data Docs are saved whatever the verdict."""
+    """Validate the snapshot; the result JSON, the HTML report and GX's Data Docs are saved whatever
+    the verdict. `validation/report.html` is self-contained (readable offline); GX's Data Docs load
+    their styles from public CDNs."""
     from .validation import DataValidationError
     from .validation import validate as run_suite
 
     with tempfile.TemporaryDirectory() as tmp:
         frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
-        report = run_suite(frame, min_rows=min_rows, docs_dir=Path(tmp) / "data_docs")
-        result_key = artifacts.put_json(report.result, "validation", "result.json")
+        outcome = run_suite(frame, min_rows=min_rows, docs_dir=Path(tmp) / "data_docs")
+        result_key = artifacts.put_json(outcome.result, "validation", "result.json")
         docs_key = artifacts.upload_dir(Path(tmp) / "data_docs", "validation", "data_docs")
     summary = {
-        "success": report.success,
-        "statistics": report.statistics,
-        "failures": [{k: f[k] for k in ("expectation", "detail")} for f in report.failures],
+        "success": outcome.success,
+        "statistics": outcome.statistics,
+        "failures": [{k: f[k] for k in ("expectation", "detail")} for f in outcome.failures],
         "result_key": result_key,
         "data_docs_key": f"{docs_key}/index.html",
     }
+    run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(summary["data_docs_key"])}
+    html = report.validation_report(summary, outcome.result, run)
+    summary["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")
     artifacts.put_json(summary, "validation", "summary.json")
-    if not report.success:
+    if not outcome.success:
         raise DataValidationError(
-            f"raw snapshot {artifacts.uri(raw_key)} failed validation: {report.summary()}\n"
-            f"result: {artifacts.uri(result_key)}\ndata docs: {artifacts.uri(summary['data_docs_key'])}"
+            f"raw snapshot {artifacts.uri(raw_key)} failed validation: {outcome.summary()}\n"
+            f"report: {artifacts.uri(summary['report_key'])}\nresult: {artifacts.uri(result_key)}"
         )
-    log.info("validation passed: %s; data docs at %s", report.summary(), artifacts.uri(summary["data_docs_key"]))
-    return {k: summary[k] for k in ("success", "result_key", "data_docs_key")}
+    log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(summary["report_key"]))
+    return {k: summary[k] for k in ("success", "result_key", "report_key", "data_docs_key")}
 
 
 def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, raw_key: str, thresholds: dict | None = None,
@@ -230,15 +235,25 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
     }
     decision["facts_key"] = artifacts.put_json({k: report.public(v) for k, v in facts.items()},
                                                "evaluation", "facts.json")
-    data_docs = artifacts.key("validation", "data_docs", "index.html")
     html = report.evaluation_report(decision, facts, {
-        "run_id": artifacts.run_id, "data_docs_href": "../validation/data_docs/index.html",
-        "data_docs_uri": artifacts.uri(data_docs)})
+        "run_id": artifacts.run_id, "validation": _validation_summary(artifacts),
+        "validation_href": "../validation/report.html",
+        "validation_uri": artifacts.uri(artifacts.key("validation", "report.html"))})
     decision["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "evaluation", "report.html")
     decision["evaluation_key"] = artifacts.put_json(decision, "evaluation", "decision.json")
     log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
     log.info("evaluation report: %s", artifacts.uri(decision["report_key"]))
     return decision
+
+
+def _validation_summary(artifacts: RunArtifacts) -> dict | None:
+    """This run's validation verdict for the evaluation report (None when validate did not save one)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return artifacts.get_json(artifacts.key("validation", "summary.json"))
+    except ClientError:
+        return None
 
 
 def manifest_for(artifacts: RunArtifacts, decision: dict, trained: dict, extracted: dict) -> dict:

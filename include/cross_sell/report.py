@@ -100,6 +100,16 @@ def evaluation_report(decision: dict, facts: dict[str, dict], run: dict) -> str:
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
+def validation_report(summary: dict, result: dict, run: dict) -> str:
+    """The validation result as one self-contained HTML page (no CDN): each expectation, what was
+    observed, unexpected counts and sample values. `summary` is what `pipeline.validate` saves."""
+    from .validation import SUITE_NAME, expectation_rows
+
+    return _TEMPLATES.get_template("validation_report.html.j2").render(
+        summary=summary, failed=summary.get("failures", []), rows=expectation_rows(result), run=run,
+        suite=SUITE_NAME, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
 def model_card(manifest: dict, facts: dict | None) -> str:
     """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`."""
     return _TEMPLATES.get_template("model_card.md.j2").render(manifest=manifest, facts=facts,

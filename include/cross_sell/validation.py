@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,6 @@ class ValidationReport:
     statistics: dict
     failures: list[dict] = field(default_factory=list)
     result: dict = field(default_factory=dict)  # the full GX validation result as JSON
-    docs_index: str | None = None  # local path of the Data Docs index.html
 
     def summary(self) -> str:
         head = (f"{self.statistics.get('successful_expectations')}/{self.statistics.get('evaluated_expectations')} "
@@ -75,6 +75,9 @@ def build_suite(min_rows: int):
 
 def validate(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = None) -> ValidationReport:
     """Run the suite on `frame`; optionally render the Data Docs HTML site under `docs_dir`."""
+    # GX logs ~200 INFO lines per run ("Skipping registering function ... because it is a closure");
+    # the task log keeps the project's lines and GX's warnings.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -107,17 +110,33 @@ def validate(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = N
     run = checkpoint.run(batch_parameters={"dataframe": frame})
     result = next(iter(run.run_results.values()))
     payload = json.loads(json.dumps(result.to_json_dict(), default=str))
-    docs_index = None
-    if docs_dir is not None:
-        index = Path(docs_dir) / "index.html"
-        docs_index = str(index) if index.exists() else None
     return ValidationReport(
         success=bool(result.success),
         statistics=payload.get("statistics", {}),
         failures=[_describe(r) for r in payload["results"] if not r["success"]],
         result=payload,
-        docs_index=docs_index,
     )
+
+
+def expectation_rows(result: dict) -> list[dict]:
+    """Every expectation of a validation result, flat, for the HTML report: what was expected, what
+    was observed, how many rows broke it and a sample of their values."""
+    rows = []
+    for item in result.get("results", []):
+        config = item["expectation_config"]
+        kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format", "column")}
+        details = item.get("result") or {}
+        observed = details.get("observed_value")
+        if item.get("exception_info", {}).get("raised_exception"):
+            observed = f"could not be evaluated: {item['exception_info'].get('exception_message')}"
+        rows.append({
+            "type": config["type"], "column": config["kwargs"].get("column"), "success": bool(item["success"]),
+            "expected": _expected(kwargs) if kwargs else "", "observed": "" if observed is None else observed,
+            "element_count": details.get("element_count"), "unexpected_count": details.get("unexpected_count"),
+            "unexpected_percent": details.get("unexpected_percent"),
+            "sample": [repr(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_VALUES]],
+        })
+    return sorted(rows, key=lambda row: row["success"])  # failures first
 
 
 def _describe(result: dict) -> dict:
