@@ -55,7 +55,7 @@ def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     import pyarrow.parquet  # noqa: F401  (library code is not data: load it before the baseline)
     from pymongo import MongoClient
 
-    from cross_sell import pipeline, snapshot
+    from cross_sell import snapshot, stages
     from cross_sell.artifacts import RunArtifacts
     from cross_sell.settings import Settings
 
@@ -69,7 +69,7 @@ def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     baseline = rss_mb()
     started = time.perf_counter()
     cursor = collection.find({}, projection={"_id": False}, batch_size=settings.extract_batch_size)
-    result = pipeline.extract(cursor, artifacts)
+    result = stages.extract(cursor, artifacts)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +105,7 @@ def main() -> None:
 
     from pymongo import MongoClient
 
-    from cross_sell import loader, local_services, pipeline, synthetic
+    from cross_sell import loader, local_services, stages, synthetic
     from cross_sell.artifacts import RunArtifacts
     from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
@@ -154,17 +154,17 @@ def main() -> None:
 
         import great_expectations  # noqa: F401  (import time is start-up, not validation work)
 
-        timed("validate", extracted["rows"], lambda: pipeline.validate(artifacts, raw_key, min_rows=1000))
-        transformed = timed("transform", extracted["rows"], lambda: pipeline.transform(artifacts, raw_key, seed=42))
+        timed("validate", extracted["rows"], lambda: stages.validate(artifacts, raw_key, min_rows=1000))
+        transformed = timed("transform", extracted["rows"], lambda: stages.transform(artifacts, raw_key, seed=42))
         run_started = datetime.now(timezone.utc)
         trained = timed("train", transformed["rows"]["train"],
-                        lambda: pipeline.train(artifacts, transformed["split_keys"], 42, run_started))
+                        lambda: stages.train(artifacts, transformed["split_keys"], 42, run_started))
         decision = timed("evaluate (no champion)", transformed["rows"]["test"],
-                         lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"],
+                         lambda: stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"],
                                                    0.75, 0.002))
-        timed("push", 1, lambda: pipeline.push(artifacts, registry, decision, trained, extracted_info, signer))
+        timed("push", 1, lambda: stages.push(artifacts, registry, decision, trained, extracted_info, signer))
         timed("evaluate (vs champion)", transformed["rows"]["test"],
-              lambda: pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.75, 0.002))
+              lambda: stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.75, 0.002))
     finally:
         s3_server.stop()
         mongo.stop()

@@ -1,23 +1,28 @@
 """
-### Vehicle-insurance cross-sell: weekly training
+### Vehicle-insurance cross-sell: training
 
 `extract → validate + check_drift → transform → train → evaluate → (should_push) → push`
 
-* **extract** streams the MongoDB customers collection into a Parquet snapshot under the run's S3 prefix.
-* **validate** runs the Great Expectations suite generated from the schema; a failure stops the run
-  (no retry) and the log lists every failed expectation. Result JSON and Data Docs stay with the run.
+* **extract** streams the MongoDB customers collection (projection, batches) into one Parquet snapshot
+  under the run's S3 prefix: rows and a content fingerprint.
+* **validate** runs the Great Expectations suite generated from `schema.py`; saves the result, a
+  self-contained HTML report and GX's Data Docs; a failure stops the run without retry and lists every
+  failed expectation.
 * **check_drift** compares the snapshot with the champion's training profile (PSI / Jensen-Shannon for
-  numeric features, L-infinity for categorical ones); the distances are always logged and saved, and
-  crossing a threshold warns or fails the run (`drift_action`).
-* **transform / train** split (stratified, seeded), fit one scikit-learn estimator, tune its threshold.
-* **evaluate** scores candidate and current champion on the same test split and writes the HTML
-  evaluation report (its S3 address is in the task log).
-* **push** runs only when the candidate is blessed: new registry version (model, manifest, training
-  profile, model card), then the champion pointer.
+  numbers, L-infinity for categories); distances are always saved; past a threshold it warns or fails
+  (`drift_action`).
+* **transform** makes the stratified, seeded train / validation / test split.
+* **train** fits one scikit-learn estimator with an F1-tuned threshold, converts it to ONNX (what serves)
+  and compares the two on the test split and on every value the serving schema admits.
+* **evaluate** scores candidate and champion, both as they serve, on the same test split; the decision
+  with its reason and an HTML report (its address is in the log).
+* **push**, only when blessed: a new registry version with a signed manifest, then the champion pointer
+  (a conditional write).
 
-Params: `min_roc_auc` (floor for a first model), `promotion_margin` (ROC-AUC a challenger must gain),
-`min_rows`, `seed`, `drift_action` (`warn` | `fail`), `drift_thresholds` (per-feature limits).
-Connections: `mongo_default`, `aws_default` (override with CROSS_SELL_*_CONN_ID).
+Tasks that touch MongoDB or S3 retry with growing pauses; a failure that retrying cannot fix (bad
+data, drift set to fail, a broken signature) fails at once. Params: `min_roc_auc`, `promotion_margin`,
+`min_rows`, `seed`, `drift_action`, `drift_thresholds`. Connections: `mongo_default`, `aws_default`,
+`cross_sell_signing` (the model-signing key; override the ids with CROSS_SELL_*_CONN_ID).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, task
 
+from cross_sell.contracts import Decision, DriftChecked, Extracted, Pushed, Trained, Transformed, Validated
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
 REGISTRY_ROOT = f"s3://{SETTINGS.s3_bucket}/{SETTINGS.s3_prefix}"
@@ -41,11 +48,6 @@ IO_RETRIES = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
 }
-
-
-def _context() -> tuple[dict, str, object]:
-    context = get_current_context()
-    return context["params"], context["run_id"], context["dag_run"]
 
 
 @dag(
@@ -72,83 +74,45 @@ def _context() -> tuple[dict, str, object]:
     },
 )
 def cross_sell_training():
-    @task(outlets=[RAW_SNAPSHOT], execution_timeout=timedelta(minutes=30), **IO_RETRIES)
-    def extract() -> dict:
-        from cross_sell import pipeline
-        from cross_sell_airflow.hooks import customer_documents, run_artifacts
+    @task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
+    def extract() -> Extracted:
+        return run_stage(lambda stages, run: stages.extract(run.customer_documents(), run.artifacts))
 
-        _, run_id, _ = _context()
-        return pipeline.extract(customer_documents(SETTINGS), run_artifacts(SETTINGS, run_id))
+    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
+    def validate(extracted: Extracted) -> Validated:
+        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["raw_key"],
+                                                              run.params["min_rows"]))
 
-    @task(retries=0, execution_timeout=timedelta(minutes=15))
-    def validate(extracted: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def check_drift(extracted: Extracted) -> DriftChecked:
+        return run_stage(lambda stages, run: stages.check_drift(
+            run.artifacts, run.registry, extracted["raw_key"], run.params["drift_thresholds"],
+            run.params["drift_action"]))
 
-        from cross_sell import pipeline
-        from cross_sell.validation import DataValidationError
-        from cross_sell_airflow.hooks import run_artifacts
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def transform(extracted: Extracted) -> Transformed:
+        return run_stage(lambda stages, run: stages.transform(run.artifacts, extracted["raw_key"], run.params["seed"]))
 
-        params, run_id, _ = _context()
-        try:
-            return pipeline.validate(run_artifacts(SETTINGS, run_id), extracted["raw_key"], params["min_rows"])
-        except DataValidationError as failure:
-            raise AirflowFailException(str(failure)) from None  # bad data: retrying cannot help
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
+    def train(transformed: Transformed) -> Trained:
+        return run_stage(lambda stages, run: stages.train(run.artifacts, transformed["split_keys"], run.params["seed"],
+                                                           run.run_started))
 
-    @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def check_drift(extracted: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from cross_sell import pipeline
-        from cross_sell.drift import DriftError
-        from cross_sell_airflow.hooks import model_registry, run_artifacts
-
-        params, run_id, _ = _context()
-        try:
-            return pipeline.check_drift(run_artifacts(SETTINGS, run_id), model_registry(SETTINGS),
-                                        extracted["raw_key"], params["drift_thresholds"], params["drift_action"])
-        except (DriftError, ValueError) as failure:
-            raise AirflowFailException(str(failure)) from None  # drifted data or bad params: retrying cannot help
-
-    @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def transform(extracted: dict) -> dict:
-        from cross_sell import pipeline
-        from cross_sell_airflow.hooks import run_artifacts
-
-        params, run_id, _ = _context()
-        return pipeline.transform(run_artifacts(SETTINGS, run_id), extracted["raw_key"], params["seed"])
-
-    @task(execution_timeout=timedelta(minutes=45), **IO_RETRIES)
-    def train(transformed: dict) -> dict:
-        from cross_sell import pipeline
-        from cross_sell_airflow.hooks import run_artifacts
-
-        params, run_id, dag_run = _context()
-        return pipeline.train(run_artifacts(SETTINGS, run_id), transformed["split_keys"], params["seed"],
-                              run_started=dag_run.run_after)
-
-    @task(execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def evaluate(trained: dict, transformed: dict) -> dict:
-        from cross_sell import pipeline
-        from cross_sell_airflow.hooks import model_registry, run_artifacts
-
-        params, run_id, _ = _context()
-        return pipeline.evaluate(run_artifacts(SETTINGS, run_id), model_registry(SETTINGS), trained,
-                                 transformed["split_keys"]["test"], params["min_roc_auc"],
-                                 params["promotion_margin"])
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def evaluate(trained: Trained, transformed: Transformed) -> Decision:
+        return run_stage(lambda stages, run: stages.evaluate(
+            run.artifacts, run.registry, trained, transformed["split_keys"]["test"], run.params["min_roc_auc"],
+            run.params["promotion_margin"]))
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
-    def should_push(decision: dict) -> bool:
+    def should_push(decision: Decision) -> bool:
         print(f"{'push' if decision['bless'] else 'skip push'}: {decision['reason']}")
         return decision["bless"]
 
-    @task(outlets=[CHAMPION], execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def push(decision: dict, trained: dict, extracted: dict) -> dict:
-        from cross_sell import pipeline
-        from cross_sell_airflow.hooks import manifest_signer, model_registry, run_artifacts
-
-        _, run_id, _ = _context()
-        return pipeline.push(run_artifacts(SETTINGS, run_id), model_registry(SETTINGS), decision, trained,
-                             extracted, manifest_signer(SETTINGS))
+    @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def push(decision: Decision, trained: Trained, extracted: Extracted) -> Pushed:
+        return run_stage(lambda stages, run: stages.push(run.artifacts, run.registry, decision, trained, extracted,
+                                                          run.signer))
 
     extracted = extract()
     transformed = transform(extracted)

@@ -88,3 +88,26 @@ def test_dag_file_imports_nothing_heavy():
     # What keeps the scheduler's parse of this file cheap (its time is machine-dependent, so a
     # benchmark's business, not a test's): nothing heavy is imported at module level.
     assert result["heavy"] == [], result
+
+
+def test_run_stage_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
+    """One helper maps every NotRetryable to AirflowFailException; other errors are left to the retries."""
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cross_sell.errors import NotRetryable
+    from cross_sell.validation import DataValidationError
+    from cross_sell_airflow.stage import run_stage
+
+    class Run:
+        run_after = None
+
+    monkeypatch.setattr(airflow.sdk, "get_current_context",
+                        lambda: {"run_id": "r", "dag_run": Run(), "params": {"seed": 1}})
+    assert run_stage(lambda stages, run: (stages.__name__, run.run_id, run.params["seed"])) == \
+        ("cross_sell.stages", "r", 1)
+    for failure in (DataValidationError("3 expectations failed"), NotRetryable("bad param")):
+        with pytest.raises(AirflowFailException, match=str(failure)):
+            run_stage(lambda stages, run, failure=failure: (_ for _ in ()).throw(failure))
+    with pytest.raises(ConnectionError):  # transient: the task's retries handle it
+        run_stage(lambda stages, run: (_ for _ in ()).throw(ConnectionError("S3 unreachable")))

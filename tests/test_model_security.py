@@ -17,7 +17,7 @@ import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
 from conftest import ROOT, SIGNING_PUBLIC_KEY
-from cross_sell import pipeline, signing, synthetic
+from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
@@ -84,13 +84,13 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
 
     # The pipeline's evaluate: cannot score that champion, judges the candidate against the floor.
     artifacts = RunArtifacts(s3, bucket, PREFIX, "run-after-attack")
-    extracted = pipeline.extract(synthetic.generate(4_000, seed=5).to_dict("records"), artifacts)
-    transformed = pipeline.transform(artifacts, extracted["raw_key"], seed=1)
+    extracted = stages.extract(synthetic.generate(4_000, seed=5).to_dict("records"), artifacts)
+    transformed = stages.transform(artifacts, extracted["raw_key"], seed=1)
     from datetime import datetime, timezone
 
-    trained = pipeline.train(artifacts, transformed["split_keys"], seed=1,
+    trained = stages.train(artifacts, transformed["split_keys"], seed=1,
                              run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
-    decision = pipeline.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.6, 0.002)
+    decision = stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.6, 0.002)
     assert decision["champion"] is None and "champion evil cannot be scored" in decision["reason"]
 
     # The CLI: evaluate the champion, roll back to the planted version.

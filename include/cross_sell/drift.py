@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
 from . import schema
+from .errors import NotRetryable
 
 # Numeric: the schema's features without a closed set of values; everything else is categorical.
 NUMERIC = tuple(c.name for c in schema.COLUMNS
@@ -29,7 +30,7 @@ BINS = 10
 _EPSILON = 1e-4  # keeps PSI finite when a bin is empty on one side
 
 
-class DriftError(Exception):
+class DriftError(NotRetryable):
     """New data drifted past a threshold and the run is configured to fail on drift."""
 
 

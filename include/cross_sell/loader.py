@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import schema
+from .errors import NotRetryable
 
 BATCH_SIZE = 5_000
 MAX_REPORTED_PROBLEMS = 20
 
 
-class LoadError(Exception):
+class LoadError(NotRetryable):
     """A file that breaks the contract; the message names each offending line and field."""
 
 

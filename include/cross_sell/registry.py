@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import NotRetryable
 from .signing import MANIFEST, SIGNATURE, ManifestSigner, ManifestVerifier, SignatureError
 
 POINTER = "champion.json"
@@ -36,11 +37,11 @@ class ChampionChanged(Exception):
     """The pointer moved since it was read: another run (or a rollback) got there first."""
 
 
-class IntegrityError(Exception):
+class IntegrityError(NotRetryable):
     """A file does not match the sha256 its signed manifest records, or the manifest is not trusted."""
 
 
-class RegistryError(Exception):
+class RegistryError(NotRetryable):
     """A registry request that cannot be honoured (unknown version, ...)."""
 
 

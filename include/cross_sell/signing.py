@@ -17,12 +17,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import NotRetryable
+
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY_ENV = "CROSS_SELL_SIGNING_PUBLIC_KEY"
 
 
-class SignatureError(Exception):
+class SignatureError(NotRetryable):
     """A manifest whose signature is missing, malformed or not made by the expected key."""
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from . import schema
+from .errors import NotRetryable
 
 SUITE_NAME = "cross_sell_raw_snapshot"
 DOCS_SITE = "run_data_docs"
 SAMPLE_VALUES = 5  # offending values quoted per failed expectation
 
 
-class DataValidationError(Exception):
+class DataValidationError(NotRetryable):
     """The snapshot broke the data contract; the message lists every failed expectation."""
 
 
@@ -73,7 +74,7 @@ def build_suite(min_rows: int):
     return suite
 
 
-def validate(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = None) -> ValidationReport:
+def run_suite(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = None) -> ValidationReport:
     """Run the suite on `frame`; optionally render the Data Docs HTML site under `docs_dir`."""
     # GX logs ~200 INFO lines per run ("Skipping registering function ... because it is a closure");
     # the task log keeps the project's lines and GX's warnings.

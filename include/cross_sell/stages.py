@@ -1,9 +1,10 @@
-"""The pipeline's stages as plain functions: S3 clients and documents in, small dicts out.
+"""The training pipeline's stages as plain functions: S3 clients and documents in, typed records out.
 
-The Airflow DAG calls these with clients built from its connections; tests and benchmarks call them
-directly. Large data only moves through S3 under the run's prefix (`RunArtifacts`); what each stage
-returns is small enough for XCom. Every stage rewrites the same keys when re-run, so clearing a task
-reproduces its result.
+The Airflow DAG calls these through `cross_sell_airflow.stage.run_stage`, with clients built from its
+connections; tests and benchmarks call them directly. Large data only moves through S3 under the run's
+prefix (`RunArtifacts`); what each stage returns (`contracts`) is small enough for XCom. Every stage
+rewrites the same keys when re-run, so clearing a task reproduces its result. A failure that retrying
+cannot fix raises a `NotRetryable` (bad data, drift when told to fail, a broken signature).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Iterable
 
 from . import drift, evaluation, features, model_input, onnx_export, provenance, report, schema, snapshot, training
 from .artifacts import RunArtifacts
+from .contracts import Decision, DriftChecked, Extracted, Pushed, SplitKeys, Trained, Transformed, Validated
+from .errors import NotRetryable
 from .onnx_model import OnnxModel
 from .registry import ChampionChanged, IntegrityError, ModelRegistry, RegistryError, sha256_bytes
 from .signing import ManifestSigner, SignatureError
@@ -26,24 +29,23 @@ log = logging.getLogger(__name__)
 RAW = ("raw", "snapshot.parquet")
 
 
-def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS) -> dict:
+def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS) -> Extracted:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "snapshot.parquet"
         stats = snapshot.write(documents, str(path), chunk_rows=chunk_rows)
         key = artifacts.upload_file(path, *RAW)
-    result = {"raw_key": key, **stats.as_dict()}
+    result = Extracted(raw_key=key, **stats.as_dict())
     artifacts.put_json(result, "raw", "snapshot.json")
     log.info("extracted %s rows (%s with wrongly typed values) to %s, fingerprint %s",
              stats.rows, stats.invalid_rows, artifacts.uri(key), stats.fingerprint)
     return result
 
 
-def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
+def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> Validated:
     """Validate the snapshot; the result JSON, the HTML report and GX's Data Docs are saved whatever
     the verdict. `validation/report.html` is self-contained (readable offline); GX's Data Docs load
     their styles from public CDNs."""
-    from .validation import DataValidationError
-    from .validation import validate as run_suite
+    from .validation import DataValidationError, run_suite
 
     with tempfile.TemporaryDirectory() as tmp:
         frame = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
@@ -67,21 +69,21 @@ def validate(artifacts: RunArtifacts, raw_key: str, min_rows: int) -> dict:
             f"report: {artifacts.uri(summary['report_key'])}\nresult: {artifacts.uri(result_key)}"
         )
     log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(summary["report_key"]))
-    return {k: summary[k] for k in ("success", "result_key", "report_key", "data_docs_key")}
+    return Validated(**{k: summary[k] for k in Validated.__annotations__})
 
 
 def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, raw_key: str, thresholds: dict | None = None,
-                action: str = "warn") -> dict:
+                action: str = "warn") -> DriftChecked:
     """Compare the snapshot with the champion's training profile; raw distances are always saved.
 
     `action` "fail" raises DriftError when a feature crosses its threshold, "warn" only logs it.
     """
     if action not in ("warn", "fail"):
-        raise ValueError(f"drift action must be 'warn' or 'fail', not {action!r}")
+        raise NotRetryable(f"drift action must be 'warn' or 'fail', not {action!r}")
     try:
         version, reference = drift.reference_profile(registry)
     except LookupError as missing:
-        result = {"checked": False, "reason": str(missing), "drifted": []}
+        result = DriftChecked(checked=False, reason=str(missing), drifted=[])
         artifacts.put_json(result, "validation", "drift.json")
         log.info("drift check skipped: %s", result["reason"])
         return result
@@ -97,15 +99,15 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, raw_key: str, 
         if action == "fail":
             raise drift.DriftError(message)
         log.warning("%s; continuing (drift action 'warn')", message)
-    return {k: result[k] for k in ("checked", "champion_version", "drifted", "report_key")}
+    return DriftChecked(**{k: result[k] for k in ("checked", "champion_version", "drifted", "report_key")})
 
 
-def transform(artifacts: RunArtifacts, raw_key: str, seed: int) -> dict:
+def transform(artifacts: RunArtifacts, raw_key: str, seed: int) -> Transformed:
     with tempfile.TemporaryDirectory() as tmp:
         raw = snapshot.read(str(artifacts.download(raw_key, Path(tmp) / "snapshot.parquet")))
         frame, problems = schema.validate_frame(raw, schema.TRAINING)
         if problems:  # validation ran first, so this only trips if the two ever disagree
-            raise ValueError(f"snapshot breaks the schema after validation: {problems[:5]}")
+            raise NotRetryable(f"snapshot breaks the schema after validation: {problems[:5]}")
         parts = features.split(frame, seed)
         keys = {}
         for name, part in parts.items():
@@ -114,7 +116,7 @@ def transform(artifacts: RunArtifacts, raw_key: str, seed: int) -> dict:
             keys[name] = artifacts.upload_file(path, "features", f"{name}.parquet")
     rows = {name: len(part) for name, part in parts.items()}
     log.info("split %s rows into %s (seed %s)", len(frame), rows, seed)
-    return {"split_keys": keys, "rows": rows, "seed": seed}
+    return Transformed(split_keys=SplitKeys(**keys), rows=rows, seed=seed)
 
 
 def _read_split(artifacts: RunArtifacts, key: str, tmp: str):
@@ -123,7 +125,7 @@ def _read_split(artifacts: RunArtifacts, key: str, tmp: str):
     return pd.read_parquet(artifacts.download(key, Path(tmp) / Path(key).name))
 
 
-def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: datetime) -> dict:
+def train(artifacts: RunArtifacts, split_keys: SplitKeys, seed: int, run_started: datetime) -> Trained:
     """Fit the candidate, convert it to ONNX (what serves) and measure the conversion on the test split."""
     with tempfile.TemporaryDirectory() as tmp:
         train_frame = _read_split(artifacts, split_keys["train"], tmp)
@@ -158,8 +160,7 @@ def train(artifacts: RunArtifacts, split_keys: dict, seed: int, run_started: dat
     artifacts.put_json(info, "model", "training.json")
     log.info("trained %s: threshold %.4f, validation roc_auc %.4f; ONNX %s", info["version"], threshold,
              validation_metrics["roc_auc"], exported.problem or f"parity {exported.parity}")
-    return {k: info[k] for k in ("model_key", "profile_key", "sha256", "onnx_key", "onnx_sha256", "onnx_parity",
-                                 "serving_problem", "version", "threshold", "trained_at")}
+    return Trained(**{k: info[k] for k in Trained.__annotations__})
 
 
 def _run_file(artifacts: RunArtifacts, key: str, sha256: str) -> bytes:
@@ -171,7 +172,7 @@ def _run_file(artifacts: RunArtifacts, key: str, sha256: str) -> bytes:
     return body
 
 
-def _candidate(artifacts: RunArtifacts, trained: dict):
+def _candidate(artifacts: RunArtifacts, trained: Trained):
     """The candidate as it would serve (ONNX); when it has no faithful ONNX file, the run's own
     estimator, only to report on it: the one pickle the pipeline loads is the file this run's train
     task wrote, checked against the sha256 train returned."""
@@ -185,7 +186,7 @@ def _candidate(artifacts: RunArtifacts, trained: dict):
     return joblib.load(io.BytesIO(_run_file(artifacts, trained["model_key"], trained["sha256"])))
 
 
-def _baseline(registry: ModelRegistry, artifacts: RunArtifacts, trained: dict):
+def _baseline(registry: ModelRegistry, artifacts: RunArtifacts, trained: Trained):
     """The champion pointer (None before the first push) and the version to compare the candidate with."""
     champion = registry.champion()
     baseline = champion.version if champion else None
@@ -196,43 +197,58 @@ def _baseline(registry: ModelRegistry, artifacts: RunArtifacts, trained: dict):
     return champion, baseline
 
 
-def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, test_key: str,
-             min_roc_auc: float, margin: float) -> dict:
-    """Score candidate and champion, both as they serve (ONNX), on the same test split; decide."""
+def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained, test_key: str,
+             min_roc_auc: float, margin: float) -> Decision:
+    """Score candidate and champion, both as they serve (ONNX), on the same test split; decide; report."""
     champion, baseline = _baseline(registry, artifacts, trained)
-    unscorable = None
     with tempfile.TemporaryDirectory() as tmp:
         test = _read_split(artifacts, test_key, tmp)
+    facts, unscorable = _score(artifacts, registry, trained, baseline, test)
+    bless, reason = _decide(facts, trained, unscorable, min_roc_auc, margin)
+    decision = Decision(
+        bless=bless, reason=reason, primary_metric=evaluation.PRIMARY_METRIC, min_roc_auc=min_roc_auc,
+        margin=margin, candidate_version=trained["version"], candidate=facts["candidate"]["metrics"],
+        onnx_parity=trained.get("onnx_parity"), champion_version=baseline,
+        champion_etag=champion.etag if champion else None,
+        champion=facts["champion"]["metrics"] if "champion" in facts else None,
+        facts_key="", report_key="", evaluation_key="")
+    _save_evaluation(artifacts, decision, facts)
+    log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
+    log.info("evaluation report: %s", artifacts.uri(decision["report_key"]))
+    return decision
+
+
+def _score(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained, baseline: str | None,
+           test) -> tuple[dict, str | None]:
+    """`report.model_facts` of the candidate and (when it can be scored) the champion; why not, if not."""
     facts = {"candidate": report.model_facts(_candidate(artifacts, trained), test)}
-    if baseline is not None:
-        try:
-            served, _ = registry.served_model(baseline)
-        except (RegistryError, IntegrityError, SignatureError) as error:  # e.g. saved by an older release
-            unscorable = f"champion {baseline} cannot be scored here ({error})"
-        else:
-            facts["champion"] = report.model_facts(evaluation.ServedClassifier(served), test)
-    candidate_metrics = facts["candidate"]["metrics"]
-    champion_metrics = facts["champion"]["metrics"] if "champion" in facts else None
-    bless, reason = evaluation.decide(candidate_metrics, champion_metrics, min_roc_auc, margin)
+    if baseline is None:
+        return facts, None
+    try:
+        served, _ = registry.served_model(baseline)
+    except (RegistryError, IntegrityError, SignatureError) as error:  # e.g. saved by an older release
+        return facts, f"champion {baseline} cannot be scored here ({error})"
+    facts["champion"] = report.model_facts(evaluation.ServedClassifier(served), test)
+    return facts, None
+
+
+def _decide(facts: dict, trained: Trained, unscorable: str | None, min_roc_auc: float,
+            margin: float) -> tuple[bool, str]:
+    """The blessing rule, then the two things that override it: an unscorable champion (the floor
+    decides) and a candidate that cannot be served faithfully (never blessed)."""
+    champion = facts["champion"]["metrics"] if "champion" in facts else None
+    bless, reason = evaluation.decide(facts["candidate"]["metrics"], champion, min_roc_auc, margin)
     if unscorable:
         reason = f"{unscorable}; judged against the floor: {reason}"
         log.warning(reason)
     if trained.get("serving_problem") or not trained.get("onnx_key"):
         bless, reason = False, f"candidate cannot be served faithfully: {trained.get('serving_problem')}"
         log.warning(reason)
-    decision = {
-        "bless": bless,
-        "reason": reason,
-        "primary_metric": evaluation.PRIMARY_METRIC,
-        "min_roc_auc": min_roc_auc,
-        "margin": margin,
-        "candidate_version": trained["version"],
-        "candidate": candidate_metrics,
-        "onnx_parity": trained.get("onnx_parity"),
-        "champion_version": baseline,
-        "champion_etag": champion.etag if champion else None,
-        "champion": champion_metrics,
-    }
+    return bless, reason
+
+
+def _save_evaluation(artifacts: RunArtifacts, decision: Decision, facts: dict) -> None:
+    """facts.json, the HTML report and decision.json under evaluation/; their keys go into `decision`."""
     decision["facts_key"] = artifacts.put_json({k: report.public(v) for k, v in facts.items()},
                                                "evaluation", "facts.json")
     html = report.evaluation_report(decision, facts, {
@@ -240,10 +256,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: dict, te
         "validation_href": "../validation/report.html",
         "validation_uri": artifacts.uri(artifacts.key("validation", "report.html"))})
     decision["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "evaluation", "report.html")
-    decision["evaluation_key"] = artifacts.put_json(decision, "evaluation", "decision.json")
-    log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
-    log.info("evaluation report: %s", artifacts.uri(decision["report_key"]))
-    return decision
+    decision["evaluation_key"] = artifacts.key("evaluation", "decision.json")
+    artifacts.put_json(decision, "evaluation", "decision.json")
 
 
 def _validation_summary(artifacts: RunArtifacts) -> dict | None:
@@ -256,7 +270,7 @@ def _validation_summary(artifacts: RunArtifacts) -> dict | None:
         return None
 
 
-def manifest_for(artifacts: RunArtifacts, decision: dict, trained: dict, extracted: dict) -> dict:
+def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, extracted: Extracted) -> dict:
     """What the registry records of a pushed version (the artifacts' sha256 are added by `publish`)."""
     return {
         "version": trained["version"],
@@ -278,8 +292,8 @@ def manifest_for(artifacts: RunArtifacts, decision: dict, trained: dict, extract
     }
 
 
-def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, trained: dict, extracted: dict,
-         signer: ManifestSigner) -> dict:
+def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
+         extracted: Extracted, signer: ManifestSigner) -> Pushed:
     """Publish the blessed model's version (files, then the signed manifest), then move the champion
     pointer (conditionally, last)."""
     version = trained["version"]
@@ -297,11 +311,11 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: dict, train
                                         reason=decision["reason"])
     except ChampionChanged as lost:
         log.warning("not promoted: %s", lost)
-        result = {"pushed": False, "version": version, "reason": str(lost)}
+        result = Pushed(pushed=False, version=version, reason=str(lost))
     else:
-        result = {"pushed": True, "version": version, "previous_version": pointer["previous_version"],
-                  "model_uri": registry.uri(registry.model_key(version)),
-                  "pointer_uri": registry.uri(registry.pointer_key)}
+        result = Pushed(pushed=True, version=version, previous_version=pointer["previous_version"],
+                        model_uri=registry.uri(registry.model_key(version)),
+                        pointer_uri=registry.uri(registry.pointer_key))
         log.info("champion is now %s at %s", version, result["model_uri"])
     artifacts.put_json(result, "push", "result.json")
     return result

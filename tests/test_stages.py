@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cross_sell import drift, model_input, onnx_export, pipeline, schema, synthetic, training
+from cross_sell import drift, model_input, onnx_export, schema, stages, synthetic, training
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
@@ -18,10 +18,10 @@ def run(s3, bucket, verifier, signer):
     documents = synthetic.generate(6_000, seed=55).to_dict("records")
     artifacts = RunArtifacts(s3, bucket, "vi", "manual__2026-11-01T12:00:00+00:00")
     registry = ModelRegistry(s3, bucket, "vi", verifier)
-    extracted = pipeline.extract(documents, artifacts, chunk_rows=2_000)
-    pipeline.validate(artifacts, extracted["raw_key"], min_rows=1_000)
-    transformed = pipeline.transform(artifacts, extracted["raw_key"], seed=3)
-    trained = pipeline.train(artifacts, transformed["split_keys"], seed=3, run_started=RUN_STARTED)
+    extracted = stages.extract(documents, artifacts, chunk_rows=2_000)
+    stages.validate(artifacts, extracted["raw_key"], min_rows=1_000)
+    transformed = stages.transform(artifacts, extracted["raw_key"], seed=3)
+    trained = stages.train(artifacts, transformed["split_keys"], seed=3, run_started=RUN_STARTED)
     return {"documents": documents, "artifacts": artifacts, "registry": registry, "extracted": extracted,
             "transformed": transformed, "trained": trained, "signer": signer}
 
@@ -35,20 +35,20 @@ def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
 
 def test_rerunning_a_stage_reproduces_its_result(run):
     artifacts = run["artifacts"]
-    assert pipeline.extract(reversed(run["documents"]), artifacts)["fingerprint"] == run["extracted"]["fingerprint"]
-    assert pipeline.transform(artifacts, run["extracted"]["raw_key"], seed=3) == run["transformed"]
-    again = pipeline.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
+    assert stages.extract(reversed(run["documents"]), artifacts)["fingerprint"] == run["extracted"]["fingerprint"]
+    assert stages.transform(artifacts, run["extracted"]["raw_key"], seed=3) == run["transformed"]
+    again = stages.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
     assert again == run["trained"]  # same bytes, so the same sha256 and version
 
 
 def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
     test_key = run["transformed"]["split_keys"]["test"]
-    decision = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert decision["bless"] and decision["champion"] is None
-    pushed = pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)
+    pushed = stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
     assert pushed["pushed"] and registry.champion().version == trained["version"]
-    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]  # retry: no-op
+    assert stages.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]  # retry: no-op
     assert len(registry.history()) == 1
     # What serves is in the signed manifest: the ONNX file, its measured parity, every file's sha256.
     manifest = registry.manifest(trained["version"])
@@ -58,13 +58,13 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
     assert manifest["onnx_parity"]["test_split"]["rows"] == run["transformed"]["rows"]["test"]
     # Clearing evaluate after the push reproduces the first decision (judged against what it replaced).
-    rerun = pipeline.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    rerun = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert {k: rerun[k] for k in ("bless", "reason", "champion_version")} == \
         {k: decision[k] for k in ("bless", "reason", "champion_version")}
     # A later run with the same model faces it as the champion (scored from the registry's signed ONNX
     # file) and does not beat it.
     later = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "later-run")
-    again = pipeline.evaluate(later, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    again = stages.evaluate(later, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert not again["bless"] and again["champion_version"] == trained["version"]
     assert again["candidate"] == again["champion"]
 
@@ -82,8 +82,8 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
             [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed).steps]))
     else:
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
-    trained = pipeline.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
-    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    trained = stages.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.5, margin=0.0)
     expected = "ONNX conversion failed" if flaw == "unconvertible" else "ONNX disagrees with scikit-learn"
     assert not decision["bless"] and decision["reason"].startswith("candidate cannot be served faithfully")
@@ -96,17 +96,17 @@ def test_a_champion_for_another_model_input_is_not_scored(run, tmp_path):
     registry.publish({"version": "old", "threshold": 0.5, "model_input": "object-array/0"}, {"model.onnx": onnx},
                      signer)
     registry.set_champion("old", None, "promote", run_id="old-run")
-    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
     assert decision["bless"] and decision["champion"] is None and decision["champion_version"] == "old"
     assert "takes model input 'object-array/0'" in decision["reason"] and "floor" in decision["reason"]
-    assert pipeline.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]
+    assert stages.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]
     assert registry.manifest(trained["version"])["model_input"] == model_input.LAYOUT
 
 
 def test_evaluation_report_and_model_card_hold_the_figures(run):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
@@ -119,7 +119,7 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     assert {row["feature"] for row in facts["importance"]} == set(schema.FEATURES)
     assert sum(map(sum, facts["confusion"])) == decision["candidate"]["rows"]
 
-    pipeline.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
+    stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
     card = registry.s3.get_object(Bucket=registry.bucket,
                                   Key=registry.version_file_key(trained["version"], "model_card.md"))["Body"].read()
     card = card.decode()
@@ -131,29 +131,29 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
 
 def test_drift_against_the_champion_warns_or_fails_as_configured(run, s3, bucket):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    assert pipeline.check_drift(artifacts, registry, run["extracted"]["raw_key"])["checked"] is False  # no champion
-    decision = pipeline.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    assert stages.check_drift(artifacts, registry, run["extracted"]["raw_key"])["checked"] is False  # no champion
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
-    pipeline.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
+    stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
 
     fresh = RunArtifacts(s3, bucket, "vi", "fresh-run")
-    same = pipeline.extract(synthetic.generate(6_000, seed=56).to_dict("records"), fresh)
-    assert pipeline.check_drift(fresh, registry, same["raw_key"], action="fail")["drifted"] == []
+    same = stages.extract(synthetic.generate(6_000, seed=56).to_dict("records"), fresh)
+    assert stages.check_drift(fresh, registry, same["raw_key"], action="fail")["drifted"] == []
 
     shifted_docs = synthetic.generate(6_000, seed=57)
     shifted_docs["Age"] = (shifted_docs["Age"] + 15).clip(upper=100)
     shifted_docs.loc[shifted_docs.index[: 4_000], "Policy_Sales_Channel"] = 160  # a new dominant channel
     shifted = RunArtifacts(s3, bucket, "vi", "shifted-run")
-    raw_key = pipeline.extract(shifted_docs.to_dict("records"), shifted)["raw_key"]
-    warned = pipeline.check_drift(shifted, registry, raw_key, action="warn")
+    raw_key = stages.extract(shifted_docs.to_dict("records"), shifted)["raw_key"]
+    warned = stages.check_drift(shifted, registry, raw_key, action="warn")
     assert warned["drifted"] == ["Age", "Policy_Sales_Channel"]
     with pytest.raises(drift.DriftError, match="Age, Policy_Sales_Channel"):
-        pipeline.check_drift(shifted, registry, raw_key, action="fail")
+        stages.check_drift(shifted, registry, raw_key, action="fail")
     saved = shifted.get_json(warned["report_key"])
     age = next(f for f in saved["features"] if f["feature"] == "Age")
     assert age["distance"] > 1.0 and age["js_distance"] > 0.3  # raw distances are kept, not just verdicts
     # A looser per-feature limit lets Age pass while the channel still fails.
-    loose = pipeline.check_drift(shifted, registry, raw_key, thresholds={"Age": 10.0}, action="warn")
+    loose = stages.check_drift(shifted, registry, raw_key, thresholds={"Age": 10.0}, action="warn")
     assert loose["drifted"] == ["Policy_Sales_Channel"]
 
 
@@ -161,9 +161,9 @@ def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
     bad = [dict(d) for d in run["documents"]]
     bad[0]["Vehicle_Damage"] = "Maybe"
     artifacts = RunArtifacts(s3, bucket, "vi", "bad-run")
-    extracted = pipeline.extract(bad, artifacts)
+    extracted = stages.extract(bad, artifacts)
     with pytest.raises(DataValidationError, match="Maybe"):
-        pipeline.validate(artifacts, extracted["raw_key"], min_rows=1_000)
+        stages.validate(artifacts, extracted["raw_key"], min_rows=1_000)
     summary = artifacts.get_json(artifacts.key("validation", "summary.json"))
     assert summary["success"] is False
     assert [f["expectation"] for f in summary["failures"]] == ["expect_column_values_to_be_in_set(Vehicle_Damage)"]
@@ -191,7 +191,7 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
 
     def push(artifacts, trained, decision):
         start.wait()
-        results[artifacts.run_id] = pipeline.push(artifacts, registry, decision, trained, run["extracted"],
+        results[artifacts.run_id] = stages.push(artifacts, registry, decision, trained, run["extracted"],
                                                   run["signer"])
 
     threads = [threading.Thread(target=push, args=rival) for rival in rivals]

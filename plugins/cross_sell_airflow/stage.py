@@ -1,0 +1,72 @@
+"""Running a pipeline stage from an Airflow task: the one piece of glue every task body uses.
+
+    @task(multiple_outputs=False, **IO_RETRIES)
+    def validate(extracted: Extracted) -> Validated:
+        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["raw_key"],
+                                                              run.params["min_rows"]))
+
+`run_stage` hands the lambda the stages module (imported only inside the task, never at DAG parse
+time) and a `StageRun` whose clients are built from the task's context and Airflow connections when
+first used. A `NotRetryable` failure (bad data, drift when told to fail, a broken signature) fails the
+task at once with its message; any other exception is left to the task's retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Callable, TypeVar
+
+from cross_sell.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageRun:
+    """What a stage needs from the running task: its run and params, and clients for its connections."""
+
+    settings: Settings
+    run_id: str
+    run_started: datetime
+    params: dict
+
+    @cached_property
+    def artifacts(self):
+        from .hooks import run_artifacts
+
+        return run_artifacts(self.settings, self.run_id)
+
+    @cached_property
+    def registry(self):
+        from .hooks import model_registry
+
+        return model_registry(self.settings)
+
+    @cached_property
+    def signer(self):
+        from .hooks import manifest_signer
+
+        return manifest_signer(self.settings)
+
+    def customer_documents(self):
+        from .hooks import customer_documents
+
+        return customer_documents(self.settings)
+
+
+def run_stage(call: Callable[[object, StageRun], T], settings: Settings | None = None) -> T:
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cross_sell import stages
+    from cross_sell.errors import NotRetryable
+
+    context = get_current_context()
+    run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
+                   dict(context["params"]))
+    try:
+        return call(stages, run)
+    except NotRetryable as failure:
+        raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
