@@ -40,8 +40,10 @@ def seed_baseline(seed: int):
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     position = {name: i for i, name in enumerate(schema.FEATURES)}
-    categorical = [position[n] for n in schema.CATEGORICAL_FEATURES]
-    numeric = [position[n] for n in schema.NUMERIC_FEATURES]
+    # The seed project's own encoding: string categories and codes one-hot, every other column scaled.
+    coded = [c.name for c in schema.COLUMNS if c.role == "feature" and (c.kind == "category" or c.categorical)]
+    categorical = [position[n] for n in coded]
+    numeric = [position[n] for n in schema.FEATURES if n not in coded]
     encode = ColumnTransformer([("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
                                 ("scale", StandardScaler(), numeric)])
     return make_pipeline(encode, SMOTEENN(random_state=seed),

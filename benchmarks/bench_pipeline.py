@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "include"))
+sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 
 MB = 1024 * 1024
 
@@ -105,11 +105,12 @@ def main() -> None:
 
     from pymongo import MongoClient
 
-    from cross_sell import loader, local_services, stages, synthetic
+    from cross_sell import loader, stages, synthetic
     from cross_sell.artifacts import RunArtifacts
     from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
     from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair
+    from devstack import local_services
 
     settings = Settings()
     rows = {}

@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "include"))
+sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 
-from cross_sell import features, local_services, model_input, onnx_export, schema, synthetic, training  # noqa: E402
+from cross_sell import features, model_input, onnx_export, schema, synthetic, training  # noqa: E402
 from cross_sell.registry import ModelRegistry  # noqa: E402
 from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair  # noqa: E402
+from devstack import local_services  # noqa: E402
 
 BUCKET, PREFIX = "bench-serving", "vi"
 ONE_ROW = json.dumps({"records": [schema.example_record()]})

@@ -26,7 +26,6 @@ class RequestSampler:
             raise ValueError(f"sample rate must be within [0, 1], not {rate}")
         self.s3, self.bucket, self.prefix, self.rate = s3, bucket, prefix, rate
         self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
-        self.written = 0
         self._random = random.Random(seed)
         self._rows: list[dict] = []
         self._lock = threading.Lock()
@@ -83,5 +82,4 @@ class RequestSampler:
             except Exception:  # never let sampling break serving
                 log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
                 return None
-            self.written += len(rows)
             return key

@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "include", ROOT / "plugins"):
+for path in (ROOT, ROOT / "include", ROOT / "plugins"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from cross_sell import local_services, signing  # noqa: E402  (no Airflow import yet)
+from cross_sell import signing  # noqa: E402  (no Airflow import yet)
+from devstack import local_services  # noqa: E402
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
 # One model-signing key pair for the session: the private key reaches the pipeline the way it does in

@@ -1,6 +1,6 @@
 """The README's "Run it in the Airflow UI" section, command by command, on a real `airflow standalone`.
 
-`python -m cross_sell services` (terminal 1), then with its .local/services.env sourced: `python -m
+`python -m devstack services` (terminal 1), then with its .local/services.env sourced: `python -m
 cross_sell load`, `airflow standalone`; the DAG is triggered through the REST API as the README shows
 (token, then dagRuns with a conf; a conf that breaks the Params is refused), and task logs are read
 through the API. Only ports and paths differ from the README (free ones, under a temporary folder).
@@ -18,7 +18,7 @@ import urllib.error
 import pytest
 
 from conftest import ROOT, scaled
-from cross_sell import local_services
+from devstack import local_services
 from devstack.airflow_api import AirflowApi
 
 pytestmark = pytest.mark.dagrun
@@ -45,7 +45,7 @@ def readme_section(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CROSS_SELL_", "AWS_"))}
     env_file = tmp_path / "services.env"
     terminal_1 = subprocess.Popen(
-        [sys.executable, "-m", "cross_sell", "services", "--mongo-port", str(local_services.free_port()),
+        [sys.executable, "-m", "devstack", "services", "--mongo-port", str(local_services.free_port()),
          "--s3-port", str(local_services.free_port()), "--env-file", str(env_file),
          "--airflow-home", str(tmp_path / "airflow-ui"), "--signing-dir", str(tmp_path / "signing")],
         env=clean, cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -10,10 +10,11 @@ import pytest
 
 import cross_sell
 from conftest import ROOT
-from cross_sell import loader, local_services, model_input, synthetic
+from cross_sell import loader, model_input, synthetic
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
 from cross_sell.signing import ManifestVerifier
+from devstack import local_services
 
 pytestmark = pytest.mark.dagrun
 ROWS = 8_000

@@ -18,10 +18,10 @@ import urllib.error
 import pytest
 
 from conftest import scaled, skip_unless_available
-from cross_sell import loader, local_services, signing, synthetic
+from cross_sell import loader, signing, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
-from devstack import airflow_stack
+from devstack import airflow_stack, local_services
 
 pytestmark = pytest.mark.dagrun
 DAG_ID = "cross_sell_training"

@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 from serving_support import promote, publish, train_model
 
 from conftest import ROOT, SIGNING_PUBLIC_KEY
-from cross_sell import local_services
 from cross_sell.registry import ModelRegistry
+from devstack import local_services
 from serving.champion import ChampionHolder
 from serving.sampling import RequestSampler
 

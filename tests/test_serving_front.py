@@ -14,8 +14,9 @@ import time
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from cross_sell import local_services, schema
+from cross_sell import schema
 from cross_sell.registry import ModelRegistry
+from devstack import local_services
 
 BODY = json.dumps({"records": [schema.example_record()]})
 MAX_BODY = 64 * 1024

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_support import PREFIX, promote, publish, train_model
 
-from cross_sell import local_services, schema
+from cross_sell import schema
 from cross_sell.registry import ModelRegistry
+from devstack import local_services
 from serving.app import create_app
 from serving.champion import ChampionHolder
 from serving.config import ServingConfig
@@ -76,10 +77,14 @@ def test_form_posts_never_5xx(client, form):
 @settings(max_examples=500, deadline=None)
 @given(records=st.lists(near_records, min_size=1, max_size=6))
 def test_small_and_vectorized_validation_agree(records):
+    """The service's two paths (plain Python for a few rows, pandas for many) give the same verdicts
+    and the same typed values."""
     import pandas as pd
 
-    small_frame, small = schema.validate_records(records, vectorized=False)
-    large_frame, large = schema.validate_records(records, vectorized=True)
+    cast, small = schema.cast_records(records)
+    large_frame, large = schema.validate_records(records)
     assert small == large
     if not small:
+        small_frame = pd.DataFrame.from_records(cast, columns=schema.column_names(schema.SERVING))
+        small_frame = small_frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})
         pd.testing.assert_frame_equal(small_frame, large_frame, check_dtype=True)

@@ -8,8 +8,9 @@ import time
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from cross_sell import local_services, schema
+from cross_sell import schema
 from cross_sell.registry import ModelRegistry
+from devstack import local_services
 
 POLL_SECONDS = 1.0
 BODY = json.dumps({"records": [schema.example_record()]})

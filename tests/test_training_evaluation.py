@@ -52,7 +52,7 @@ def test_row_and_frame_model_inputs_agree():
     records = [{k: getattr(v, "item", lambda v=v: v)() for k, v in r.items()} for r in frame.to_dict("records")]
     rows, problems = schema.cast_records(records)
     assert not problems
-    typed, _ = schema.validate_records(records, vectorized=True)
+    typed, _ = schema.validate_records(records)
     np.testing.assert_array_equal(model_input.from_rows(rows), model_input.from_frame(typed))
     vehicle_age = model_input.from_frame(typed)[:, list(schema.FEATURES).index("Vehicle_Age")]
     assert set(np.unique(vehicle_age)) == {0.0, 1.0, 2.0}

@@ -1,4 +1,4 @@
-"""Command line: `python -m cross_sell {load,evaluate,champion,skew,keygen,services} ...`.
+"""Command line: `python -m cross_sell {load,evaluate,champion,skew,keygen} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 
@@ -113,7 +112,6 @@ def cmd_champion(args, settings: Settings) -> int:
 
 def cmd_skew(args, settings: Settings) -> int:
     """Sampled serving rows vs the training profile of the champion (or --version)."""
-    import json
     from datetime import date
 
     from . import skew
@@ -135,37 +133,6 @@ def cmd_skew(args, settings: Settings) -> int:
     print(found.table())
     print(f"drifted: {', '.join(found.drifted) or 'none'}")
     return 1 if found.drifted and args.fail_on_skew else 0
-
-
-def cmd_services(args, settings: Settings) -> int:
-    """Run the local MongoDB-wire and S3 servers in the foreground until Ctrl-C, and write the variables
-    that point the CLI and a local `airflow standalone` at them (README, "Run it in the Airflow UI")."""
-    from pathlib import Path
-
-    from . import local_services, signing
-
-    keys = Path(args.signing_dir)
-    if not (keys / "signing.key").exists():
-        signing.generate_key_pair(keys)
-    mongo = local_services.start_mongo(args.mongo_port, db_path=args.mongo_db_file)
-    s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket)
-    # Block only now, so the servers do not inherit the mask; sigwait then takes Ctrl-C or a TERM.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        env = {"MONGO_URI": mongo.url, **s3.env,
-               **local_services.airflow_connections(mongo, s3, settings.mongo_database),
-               **local_services.signing_env((keys / "signing.key").resolve(), (keys / "signing.pub").resolve()),
-               **local_services.airflow_config(Path(args.airflow_home).resolve(), ui=True)}
-        env_file = Path(args.env_file)
-        env_file.parent.mkdir(parents=True, exist_ok=True)
-        env_file.write_text("".join(f"export {name}='{value}'\n" for name, value in env.items()))
-        print(f"MongoDB wire protocol on {mongo.url}, S3 on {s3.url} (bucket {settings.s3_bucket}).\n"
-              f"In other shells: source {env_file}\nCtrl-C stops both.", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        s3.stop()
-        mongo.stop()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,15 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     keygen.add_argument("--force", action="store_true", help="replace an existing pair")
     keygen.set_defaults(handler=cmd_keygen)
 
-    services = sub.add_parser("services", help="run local MongoDB-wire and S3 servers until Ctrl-C")
-    services.add_argument("--mongo-port", type=int, default=27017)
-    services.add_argument("--s3-port", type=int, default=5000)
-    services.add_argument("--mongo-db-file", default="memory", help="SQLite file to keep data across restarts")
-    services.add_argument("--env-file", default=".local/services.env", help="where to write the export lines")
-    services.add_argument("--airflow-home", default=".local/airflow-ui", help="AIRFLOW_HOME for `airflow standalone`")
-    services.add_argument("--signing-dir", default=".local/signing",
-                          help="the model-signing key pair (made if missing)")
-    services.set_defaults(handler=cmd_services)
 
     args = parser.parse_args(argv)
     from .loader import LoadError

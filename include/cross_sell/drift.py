@@ -18,10 +18,6 @@ from scipy.spatial.distance import jensenshannon
 from . import schema
 from .errors import NotRetryable
 
-# Numeric: the schema's features without a closed set of values; everything else is categorical.
-NUMERIC = tuple(c.name for c in schema.COLUMNS
-                if c.role == "feature" and not c.is_model_categorical and c.allowed is None)
-CATEGORICAL = tuple(name for name in schema.FEATURES if name not in NUMERIC)
 # Common rules of thumb: PSI > 0.2 is a significant shift; a category gaining or losing 10 points of
 # share is worth a look. Override per feature (`thresholds={"Age": 0.1}`) from the DAG params or CLI.
 DEFAULT_PSI = 0.2
@@ -43,13 +39,13 @@ def _key(value) -> str:
 def profile(frame: pd.DataFrame) -> dict:
     """The reference profile of a (training) frame."""
     features = {}
-    for name in NUMERIC:
+    for name in schema.CONTINUOUS_FEATURES:
         values = frame[name].dropna().to_numpy(dtype="float64")
         edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1])) if len(values) else np.array([])
         features[name] = {"kind": "numeric", "edges": edges.tolist(),
                           "proportions": _binned(values, edges).tolist(), "mean": float(np.mean(values)),
                           "missing": float(frame[name].isna().mean())}
-    for name in CATEGORICAL:
+    for name in schema.DISCRETE_FEATURES:
         shares = frame[name].map(_key).value_counts(normalize=True, dropna=False)
         features[name] = {"kind": "categorical", "frequencies": {str(k): float(v) for k, v in shares.items()}}
     return {"rows": int(len(frame)), "features": features}

@@ -29,7 +29,8 @@ class Column:
     allowed: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
-    # A coded integer (region, channel) the model must treat as a category, not a magnitude.
+    # A coded integer (region, channel): a label, not a magnitude. The model also takes its response rate
+    # (target encoding, `features.TARGET_ENCODED`); drift compares its value shares.
     categorical: bool = False
     environments: tuple[str, ...] = ENVIRONMENTS
     example: Any = None  # a typical value: form defaults, warm-up predictions, docs
@@ -37,10 +38,6 @@ class Column:
     @property
     def pandas_dtype(self) -> str:
         return {"integer": "int64", "float": "float64", "category": "str"}[self.kind]
-
-    @property
-    def is_model_categorical(self) -> bool:
-        return self.kind == "category" or self.categorical
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -51,7 +48,7 @@ COLUMNS: tuple[Column, ...] = (
            example=44),
     Column("Driving_License", "integer", "feature", "1 if the customer holds a driving licence.", allowed=(0, 1),
            example=1),
-    # Kaggle writes the codes as floats ("28.0"); they are integers, and categories to the model.
+    # Kaggle writes the codes as floats ("28.0"); they are integers (codes, see `categorical`).
     Column("Region_Code", "integer", "feature", "Region of the customer (53 codes).", minimum=0, maximum=52,
            categorical=True, example=28),
     Column("Previously_Insured", "integer", "feature", "1 if the customer already has vehicle insurance.",
@@ -74,8 +71,11 @@ BY_NAME = {c.name: c for c in COLUMNS}
 KEY = "id"
 LABEL = "Response"
 FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature")
-CATEGORICAL_FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature" and c.is_model_categorical)
-NUMERIC_FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature" and not c.is_model_categorical)
+# Continuous: a number with no closed set of values (age, premium, vintage); everything else is discrete
+# (string categories, codes, 0/1 flags). Drift compares deciles of the first and value shares of the second.
+CONTINUOUS_FEATURES = tuple(c.name for c in COLUMNS
+                            if c.role == "feature" and c.kind != "category" and c.allowed is None and not c.categorical)
+DISCRETE_FEATURES = tuple(name for name in FEATURES if name not in CONTINUOUS_FEATURES)
 # Raw-snapshot column holding values that could not take their declared type (see `cast_frame`).
 INVALID_VALUES_COLUMN = "_invalid_values"
 # Sane bounds for the share of positive labels in a training snapshot (real data: 12.26 %).
@@ -359,18 +359,14 @@ def cast_records(records: Iterable[dict], environment: str = SERVING,
     return cast, _sorted(problems)
 
 
-def validate_records(records: Iterable[dict], environment: str = SERVING, allow_text: bool = False,
-                     vectorized: bool | None = None) -> tuple[pd.DataFrame, list[Problem]]:
-    """Validate JSON-like records (the serving path): same rules, also refuses unknown and missing fields."""
+def validate_records(records: Iterable[dict], environment: str = SERVING,
+                     allow_text: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+    """Validate JSON-like records into a typed frame (the serving path for more than `SMALL_BATCH` rows;
+    `cast_records` is the same rules for a few): also refuses unknown and missing fields."""
     import pandas as pd
 
     records = list(records)
     names = column_names(environment)
-    if vectorized is None:
-        vectorized = len(records) > SMALL_BATCH
-    if not vectorized:
-        cast, problems = cast_records(records, environment, allow_text)
-        return pd.DataFrame.from_records(cast, columns=names), problems
     problems, missing = _field_problems(records, names)
     raw = pd.DataFrame({c.name: _as_sent([record.get(c.name) for record in records], c)
                         for c in columns(environment)})

@@ -15,6 +15,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -100,11 +102,10 @@ def serve_s3(host: str, port: int) -> None:
 
 def start_s3(port: int | None = None, bucket: str | None = None) -> Service:
     port = port or free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cross_sell.local_services", "s3", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "devstack.local_services", "s3", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                   filter(None, [os.path.dirname(os.path.dirname(__file__)),
-                                                 os.environ.get("PYTHONPATH")]))})
+                                   filter(None, [ROOT, os.environ.get("PYTHONPATH")]))})
     _wait_for_port(port, process, "local S3 server")
     url = f"http://127.0.0.1:{port}"
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -137,7 +138,7 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
     import tempfile
     import urllib.request
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = ROOT
     port = port or free_port()
     sockets = tempfile.mkdtemp(prefix="serving-socket-")
     os.chmod(sockets, 0o711)  # reachable by nginx's workers (`nobody` under a root master)
@@ -191,7 +192,7 @@ def start_front(upstream: str, port: int | None = None, workdir: str | None = No
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = ROOT
     port = port or free_port()
     home = workdir or tempfile.mkdtemp(prefix="front-")
     os.makedirs(home, exist_ok=True)
@@ -223,7 +224,7 @@ def airflow_config(home: str | os.PathLike, ui: bool = False) -> dict:
     `ui`: for `airflow standalone` on a workstation: the API on loopback only (bound to 0.0.0.0 it also
     warns that SimpleAuthManager looks like production), the DAG unpaused and triggered runs only, so a
     trigger runs at once; four task slots for two cores."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = ROOT
     config = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(home, 'airflow.db')}",
@@ -260,7 +261,7 @@ def signing_env(private_key: str | os.PathLike, public_key: str | os.PathLike,
             "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key)}
 
 
-if __name__ == "__main__":  # python -m cross_sell.local_services s3 PORT
+if __name__ == "__main__":  # python -m devstack.local_services s3 PORT
     if sys.argv[1:2] != ["s3"] or len(sys.argv) != 3:
-        raise SystemExit("usage: python -m cross_sell.local_services s3 PORT")
+        raise SystemExit("usage: python -m devstack.local_services s3 PORT")
     serve_s3("127.0.0.1", int(sys.argv[2]))
