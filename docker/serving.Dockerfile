@@ -3,6 +3,7 @@ FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# The core + the `serving` extra of pyproject.toml, at the tested pins: no scikit-learn, joblib or skl2onnx.
 COPY requirements-serving.txt /app/requirements-serving.txt
 RUN pip install -r /app/requirements-serving.txt
 

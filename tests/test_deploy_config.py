@@ -110,11 +110,3 @@ def test_dockerfile_copy_sources_exist_and_bases_are_pinned(dockerfile):
     for image in re.findall(r"^(?:ARG \w+=|FROM )(\S+:\S+)", text, re.M):
         assert not image.endswith(":latest"), image
     assert ".env" in (ROOT / ".gitignore").read_text().split()
-
-
-def test_serving_requirements_match_the_main_pins():
-    def pins(path):
-        return dict(re.findall(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)", path.read_text(), re.M))
-
-    main, serving = pins(ROOT / "requirements.txt"), pins(ROOT / "requirements-serving.txt")
-    assert serving and all(main.get(name) == version for name, version in serving.items()), serving
