@@ -7,9 +7,10 @@ image subsets are the core plus one extra each, with the same pins.
 import re
 import tomllib
 
-from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
