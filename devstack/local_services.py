@@ -16,6 +16,13 @@ import time
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+# Every wait for a server scales with this: a slow or loaded machine must give slow starts, not errors
+# (the test suite sets 3 under CI=true).
+TIMEOUT_FACTOR = float(os.environ.get("CROSS_SELL_TIMEOUT_FACTOR", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIMEOUT_FACTOR
 
 
 def free_port() -> int:
@@ -25,6 +32,7 @@ def free_port() -> int:
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -51,7 +59,7 @@ class Service:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=scaled(10))
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
@@ -156,12 +164,13 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
         if log is not subprocess.DEVNULL:
             log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/ready", timeout=scaled(2)) as response:
                 if response.status == 200:
                     return Service("serving", port, process, url, {"SERVING_SOCKET": f"unix:{socket_path}"},
                                    scratch=[sockets])

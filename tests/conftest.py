@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "include", ROOT / "plugins"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Every wait on a server scales with this factor (devstack reads it too): slow machine, slow tests, no errors.
+os.environ.setdefault("CROSS_SELL_TIMEOUT_FACTOR", "3" if IN_CI else "1")
 
 from cross_sell import signing  # noqa: E402  (no Airflow import yet)
 from devstack import local_services  # noqa: E402
@@ -31,13 +34,7 @@ os.environ.update({
 import pytest  # noqa: E402
 
 SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# Every wait on a server scales with this factor: a slow machine must give slow tests, not errors.
-TIMEOUT_FACTOR = float(os.environ.get("CROSS_SELL_TEST_TIMEOUT_FACTOR", "3" if IN_CI else "1"))
-
-
-def scaled(seconds: float) -> float:
-    return seconds * TIMEOUT_FACTOR
+scaled = local_services.scaled
 
 
 def skip_unless_available(reason: str | None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from conftest import ROOT, SIGNING_PUBLIC_KEY
+from conftest import ROOT, SIGNING_PUBLIC_KEY, scaled
 from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
@@ -166,7 +166,7 @@ answer = app.test_client().post("/predict", json={{"records": [schema.example_re
 assert answer.status_code == 200, answer.json
 print(answer.json["model_version"])
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=scaled(300),
                           env={**os.environ, **s3_env})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "v1"

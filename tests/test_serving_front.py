@@ -14,6 +14,7 @@ import time
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
+from conftest import scaled
 from cross_sell import schema
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
@@ -95,7 +96,7 @@ def _normal_requests(port: int, seconds: float, timeout: float) -> list:
 def test_fifty_slow_clients_do_not_stop_the_service_behind_the_front(service):
     server, front = service
     with SlowClients(front.port, 50) as attack:
-        outcomes = _normal_requests(front.port, seconds=30, timeout=10)
+        outcomes = _normal_requests(front.port, seconds=30, timeout=scaled(10))
     assert outcomes and set(outcomes) == {200}, outcomes
     assert len(outcomes) >= 30
     assert attack.reopened >= 50  # nginx timed every slow connection out (and the attacker came back)
@@ -110,7 +111,7 @@ def test_without_the_front_two_slow_clients_stop_gunicorn(service):
 
 
 def _chunked(port: int, size: int) -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
     body = json.dumps({"records": [schema.example_record()], "pad": "x" * size}).encode()
     chunks = (body[i:i + 8192] for i in range(0, len(body), 8192))
     connection.request("POST", "/predict", chunks, {"Content-Type": "application/json"}, encode_chunked=True)

@@ -8,6 +8,7 @@ import time
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
+from conftest import scaled
 from cross_sell import schema
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
@@ -36,9 +37,9 @@ def _predict(connection) -> tuple[int, str | None]:
     return response.status, json.loads(body).get("model_version") if response.status == 200 else None
 
 
-def _until_converged(server, version: str, log: list, timeout: float = 30.0) -> None:
+def _until_converged(server, version: str, log: list, timeout: float = scaled(30)) -> None:
     """Send requests until 40 in a row came from `version` (both workers answer in turn)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(10))
     in_a_row, deadline = 0, time.monotonic() + timeout
     while in_a_row < 40 and time.monotonic() < deadline:
         status, served = _predict(connection)
@@ -89,6 +90,6 @@ def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(service, s3)
 
 
 def _get(server, path: str) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(10))
     connection.request("GET", path)
     return connection.getresponse().read().decode()
