@@ -69,12 +69,13 @@ def test_no_credentials_in_the_compose_file():
         assert value.startswith("${"), (name, value)
 
 
-def test_services_named_in_the_readme_exist():
+def test_services_named_in_the_docs_exist():
     services = set(_compose()["services"])
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text() + (ROOT / "docs" / "deploy.md").read_text()
     named = set(re.findall(r"`([a-z][a-z0-9-]+)` service", readme))
-    named |= set(re.findall(r"docker compose [a-z ]*--scale ([a-z0-9-]+)=", readme))
-    assert named, "the README names no compose service"
+    named |= set(re.findall(r"^\* `([a-z][a-z0-9-]+)`", readme, re.M))  # deploy.md's list of services
+    named |= set(re.findall(r"docker compose [a-z -]*--scale ([a-z0-9-]+)=", readme))
+    assert named, "the deployment docs name no compose service"
     assert named <= services, named - services
 
 
