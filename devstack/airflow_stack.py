@@ -223,8 +223,9 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
                         database, redis_db, log_port_base)
     _run([sys.executable, "-m", "airflow", "db", "migrate"], env, home, "airflow db migrate")
     _run([sys.executable, "-m", "airflow", "users", "create", "--role", "Admin", "--username", "admin",
-          "--password", admin_password, "--firstname", "Admin", "--lastname", "User",
-          "--email", "admin@example.invalid"], env, home, "airflow users create")
+          f"--password={admin_password}",  # one argument: a generated password may start with "-"
+          "--firstname", "Admin", "--lastname", "User", "--email", "admin@example.invalid"],
+         env, home, "airflow users create")
     try:
         for name, service in SERVICES.items():
             own = {k: v for k, v in compose_environment(service).items() if k not in common and v is not None}

@@ -49,8 +49,8 @@ def test_suite_is_generated_from_the_schema():
 
 def test_clean_snapshot_passes_and_writes_data_docs(tmp_path, documents):
     snapshot.write(documents, str(tmp_path / "s.parquet"))
-    report = validation.validate(snapshot.read(str(tmp_path / "s.parquet")), min_rows=1_000,
-                                 docs_dir=tmp_path / "docs")
+    report = validation.run_suite(snapshot.read(str(tmp_path / "s.parquet")), min_rows=1_000,
+                                  docs_dir=tmp_path / "docs")
     assert report.success, report.summary()
     assert report.failures == []
     assert "cross_sell_raw_snapshot" in (tmp_path / "docs" / "index.html").read_text()
@@ -63,7 +63,7 @@ def test_corrupted_snapshot_fails_naming_every_broken_rule(tmp_path, documents):
     bad[3]["Annual_Premium"] = None
     bad[4]["id"] = bad[5]["id"]
     snapshot.write(bad, str(tmp_path / "bad.parquet"))
-    report = validation.validate(snapshot.read(str(tmp_path / "bad.parquet")), min_rows=10_000)
+    report = validation.run_suite(snapshot.read(str(tmp_path / "bad.parquet")), min_rows=10_000)
     assert not report.success
     failed = {f["expectation"]: f for f in report.failures}
     assert "'Robot'" in failed["expect_column_values_to_be_in_set(Gender)"]["detail"]
@@ -77,5 +77,5 @@ def test_corrupted_snapshot_fails_naming_every_broken_rule(tmp_path, documents):
 def test_label_rate_out_of_bounds_fails(tmp_path, documents):
     positives = [dict(d, Response=1) for d in documents]
     snapshot.write(positives, str(tmp_path / "p.parquet"))
-    report = validation.validate(snapshot.read(str(tmp_path / "p.parquet")), min_rows=10)
+    report = validation.run_suite(snapshot.read(str(tmp_path / "p.parquet")), min_rows=10)
     assert [f["expectation"] for f in report.failures] == ["expect_column_mean_to_be_between(Response)"]
