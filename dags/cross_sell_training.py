@@ -30,16 +30,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import Decision, DriftChecked, Extracted, Pushed, Trained, Transformed, Validated
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
-REGISTRY_ROOT = f"s3://{SETTINGS.s3_bucket}/{SETTINGS.s3_prefix}"
-RAW_SNAPSHOT = Asset(name="cross_sell_raw_snapshot", uri=f"{REGISTRY_ROOT}/runs")
-CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json")
 
 # Tasks that talk to MongoDB or S3 retry transient faults with growing pauses.
 IO_RETRIES = {

@@ -111,3 +111,28 @@ def test_run_stage_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
             run_stage(lambda stages, run, failure=failure: (_ for _ in ()).throw(failure))
     with pytest.raises(ConnectionError):  # transient: the task's retries handle it
         run_stage(lambda stages, run: (_ for _ in ()).throw(ConnectionError("S3 unreachable")))
+
+
+@pytest.fixture(scope="module")
+def scoring_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["cross_sell_scoring"]
+
+
+def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    timetable = scoring_dag.timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert timetable.asset_condition.name == "cross_sell_champion"
+    assert timetable.timetable.expression == "0 5 * * *"
+    champion = [outlet for outlet in dag.get_task("push").outlets]
+    assert [a.name for a in champion] == ["cross_sell_champion"]  # what training emits is what scoring awaits
+    assert sorted(scoring_dag.task_ids) == ["campaign", "publish", "score"]
+    assert [a.name for a in scoring_dag.get_task("publish").outlets] == ["cross_sell_scores"]
+    assert scoring_dag.max_active_runs == 1 and scoring_dag.catchup is False
+    params = scoring_dag.params.dump()
+    assert params["model"] == "champion" and params["campaign_top_share"] == 0.1 and params["campaign_top_n"] is None

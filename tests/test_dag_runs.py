@@ -125,3 +125,24 @@ def test_a_trigger_with_invalid_params_is_refused(dag, stack):
 
     with pytest.raises(ParamValidationError, match="min_roc_auc"):
         dag.test(run_conf={"min_roc_auc": 5})
+
+
+def test_scoring_dag_scores_every_customer_with_the_champion(stack):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cross_sell.artifacts import RunArtifacts
+
+    scoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_scoring"]
+    champion = stack["registry"].champion()
+    run = scoring.test(run_conf={"campaign_top_n": 50})
+    assert str(run.state) == "success", _states(run)
+    scores = stack["collection"].database[stack["settings"].scores_collection]
+    assert scores.estimated_document_count() == ROWS
+    assert scores.find_one({"_id": 1})["model_version"] == champion.version
+    artifacts = RunArtifacts(stack["registry"].s3, stack["registry"].bucket, stack["settings"].s3_prefix, run.run_id,
+                             area="scores")
+    summary = artifacts.get_json(artifacts.key("summary.json"))
+    assert summary["rows"] == ROWS and summary["quarantined"] == 0 and len(summary["deciles"]) == 10
+    assert "the champion's test-split calibration" in summary["calibration"]
+    campaign = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=artifacts.key("campaign.csv"))["Body"].read()
+    assert len(campaign.decode().splitlines()) == 51  # header + the top 50

@@ -1,4 +1,5 @@
-"""Run-scoped artifacts in S3: everything one DAG run produces lives under `<prefix>/runs/<run id>/`."""
+"""Run-scoped artifacts in S3: everything one DAG run produces lives under `<prefix>/<area>/<run id>/`:
+`runs/` for training runs, `scores/` for scoring runs."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ def safe_run_id(run_id: str) -> str:
 
 
 class RunArtifacts:
-    def __init__(self, s3, bucket: str, prefix: str, run_id: str):
+    def __init__(self, s3, bucket: str, prefix: str, run_id: str, area: str = "runs"):
         self.s3 = s3
         self.bucket = bucket
         self.run_id = run_id
-        self.root = "/".join(p for p in (prefix, "runs", safe_run_id(run_id)) if p)
+        self.root = "/".join(p for p in (prefix, area, safe_run_id(run_id)) if p)
 
     def key(self, *parts: str) -> str:
         return "/".join((self.root, *parts))

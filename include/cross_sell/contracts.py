@@ -81,3 +81,29 @@ class Pushed(TypedDict, total=False):
     previous_version: str | None
     model_uri: str
     pointer_uri: str
+
+
+# The scoring DAG (cross_sell.scoring).
+class Scored(TypedDict):
+    scores_key: str
+    quarantine_key: str
+    summary_key: str
+    rows: int  # scored
+    quarantined: int
+    model_version: str
+    scored_at: str
+
+
+class Campaign(TypedDict):
+    csv_key: str
+    parquet_key: str
+    customers: int
+    cutoff_probability: float
+    expected_buyers: float
+
+
+class Published(TypedDict):
+    collection: str
+    documents: int
+    inserted: int
+    updated: int

@@ -78,6 +78,25 @@ def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: f
                    f"{value - incumbent:+.4f} < margin {margin:.4f}")
 
 
+def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 20) -> dict:
+    """Observed positive rate per bin of predicted probability (bins of equal row counts), on labelled
+    data: what batch scoring turns a probability into an expected buy rate with."""
+    edges = np.unique(np.quantile(probability, np.linspace(0, 1, bins + 1)[1:-1]))
+    index = np.searchsorted(edges, probability, side="right")
+    rows = np.bincount(index, minlength=len(edges) + 1)
+    positives = np.bincount(index, weights=y, minlength=len(edges) + 1)
+    sums = np.bincount(index, weights=probability, minlength=len(edges) + 1)
+    safe = np.maximum(rows, 1)
+    return {"edges": edges.tolist(), "rows": rows.tolist(), "observed_rate": (positives / safe).tolist(),
+            "mean_probability": (sums / safe).tolist()}
+
+
+def calibrated_rate(calibration: dict, probability: np.ndarray) -> np.ndarray:
+    """Each probability's expected positive rate from a `calibration_table`."""
+    index = np.searchsorted(np.asarray(calibration["edges"]), probability, side="right")
+    return np.asarray(calibration["observed_rate"])[index]
+
+
 SLICE_COLUMNS = ("Vehicle_Age", "Gender", "Previously_Insured")
 
 

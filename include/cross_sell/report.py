@@ -36,6 +36,7 @@ def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
         "confusion": skm.confusion_matrix(y, (probability >= threshold).astype(int), labels=[0, 1]).tolist(),
         "slices": evaluation.slice_metrics(test, y, probability, threshold),
         "importance": evaluation.feature_importance(model, test, seed=seed),
+        "calibration": evaluation.calibration_table(y, probability),
         "_y": y, "_probability": probability,  # for the figures only; dropped before saving
     }
 

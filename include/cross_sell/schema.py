@@ -15,9 +15,10 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
     import pandas as pd
 
-TRAINING = "training"
-SERVING = "serving"
-ENVIRONMENTS = (TRAINING, SERVING)
+TRAINING = "training"  # a labelled customer: key, features, label
+SERVING = "serving"  # one request row: the features only
+SCORING = "scoring"  # a customer scored in bulk: key and features (the scores are written back by key)
+ENVIRONMENTS = (TRAINING, SERVING, SCORING)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("id", "integer", "key", "Customer id; the natural key of a document.", minimum=1,
-           environments=(TRAINING,), example=1),
+           environments=(TRAINING, SCORING), example=1),
     Column("Gender", "category", "feature", "Customer gender.", allowed=("Male", "Female"), example="Male"),
     Column("Age", "integer", "feature", "Age in years (the real data spans 20-85).", minimum=18, maximum=100,
            example=44),

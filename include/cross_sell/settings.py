@@ -19,6 +19,9 @@ class Settings:
     signing_conn_id: str = "cross_sell_signing"
     extract_batch_size: int = 5_000
     schedule: str | None = "@weekly"  # CROSS_SELL_SCHEDULE; "none" for triggered runs only
+    # Scoring runs when a new champion lands and on this cron (CROSS_SELL_SCORING_CRON; "none": only then).
+    scoring_cron: str | None = "0 5 * * *"
+    scores_collection: str = "customer_scores"
     retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
 
     @classmethod
@@ -37,6 +40,9 @@ class Settings:
             schedule=None if env("CROSS_SELL_SCHEDULE", "").lower() == "none" else
             env("CROSS_SELL_SCHEDULE") or defaults.schedule,
             retry_delay_seconds=float(env("CROSS_SELL_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds)),
+            scoring_cron=None if env("CROSS_SELL_SCORING_CRON", "").lower() == "none" else
+            env("CROSS_SELL_SCORING_CRON") or defaults.scoring_cron,
+            scores_collection=env("CROSS_SELL_SCORES_COLLECTION", defaults.scores_collection),
         )
 
 

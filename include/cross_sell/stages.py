@@ -305,6 +305,8 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, t
         "profile.json": json.dumps(artifacts.get_json(trained["profile_key"])).encode(),
         "model_card.md": report.model_card(manifest, facts).encode(),
     }
+    if facts and facts.get("calibration"):  # the test split's calibration: batch scoring's expected buy rates
+        files["calibration.json"] = json.dumps(facts["calibration"]).encode()
     registry.publish(manifest, files, signer)
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,

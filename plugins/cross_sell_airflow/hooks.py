@@ -14,11 +14,12 @@ from cross_sell.settings import Settings
 from cross_sell.signing import ManifestSigner, ManifestVerifier, SignatureError
 
 
-def customer_documents(settings: Settings) -> Iterator[dict]:
-    """Stream the customers collection without `_id`, `extract_batch_size` documents per round trip."""
+def customer_documents(settings: Settings, fields: tuple[str, ...] | None = None) -> Iterator[dict]:
+    """Stream the customers collection without `_id` (or only `fields`), `extract_batch_size` per round trip."""
+    projection = {"_id": False, **{name: True for name in fields or ()}}
     with MongoHook(mongo_conn_id=settings.mongo_conn_id) as hook:
         collection = hook.get_collection(settings.mongo_collection, mongo_db=settings.mongo_database)
-        yield from collection.find({}, projection={"_id": False}, batch_size=settings.extract_batch_size)
+        yield from collection.find({}, projection=projection, batch_size=settings.extract_batch_size)
 
 
 def s3_client(settings: Settings):

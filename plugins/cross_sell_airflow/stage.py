@@ -50,23 +50,52 @@ class StageRun:
 
         return manifest_signer(self.settings)
 
-    def customer_documents(self):
+    @cached_property
+    def scores_artifacts(self):
+        """This run's folder under `<prefix>/scores/` (the scoring DAG)."""
+        from cross_sell.artifacts import RunArtifacts
+
+        return RunArtifacts(self.artifacts.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id,
+                            area="scores")
+
+    def customer_documents(self, fields: tuple[str, ...] | None = None):
         from .hooks import customer_documents
 
-        return customer_documents(self.settings)
+        return customer_documents(self.settings, fields)
+
+    def collection(self, name: str):
+        """A MongoDB collection of the customers' database, open until the stage returns."""
+        from airflow.providers.mongo.hooks.mongo import MongoHook
+
+        hook = MongoHook(mongo_conn_id=self.settings.mongo_conn_id)
+        self._closing.append(hook)
+        return hook.get_collection(name, mongo_db=self.settings.mongo_database)
+
+    @cached_property
+    def _closing(self) -> list:
+        return []
+
+    def close(self) -> None:
+        for hook in self._closing:
+            hook.close()
 
 
-def run_stage(call: Callable[[object, StageRun], T], settings: Settings | None = None) -> T:
+def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.stages",
+              settings: Settings | None = None) -> T:
+    """`call(<module>, StageRun)`: the training stages by default, `cross_sell.scoring` for scoring."""
+    import importlib
+
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
-    from cross_sell import stages
     from cross_sell.errors import NotRetryable
 
     context = get_current_context()
     run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
                    dict(context["params"]))
     try:
-        return call(stages, run)
+        return call(importlib.import_module(module), run)
     except NotRetryable as failure:
         raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
+    finally:
+        run.close()

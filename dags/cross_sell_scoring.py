@@ -1,0 +1,90 @@
+"""
+### Vehicle-insurance cross-sell: scoring every customer
+
+`score → campaign + publish`
+
+Runs when `cross_sell_training` pushes a new champion (the `cross_sell_champion` Asset) and daily
+(`CROSS_SELL_SCORING_CRON`), or when triggered with params.
+
+* **score** streams every customer from MongoDB in batches, checks each against the schema's scoring
+  environment (the id and the serving features; rows that fail go to `quarantine.jsonl` with their
+  reasons and are counted, never scored), scores the rest with the champion through the service's own
+  path (signed ONNX file, ONNX Runtime), and writes `scores/<run id>/scores.parquet` (id, probability,
+  label, decile, model version, scored-at) and the lift/gain per decile (`summary.json`, and the log).
+* **campaign** ranks the customers to call first, the top `campaign_top_n` or the top
+  `campaign_top_share`: `campaign.csv` and `campaign.parquet`, with expected buyers per call from the
+  champion's test-split calibration.
+* **publish** upserts one document per customer into the MongoDB collection `customer_scores`
+  (`CROSS_SELL_SCORES_COLLECTION`), keyed on the customer id, for the CRM; outlet Asset
+  `cross_sell_scores`.
+
+A re-run of a run rewrites the same keys and upserts the same documents.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from cross_sell.contracts import Campaign, Published, Scored
+from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.assets import CHAMPION, SCORES
+from cross_sell_airflow.stage import run_stage
+
+SETTINGS = Settings.from_env()
+IO_RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_cron, timezone="UTC"),
+                                assets=CHAMPION) if SETTINGS.scoring_cron else CHAMPION)
+
+
+@dag(
+    dag_id="cross_sell_scoring",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cross-sell", "scoring"],
+    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(hours=2)},
+    params={
+        "model": Param("champion", type="string", description='"champion", or a registry version to score with.'),
+        "campaign_top_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,
+                                    description="Share of the customers on the campaign list (highest first)."),
+        "campaign_top_n": Param(None, type=["null", "integer"], minimum=1,
+                                description="If set, exactly this many customers instead of a share."),
+        "batch_rows": Param(20_000, type="integer", minimum=1_000, maximum=500_000,
+                            description="Customers per batch: memory grows with this, not with the base."),
+    },
+)
+def cross_sell_scoring():
+    @task(multiple_outputs=False, **IO_RETRIES)
+    def score() -> Scored:
+        def call(scoring, run):
+            model, version, calibration = scoring.served(run.registry, run.params["model"])
+            return scoring.score(run.customer_documents(scoring.FIELDS), run.scores_artifacts, model, version,
+                                 run.run_started, calibration, run.params["batch_rows"])
+        return run_stage(call, module="cross_sell.scoring")
+
+    @task(multiple_outputs=False, **IO_RETRIES)
+    def campaign(scored: Scored) -> Campaign:
+        return run_stage(lambda scoring, run: scoring.campaign(
+            run.scores_artifacts, scored, run.params["campaign_top_share"], run.params["campaign_top_n"]),
+            module="cross_sell.scoring")
+
+    @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
+    def publish(scored: Scored) -> Published:
+        return run_stage(lambda scoring, run: scoring.publish(
+            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection)), module="cross_sell.scoring")
+
+    scored = score()
+    [campaign(scored), publish(scored)]
+
+
+cross_sell_scoring()

@@ -1,0 +1,287 @@
+"""Batch scoring: every customer scored by the champion, written back for the CRM, and the campaign list.
+
+The stages of the `cross_sell_scoring` DAG (and `python -m cross_sell score` for files):
+
+* `score` streams customers in batches of bounded size, checks each batch against the schema's scoring
+  environment (the key and the serving features), quarantines the rows that fail with their reasons, and
+  scores the others through the same path as the service (`model_input.from_frame`, the signed ONNX file
+  in ONNX Runtime). Scores go to `<prefix>/scores/<run id>/scores.parquet` with the decile of each
+  customer; deciles come from a fixed-size histogram of the probabilities, so memory does not grow with
+  the number of customers.
+* `campaign` ranks the customers (top N or a top share) into `campaign.csv` / `campaign.parquet`, with
+  the lift and gain per decile: expected buyers per call from the champion's test-split calibration.
+* `publish` bulk-upserts the scores into a MongoDB collection keyed on the customer id (`_id`).
+
+A re-run of the same run id writes the same keys and upserts the same documents: `scored_at` is the
+run's own time, not the clock's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from . import evaluation, model_input, schema
+from .artifacts import RunArtifacts
+from .contracts import Campaign, Published, Scored
+from .errors import NotRetryable
+from .onnx_model import OnnxModel
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 20_000
+DECILES = 10
+HISTOGRAM_BINS = 100_000  # probabilities to 1e-5: deciles and campaign cut-offs in constant memory
+FIELDS = tuple(schema.column_names(schema.SCORING))  # what is read of each customer document
+SCORES = ("scores.parquet",)
+QUARANTINE = ("quarantine.jsonl",)
+
+
+@dataclass
+class Batch:
+    ids: np.ndarray
+    probability: np.ndarray
+    labels: np.ndarray
+    quarantined: list[dict]  # {"id", "problems": [{"field", "reason"}], "document"}
+
+
+class BatchScorer:
+    """Checks and scores one batch of customer documents with one model, as the service would."""
+
+    def __init__(self, model: OnnxModel):
+        self.model = model
+
+    def score(self, documents: list[dict]) -> Batch:
+        import pandas as pd
+
+        names = schema.column_names(schema.SCORING)
+        raw = pd.DataFrame.from_records(documents, columns=names)  # absent fields become missing values
+        typed, problems = schema.validate_frame(raw, schema.SCORING, allow_text=False)
+        bad: dict[int, list[dict]] = {}
+        for problem in problems:
+            rows = range(len(raw)) if problem.row is None else [problem.row]
+            for row in rows:
+                bad.setdefault(row, []).append({"field": problem.column, "reason": problem.reason})
+        quarantined = [{"id": _plain(documents[row].get(schema.KEY)), "problems": reasons,
+                        "document": {k: _plain(v) for k, v in documents[row].items() if k != "_id"}}
+                       for row, reasons in sorted(bad.items())]
+        good = np.ones(len(raw), dtype=bool)
+        good[list(bad)] = False
+        typed = typed[good]
+        probability = self.model.probability(model_input.from_frame(typed)) if len(typed) else np.empty(0)
+        return Batch(typed[schema.KEY].to_numpy(dtype="int64"), probability, self.model.labels(probability),
+                     quarantined)
+
+
+def served(registry, which: str = "champion") -> tuple[OnnxModel, str, dict | None]:
+    """The model to score with (the champion, or a version), verified as the service verifies it, and its
+    test-split calibration table (None for versions pushed before it existed)."""
+    version = which
+    if which == "champion":
+        champion = registry.champion()
+        if champion is None:
+            raise NotRetryable("no champion yet: run cross_sell_training first")
+        version = champion.version
+    model, _ = registry.served_model(version, threads=2)
+    return model, version, registry.version_json(version, "calibration.json")
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def batches(documents: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def decile_edges(histogram: np.ndarray) -> np.ndarray:
+    """Probability cut-offs between deciles, highest first: decile 1 holds the most likely buyers."""
+    bounds = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    from_top = np.cumsum(histogram[::-1])  # customers at or above each bin's lower bound, top down
+    total = from_top[-1] if len(from_top) else 0
+    edges = []
+    for k in range(1, DECILES):
+        reached = int(np.searchsorted(from_top, total * k / DECILES, side="left"))
+        edges.append(bounds[HISTOGRAM_BINS - 1 - min(reached, HISTOGRAM_BINS - 1)])
+    return np.asarray(edges)
+
+
+def decile_of(probability: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """1 for the top tenth (probability at or above the first edge) ... 10 for the bottom tenth."""
+    return 1 + np.sum(probability[:, None] < edges[None, :], axis=1)
+
+
+def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, model_version: str,
+          scored_at: datetime, calibration: dict | None = None, batch_rows: int = BATCH_ROWS) -> Scored:
+    """Score every customer (see the module doc); two passes over a local Parquet file, bounded memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    scorer = BatchScorer(model)
+    histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+    stamp = scored_at.isoformat()
+    rows = quarantined = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path, final_path, quarantine_path = (Path(tmp) / name for name in
+                                                 ("raw.parquet", "scores.parquet", "quarantine.jsonl"))
+        raw_schema = pa.schema([("id", pa.int64()), ("probability", pa.float64()), ("label", pa.int8())])
+        with pq.ParquetWriter(raw_path, raw_schema) as writer, open(quarantine_path, "w") as bad:
+            for batch in batches(documents, batch_rows):
+                scored = scorer.score(batch)
+                writer.write_table(pa.table({"id": scored.ids, "probability": scored.probability,
+                                             "label": scored.labels.astype("int8")}, schema=raw_schema))
+                histogram += np.histogram(scored.probability, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+                for row in scored.quarantined:
+                    bad.write(json.dumps(row, default=str) + "\n")
+                rows += len(scored.ids)
+                quarantined += len(scored.quarantined)
+        if rows == 0:
+            raise NotRetryable(f"no customer could be scored ({quarantined} quarantined)")
+        edges = decile_edges(histogram)
+        deciles = _DecileStats(calibration)
+        final_schema = pa.schema([("id", pa.int64()), ("probability", pa.float64()), ("label", pa.int8()),
+                                  ("decile", pa.int8()), ("model_version", pa.string()),
+                                  ("scored_at", pa.string())])
+        source = pq.ParquetFile(raw_path)
+        with pq.ParquetWriter(final_path, final_schema) as writer:
+            for group in range(source.num_row_groups):
+                part = source.read_row_group(group)
+                probability = part.column("probability").to_numpy()
+                decile = decile_of(probability, edges)
+                deciles.add(probability, decile)
+                writer.write_table(pa.table({
+                    "id": part.column("id"), "probability": part.column("probability"),
+                    "label": part.column("label"), "decile": decile.astype("int8"),
+                    "model_version": pa.array([model_version] * len(part), pa.string()),
+                    "scored_at": pa.array([stamp] * len(part), pa.string())}, schema=final_schema))
+        scores_key = artifacts.upload_file(final_path, *SCORES)
+        quarantine_key = artifacts.upload_file(quarantine_path, *QUARANTINE)
+    summary = {"rows": rows, "quarantined": quarantined, "model_version": model_version, "scored_at": stamp,
+               "decile_edges": edges.tolist(), "deciles": deciles.table(), "calibration": deciles.source}
+    summary_key = artifacts.put_json(summary, "summary.json")
+    log.info("scored %s customers with %s (%s quarantined: %s)", f"{rows:,}", model_version, f"{quarantined:,}",
+             artifacts.uri(quarantine_key))
+    log.info("lift and gain per decile (expected buyers per call from %s):\n%s", deciles.source,
+             lift_table(summary["deciles"]))
+    return Scored(scores_key=scores_key, quarantine_key=quarantine_key, summary_key=summary_key, rows=rows,
+                  quarantined=quarantined, model_version=model_version, scored_at=stamp)
+
+
+class _DecileStats:
+    """Customers, mean probability and expected buyers per decile, accumulated batch by batch."""
+
+    def __init__(self, calibration: dict | None):
+        self.calibration = calibration
+        self.source = "the champion's test-split calibration" if calibration else \
+            "the model's probabilities (this version has no calibration table)"
+        self.count = np.zeros(DECILES + 1)
+        self.probability = np.zeros(DECILES + 1)
+        self.expected = np.zeros(DECILES + 1)
+
+    def add(self, probability: np.ndarray, decile: np.ndarray) -> None:
+        rate = evaluation.calibrated_rate(self.calibration, probability) if self.calibration else probability
+        self.count += np.bincount(decile, minlength=DECILES + 1)
+        self.probability += np.bincount(decile, weights=probability, minlength=DECILES + 1)
+        self.expected += np.bincount(decile, weights=rate, minlength=DECILES + 1)
+
+    def table(self) -> list[dict]:
+        total_customers, total_expected = self.count[1:].sum(), self.expected[1:].sum()
+        overall = total_expected / max(total_customers, 1)
+        rows, cumulative = [], 0.0
+        for d in range(1, DECILES + 1):
+            n = self.count[d]
+            per_call = self.expected[d] / n if n else 0.0
+            cumulative += self.expected[d]
+            rows.append({"decile": d, "customers": int(n),
+                         "mean_probability": float(self.probability[d] / n) if n else 0.0,
+                         "expected_buyers_per_call": float(per_call), "expected_buyers": float(self.expected[d]),
+                         "lift": float(per_call / overall) if overall else 0.0,
+                         "cumulative_gain": float(cumulative / total_expected) if total_expected else 0.0})
+        return rows
+
+
+def lift_table(deciles: list[dict]) -> str:
+    lines = [f"{'decile':>6s} {'customers':>10s} {'buyers/call':>11s} {'expected':>10s} {'lift':>6s} {'gain':>6s}"]
+    for row in deciles:
+        lines.append(f"{row['decile']:6d} {row['customers']:10,d} {row['expected_buyers_per_call']:11.3f} "
+                     f"{row['expected_buyers']:10,.0f} {row['lift']:6.2f} {row['cumulative_gain']:6.1%}")
+    return "\n".join(lines)
+
+
+def campaign(artifacts: RunArtifacts, scored: Scored, top_share: float | None = 0.1,
+             top_n: int | None = None) -> Campaign:
+    """The customers to call first: ranked by probability, the top `top_n` (if given) or `top_share`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if top_n is None and not (top_share and 0 < top_share <= 1):
+        raise NotRetryable(f"campaign size: give top_n or a top_share in (0, 1], not {top_share!r}")
+    summary = artifacts.get_json(scored["summary_key"])
+    wanted = top_n if top_n is not None else int(np.ceil(summary["rows"] * top_share))
+    with tempfile.TemporaryDirectory() as tmp:
+        source = pq.ParquetFile(artifacts.download(scored["scores_key"], Path(tmp) / "scores.parquet"))
+        histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+        for group in range(source.num_row_groups):
+            probability = source.read_row_group(group, columns=["probability"]).column(0).to_numpy()
+            histogram += np.histogram(probability, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+        from_top = np.cumsum(histogram[::-1])
+        reached = int(np.searchsorted(from_top, min(wanted, from_top[-1]), side="left"))
+        cutoff = float(np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)[HISTOGRAM_BINS - 1 - min(reached,
+                                                                                             HISTOGRAM_BINS - 1)])
+        kept = [part.filter(pc.greater_equal(part.column("probability"), cutoff))
+                for part in (source.read_row_group(g, columns=["id", "probability", "decile"])
+                             for g in range(source.num_row_groups))]
+        chosen = pa.concat_tables(kept).sort_by([("probability", "descending"), ("id", "ascending")])
+        chosen = chosen.slice(0, wanted)
+        calibration = summary["deciles"]
+        per_call = np.asarray([calibration[d - 1]["expected_buyers_per_call"]
+                               for d in chosen.column("decile").to_numpy()])
+        chosen = chosen.append_column("expected_buyers_per_call", pa.array(per_call))
+        chosen = chosen.add_column(0, "rank", pa.array(np.arange(1, len(chosen) + 1)))
+        parquet_path, csv_path = Path(tmp) / "campaign.parquet", Path(tmp) / "campaign.csv"
+        pq.write_table(chosen, parquet_path)
+        chosen.to_pandas().to_csv(csv_path, index=False)
+        parquet_key = artifacts.upload_file(parquet_path, "campaign.parquet")
+        csv_key = artifacts.upload_file(csv_path, "campaign.csv")
+    expected = float(per_call.sum())
+    lowest = float(chosen.column("probability").to_numpy().min()) if len(chosen) else cutoff
+    log.info("campaign: %s customers (probability >= %.4f), %.0f expected buyers: %s",
+             f"{len(chosen):,}", lowest, expected, artifacts.uri(csv_key))
+    return Campaign(csv_key=csv_key, parquet_key=parquet_key, customers=len(chosen), cutoff_probability=lowest,
+                    expected_buyers=expected)
+
+
+def publish(artifacts: RunArtifacts, scored: Scored, collection, batch_size: int = 5_000) -> Published:
+    """Upsert every score into `collection`, one document per customer keyed on the id (`_id`)."""
+    import pyarrow.parquet as pq
+    from pymongo import ReplaceOne
+
+    inserted = updated = documents = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        source = pq.ParquetFile(artifacts.download(scored["scores_key"], Path(tmp) / "scores.parquet"))
+        for part in source.iter_batches(batch_size=batch_size):
+            operations = [ReplaceOne({"_id": row["id"]}, {"_id": row["id"], **row, "run_id": artifacts.run_id},
+                                     upsert=True) for row in part.to_pylist()]
+            result = collection.bulk_write(operations, ordered=False)
+            inserted += result.upserted_count
+            updated += result.matched_count
+            documents += len(operations)
+    log.info("upserted %s scores into %s.%s (%s new, %s updated)", f"{documents:,}", collection.database.name,
+             collection.name, f"{inserted:,}", f"{updated:,}")
+    return Published(collection=f"{collection.database.name}.{collection.name}", documents=documents,
+                     inserted=inserted, updated=updated)

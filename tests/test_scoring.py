@@ -1,0 +1,149 @@
+"""Batch scoring against the local S3 and MongoDB-wire servers: quarantine, deciles, campaign, write-back."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving_support import PREFIX, promote, train_model
+
+from conftest import SIGNING_PUBLIC_KEY
+from cross_sell import evaluation, schema, scoring, synthetic
+from cross_sell.artifacts import RunArtifacts
+from cross_sell.registry import ModelRegistry
+
+SCORED_AT = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
+CUSTOMERS = 6_000
+
+
+def customers(n=CUSTOMERS, seed=21) -> list[dict]:
+    frame = synthetic.generate(n, seed=seed)[list(schema.column_names(schema.SCORING))]
+    return [{k: getattr(v, "item", lambda v=v: v)() for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+@pytest.fixture
+def registry(s3, bucket, signer, verifier):
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
+    trained = train_model(1)
+    calibration = {"edges": [0.1, 0.3], "rows": [10, 10, 10], "observed_rate": [0.02, 0.2, 0.5],
+                   "mean_probability": [0.05, 0.2, 0.45]}
+    import json
+
+    registry.publish({"version": "v1", **trained["manifest"]},
+                     {**trained["files"], "calibration.json": json.dumps(calibration).encode()}, signer)
+    promote(registry, "v1")
+    return registry
+
+
+def _run(registry, name="score-run"):
+    return RunArtifacts(registry.s3, registry.bucket, PREFIX, name, area="scores")
+
+
+def test_invalid_customers_are_quarantined_with_reasons_and_never_scored(registry):
+    documents = customers(200)
+    documents[3]["Age"] = "forty"
+    documents[7]["Vehicle_Age"] = "brand new"
+    del documents[9]["Gender"]
+    documents[11]["id"] = -5
+    model, version, calibration = scoring.served(registry)
+    batch = scoring.BatchScorer(model).score(documents)
+    assert len(batch.ids) == 196 and len(batch.probability) == 196
+    reasons = {row["id"]: row["problems"] for row in batch.quarantined}
+    assert set(reasons) == {documents[i]["id"] for i in (3, 7, 9)} | {-5}
+    assert reasons[documents[3]["id"]][0]["field"] == "Age" and "number" in reasons[documents[3]["id"]][0]["reason"]
+    assert "not one of" in reasons[documents[7]["id"]][0]["reason"]
+    assert reasons[documents[9]["id"]] == [{"field": "Gender", "reason": "missing value"}]
+    assert reasons[-5][0]["field"] == "id"
+    assert not set(batch.ids) & set(reasons)
+
+
+def test_scores_deciles_and_lift_from_the_champions_calibration(registry):
+    documents = customers()
+    documents[0]["Vintage"] = -1
+    model, version, calibration = scoring.served(registry)
+    scored = scoring.score(iter(documents), _run(registry), model, version, SCORED_AT, calibration, batch_rows=1_000)
+    assert scored["rows"] == CUSTOMERS - 1 and scored["quarantined"] == 1 and scored["model_version"] == "v1"
+    frame = pd.read_parquet(_download(registry, scored["scores_key"]))
+    assert list(frame.columns) == ["id", "probability", "label", "decile", "model_version", "scored_at"]
+    assert len(frame) == CUSTOMERS - 1 and set(frame["scored_at"]) == {SCORED_AT.isoformat()}
+    counts = frame["decile"].value_counts().sort_index()
+    assert list(counts.index) == list(range(1, 11)) and counts.min() >= 0.09 * len(frame)  # tenths
+    by_decile = frame.groupby("decile")["probability"].agg(["min", "max"])
+    assert all(by_decile["min"].iloc[d] >= by_decile["max"].iloc[d + 1] for d in range(9))  # 1 = most likely
+    summary = registry.s3.get_object(Bucket=registry.bucket, Key=scored["summary_key"])["Body"].read()
+    import json
+
+    deciles = json.loads(summary)["deciles"]
+    assert deciles[0]["lift"] > 1.5 > deciles[-1]["lift"] and deciles[-1]["cumulative_gain"] == pytest.approx(1)
+    # Expected buyers per call: the calibration's observed rate for each customer's probability, averaged.
+    rate = evaluation.calibrated_rate(calibration, frame["probability"].to_numpy())
+    expected = pd.Series(rate).groupby(frame["decile"].to_numpy()).mean()
+    assert [d["expected_buyers_per_call"] for d in deciles] == pytest.approx(expected.tolist())
+
+
+def test_batch_scores_equal_the_services_answers(registry, s3_env):
+    from serving.app import create_app
+    from serving.config import ServingConfig
+
+    documents = customers(300, seed=5)
+    model, version, calibration = scoring.served(registry)
+    scored = scoring.score(iter(documents), _run(registry), model, version, SCORED_AT, calibration)
+    frame = pd.read_parquet(_download(registry, scored["scores_key"])).set_index("id")
+    app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX,
+                                   public_key_path=str(SIGNING_PUBLIC_KEY), sample_rate=0.0), start_poller=False)
+    records = [{k: v for k, v in d.items() if k != "id"} for d in documents]
+    answer = app.test_client().post("/predict", json={"records": records}).json
+    served = np.array([p["probability"] for p in answer["predictions"]])
+    batch = frame.loc[[d["id"] for d in documents], "probability"].to_numpy()
+    assert answer["model_version"] == version
+    assert np.max(np.abs(served - batch)) <= 1e-6
+    one = app.test_client().post("/predict", json={"records": records[:1]}).json  # the few-row path too
+    assert abs(one["predictions"][0]["probability"] - batch[0]) <= 1e-6
+
+
+def test_campaign_takes_the_top_share_or_top_n_ranked(registry):
+    model, version, calibration = scoring.served(registry)
+    scored = scoring.score(iter(customers()), _run(registry), model, version, SCORED_AT, calibration)
+    share = scoring.campaign(_run(registry), scored, top_share=0.05)
+    listed = pd.read_csv(_download(registry, share["csv_key"]))
+    assert share["customers"] == len(listed) == int(np.ceil(CUSTOMERS * 0.05))
+    assert listed["rank"].tolist() == list(range(1, len(listed) + 1))
+    assert listed["probability"].is_monotonic_decreasing and set(listed["decile"]) == {1}
+    everyone = pd.read_parquet(_download(registry, scored["scores_key"]))
+    assert listed["probability"].min() >= everyone["probability"].quantile(0.95) - 1e-5
+    top = scoring.campaign(_run(registry), scored, top_share=None, top_n=123)
+    assert top["customers"] == 123 and top["expected_buyers"] == pytest.approx(123 * 0.5, rel=0.2)
+
+
+def test_publishing_is_an_idempotent_upsert_keyed_on_the_customer(registry, mongo_db):
+    model, version, calibration = scoring.served(registry)
+    artifacts = _run(registry, "idempotent")
+    scored = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)
+    first_bytes = registry.s3.get_object(Bucket=registry.bucket, Key=scored["scores_key"])["Body"].read()
+    first = scoring.publish(artifacts, scored, mongo_db["customer_scores"])
+    assert first["inserted"] == CUSTOMERS and first["updated"] == 0
+    again = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)  # a re-run
+    assert again == scored
+    assert registry.s3.get_object(Bucket=registry.bucket, Key=again["scores_key"])["Body"].read() == first_bytes
+    second = scoring.publish(artifacts, again, mongo_db["customer_scores"])
+    assert second["inserted"] == 0 and second["updated"] == CUSTOMERS
+    assert mongo_db["customer_scores"].estimated_document_count() == CUSTOMERS
+    document = mongo_db["customer_scores"].find_one({"_id": 1})
+    assert set(document) == {"_id", "id", "probability", "label", "decile", "model_version", "scored_at", "run_id"}
+    assert document["model_version"] == "v1" and document["run_id"] == "idempotent"
+
+
+def test_without_a_champion_scoring_refuses_with_a_reason(s3, bucket, verifier):
+    from cross_sell.errors import NotRetryable
+
+    with pytest.raises(NotRetryable, match="no champion"):
+        scoring.served(ModelRegistry(s3, bucket, PREFIX, verifier))
+
+
+def _download(registry, key):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / Path(key).name
+    registry.s3.download_file(registry.bucket, key, str(path))
+    return path
