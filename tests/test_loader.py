@@ -74,3 +74,45 @@ def test_real_kaggle_sample_loads(sample_csv):
     frame = loader.read_csv(str(sample_csv))
     assert len(frame) == 57_166
     assert frame["Response"].mean() == pytest.approx(0.1226, abs=0.002)
+
+
+def test_problems_are_reported_at_their_physical_line(tmp_path):
+    """Blank lines and a quoted field spanning lines before a bad row do not shift its line number."""
+    path = _write_csv(tmp_path / "shifted.csv", synthetic.generate(40, seed=15))
+    lines = path.read_text().splitlines()
+    lines.insert(3, "")  # physical line 4 is blank
+    fields = lines[6].split(",")
+    fields[1] = '"Male\nstill the same field"'  # a quoted value over two physical lines (7 and 8)
+    lines[6] = ",".join(fields)
+    bad = lines[20].split(",")
+    bad[2] = "forty"
+    lines[20] = ",".join(bad)  # physical line 22 (line 21 of the list, plus the field's extra line)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(loader.LoadError) as refused:
+        loader.check_csv(str(path))
+    message = str(refused.value)
+    assert "line 7, column Gender: not one of" in message  # the multi-line value, where it starts
+    assert "line 22, column Age: expected a number, got 'forty'" in message
+
+
+def test_a_byte_that_is_not_utf8_is_refused_with_its_line(tmp_path):
+    path = _write_csv(tmp_path / "latin1.csv", synthetic.generate(20, seed=16))
+    raw = path.read_bytes().splitlines(keepends=True)
+    raw[9] = raw[9].replace(b"Male", b"M\xe4le", 1).replace(b"Female", b"Fem\xe4le", 1)
+    path.write_bytes(b"".join(raw))
+    with pytest.raises(loader.LoadError, match=r"line 10, column \d+: byte 0xe4 is not UTF-8"):
+        loader.check_csv(str(path))
+
+
+def test_large_files_are_checked_and_loaded_chunk_by_chunk(tmp_path, mongo_db):
+    frame = synthetic.generate(2_500, seed=17)
+    path = _write_csv(tmp_path / "big.csv", frame)
+    lines = path.read_text().splitlines()
+    lines.append(lines[1])  # the first customer again, in the last chunk: a duplicate across chunks
+    (tmp_path / "dup.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(loader.LoadError, match=f"line {len(lines)}, column id: duplicate id"):
+        loader.check_csv(str(tmp_path / "dup.csv"), rows=1_000)
+    stats = loader.load_csv(mongo_db.customers, str(path), rows=1_000, progress=False)
+    assert (stats.rows, stats.inserted) == (2_500, 2_500)
+    assert mongo_db.customers.estimated_document_count() == 2_500
+    assert loader.read_csv(str(path)).equals(frame)

@@ -147,3 +147,29 @@ def _download(registry, key):
     path = Path(tempfile.mkdtemp()) / Path(key).name
     registry.s3.download_file(registry.bucket, key, str(path))
     return path
+
+
+def test_score_cli_scores_a_file_like_the_dag(registry, s3_env, tmp_path, monkeypatch, capsys):
+    import json
+
+    from cross_sell.__main__ import main as cli
+
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", registry.bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    frame = synthetic.generate(500, seed=8)  # a Kaggle file: the label is there, and ignored
+    path = tmp_path / "customers.csv"
+    frame.to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].replace("Yes", "Perhaps", 1).replace(",No,", ",Perhaps,", 1)
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.csv"
+    assert cli(["score", "--csv", str(path), "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scored"] == 499 and result["quarantined"] == 1 and result["model_version"] == "v1"
+    bad = json.loads((tmp_path / "scores.csv.quarantine.jsonl").read_text())
+    assert bad["line"] == 6 and bad["problems"][0]["field"] == "Vehicle_Damage"
+    written = pd.read_csv(out).set_index("id")
+    model, version, calibration = scoring.served(registry)
+    documents = [d for d in customers(500, seed=8) if str(d["id"]) != bad["document"]["id"]]  # CSV text
+    batch = scoring.BatchScorer(model).score(documents)
+    assert np.max(np.abs(written.loc[batch.ids, "probability"].to_numpy() - batch.probability)) <= 1e-12

@@ -1,4 +1,4 @@
-"""Command line: `python -m cross_sell {load,evaluate,champion,skew,keygen} ...`.
+"""Command line: `python -m cross_sell {load,evaluate,score,champion,skew,keygen} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -26,22 +26,22 @@ def cmd_load(args, settings: Settings) -> int:
     from . import loader, synthetic
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    if args.csv:
-        say(f"checking {args.csv} against the data contract ...")
-        frame = loader.read_csv(args.csv)
-    else:
-        say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
-        frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
     client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         collection = client[args.database or settings.mongo_database][args.collection or settings.mongo_collection]
         started = time.perf_counter()
-        say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
-        stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet)
+        if args.csv:  # checked whole, then loaded, a chunk at a time: memory does not grow with the file
+            say(f"checking {args.csv} against the data contract, then upserting it into "
+                f"{collection.database.name}.{collection.name} ...")
+            stats = loader.load_csv(collection, args.csv, batch_size=args.batch_size, progress=not args.quiet)
+        else:
+            say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
+            frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
+            say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
+            stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet)
     finally:
         client.close()
     _print({**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2),
-            "positive_rate": round(float(frame["Response"].mean()), 4),
             "collection": f"{collection.database.name}.{collection.name}"})
     return 0
 
@@ -73,6 +73,28 @@ def cmd_evaluate(args, settings: Settings) -> int:
         served, _ = registry.served_model(version)  # signed manifest, verified ONNX file: no pickle
         model, name = evaluation.ServedClassifier(served), version
     _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
+    return 0
+
+
+def cmd_score(args, settings: Settings) -> int:
+    """Score a file of customers with the champion (or a version, or a local estimator you trust)."""
+    from datetime import datetime, timezone
+
+    from . import scoring
+
+    if os.path.isfile(args.model):
+        import joblib
+
+        from . import onnx_export
+        from .onnx_model import OnnxModel
+
+        # A local estimator file the user named (unpickled at their word), run as the service would run it.
+        estimator = joblib.load(args.model)
+        model, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), args.model
+    else:
+        model, version, _ = scoring.served(_registry(settings), args.model)
+    result = scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
+    _print(result)
     return 0
 
 
@@ -160,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                           help="champion, a registry VERSION (its signed ONNX file) or a local joblib FILE you trust")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    score = sub.add_parser("score", help="score a Kaggle-format CSV of customers into OUT (id, probability, label)")
+    score.add_argument("--csv", required=True)
+    score.add_argument("--out", required=True)
+    score.add_argument("--model", default="champion",
+                       help="champion, a registry VERSION (its signed ONNX file) or a local joblib FILE you trust")
+    score.set_defaults(handler=cmd_score)
+
     champion = sub.add_parser("champion", help="show the champion, its history, or roll back")
     champion.add_argument("action", choices=("show", "history", "rollback"))
     champion.add_argument("version", nargs="?")
@@ -180,13 +209,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
     args = parser.parse_args(argv)
-    from .loader import LoadError
-    from .registry import ChampionChanged, IntegrityError, RegistryError
-    from .signing import SignatureError
+    from .errors import NotRetryable
+    from .registry import ChampionChanged
 
     try:
         return args.handler(args, settings)
-    except (LoadError, RegistryError, IntegrityError, SignatureError, ChampionChanged) as error:
+    except (NotRetryable, ChampionChanged) as error:  # bad input, an untrusted model, a lost race
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -1,23 +1,29 @@
 """Loading customers into MongoDB from a Kaggle-format CSV or the synthetic generator.
 
-The whole file is checked against the contract before the first write, so a bad file is refused
-with its line numbers and nothing of it reaches the collection. Writes are idempotent upserts keyed
-on the customer id: the document `_id` is the Kaggle `id` (always unique and indexed, on every
-MongoDB-compatible server), and a unique index on `id` is declared as well.
+A CSV is read twice in chunks, so memory does not grow with the file: first every row is checked
+against the contract, and a bad file is refused with the physical line number of each problem (blank
+lines and quoted multi-line fields counted) before anything is written; then it is loaded. Writes are
+idempotent upserts keyed on the customer id: the document `_id` is the Kaggle `id` (always unique and
+indexed, on every MongoDB-compatible server), and a unique index on `id` is declared as well.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from . import schema
 from .errors import NotRetryable
 
 BATCH_SIZE = 5_000
+CHUNK_ROWS = 50_000  # rows checked (and loaded) at a time
 MAX_REPORTED_PROBLEMS = 20
 
 
@@ -35,26 +41,129 @@ class LoadStats:
         return dict(self.__dict__)
 
 
-def read_csv(path: str) -> pd.DataFrame:
-    """Read and check a Kaggle-format CSV; returns the typed frame or raises LoadError."""
-    try:
-        raw = pd.read_csv(path, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise LoadError(f"{path}: unreadable CSV: {error}") from None
-    frame, problems = schema.validate_frame(raw, schema.TRAINING)
-    if not problems:
-        duplicated = frame[schema.KEY].duplicated(keep="first").to_numpy()
-        problems = [schema.Problem(int(row), schema.KEY, f"duplicate id {frame[schema.KEY].iloc[row]}")
-                    for row in duplicated.nonzero()[0]]
+@dataclass
+class Located:
+    """One problem of a file, at its physical line (None: the header)."""
+
+    line: int | None
+    column: str
+    reason: str
+
+
+def _lines(handle, path: str) -> Iterator[str]:
+    """The file's lines as text; a byte that is not UTF-8 is refused with its line and column."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise LoadError(f"{path}: refused; line {number}, column {error.start + 1}: byte "
+                            f"0x{raw[error.start]:02x} is not UTF-8; nothing was loaded") from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def raw_chunks(path: str, rows: int = CHUNK_ROWS, problems: list[Located] | None = None,
+               progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """The CSV as frames of text cells, `rows` at a time, with the physical line each row starts on.
+    Rows with the wrong number of fields are skipped and reported into `problems`."""
+    with open(path, "rb") as handle:
+        reader = csv.reader(_lines(handle, path), skipinitialspace=True)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            raise LoadError(f"{path}: refused; the file is empty") from None
+        except csv.Error as error:
+            raise LoadError(f"{path}: refused; line 1: unreadable CSV: {error}") from None
+        cells, starts, previous, yielded = [], [], reader.line_num, False
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                raise LoadError(f"{path}: refused; line {reader.line_num}: unreadable CSV: {error}") from None
+            start, previous = previous + 1, reader.line_num
+            if not record:  # a blank line
+                continue
+            if len(record) != len(header):
+                if problems is not None:
+                    problems.append(Located(start, "(row)", f"expected {len(header)} fields, got {len(record)}"))
+                continue
+            cells.append(record)
+            starts.append(start)
+            if len(cells) == rows:
+                if progress:
+                    progress.update(handle.tell() - progress.done)
+                yield pd.DataFrame(cells, columns=header), np.asarray(starts)
+                cells, starts, yielded = [], [], True
+        if progress:
+            progress.update(handle.tell() - progress.done)
+        if cells or not yielded:  # the last rows, or the header alone (its columns are still checked)
+            yield pd.DataFrame(cells, columns=header), np.asarray(starts, dtype=np.int64)
+
+
+def check_csv(path: str, rows: int = CHUNK_ROWS, progress: bool = False) -> int:
+    """Check every row of a Kaggle-format CSV against the contract, a chunk at a time; the number of
+    rows, or LoadError naming the physical line and field of each problem (the first 20 of them)."""
+    problems: list[Located] = []
+    ids: list[np.ndarray] = []  # the duplicate check: 8 bytes per row, the one thing that grows with the file
+    total = 0
+    bar = Progress(os.path.getsize(path), "checking", progress, unit="B")
+    for frame, starts in raw_chunks(path, rows, problems, bar):
+        typed, found = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        for problem in found:
+            if problem.row is None:  # a missing column: the header, once
+                if not any(p.line is None and p.column == problem.column for p in problems):
+                    problems.append(Located(None, problem.column, problem.reason))
+            else:
+                problems.append(Located(int(starts[problem.row]), problem.column, problem.reason))
+        if schema.KEY in typed and not any(p.line is None for p in problems):
+            ids.append(typed[schema.KEY].to_numpy(dtype="float64"))
+        total += len(frame)
+        if any(p.line is None for p in problems):
+            break  # a broken header: every row would repeat it
+    bar.close()
+    if not problems and ids:
+        problems += _duplicates(path, np.concatenate(ids), rows)
     if problems:
         raise LoadError(_describe(path, problems))
-    return frame
+    return total
 
 
-def _describe(path: str, problems: list[schema.Problem]) -> str:
+def _duplicates(path: str, ids: np.ndarray, rows: int) -> list[Located]:
+    values, counts = np.unique(ids, return_counts=True)
+    repeated = set(values[counts > 1].tolist())
+    if not repeated:
+        return []
+    seen, found = set(), []
+    for frame, starts in raw_chunks(path, rows):  # only when there are duplicates: find their lines
+        typed, _ = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        for value, line in zip(typed[schema.KEY].to_numpy(dtype="float64"), starts, strict=True):
+            if value in repeated:
+                if value in seen:
+                    found.append(Located(int(line), schema.KEY, f"duplicate id {int(value)}"))
+                seen.add(value)
+    return found
+
+
+def read_csv_chunks(path: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Typed frames of a CSV that `check_csv` accepted, `rows` at a time."""
+    for frame, _ in raw_chunks(path, rows):
+        typed, problems = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        if problems:  # the file changed since it was checked
+            raise LoadError(f"{path} changed since it was checked: {problems[0]}")
+        yield typed.reset_index(drop=True)
+
+
+def read_csv(path: str) -> pd.DataFrame:
+    """Check a Kaggle-format CSV and return it whole, typed (evaluation, benchmarks: files that fit)."""
+    check_csv(path)
+    return pd.concat(list(read_csv_chunks(path)), ignore_index=True)
+
+
+def _describe(path: str, problems: list[Located]) -> str:
     lines = [f"{path}: refused, {len(problems)} problem(s); nothing was loaded"]
     for problem in problems[:MAX_REPORTED_PROBLEMS]:
-        where = "header" if problem.row is None else f"line {problem.row + 2}"  # +1 header, +1 one-based
+        where = "header" if problem.line is None else f"line {problem.line}"
         lines.append(f"  {where}, column {problem.column}: {problem.reason}")
     if len(problems) > MAX_REPORTED_PROBLEMS:
         lines.append(f"  ... and {len(problems) - MAX_REPORTED_PROBLEMS} more")
@@ -74,24 +183,38 @@ def documents(frame: pd.DataFrame):
 class Progress:
     """A tqdm bar on a terminal; elsewhere (CI, a log file) one line every `every` seconds."""
 
-    def __init__(self, total: int, what: str, enabled: bool, every: float = 10.0):
+    def __init__(self, total: int, what: str, enabled: bool, every: float = 10.0, unit: str = "rows"):
         from tqdm import tqdm
 
-        self.total, self.what, self.every = total, what, every
+        self.total, self.what, self.every, self.unit = total, what, every, unit
         self.enabled, self.tty = enabled, sys.stderr.isatty()
-        self.bar = tqdm(total=total, unit="rows", desc=what, disable=not (enabled and self.tty))
+        self.bar = tqdm(total=total, unit=unit, unit_scale=unit == "B", desc=what, disable=not (enabled and self.tty))
         self.done, self.last = 0, time.monotonic()
 
-    def update(self, rows: int) -> None:
-        self.done += rows
-        self.bar.update(rows)
+    def update(self, amount: int) -> None:
+        self.done += amount
+        self.bar.update(amount)
         if self.enabled and not self.tty and time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            print(f"{self.what}: {self.done:,} of {self.total:,} rows ({self.done / max(self.total, 1):.0%})",
+            print(f"{self.what}: {self.done:,} of {self.total:,} {self.unit} ({self.done / max(self.total, 1):.0%})",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def load_csv(collection, path: str, batch_size: int = BATCH_SIZE, rows: int = CHUNK_ROWS,
+             progress: bool = True) -> LoadStats:
+    """Check the whole file, then upsert it a chunk at a time: a bad file writes nothing."""
+    total = check_csv(path, rows, progress)
+    inserted = updated = 0
+    bar = Progress(total, "upserting", progress)
+    for frame in read_csv_chunks(path, rows):
+        stats = upsert(collection, frame, batch_size, progress=False)
+        inserted, updated = inserted + stats.inserted, updated + stats.updated
+        bar.update(len(frame))
+    bar.close()
+    return LoadStats(rows=total, inserted=inserted, updated=updated)
 
 
 def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progress: bool = True) -> LoadStats:

@@ -59,18 +59,23 @@ class BatchScorer:
         self.model = model
 
     def score(self, documents: list[dict]) -> Batch:
+        """Documents as MongoDB holds them: values must already have their types (as JSON requests)."""
         import pandas as pd
 
-        names = schema.column_names(schema.SCORING)
-        raw = pd.DataFrame.from_records(documents, columns=names)  # absent fields become missing values
-        typed, problems = schema.validate_frame(raw, schema.SCORING, allow_text=False)
+        raw = pd.DataFrame.from_records(documents, columns=FIELDS)  # absent fields become missing values
+        originals = [{k: _plain(v) for k, v in document.items() if k != "_id"} for document in documents]
+        return self.score_frame(raw, originals, allow_text=False)
+
+    def score_frame(self, raw, originals: list[dict], allow_text: bool, lines=None) -> Batch:
+        """Rows of a frame; `allow_text` for CSV cells ("44"); `lines` names a quarantined row's line."""
+        typed, problems = schema.validate_frame(raw, schema.SCORING, allow_text=allow_text)
         bad: dict[int, list[dict]] = {}
         for problem in problems:
             rows = range(len(raw)) if problem.row is None else [problem.row]
             for row in rows:
                 bad.setdefault(row, []).append({"field": problem.column, "reason": problem.reason})
-        quarantined = [{"id": _plain(documents[row].get(schema.KEY)), "problems": reasons,
-                        "document": {k: _plain(v) for k, v in documents[row].items() if k != "_id"}}
+        quarantined = [{"id": originals[row].get(schema.KEY), "problems": reasons, "document": originals[row],
+                        **({"line": int(lines[row])} if lines is not None else {})}
                        for row, reasons in sorted(bad.items())]
         good = np.ones(len(raw), dtype=bool)
         good[list(bad)] = False
@@ -106,6 +111,30 @@ def batches(documents: Iterable[dict], size: int) -> Iterator[list[dict]]:
             batch = []
     if batch:
         yield batch
+
+
+def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_at: datetime,
+              rows: int = BATCH_ROWS) -> dict:
+    """`python -m cross_sell score`: a Kaggle-format CSV (the label, if present, is ignored) scored chunk
+    by chunk with the same checks and engine as the DAG; OUT gets id, probability, label, model_version,
+    scored_at; rows that fail go to OUT.quarantine.jsonl with their physical line and reasons."""
+    from . import loader
+
+    scorer = BatchScorer(model)
+    scored = quarantined = 0
+    quarantine = f"{out}.quarantine.jsonl"
+    with open(out, "w") as output, open(quarantine, "w") as bad:
+        output.write("id,probability,label,model_version,scored_at\n")
+        for frame, lines in loader.raw_chunks(path, rows):
+            originals = frame.to_dict("records")
+            batch = scorer.score_frame(frame, originals, allow_text=True, lines=lines)
+            for row in batch.quarantined:
+                bad.write(json.dumps(row, default=str) + "\n")
+            for customer, probability, label in zip(batch.ids, batch.probability, batch.labels, strict=True):
+                output.write(f"{customer},{float(probability)!r},{int(label)},{model_version},{scored_at.isoformat()}\n")
+            scored, quarantined = scored + len(batch.ids), quarantined + len(batch.quarantined)
+    return {"scored": scored, "quarantined": quarantined, "model_version": model_version, "out": out,
+            "quarantine": quarantine if quarantined else None}
 
 
 def decile_edges(histogram: np.ndarray) -> np.ndarray:
