@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,13 +103,19 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def batches(documents: Iterable[dict], size: int) -> Iterator[list[dict]]:
+def batches(documents: Iterable[dict], size: int, clock: dict | None = None) -> Iterator[list[dict]]:
+    """Lists of `size` documents; `clock["reading"]` adds up the time spent waiting for them."""
     batch: list[dict] = []
-    for document in documents:
+    iterator, started = iter(documents), time.perf_counter()
+    for document in iterator:
         batch.append(document)
         if len(batch) == size:
+            if clock is not None:
+                clock["reading"] += time.perf_counter() - started
             yield batch
-            batch = []
+            batch, started = [], time.perf_counter()
+    if clock is not None:
+        clock["reading"] += time.perf_counter() - started
     if batch:
         yield batch
 
@@ -164,12 +171,14 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
     histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     stamp = scored_at.isoformat()
     rows = quarantined = 0
+    clock = {"reading": 0.0, "scoring": 0.0}  # waiting for documents vs checking, scoring and writing
     with tempfile.TemporaryDirectory() as tmp:
         raw_path, final_path, quarantine_path = (Path(tmp) / name for name in
                                                  ("raw.parquet", "scores.parquet", "quarantine.jsonl"))
         raw_schema = pa.schema([("id", pa.int64()), ("probability", pa.float64()), ("label", pa.int8())])
         with pq.ParquetWriter(raw_path, raw_schema) as writer, open(quarantine_path, "w") as bad:
-            for batch in batches(documents, batch_rows):
+            for batch in batches(documents, batch_rows, clock):
+                started = time.perf_counter()
                 scored = scorer.score(batch)
                 writer.write_table(pa.table({"id": scored.ids, "probability": scored.probability,
                                              "label": scored.labels.astype("int8")}, schema=raw_schema))
@@ -178,6 +187,7 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
                     bad.write(json.dumps(row, default=str) + "\n")
                 rows += len(scored.ids)
                 quarantined += len(scored.quarantined)
+                clock["scoring"] += time.perf_counter() - started
         if rows == 0:
             raise NotRetryable(f"no customer could be scored ({quarantined} quarantined)")
         edges = decile_edges(histogram)
@@ -200,10 +210,13 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
         scores_key = artifacts.upload_file(final_path, *SCORES)
         quarantine_key = artifacts.upload_file(quarantine_path, *QUARANTINE)
     summary = {"rows": rows, "quarantined": quarantined, "model_version": model_version, "scored_at": stamp,
-               "decile_edges": edges.tolist(), "deciles": deciles.table(), "calibration": deciles.source}
+               "decile_edges": edges.tolist(), "deciles": deciles.table(), "calibration": deciles.source,
+               "seconds": {k: round(v, 3) for k, v in clock.items()}}
     summary_key = artifacts.put_json(summary, "summary.json")
-    log.info("scored %s customers with %s (%s quarantined: %s)", f"{rows:,}", model_version, f"{quarantined:,}",
-             artifacts.uri(quarantine_key))
+    log.info("scored %s customers with %s (%s quarantined: %s); waiting for documents %.1f s, checking and "
+             "scoring %.1f s (%s rows/s)", f"{rows:,}", model_version, f"{quarantined:,}",
+             artifacts.uri(quarantine_key), clock["reading"], clock["scoring"],
+             f"{(rows + quarantined) / max(clock['scoring'], 1e-9):,.0f}")
     log.info("lift and gain per decile (expected buyers per call from %s):\n%s", deciles.source,
              lift_table(summary["deciles"]))
     return Scored(scores_key=scores_key, quarantine_key=quarantine_key, summary_key=summary_key, rows=rows,
