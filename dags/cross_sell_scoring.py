@@ -30,6 +30,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.alerts import AlertNotifier
 from cross_sell_airflow.assets import CHAMPION, SCORES
 from cross_sell_airflow.stage import run_stage
 
@@ -52,7 +53,8 @@ SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cross-sell", "scoring"],
-    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(hours=2)},
+    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(hours=2),
+                  "on_failure_callback": [AlertNotifier()]},
     params={
         "model": Param("champion", type="string", description='"champion", or a registry version to score with.'),
         "campaign_top_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,

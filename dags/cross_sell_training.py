@@ -34,6 +34,7 @@ from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import Decision, DriftChecked, Extracted, Pushed, Trained, Transformed, Validated
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.alerts import AlertNotifier, alert
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
 from cross_sell_airflow.stage import run_stage
 
@@ -56,7 +57,8 @@ IO_RETRIES = {
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cross-sell", "training"],
-    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(minutes=30)},
+    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(minutes=30),
+                  "on_failure_callback": [AlertNotifier()]},
     params={
         "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
                              description="ROC-AUC a first model must reach to become champion."),
@@ -83,9 +85,13 @@ def cross_sell_training():
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def check_drift(extracted: Extracted) -> DriftChecked:
-        return run_stage(lambda stages, run: stages.check_drift(
+        checked = run_stage(lambda stages, run: stages.check_drift(
             run.artifacts, run.registry, extracted["raw_key"], run.params["drift_thresholds"],
             run.params["drift_action"]))
+        if checked.get("drifted"):  # drift_action "warn": the run goes on, and someone is told
+            alert(f"drift in {', '.join(checked['drifted'])} against champion {checked['champion_version']} "
+                  f"(report: {checked['report_key']})", "drift_warning")
+        return checked
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def transform(extracted: Extracted) -> Transformed:

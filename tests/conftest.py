@@ -117,3 +117,30 @@ def sample_csv():
     if not SAMPLE_CSV.exists():
         pytest.skip(f"real sample not present at {SAMPLE_CSV}")
     return SAMPLE_CSV
+
+
+@pytest.fixture
+def alert_sink(monkeypatch):
+    """A local webhook receiving the alerts: the `cross_sell_alerts` connection points at it."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AIRFLOW_CONN_CROSS_SELL_ALERTS", f"http://127.0.0.1:{server.server_address[1]}")
+    yield received
+    server.shutdown()
+    server.server_close()

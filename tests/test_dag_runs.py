@@ -94,7 +94,7 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     assert (after.version, after.etag) == (before.version, before.etag)
 
 
-def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, capfd):
+def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, capfd, alert_sink):
     before = stack["registry"].champion()
     collection = stack["collection"]
     collection.update_one({"_id": 10}, {"$set": {"Age": "forty"}})
@@ -118,6 +118,29 @@ def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, c
     assert "failed validation" in task_log and "'Robot'" in task_log and "forty" in task_log
     after = stack["registry"].champion()
     assert (after.version, after.etag) == (before.version, before.etag)
+    # Someone is told: the alert webhook got the failed task, its run, the reason and a link to its log.
+    [sent] = alert_sink
+    assert (sent["kind"], sent["dag_id"], sent["run_id"], sent["task_id"]) == \
+        ("task_failed", "cross_sell_training", run.run_id, "validate")
+    assert "failed validation" in sent["reason"] and "Robot" in sent["reason"]
+    assert "/dags/cross_sell_training/runs/" in sent["log_url"] and "/tasks/validate" in sent["log_url"]
+
+
+def test_a_drift_warning_reaches_the_alert_target_and_the_run_goes_on(stack, dag, alert_sink):
+    collection = stack["collection"]
+    original = list(collection.find({"_id": {"$lte": 4_000}}, {"_id": True, "Age": True}))
+    from pymongo import UpdateOne
+
+    collection.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {"Age": min(d["Age"] + 25, 100)}}) for d in original])
+    try:
+        run = dag.test(run_conf={"drift_action": "warn"})
+    finally:
+        collection.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {"Age": d["Age"]}}) for d in original])
+    states = _states(run)
+    assert states["check_drift"] == "success" and states["train"] == "success"
+    drift = [a for a in alert_sink if a["kind"] == "drift_warning"]
+    assert len(drift) == 1 and drift[0]["task_id"] == "check_drift" and "drift in Age" in drift[0]["reason"]
+    assert drift[0]["text"].startswith("[cross-sell] drift warning: cross_sell_training/check_drift")
 
 
 def test_a_trigger_with_invalid_params_is_refused(dag, stack):

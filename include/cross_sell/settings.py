@@ -17,6 +17,8 @@ class Settings:
     aws_conn_id: str = "aws_default"
     # The training side's model-signing private key (see cross_sell_airflow.hooks.manifest_signer).
     signing_conn_id: str = "cross_sell_signing"
+    # Where alerts go: an HTTP (webhook) or SMTP connection; absent, alerts are only logged.
+    alert_conn_id: str = "cross_sell_alerts"
     extract_batch_size: int = 5_000
     schedule: str | None = "@weekly"  # CROSS_SELL_SCHEDULE; "none" for triggered runs only
     # Scoring runs when a new champion lands and on this cron (CROSS_SELL_SCORING_CRON; "none": only then).
@@ -36,6 +38,7 @@ class Settings:
             mongo_conn_id=env("CROSS_SELL_MONGO_CONN_ID", defaults.mongo_conn_id),
             aws_conn_id=env("CROSS_SELL_AWS_CONN_ID", defaults.aws_conn_id),
             signing_conn_id=env("CROSS_SELL_SIGNING_CONN_ID", defaults.signing_conn_id),
+            alert_conn_id=env("CROSS_SELL_ALERT_CONN_ID", defaults.alert_conn_id),
             extract_batch_size=int(env("CROSS_SELL_EXTRACT_BATCH_SIZE", defaults.extract_batch_size)),
             schedule=None if env("CROSS_SELL_SCHEDULE", "").lower() == "none" else
             env("CROSS_SELL_SCHEDULE") or defaults.schedule,
