@@ -31,13 +31,14 @@ from bench_pipeline import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 MB = 1024 * 1024
 
 
-def customer_stream(rows: int, batch: int):
-    """Synthetic customers, generated a batch at a time (memory of one batch, like a cursor)."""
+def customer_stream(rows: int, piece: int = 5_000):
+    """Synthetic customers as documents, `piece` at a time (a MongoDB cursor holds one 5,000-document
+    batch); generating them is this benchmark's stand-in for the MongoDB read."""
     from cross_sell import schema, synthetic
 
     names = list(schema.column_names(schema.SCORING))
-    for start in range(0, rows, batch):
-        frame = synthetic.generate(min(batch, rows - start), seed=start, first_id=start + 1)[names]
+    for start in range(0, rows, piece):
+        frame = synthetic.generate(min(piece, rows - start), seed=start, first_id=start + 1)[names]
         yield from frame.to_dict("records")
 
 
@@ -53,9 +54,9 @@ def child(rows: int, batch_rows: int, out: str) -> None:
     try:
         parts = features.split(synthetic.generate(100_000, seed=1), seed=1)
         estimator = training.train(parts["train"], parts["validation"], seed=1)
-        model = OnnxModel(onnx_export.to_onnx(estimator), training.threshold(estimator), threads=2)
+        model = OnnxModel(onnx_export.to_onnx(estimator), training.threshold(estimator), threads=1)  # as `served`
         model.probability(model_input.example())
-        sample = list(customer_stream(batch_rows, batch_rows))
+        sample = list(customer_stream(batch_rows))
         batch_mb = pd.DataFrame.from_records(sample, columns=scoring.FIELDS).memory_usage(deep=True).sum() / MB
         del sample, parts, estimator
         artifacts = RunArtifacts(local_services.s3_client_for(s3), "bench-scoring", "vi", f"bench-{rows}",
@@ -77,6 +78,7 @@ def child(rows: int, batch_rows: int, out: str) -> None:
         Path(out).write_text(json.dumps({
             "rows": rows, "batch_rows": batch_rows, "batch_mb": batch_mb, "peak_above_mb": peak,
             "scoring_seconds": summary["seconds"]["scoring"], "waiting_seconds": summary["seconds"]["reading"],
+            "finishing_seconds": summary["seconds"]["finishing"],
             "wall": wall, "campaign_seconds": campaign,
         }))
     finally:
@@ -118,13 +120,14 @@ def main() -> None:
             out = Path(tmp) / "result.json"
             subprocess.run([sys.executable, __file__, "--child", str(rows), str(args.batch_rows), str(out)], check=True)
             results.append(json.loads(out.read_text()))
-    print(f"batch scoring benchmark: batches of {args.batch_rows:,} customers, model as ONNX (2 threads)")
-    print(f"{'customers':>10s} {'model work s':>12s} {'rows/s':>10s} {'waiting s':>10s} {'campaign s':>10s} "
-          f"{'peak MB':>8s} {'batch MB':>9s} {'peak / batch':>12s}")
+    print(f"batch scoring benchmark: batches of {args.batch_rows:,} customers, model as ONNX (1 thread, "
+          f"overlapping the next batch's checks)")
+    print(f"{'customers':>10s} {'model work s':>12s} {'rows/s':>10s} {'deciles+up s':>12s} {'waiting s':>10s} "
+          f"{'campaign s':>10s} {'peak MB':>8s} {'batch MB':>9s} {'peak / batch':>12s}")
     for r in results:
         print(f"{r['rows']:10,d} {r['scoring_seconds']:12.2f} {r['rows'] / r['scoring_seconds']:10,.0f} "
-              f"{r['waiting_seconds']:10.2f} {r['campaign_seconds']:10.2f} {r['peak_above_mb']:8.0f} "
-              f"{r['batch_mb']:9.1f} {r['peak_above_mb'] / r['batch_mb']:12.2f}")
+              f"{r['finishing_seconds']:12.2f} {r['waiting_seconds']:10.2f} {r['campaign_seconds']:10.2f} "
+              f"{r['peak_above_mb']:8.0f} {r['batch_mb']:9.1f} {r['peak_above_mb'] / r['batch_mb']:12.2f}")
     print("targets: >= 200,000 rows/s of model work; peak <= 2x one batch's DataFrame (plus the model), whatever "
           "the number of customers")
     if not args.skip_mongo:

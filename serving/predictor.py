@@ -45,5 +45,5 @@ class Predictor:
             matrix, sampled = model_input.from_frame(typed), typed.iloc[picks].to_dict("records") if picks else []
         self.sampler.add(sampled, model.version)
         probabilities, labels = model.predict(matrix)
-        metrics.PREDICTED_ROWS.inc(len(records))
+        metrics.observe_predictions(model.version, probabilities, labels)
         return Prediction(model, probabilities, labels)
