@@ -18,6 +18,8 @@
   with its reason and an HTML report (its address is in the log).
 * **push**, only when blessed: a new registry version with a signed manifest, then the champion pointer
   (a conditional write).
+* **shadow**, only for a challenger (above the floor, a model of its own, not better by the margin): a
+  registry version that the service scores sampled requests with beside the champion (`shadow.json`).
 
 Tasks that touch MongoDB or S3 retry with growing pauses; a failure that retrying cannot fix (bad
 data, drift set to fail, a broken signature) fails at once. Params: `min_roc_auc`, `promotion_margin`,
@@ -118,12 +120,22 @@ def cross_sell_training():
         return run_stage(lambda stages, run: stages.push(run.artifacts, run.registry, decision, trained, extracted,
                                                           run.signer))
 
+    @task.short_circuit(execution_timeout=timedelta(minutes=1))
+    def should_shadow(decision: Decision) -> bool:
+        return decision["challenger"]
+
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+    def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> dict:
+        return run_stage(lambda stages, run: stages.shadow(run.artifacts, run.registry, decision, trained,
+                                                            extracted, run.signer))
+
     extracted = extract()
     transformed = transform(extracted)
     [validate(extracted), check_drift(extracted)] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
     decision = evaluate(trained, transformed)
     should_push(decision) >> push(decision, trained, extracted)
+    should_shadow(decision) >> shadow(decision, trained, extracted)
 
 
 cross_sell_training()

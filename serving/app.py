@@ -65,6 +65,15 @@ def build_holder(config: ServingConfig) -> ChampionHolder:
                           onnx_threads=config.onnx_threads, retry_backoff_seconds=config.retry_backoff_seconds)
 
 
+def build_shadow(config: ServingConfig, registry: ModelRegistry) -> ChampionHolder | None:
+    """The challenger named by shadow.json, loaded with the champion's verification; it only ever scores
+    sampled rows in the sampler's thread. None when sampling is off (nothing to score)."""
+    if config.sample_rate <= 0:
+        return None
+    return ChampionHolder(registry, config.poll_seconds, onnx_threads=1,
+                          retry_backoff_seconds=config.retry_backoff_seconds, pointer_key=registry.shadow_key)
+
+
 def create_app(config: ServingConfig | None = None, holder: ChampionHolder | None = None,
                start_poller: bool = True, sampler: RequestSampler | None = None) -> Flask:
     config = config or ServingConfig.from_env()
@@ -72,15 +81,22 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes  # the form; /predict reads its body itself
     holder = holder or build_holder(config)
+    shadow = None
     if sampler is None:
+        shadow = build_shadow(config, holder.registry)
         sampler = RequestSampler(holder.registry.s3, config.s3_bucket, config.s3_prefix, config.sample_rate,
-                                 flush_seconds=config.sample_flush_seconds)
+                                 flush_seconds=config.sample_flush_seconds, shadow=shadow)
     _SAMPLERS.add(sampler)
     holder.refresh()  # first load; without a champion yet /ready answers 503 until the poller finds one
+    if shadow is not None:
+        shadow.refresh()
     if start_poller:
         holder.start()
+        if shadow is not None:
+            shadow.start()
     app.extensions["cross_sell"] = Service(config, holder, Predictor(holder, sampler))
     app.extensions["champion"] = holder
+    app.extensions["shadow"] = shadow
     app.extensions["sampler"] = sampler
     app.register_blueprint(bp)
     _install_hooks(app)

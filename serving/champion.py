@@ -70,9 +70,13 @@ class ReloadStatus:
 
 
 class ChampionHolder:
+    """The model a pointer names (`champion.json`, or `shadow.json` for the challenger in shadow)."""
+
     def __init__(self, registry: ModelRegistry, poll_seconds: float, on_reload=None, onnx_threads: int = 2,
-                 retry_backoff_seconds: float = 60.0):
+                 retry_backoff_seconds: float = 60.0, pointer_key: str | None = None):
         self.registry = registry
+        self.pointer_key = pointer_key  # None: the champion
+        self.shadow = pointer_key is not None
         self.poll_seconds = poll_seconds
         self.onnx_threads = onnx_threads
         self.retry_backoff_seconds = retry_backoff_seconds
@@ -95,9 +99,14 @@ class ChampionHolder:
             self.status.last_check_at = _now()
             champion = None
             try:
-                champion = self.registry.champion(if_none_match=self._etag)
-                if champion is UNCHANGED or champion is None:
+                champion = self.registry.champion(if_none_match=self._etag, key=self.pointer_key)
+                if champion is UNCHANGED:
                     return False
+                if champion is None or not champion.pointer.get("version"):
+                    if self.shadow and self._current is not None:  # the shadow was cleared: stop scoring
+                        log.info("shadow %s cleared", self._current.version)
+                        self._current, self._etag = None, getattr(champion, "etag", None)
+                    return False  # (a champion is never unloaded: the old one keeps serving)
                 if self._current is not None and champion.version == self._current.version:
                     self._etag = champion.etag  # pointer rewritten or back on what serves: nothing to load
                     self._clear_failure()
@@ -161,7 +170,8 @@ class ChampionHolder:
     def start(self) -> None:
         """Poll in a daemon thread of this worker process (every worker converges on its own)."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._poll, name="champion-poller", daemon=True)
+            name = "shadow-poller" if self.shadow else "champion-poller"
+            self._thread = threading.Thread(target=self._poll, name=name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:

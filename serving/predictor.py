@@ -43,7 +43,9 @@ class Predictor:
             matrix, sampled = model_input.from_rows(rows), [rows[i] for i in picks]
         else:
             matrix, sampled = model_input.from_frame(typed), typed.iloc[picks].to_dict("records") if picks else []
-        self.sampler.add(sampled, model.version)
         probabilities, labels = model.predict(matrix)
+        if picks:  # the rows and what was answered (monitoring: skew, prediction drift, shadow agreement)
+            self.sampler.add([{**row, "probability": probabilities[i]} for row, i in zip(sampled, picks, strict=True)],
+                             model.version)
         metrics.observe_predictions(model.version, probabilities, labels)
         return Prediction(model, probabilities, labels)

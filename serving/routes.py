@@ -71,6 +71,10 @@ def model_info():
                      "onnx_parity": manifest.get("onnx_parity"), "trained_at": manifest.get("trained_at"),
                      "data_fingerprint": manifest.get("data_fingerprint"), "rows": manifest.get("rows"),
                      "run_id": manifest.get("run_id"), "code_version": manifest.get("code_version")})
+    shadow = current_app.extensions.get("shadow")
+    if shadow is not None:  # the challenger scoring sampled rows beside the champion, if one is named
+        body["shadow"] = {"version": shadow.current.version if shadow.current else None,
+                          "last_reload_error": shadow.status.last_error}
     return body, 200 if model is not None else 503
 
 

@@ -1,7 +1,9 @@
-"""Sampling request rows to S3 so serving data can be compared with training data (train/serve skew).
+"""Sampling request rows to S3: the rows and the champion's answer, for train/serve skew, prediction
+drift and, when a challenger is in shadow, the challenger's answer to the same rows.
 
 Each worker keeps the sampled rows in memory and a daemon thread writes them as one JSON-lines object
-every `flush_seconds` (or sooner when `flush_rows` are waiting), so a request never waits on S3.
+every `flush_seconds` (or sooner when `flush_rows` are waiting), so a request never waits on S3. The
+shadow model scores the rows in that same thread, just before they are written: off the request path.
 A failed write is logged and its rows dropped: sampling must never hurt serving.
 """
 
@@ -21,11 +23,12 @@ log = logging.getLogger(__name__)
 
 class RequestSampler:
     def __init__(self, s3, bucket: str, prefix: str, rate: float, flush_seconds: float = 60.0,
-                 flush_rows: int = 1_000, seed: int | None = None):
+                 flush_rows: int = 1_000, seed: int | None = None, shadow=None):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"sample rate must be within [0, 1], not {rate}")
         self.s3, self.bucket, self.prefix, self.rate = s3, bucket, prefix, rate
         self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
+        self.shadow = shadow  # a ChampionHolder on shadow.json, or None
         self._random = random.Random(seed)
         self._rows: list[dict] = []
         self._lock = threading.Lock()
@@ -75,6 +78,7 @@ class RequestSampler:
                 rows, self._rows = self._rows, []
             if not rows:
                 return None
+            self._score_in_shadow(rows)
             key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
             body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
             try:
@@ -83,3 +87,17 @@ class RequestSampler:
                 log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
                 return None
             return key
+
+    def _score_in_shadow(self, rows: list[dict]) -> None:
+        challenger = self.shadow.current if self.shadow is not None else None
+        if challenger is None:
+            return
+        try:
+            from cross_sell import model_input
+
+            probabilities, _ = challenger.predict(model_input.from_rows(rows))
+        except Exception:  # the challenger must never cost the samples
+            log.exception("shadow %s could not score %s sampled rows", challenger.version, len(rows))
+            return
+        for row, probability in zip(rows, probabilities, strict=True):
+            row["shadow_version"], row["shadow_probability"] = challenger.version, probability

@@ -22,7 +22,8 @@ def dag():
 
 
 def test_tasks_and_their_order(dag):
-    assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift"])
+    assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift", "should_shadow", "shadow"])
+    assert dag.get_task("shadow").upstream_task_ids >= {"should_shadow", "evaluate"}
     for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("push").upstream_task_ids >= {"should_push", "evaluate"}
@@ -136,3 +137,14 @@ def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
     assert scoring_dag.max_active_runs == 1 and scoring_dag.catchup is False
     params = scoring_dag.params.dump()
     assert params["model"] == "champion" and params["campaign_top_share"] == 0.1 and params["campaign_top_n"] is None
+
+
+def test_monitoring_runs_daily_and_alerts_on_failure():
+    from airflow.dag_processing.dagbag import DagBag
+
+    monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+    assert monitoring.timetable.expression == "0 6 * * *" and monitoring.catchup is False
+    assert sorted(monitoring.task_ids) == ["monitor", "report"]
+    assert monitoring.get_task("monitor").on_failure_callback
+    params = monitoring.params.dump()
+    assert params["day"] is None and params["min_roc_auc"] == 0.75 and params["min_precision"] == 0.2

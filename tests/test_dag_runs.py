@@ -4,6 +4,7 @@ The scenarios build on each other (first run pushes, second does not, corrupted 
 they run in file order on one database, bucket and Airflow metadata DB.
 """
 
+import json
 import os
 
 import pytest
@@ -66,7 +67,9 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert stack["registry"].champion() is None
     run = dag.test(run_conf={"min_roc_auc": 0.75})
     assert str(run.state) == "success", _states(run)
-    assert set(_states(run).values()) == {"success"}
+    states = _states(run)
+    assert states.pop("shadow") == "skipped"  # no champion yet: nothing to be a challenger to
+    assert set(states.values()) == {"success"}
     champion = stack["registry"].champion()
     assert champion is not None and champion.pointer["run_id"] == run.run_id
     manifest = stack["registry"].manifest(champion.version)
@@ -86,6 +89,7 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     states = _states(run)
     assert str(run.state) == "success", states
     assert states["should_push"] == "success" and states["push"] == "skipped"
+    assert states["shadow"] == "skipped"  # the champion's twin is no challenger
     decision = _artifact(stack, run.run_id, "evaluation", "decision.json")
     assert decision["bless"] is False and decision["champion_version"] == before.version
     # Same data, same seed: the candidate is the champion's twin, scored on the same test split.
@@ -169,3 +173,29 @@ def test_scoring_dag_scores_every_customer_with_the_champion(stack):
     assert "the champion's test-split calibration" in summary["calibration"]
     campaign = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=artifacts.key("campaign.csv"))["Body"].read()
     assert len(campaign.decode().splitlines()) == 51  # header + the top 50
+
+
+def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack, alert_sink):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+    from datetime import datetime, timezone
+
+    # Outcomes observed today (after the scoring run above), contradicting the scores: realized ROC-AUC
+    # far below the floor.
+    today = datetime.now(timezone.utc).date().isoformat()
+    truth = synthetic.generate(ROWS, seed=101)
+    outcomes = stack["collection"].database[stack["settings"].outcomes_collection]
+    outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": 1 - int(r.Response),
+                           "observed_at": f"{today}T23:59:00+00:00"} for r in truth.itertuples()])
+    run = monitoring.test(run_conf={"day": today})
+    assert str(run.state) == "success", _states(run)
+    registry = stack["registry"]
+    daily = json.loads(registry.s3.get_object(Bucket=registry.bucket,
+                                              Key=f"{stack['settings'].s3_prefix}/monitoring/daily/{today}.json")
+                       ["Body"].read())
+    assert daily["realized"]["outcomes"] == ROWS and daily["realized"]["roc_auc"] < 0.3
+    assert any(a["kind"] == "monitoring" and "realized ROC-AUC" in a["reason"] for a in alert_sink)
+    page = registry.s3.get_object(Bucket=registry.bucket,
+                                  Key=f"{stack['settings'].s3_prefix}/monitoring/report.html")["Body"].read()
+    assert b"data:image/png;base64," in page and today.encode() in page

@@ -52,7 +52,8 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     assert len(registry.history()) == 1
     # What serves is in the signed manifest: the ONNX file, its measured parity, every file's sha256.
     manifest = registry.manifest(trained["version"])
-    assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md"}
+    assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md",
+                                          "calibration.json"}
     assert manifest["artifacts"]["model.onnx"] == trained["onnx_sha256"]
     for rows in ("test_split", "schema_sweep"):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
@@ -203,3 +204,24 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
     loser = next(r for r in results.values() if not r["pushed"])
     assert "changed since it was read" in loser["reason"]
 
+
+
+def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
+    artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
+    test_key = run["transformed"]["split_keys"]["test"]
+    decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
+    again = stages.evaluate(RunArtifacts(s3, bucket, "vi", "twin"), registry, trained, test_key, 0.7, 0.002)
+    assert again["challenger"] is False  # the champion's twin is nothing to shadow
+
+    other = RunArtifacts(s3, bucket, "vi", "other-data")
+    extracted = stages.extract(synthetic.generate(6_000, seed=77).to_dict("records"), other)
+    transformed = stages.transform(other, extracted["raw_key"], seed=4)
+    challenger = stages.train(other, transformed["split_keys"], seed=4, run_started=RUN_STARTED)
+    decision = stages.evaluate(other, registry, challenger, transformed["split_keys"]["test"], min_roc_auc=0.7,
+                               margin=0.2)  # no challenger can beat the champion by 0.2
+    assert not decision["bless"] and decision["challenger"] is True
+    result = stages.shadow(other, registry, decision, challenger, extracted, signer)
+    assert registry.shadow().version == challenger["version"] == result["shadow"]
+    assert registry.champion().version == trained["version"]  # promotion stays the pipeline's decision
+    assert registry.manifest(challenger["version"])["run_id"] == "other-data"  # signed and verified like any

@@ -1,4 +1,4 @@
-"""Command line: `python -m cross_sell {load,evaluate,score,champion,skew,keygen} ...`.
+"""Command line: `python -m cross_sell {load,load-outcomes,evaluate,score,champion,shadow,skew,keygen} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -95,6 +95,57 @@ def cmd_score(args, settings: Settings) -> int:
         model, version, _ = scoring.served(_registry(settings), args.model)
     result = scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
     _print(result)
+    return 0
+
+
+def cmd_load_outcomes(args, settings: Settings) -> int:
+    """Outcomes of contacted customers (CSV: id, Response[, observed_at]) into the outcomes collection."""
+    from pymongo import MongoClient
+
+    from . import loader
+
+    outcomes = loader.read_outcomes(args.csv, default_observed_at=args.observed_at)
+    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        database = client[args.database or settings.mongo_database]
+        stats = loader.upsert_outcomes(database[settings.outcomes_collection], outcomes)
+    finally:
+        client.close()
+    _print({**stats, "collection": f"{database.name}.{settings.outcomes_collection}"})
+    return 0
+
+
+def cmd_shadow(args, settings: Settings) -> int:
+    """Name, clear or show the challenger in shadow, or report how it compares with the champion."""
+    registry = _registry(settings)
+    if args.action == "set":
+        if not args.version:
+            raise SystemExit("shadow set needs a VERSION")
+        _print(registry.set_shadow(args.version, reason=args.reason))
+    elif args.action == "clear":
+        registry.clear_shadow()
+        _print({"shadow": None})
+    elif args.action == "show":
+        shadow = registry.shadow()
+        _print({"shadow": shadow.pointer if shadow else None})
+    else:
+        from datetime import date
+
+        from . import shadow_report
+
+        since = date.fromisoformat(args.since) if args.since else None
+        outcomes = customers = None
+        if args.mongo_uri:
+            from pymongo import MongoClient
+
+            database = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)[settings.mongo_database]
+            outcomes, customers = database[settings.outcomes_collection], database[settings.mongo_collection]
+        report = shadow_report.report(registry, since, outcomes, customers)
+        if report is None:
+            print("no sampled rows scored in shadow yet (is a shadow set, and SERVING_SAMPLE_RATE > 0?)",
+                  file=sys.stderr)
+            return 2
+        _print(report)
     return 0
 
 
@@ -201,6 +252,22 @@ def main(argv: list[str] | None = None) -> int:
     skew.add_argument("--thresholds", default="{}", help='per-feature limits as JSON, e.g. \'{"Age": 0.1}\'')
     skew.add_argument("--fail-on-skew", action="store_true", help="exit 1 when a feature crosses its limit")
     skew.set_defaults(handler=cmd_skew)
+
+    outcomes = sub.add_parser("load-outcomes", help="load outcomes (id, Response[, observed_at]) for monitoring")
+    outcomes.add_argument("--csv", required=True)
+    outcomes.add_argument("--observed-at", help="for rows without observed_at (ISO date or time; default: now)")
+    outcomes.add_argument("--mongo-uri", default=mongo_uri())
+    outcomes.add_argument("--database")
+    outcomes.set_defaults(handler=cmd_load_outcomes)
+
+    shadow = sub.add_parser("shadow", help="the challenger scored in shadow: set VERSION, clear, show, report")
+    shadow.add_argument("action", choices=("set", "clear", "show", "report"))
+    shadow.add_argument("version", nargs="?")
+    shadow.add_argument("--reason", default="named by hand")
+    shadow.add_argument("--since", help="report: samples from this day on (YYYY-MM-DD)")
+    shadow.add_argument("--mongo-uri", default=os.environ.get("MONGO_URI"),
+                        help="report: where outcomes and customers are, for both models' realized metrics")
+    shadow.set_defaults(handler=cmd_shadow)
 
     keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
     keygen.add_argument("directory")

@@ -60,6 +60,7 @@ class Trained(TypedDict):
 class Decision(TypedDict):
     bless: bool
     reason: str
+    challenger: bool  # not blessed, but good enough to score in shadow beside the champion
     primary_metric: str
     min_roc_auc: float
     margin: float

@@ -172,6 +172,47 @@ def _describe(path: str, problems: list[Located]) -> str:
     return "\n".join(lines)
 
 
+def read_outcomes(path: str, default_observed_at: str | None = None) -> pd.DataFrame:
+    """Outcomes of contacted customers: `id` (a customer), `Response` (0/1), `observed_at` (ISO date or
+    time, UTC unless it says otherwise; `default_observed_at` or now for rows without one)."""
+    from datetime import datetime, timezone
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"id", "Response"} - set(frame.columns)
+    if missing:
+        raise LoadError(f"{path}: refused; missing column(s) {sorted(missing)}; nothing was loaded")
+    default = default_observed_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    problems, rows = [], []
+    for number, record in enumerate(frame.to_dict("records"), start=2):
+        when = record.get("observed_at") or default
+        try:
+            stamp = datetime.fromisoformat(when)
+            stamp = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            customer, response = int(record["id"]), int(record["Response"])
+            if customer < 1 or response not in (0, 1):
+                raise ValueError("id must be >= 1 and Response 0 or 1")
+        except ValueError as error:
+            problems.append(Located(number, "(row)", str(error)))
+            continue
+        rows.append({"id": customer, "Response": response, "observed_at": stamp.isoformat(timespec="seconds")})
+    if problems:
+        raise LoadError(_describe(path, problems))
+    return pd.DataFrame(rows, columns=["id", "Response", "observed_at"])
+
+
+def upsert_outcomes(collection, outcomes: pd.DataFrame, batch_size: int = BATCH_SIZE) -> dict:
+    """One outcome per customer, keyed on the id (`_id`): a later outcome replaces an earlier one."""
+    from pymongo import ReplaceOne
+
+    inserted = updated = 0
+    records = outcomes.to_dict("records")
+    for start in range(0, len(records), batch_size):
+        batch = [ReplaceOne({"_id": r["id"]}, {"_id": r["id"], **r}, upsert=True)
+                 for r in records[start:start + batch_size]]
+        inserted, updated = _flush(collection, batch, inserted, updated)
+    return {"rows": len(records), "inserted": inserted, "updated": updated}
+
+
 def documents(frame: pd.DataFrame):
     """Yield one MongoDB document per row, with Python scalars and `_id` = customer id."""
     names = schema.column_names(schema.TRAINING)

@@ -7,6 +7,7 @@
     <prefix>/models/<version>/manifest.json    sha256 of every file above, metrics, threshold, lineage...
     <prefix>/models/<version>/manifest.sig     the manifest's signature (see `signing`)
     <prefix>/champion.json                     the pointer: which version serves; written last
+    <prefix>/shadow.json                       which version, if any, scores sampled requests in shadow
     <prefix>/audit/champion/<time>_<version>.json   one object per pointer change
 
 Readers trust nothing they have not verified: a manifest only with a valid signature from the
@@ -30,6 +31,7 @@ from .errors import NotRetryable
 from .signing import MANIFEST, SIGNATURE, ManifestSigner, ManifestVerifier, SignatureError
 
 POINTER = "champion.json"
+SHADOW = "shadow.json"
 UNCHANGED = object()  # `champion(if_none_match=etag)` when the pointer still has that etag
 
 
@@ -105,18 +107,23 @@ class ModelRegistry:
     def pointer_key(self) -> str:
         return self._key(POINTER)
 
+    @property
+    def shadow_key(self) -> str:
+        return self._key(SHADOW)
+
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
     # -- reading ----------------------------------------------------------------------------
-    def champion(self, if_none_match: str | None = None):
+    def champion(self, if_none_match: str | None = None, key: str | None = None):
         """The current pointer and its etag, None when there is no champion yet, or UNCHANGED when
-        `if_none_match` is given and still matches (a cheap 304 for pollers)."""
+        `if_none_match` is given and still matches (a cheap 304 for pollers). `key`: another pointer
+        of the same form (`shadow_key`)."""
         from botocore.exceptions import ClientError
 
         condition = {"IfNoneMatch": if_none_match} if if_none_match else {}
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=self.pointer_key, **condition)
+            response = self.s3.get_object(Bucket=self.bucket, Key=key or self.pointer_key, **condition)
         except ClientError as error:
             code, status = _status(error)
             if code in ("NoSuchKey", "404") or status == 404:
@@ -270,6 +277,25 @@ class ModelRegistry:
             raise
         self._audit(pointer)
         return pointer
+
+    def shadow(self):
+        """The shadow pointer (a challenger scored beside the champion, off the request path), or None."""
+        pointer = self.champion(key=self.shadow_key)
+        return pointer if pointer is not None and pointer.pointer.get("version") else None
+
+    def set_shadow(self, version: str, reason: str, run_id: str | None = None) -> dict:
+        """Name the challenger to shadow; only a version whose signature verifies. Promotion stays the
+        pipeline's: the shadow never answers a request."""
+        self.manifest(version)
+        pointer = {"version": version, "reason": reason, "run_id": run_id, "updated_at": _now()}
+        self.s3.put_object(Bucket=self.bucket, Key=self.shadow_key, ContentType="application/json",
+                           Body=json.dumps(pointer, indent=2, sort_keys=True).encode())
+        return pointer
+
+    def clear_shadow(self, reason: str = "cleared") -> None:
+        """No shadow any more (a pointer naming no version: the training side never deletes)."""
+        self.s3.put_object(Bucket=self.bucket, Key=self.shadow_key, ContentType="application/json",
+                           Body=json.dumps({"version": None, "reason": reason, "updated_at": _now()}).encode())
 
     def rollback(self, version: str, reason: str = "manual rollback") -> dict:
         current = self.champion()

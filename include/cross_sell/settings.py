@@ -24,6 +24,8 @@ class Settings:
     # Scoring runs when a new champion lands and on this cron (CROSS_SELL_SCORING_CRON; "none": only then).
     scoring_cron: str | None = "0 5 * * *"
     scores_collection: str = "customer_scores"
+    outcomes_collection: str = "customer_outcomes"  # {id, Response, observed_at}: what customers did
+    monitoring_cron: str = "0 6 * * *"
     retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
 
     @classmethod
@@ -46,6 +48,8 @@ class Settings:
             scoring_cron=None if env("CROSS_SELL_SCORING_CRON", "").lower() == "none" else
             env("CROSS_SELL_SCORING_CRON") or defaults.scoring_cron,
             scores_collection=env("CROSS_SELL_SCORES_COLLECTION", defaults.scores_collection),
+            outcomes_collection=env("CROSS_SELL_OUTCOMES_COLLECTION", defaults.outcomes_collection),
+            monitoring_cron=env("CROSS_SELL_MONITORING_CRON", defaults.monitoring_cron),
         )
 
 

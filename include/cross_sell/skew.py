@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # the service writes samples with this module and has no SciP
     from .drift import DriftReport
 
 SAMPLES = "serving-samples"
+# Besides the request's fields, a sample holds what was answered (and by the shadow, if any).
+ANSWER_COLUMNS = ("model_version", "sampled_at", "probability", "shadow_version", "shadow_probability")
 
 
 def sample_key(prefix: str, when: datetime, source: str) -> str:
@@ -36,8 +38,10 @@ def source_name(pid: int) -> str:
     return f"{socket.gethostname()}-{pid}"
 
 
-def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.DataFrame:
-    """Every sampled row (on or after `since`), typed by the schema's serving columns."""
+def read_samples(s3, bucket: str, prefix: str, since: date | None = None,
+                 until: date | None = None) -> pd.DataFrame:
+    """Every sampled row (on or after `since`, up to and including `until`), typed by the schema's
+    serving columns."""
     import pandas as pd
 
     root = samples_prefix(prefix)
@@ -45,11 +49,11 @@ def read_samples(s3, bucket: str, prefix: str, since: date | None = None) -> pd.
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
         for item in page.get("Contents", []):
             day = item["Key"][len(root):].split("/", 1)[0].removeprefix("date=")
-            if since is not None and day < since.isoformat():
+            if (since is not None and day < since.isoformat()) or (until is not None and day > until.isoformat()):
                 continue
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
             rows += [json.loads(line) for line in body.splitlines() if line.strip()]
-    frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), "model_version", "sampled_at"])
+    frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), *ANSWER_COLUMNS])
     return frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})
 
 

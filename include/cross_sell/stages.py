@@ -205,9 +205,14 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
         test = _read_split(artifacts, test_key, tmp)
     facts, unscorable = _score(artifacts, registry, trained, baseline, test)
     bless, reason = _decide(facts, trained, unscorable, min_roc_auc, margin)
+    candidate, incumbent = facts["candidate"]["metrics"], facts.get("champion", {}).get("metrics")
+    # A challenger: faithful, above the floor, a model of its own (not the champion's twin), yet not
+    # better by the margin. It can be scored in shadow; promotion stays this rule's.
+    challenger = (not bless and incumbent is not None and not trained.get("serving_problem")
+                  and candidate[evaluation.PRIMARY_METRIC] >= min_roc_auc and candidate != incumbent)
     decision = Decision(
-        bless=bless, reason=reason, primary_metric=evaluation.PRIMARY_METRIC, min_roc_auc=min_roc_auc,
-        margin=margin, candidate_version=trained["version"], candidate=facts["candidate"]["metrics"],
+        bless=bless, reason=reason, challenger=challenger, primary_metric=evaluation.PRIMARY_METRIC,
+        min_roc_auc=min_roc_auc, margin=margin, candidate_version=trained["version"], candidate=candidate,
         onnx_parity=trained.get("onnx_parity"), champion_version=baseline,
         champion_etag=champion.etag if champion else None,
         champion=facts["champion"]["metrics"] if "champion" in facts else None,
@@ -292,11 +297,10 @@ def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, 
     }
 
 
-def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
-         extracted: Extracted, signer: ManifestSigner) -> Pushed:
-    """Publish the blessed model's version (files, then the signed manifest), then move the champion
-    pointer (conditionally, last)."""
-    version = trained["version"]
+def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
+             extracted: Extracted, signer: ManifestSigner) -> None:
+    """The candidate as a registry version: its files, then the signed manifest (immutable; a retry
+    writes the same)."""
     manifest = manifest_for(artifacts, decision, trained, extracted)
     facts = artifacts.get_json(decision["facts_key"])["candidate"] if decision.get("facts_key") else None
     files = {
@@ -308,6 +312,14 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, t
     if facts and facts.get("calibration"):  # the test split's calibration: batch scoring's expected buy rates
         files["calibration.json"] = json.dumps(facts["calibration"]).encode()
     registry.publish(manifest, files, signer)
+
+
+def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
+         extracted: Extracted, signer: ManifestSigner) -> Pushed:
+    """Publish the blessed model's version (files, then the signed manifest), then move the champion
+    pointer (conditionally, last)."""
+    version = trained["version"]
+    _publish(artifacts, registry, decision, trained, extracted, signer)
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", run_id=artifacts.run_id,
                                         reason=decision["reason"])
@@ -320,4 +332,18 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, t
                         pointer_uri=registry.uri(registry.pointer_key))
         log.info("champion is now %s at %s", version, result["model_uri"])
     artifacts.put_json(result, "push", "result.json")
+    return result
+
+
+def shadow(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
+           extracted: Extracted, signer: ManifestSigner) -> dict:
+    """A challenger becomes a registry version and the shadow: the service scores sampled requests with
+    it beside the champion (`python -m cross_sell shadow report` compares them). The champion stays."""
+    _publish(artifacts, registry, decision, trained, extracted, signer)
+    pointer = registry.set_shadow(trained["version"], reason=decision["reason"], run_id=artifacts.run_id)
+    log.info("challenger %s is now in shadow beside the champion %s", trained["version"],
+             decision["champion_version"])
+    result = {"shadow": trained["version"], "champion": decision["champion_version"],
+              "set_at": pointer["updated_at"]}
+    artifacts.put_json(result, "push", "shadow.json")
     return result

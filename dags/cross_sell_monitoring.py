@@ -1,0 +1,73 @@
+"""
+### Vehicle-insurance cross-sell: monitoring the champion in production
+
+`monitor → report`, daily (`CROSS_SELL_MONITORING_CRON`, 06:00 UTC), for the day before (or `day`).
+
+* **monitor**: the day's sampled requests against the champion's training profile (serving skew); the
+  probabilities the service answered against the champion's test-split probabilities (prediction drift,
+  PSI); outcomes observed that day (`customer_outcomes`: `{id, Response, observed_at}`) joined with the
+  scores the latest scoring run gave those customers (realized ROC-AUC, precision at the threshold and in
+  the top decile, observed vs predicted rate). Saved as `monitoring/daily/<day>.json`; skew past its
+  limits, prediction drift past PSI 0.2, or realized figures below `min_roc_auc` / `min_precision` alert.
+* **report**: `monitoring/report.html`, the trend of the last 30 days on one self-contained page.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.alerts import AlertNotifier, alert
+from cross_sell_airflow.stage import run_stage
+
+SETTINGS = Settings.from_env()
+IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+              "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=5)}
+
+
+@dag(
+    dag_id="cross_sell_monitoring",
+    schedule=SETTINGS.monitoring_cron,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cross-sell", "monitoring"],
+    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(minutes=30),
+                  "on_failure_callback": [AlertNotifier()]},
+    params={
+        "day": Param(None, type=["null", "string"], format="date",
+                     description="The day to monitor (YYYY-MM-DD); empty: the day before the run."),
+        "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
+                             description="Realized ROC-AUC below this alerts."),
+        "min_precision": Param(0.2, type="number", minimum=0.0, maximum=1.0,
+                               description="Realized precision at the model's threshold below this alerts."),
+        "skew_thresholds": Param({}, type="object", description='Per-feature skew limits, e.g. {"Age": 0.1}.'),
+    },
+)
+def cross_sell_monitoring():
+    @task(multiple_outputs=False, **IO_RETRIES)
+    def monitor() -> dict:
+        def call(monitoring, run):
+            day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
+                run.run_started.date() - timedelta(days=1)
+            return monitoring.run_day(day, run.registry, run.collection(SETTINGS.outcomes_collection),
+                                      run.params["min_roc_auc"], run.params["min_precision"],
+                                      run.params["skew_thresholds"])
+        result = run_stage(call, module="cross_sell.monitoring")
+        for reason in result["alerts"]:
+            alert(reason, "monitoring")
+        return result
+
+    @task(multiple_outputs=False, **IO_RETRIES)
+    def report(result: dict) -> str:
+        return run_stage(lambda monitoring, run: monitoring.build_report(
+            run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix), module="cross_sell.monitoring")
+
+    report(monitor())
+
+
+cross_sell_monitoring()

@@ -1,0 +1,214 @@
+"""Monitoring once the model is out: serving skew, prediction drift and realized performance, per day.
+
+For one day (the stage `monitor_day` of the `cross_sell_monitoring` DAG):
+
+* **skew**: that day's sampled request rows against the champion's training profile (`skew.report`,
+  the same distances as the pipeline's drift check);
+* **prediction drift**: the probabilities the service answered that day against the champion's
+  probabilities on its test split (PSI over the test split's own quantile bins, `calibration.json`);
+* **realized performance**: outcomes (`{id, Response, observed_at}` documents) observed that day, joined
+  with the scores the latest scoring run before that day gave those customers: ROC-AUC, precision at
+  the model's threshold, precision of the top decile (the campaign), observed vs predicted rate.
+
+Each day is a small JSON (`monitoring/daily/<day>.json`); `report` draws the trend of the last days
+into one self-contained HTML page (`monitoring/report.html`). What crosses a limit is returned as
+alerts for the caller to send.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+
+import numpy as np
+
+from . import skew
+from .errors import NotRetryable
+
+log = logging.getLogger(__name__)
+
+DAILY = "monitoring/daily"
+REPORT = "monitoring/report.html"
+PSI_LIMIT = 0.2
+_EPSILON = 1e-4
+
+
+def realized(y: np.ndarray, probability: np.ndarray, threshold: float, top: np.ndarray | None = None) -> dict:
+    """Metrics of scores against outcomes; `top` marks the customers on the campaign (decile 1)."""
+    from sklearn.metrics import roc_auc_score
+
+    predicted = probability >= threshold
+    out = {"rows": int(len(y)), "observed_rate": float(np.mean(y)) if len(y) else None,
+           "mean_probability": float(np.mean(probability)) if len(y) else None,
+           "roc_auc": float(roc_auc_score(y, probability)) if len(set(y.tolist())) == 2 else None,
+           "precision_at_threshold": float(np.mean(y[predicted])) if predicted.any() else None}
+    if top is not None:
+        out["precision_top_decile"] = float(np.mean(y[top])) if top.any() else None
+    return out
+
+
+def prediction_psi(probability: np.ndarray, calibration: dict) -> float | None:
+    """Population stability of served probabilities against the champion's test-split probabilities,
+    over the test split's own equal-count bins."""
+    if calibration is None or not len(probability):
+        return None
+    edges = np.asarray(calibration["edges"])
+    expected = np.asarray(calibration["rows"], dtype=float)
+    expected = expected / expected.sum() + _EPSILON
+    actual = np.bincount(np.searchsorted(edges, probability, side="right"), minlength=len(edges) + 1)
+    actual = actual / max(actual.sum(), 1) + _EPSILON
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def outcomes_of(collection, day: date):
+    """The outcomes observed on `day` (UTC), as a frame (id, Response)."""
+    import pandas as pd
+
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    query = {"observed_at": {"$gte": start.isoformat(), "$lt": (start + timedelta(days=1)).isoformat()}}
+    rows = list(collection.find(query, projection={"_id": False, "id": True, "Response": True}, batch_size=10_000))
+    return pd.DataFrame(rows, columns=["id", "Response"])
+
+
+def scoring_runs(s3, bucket: str, prefix: str) -> list[dict]:
+    """Every scoring run's summary (scored_at, model_version) and where its scores are, oldest first."""
+    root = "/".join(p for p in (prefix, "scores") if p) + "/"
+    runs = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/summary.json"):
+                summary = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                runs.append({"scored_at": summary["scored_at"], "model_version": summary["model_version"],
+                             "scores_key": item["Key"].rsplit("/", 1)[0] + "/scores.parquet"})
+    return sorted(runs, key=lambda run: run["scored_at"])
+
+
+def monitor_day(day: date, registry, outcomes, s3_scores: tuple, samples=None, min_roc_auc: float = 0.75,
+                min_precision: float = 0.2, skew_thresholds: dict | None = None) -> tuple[dict, list[str]]:
+    """One day's figures and the alerts they raise. `outcomes`: the outcomes collection;
+    `s3_scores` (s3, bucket, prefix) to find the scoring runs; `samples`: that day's sampled rows
+    (`skew.read_samples`), read by the caller."""
+    import pandas as pd
+
+    champion = registry.champion()
+    if champion is None:
+        raise NotRetryable("no champion yet: nothing to monitor")
+    result = {"day": day.isoformat(), "champion": champion.version, "skew": None, "prediction_psi": None,
+              "realized": None}
+    alerts: list[str] = []
+    samples = samples if samples is not None else pd.DataFrame()
+    if len(samples):
+        version, found = skew.report(registry, samples, None, skew_thresholds)
+        result["skew"] = {"rows": int(len(samples)), "drifted": found.drifted,
+                          "distances": {f.feature: round(f.distance, 4) for f in found.features}}
+        if found.drifted:
+            alerts.append(f"serving skew on {day}: {', '.join(found.drifted)} past their limits "
+                          f"against the training data of {version}")
+        served = samples["probability"].dropna().to_numpy(dtype=float) if "probability" in samples else np.empty(0)
+        psi = prediction_psi(served, registry.version_json(champion.version, "calibration.json"))
+        result["prediction_psi"] = None if psi is None else round(psi, 4)
+        if psi is not None and psi > PSI_LIMIT:
+            alerts.append(f"prediction drift on {day}: PSI {psi:.3f} of served probabilities (> {PSI_LIMIT})")
+    observed = outcomes_of(outcomes, day)
+    if len(observed):
+        s3, bucket, prefix = s3_scores
+        before = [run for run in scoring_runs(s3, bucket, prefix) if run["scored_at"] < (day + timedelta(days=1))
+                  .isoformat()]
+        if before:
+            run = before[-1]
+            scores = _read_scores(s3, bucket, run["scores_key"])
+            joined = observed.merge(scores, on="id", how="inner")
+            threshold = registry.manifest(run["model_version"])["threshold"]  # that model's own, verified
+            figures = realized(joined["Response"].to_numpy(dtype=int), joined["probability"].to_numpy(),
+                               threshold, (joined["decile"] == 1).to_numpy())
+            result["realized"] = {**figures, "scored_by": run["model_version"], "scored_at": run["scored_at"],
+                                  "outcomes": int(len(observed))}
+            if figures["roc_auc"] is not None and figures["roc_auc"] < min_roc_auc:
+                alerts.append(f"realized ROC-AUC {figures['roc_auc']:.3f} on {day} < {min_roc_auc} "
+                              f"({len(joined):,} outcomes, scores of {run['model_version']})")
+            if figures["precision_at_threshold"] is not None and figures["precision_at_threshold"] < min_precision:
+                alerts.append(f"realized precision {figures['precision_at_threshold']:.3f} on {day} < "
+                              f"{min_precision}")
+    return result, alerts
+
+
+def run_day(day: date, registry, outcomes, min_roc_auc: float = 0.75, min_precision: float = 0.2,
+            skew_thresholds: dict | None = None) -> dict:
+    """The stage: read the day's samples, compute `monitor_day`, save `monitoring/daily/<day>.json`."""
+    s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
+    samples = skew.read_samples(s3, bucket, prefix, since=day, until=day)
+    result, alerts = monitor_day(day, registry, outcomes, (s3, bucket, prefix), samples, min_roc_auc,
+                                 min_precision, skew_thresholds)
+    result["alerts"] = alerts
+    key = "/".join(p for p in (prefix, DAILY, f"{day.isoformat()}.json") if p)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(result, indent=2).encode(), ContentType="application/json")
+    log.info("monitoring %s: %s", day, json.dumps({k: v for k, v in result.items() if k != "skew"}))
+    return {"day": day.isoformat(), "key": key, "alerts": alerts}
+
+
+def build_report(s3, bucket: str, prefix: str, days: int = 30) -> str:
+    """The trend page of the last `days` daily results; returns its key."""
+    root = "/".join(p for p in (prefix, DAILY) if p) + "/"
+    keys = sorted(item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
+                  for item in page.get("Contents", []))[-days:]
+    daily = [json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys]
+    key = "/".join(p for p in (prefix, REPORT) if p)
+    s3.put_object(Bucket=bucket, Key=key, Body=trend_report(daily).encode(), ContentType="text/html")
+    return key
+
+
+def _read_scores(s3, bucket: str, key: str):
+    import pandas as pd
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pd.read_parquet(io.BytesIO(body), columns=["id", "probability", "decile"])
+
+
+def trend_report(days: list[dict]) -> str:
+    """One self-contained HTML page: the trend of the daily figures (PNG embedded, no CDN)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = [d["day"] for d in days]
+    series = {
+        "realized ROC-AUC": [(d.get("realized") or {}).get("roc_auc") for d in days],
+        "precision at threshold": [(d.get("realized") or {}).get("precision_at_threshold") for d in days],
+        "precision, top decile": [(d.get("realized") or {}).get("precision_top_decile") for d in days],
+        "observed rate": [(d.get("realized") or {}).get("observed_rate") for d in days],
+        "mean predicted": [(d.get("realized") or {}).get("mean_probability") for d in days],
+        "prediction PSI": [d.get("prediction_psi") for d in days],
+        "largest skew distance": [max((d.get("skew") or {}).get("distances", {}).values(), default=None)
+                                  for d in days],
+    }
+    figure, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
+    groups = (("realized ROC-AUC", "precision at threshold", "precision, top decile"),
+              ("observed rate", "mean predicted"), ("prediction PSI", "largest skew distance"))
+    for axis, names in zip(axes, groups, strict=True):
+        for name in names:
+            values = [np.nan if v is None else v for v in series[name]]
+            axis.plot(labels, values, marker="o", ms=3, label=name)
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    axes[-1].tick_params(axis="x", rotation=60)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    rows = "".join(
+        f"<tr><td>{d['day']}</td><td>{d['champion']}</td>"
+        + "".join(f"<td>{'' if series[name][i] is None else f'{series[name][i]:.4f}'}</td>" for name in series)
+        + f"<td>{', '.join((d.get('skew') or {}).get('drifted', []))}</td></tr>"
+        for i, d in enumerate(days))
+    head = "".join(f"<th>{name}</th>" for name in series)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Cross-sell monitoring</title>"
+            f"<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}"
+            f"td,th{{border:1px solid #ccc;padding:.2rem .5rem;font-size:.9rem}}</style></head><body>"
+            f"<h1>Cross-sell model in production: the last {len(days)} days</h1>"
+            f"<img alt='trends' src='data:image/png;base64,{image}'>"
+            f"<table><tr><th>day</th><th>champion</th>{head}<th>skewed features</th></tr>{rows}</table>"
+            f"</body></html>")

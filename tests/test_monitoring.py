@@ -1,0 +1,152 @@
+"""Monitoring and shadow: realized performance from outcomes, prediction drift, skew, the trend page, and a
+challenger scored beside the champion off the request path."""
+
+import json
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pytest
+from serving_support import PREFIX, promote, train_model
+
+from conftest import SIGNING_PUBLIC_KEY
+from cross_sell import drift, monitoring, schema, scoring, synthetic
+from cross_sell.__main__ import main as cli
+from cross_sell.artifacts import RunArtifacts
+from cross_sell.registry import ModelRegistry
+
+DAY = date(2026, 11, 29)
+
+
+def _customers(n, seed):
+    frame = synthetic.generate(n, seed=seed)
+    return frame, [{k: getattr(v, "item", lambda v=v: v)() for k, v in r.items()}
+                   for r in frame[list(schema.column_names(schema.SCORING))].to_dict("records")]
+
+
+@pytest.fixture
+def registry(s3, bucket, signer, verifier, monkeypatch, s3_env):
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    registry = ModelRegistry(s3, bucket, PREFIX, verifier)
+    for version, seed in (("v1", 1), ("v2", 2)):
+        trained = train_model(seed)
+        model = trained["model"]
+        test = synthetic.generate(3_000, seed=40 + seed)
+        from cross_sell import evaluation
+
+        y, probability, _ = evaluation.predictions(model, test)
+        files = {**trained["files"], "profile.json": json.dumps(drift.profile(test)).encode(),
+                 "calibration.json": json.dumps(evaluation.calibration_table(y, probability)).encode()}
+        registry.publish({"version": version, **trained["manifest"]}, files, signer)
+    promote(registry, "v1")
+    return registry
+
+
+def _score_everyone(registry, frame_docs, when):
+    model, version, calibration = scoring.served(registry)
+    artifacts = RunArtifacts(registry.s3, registry.bucket, PREFIX, f"scoring-{when:%Y%m%d}", area="scores")
+    return scoring.score(iter(frame_docs), artifacts, model, version, when, calibration)
+
+
+def test_realized_performance_prediction_drift_and_the_trend_page(registry, mongo_db):
+    frame, documents = _customers(4_000, seed=61)
+    _score_everyone(registry, documents, datetime(2026, 11, 28, 5, tzinfo=timezone.utc))
+    outcomes = mongo_db["customer_outcomes"]
+    outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": int(r.Response),
+                           "observed_at": f"{DAY.isoformat()}T10:00:00+00:00"} for r in frame.itertuples()])
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX))
+    realized = result["realized"]
+    assert realized["outcomes"] == 4_000 and realized["rows"] == 4_000 and realized["scored_by"] == "v1"
+    assert 0.78 < realized["roc_auc"] < 0.95 and alerts == []  # the synthetic truth: the model does well
+    assert abs(realized["observed_rate"] - realized["mean_probability"]) < 0.05  # calibrated
+    # The same customers with outcomes that contradict the model: realized ROC-AUC falls and alerts.
+    for r in frame.itertuples():
+        outcomes.update_one({"_id": int(r.id)}, {"$set": {"Response": 1 - int(r.Response)}})
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX))
+    assert result["realized"]["roc_auc"] < 0.25 and any("realized ROC-AUC" in a for a in alerts)
+    # Served probabilities from another population drift from the champion's test-split ones.
+    import pandas as pd
+
+    skewed = synthetic.generate(2_000, seed=62)
+    skewed["Previously_Insured"] = 0
+    skewed["Vehicle_Damage"] = "Yes"
+    model, _ = registry.served_model("v1")
+    from cross_sell import model_input
+
+    skewed["probability"] = model.probability(model_input.from_frame(skewed))
+    samples = skewed[[*schema.column_names(schema.SERVING), "probability"]]
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX),
+                                            samples=pd.DataFrame(samples))
+    assert result["prediction_psi"] > monitoring.PSI_LIMIT and any("prediction drift" in a for a in alerts)
+    assert set(result["skew"]["drifted"]) >= {"Previously_Insured", "Vehicle_Damage"}
+    page = monitoring.trend_report([result, {**result, "day": "2026-11-30"}])
+    assert page.count("data:image/png;base64,") == 1 and "<script" not in page and "2026-11-30" in page
+
+
+def test_outcomes_load_from_a_csv_keyed_on_the_customer(tmp_path, mongo_db, capsys):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("id,Response,observed_at\n1,1,2026-11-29\n2,0,2026-11-29T08:30:00+01:00\n3,1,\n")
+    uri = f"mongodb://{mongo_db.client.address[0]}:{mongo_db.client.address[1]}"
+    assert cli(["load-outcomes", "--csv", str(path), "--mongo-uri", uri, "--database", mongo_db.name,
+                "--observed-at", "2026-11-30T00:00:00"]) == 0
+    assert json.loads(capsys.readouterr().out)["inserted"] == 3
+    stored = {d["_id"]: d["observed_at"] for d in mongo_db["customer_outcomes"].find()}
+    assert stored == {1: "2026-11-29T00:00:00+00:00", 2: "2026-11-29T07:30:00+00:00",
+                      3: "2026-11-30T00:00:00+00:00"}
+    path.write_text("id,Response\n4,2\n")
+    assert cli(["load-outcomes", "--csv", str(path), "--mongo-uri", uri, "--database", mongo_db.name]) == 2
+    assert "line 2" in capsys.readouterr().err and mongo_db["customer_outcomes"].estimated_document_count() == 3
+
+
+def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(registry, capsys, mongo_db):
+    from serving.app import create_app
+    from serving.config import ServingConfig
+
+    assert cli(["shadow", "set", "v2", "--reason", "passed the floor, not the margin"]) == 0
+    capsys.readouterr()
+    app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, sample_rate=1.0,
+                                   public_key_path=str(SIGNING_PUBLIC_KEY)), start_poller=False)
+    assert app.test_client().get("/model").json["shadow"]["version"] == "v2"
+    _, documents = _customers(300, seed=63)
+    records = [{k: v for k, v in d.items() if k != "id"} for d in documents]
+    answered = app.test_client().post("/predict", json={"records": records}).json
+    assert answered["model_version"] == "v1"  # the champion answers; the shadow never does
+    app.extensions["sampler"].flush()
+    samples = [json.loads(line) for item in registry.s3.list_objects_v2(Bucket=registry.bucket,
+                                                                         Prefix=f"{PREFIX}/serving-samples/")["Contents"]
+               for line in registry.s3.get_object(Bucket=registry.bucket, Key=item["Key"])["Body"].read().splitlines()]
+    assert len(samples) == 300 and {s["shadow_version"] for s in samples} == {"v2"}
+    v2, _ = registry.served_model("v2")
+    from cross_sell import model_input
+
+    expected = v2.probability(model_input.from_rows(samples))
+    assert np.max(np.abs(np.array([s["shadow_probability"] for s in samples]) - expected)) <= 1e-9
+    served = [p["probability"] for p in answered["predictions"]]
+    assert [s["probability"] for s in samples] == served  # the champion's own answers, as sent
+    # The report: agreement and distributions; realized metrics once outcomes exist.
+    outcomes = mongo_db["customer_outcomes"]
+    frame, _ = _customers(300, seed=63)
+    mongo_db["customers"].insert_many([{**d, "_id": d["id"]} for d in documents])
+    outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": int(r.Response),
+                           "observed_at": "2026-11-29T00:00:00+00:00"} for r in frame.itertuples()])
+    from cross_sell import shadow_report
+
+    report = shadow_report.report(registry, None, outcomes, mongo_db["customers"])["shadows"]["v2"]
+    assert report["rows"] == 300 and 0.5 < report["label_agreement"] <= 1 and report["correlation"] > 0.8
+    assert report["realized"]["champion"]["rows"] == report["realized"]["shadow"]["rows"] == 300
+    assert report["realized"]["shadow"]["version"] == "v2" and report["realized"]["shadow"]["roc_auc"] > 0.7
+    # Cleared: the workers stop scoring in shadow at their next poll.
+    assert cli(["shadow", "clear"]) == 0
+    assert app.extensions["shadow"].refresh() is False and app.extensions["shadow"].current is None
+
+
+def test_an_unsigned_shadow_is_refused_like_a_champion(registry, s3):
+    from serving.app import create_app
+    from serving.config import ServingConfig
+
+    registry.set_shadow("v2", "test")
+    s3.delete_object(Bucket=registry.bucket, Key=registry.version_file_key("v2", "manifest.sig"))
+    app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, sample_rate=1.0,
+                                   public_key_path=str(SIGNING_PUBLIC_KEY)), start_poller=False)
+    shadow = app.test_client().get("/model").json["shadow"]
+    assert shadow["version"] is None and "no signature" in shadow["last_reload_error"]
