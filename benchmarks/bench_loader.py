@@ -61,6 +61,12 @@ def child(path: str, out: str) -> None:
                                      "cpu": time.process_time() - cpu, "peak_above_mb": peak_rss_mb() - before}))
 
 
+def loader_chunk() -> int:
+    from cross_sell import loader
+
+    return loader.CHUNK_ROWS
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[381_109, 2_000_000])
@@ -69,7 +75,7 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    print("loader benchmark: check the whole file, then upsert it in chunks of 50,000 rows")
+    print(f"loader benchmark: check the whole file, then upsert it in chunks of {loader_chunk():,} rows")
     print(f"{'rows':>10s} {'file MB':>8s} {'wall s':>7s} {'CPU s':>7s} {'peak MB above start':>20s}")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:

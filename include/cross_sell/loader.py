@@ -117,7 +117,7 @@ def check_csv(path: str, rows: int = CHUNK_ROWS, progress: bool = False) -> int:
             else:
                 problems.append(Located(int(starts[problem.row]), problem.column, problem.reason))
         if schema.KEY in typed and not any(p.line is None for p in problems):
-            ids.append(typed[schema.KEY].dropna().to_numpy(dtype="int64"))
+            ids.append(np.array(typed[schema.KEY].dropna().to_numpy(dtype="int64"), copy=True))  # not a view
         total += len(frame)
         if any(p.line is None for p in problems):
             break  # a broken header: every row would repeat it
@@ -204,6 +204,7 @@ def upsert_outcomes(collection, outcomes: pd.DataFrame, batch_size: int = BATCH_
     """One outcome per customer, keyed on the id (`_id`): a later outcome replaces an earlier one."""
     from pymongo import ReplaceOne
 
+    collection.create_index("observed_at")  # monitoring reads one day at a time
     inserted = updated = 0
     records = outcomes.to_dict("records")
     for start in range(0, len(records), batch_size):
