@@ -97,6 +97,9 @@ def main() -> None:
         results = [monitoring.run_day(first + timedelta(days=d), registry, outcomes) for d in range(args.days)]
         report_key = monitoring.build_report(s3, registry.bucket, "vi", days=args.days)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+        copy = ROOT / ".local" / "reports" / "monitoring-benchmark.html"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(s3.get_object(Bucket=registry.bucket, Key=report_key)["Body"].read())
     finally:
         s3_server.stop()
         mongo.stop()
@@ -105,7 +108,8 @@ def main() -> None:
           f"{args.samples_per_day:,} sampled rows a day, weekly scoring runs")
     print(f"task work (this process's CPU time): {cpu:.1f} s (target <= 60 s: {'PASS' if cpu <= 60 else 'FAIL'}); "
           f"wall time incl. the local nx-27017 and S3 servers: {wall:.1f} s")
-    print(f"days monitored: {len(realized)}; report: s3://bench-monitoring/{report_key}")
+    alerts = sum(len(r["alerts"]) for r in realized)
+    print(f"days monitored: {len(realized)}, alerts raised: {alerts}; the trend page: {copy}")
 
 
 if __name__ == "__main__":

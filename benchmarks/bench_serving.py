@@ -144,11 +144,38 @@ def worker_start_seconds(env: dict, repeats: int) -> list[float]:
     return timings
 
 
+def shadow_p99(env: dict, registry, onnx: bytes, estimator_path: Path, private_key: Path, seconds: float,
+               rounds: int, workdir: Path) -> dict:
+    """p99 at 8 clients through the front with and without a challenger in shadow, alternating, every
+    request row sampled (so the shadow scores all of them, in the sampler's thread, once per 1,000 rows)."""
+    registry.publish({"version": "bench-shadow", "threshold": 0.3, "model_input": model_input.LAYOUT},
+                     {"model.onnx": onnx, "model.joblib": estimator_path}, ManifestSigner.from_file(private_key))
+    env = {**env, "SERVING_SAMPLE_RATE": "1.0", "SERVING_POLL_SECONDS": "1"}
+    server = local_services.start_serving(env, workers=2, log_path=str(workdir / "shadow.log"))
+    front = local_services.start_front(server.env["SERVING_SOCKET"], workdir=str(workdir / "front-shadow"))
+    runs = {"without shadow": [], "with shadow": []}
+    try:
+        wrk(front.url, 8, 2, ONE_ROW)
+        for _ in range(rounds):
+            for name in ("without shadow", "with shadow"):
+                if name == "with shadow":
+                    registry.set_shadow("bench-shadow", "benchmark")
+                else:
+                    registry.clear_shadow()
+                time.sleep(3)  # every worker's poller has seen the pointer
+                runs[name].append(wrk(front.url, 8, seconds, ONE_ROW))
+    finally:
+        front.stop()
+        server.stop()
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--start-repeats", type=int, default=5)
+    parser.add_argument("--shadow-rounds", type=int, default=3)
     args = parser.parse_args()
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light")):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -195,6 +222,8 @@ def main() -> None:
                 front.stop()
                 server.stop()
         starts = worker_start_seconds(env, args.start_repeats)
+        shadow_runs = shadow_p99(env, registry, exported.onnx, path, private_key, args.seconds, args.shadow_rounds,
+                                 workdir)
         speed.append(machine_speed())
     finally:
         s3_server.stop()
@@ -220,6 +249,14 @@ def main() -> None:
     print(f"single row at 8 clients through the front: p99 {eight['p99_ms']:.2f} ms (target <= 20: "
           f"{'PASS' if eight['p99_ms'] <= 20 else 'FAIL'}), {eight['requests_per_s']:.0f} req/s (target >= 1,500: "
           f"{'PASS' if eight['requests_per_s'] >= 1500 else 'FAIL'})")
+    for name, runs in shadow_runs.items():
+        p99 = ", ".join(f"{r['p99_ms']:.2f}" for r in runs)
+        rates = ", ".join(f"{r['requests_per_s']:.0f}" for r in runs)
+        print(f"8 clients, every row sampled, {name}: p99 {p99} ms; req/s {rates}")
+    gap = statistics.median(r["p99_ms"] for r in shadow_runs["with shadow"]) - \
+        statistics.median(r["p99_ms"] for r in shadow_runs["without shadow"])
+    print(f"shadow's cost to p99 at 8 clients (medians of the alternating runs): {gap:+.2f} ms "
+          f"(target <= 1 ms: {'PASS' if gap <= 1 else 'FAIL'})")
     print(f"CPU per one-row request at 8 clients (nginx + gunicorn, wrk excluded): {service_cpu_ms:.3f} ms, "
           f"i.e. {1000 * (os.cpu_count() or 1) / service_cpu_ms:,.0f} req/s if the service had all "
           f"{os.cpu_count()} cores")
