@@ -122,12 +122,7 @@ def main() -> None:
         results["work lost"] = killed_at - _time(tries[1]["start_date"])
         results["wait for retry"] = _time(tries[2]["start_date"]) - killed_at
     finally:
-        if topology is not None:
-            topology.stop()
-        airflow_stack.drop_database(database)
-        airflow_stack.flush_redis(redis_db)
-        s3.stop()
-        mongo.stop()
+        airflow_stack.teardown(topology, database, redis_db, s3, mongo)
 
     g = results["gaps"]
     print(f"topology benchmark: {args.rows:,} rows, 2 Celery workers, {os.cpu_count()} cores")

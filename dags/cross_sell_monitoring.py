@@ -16,28 +16,22 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
-from cross_sell_airflow.alerts import AlertNotifier, alert
+from cross_sell_airflow.alerts import alert
+from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
-IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
-              "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=5)}
 
 
 @dag(
     dag_id="cross_sell_monitoring",
     schedule=SETTINGS.monitoring_cron,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
     tags=["cross-sell", "monitoring"],
-    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(minutes=30),
-                  "on_failure_callback": [AlertNotifier()]},
+    **dag_defaults(timeout=timedelta(minutes=30)),
     params={
         "day": Param(None, type=["null", "string"], format="date",
                      description="The day to monitor (YYYY-MM-DD); empty: the day before the run."),

@@ -25,22 +25,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
-from cross_sell_airflow.alerts import AlertNotifier
 from cross_sell_airflow.assets import CHAMPION, SCORES
+from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
-IO_RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
 SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_cron, timezone="UTC"),
                                 assets=CHAMPION) if SETTINGS.scoring_cron else CHAMPION)
 
@@ -48,13 +41,9 @@ SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_
 @dag(
     dag_id="cross_sell_scoring",
     schedule=SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
     tags=["cross-sell", "scoring"],
-    default_args={"owner": "ml-platform", "retries": 0, "execution_timeout": timedelta(hours=2),
-                  "on_failure_callback": [AlertNotifier()]},
+    **dag_defaults(timeout=timedelta(hours=2)),
     params={
         "model": Param("champion", type="string", description='"champion", or a registry version to score with.'),
         "campaign_top_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,

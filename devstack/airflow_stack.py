@@ -240,6 +240,16 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
     return topology
 
 
+def teardown(topology: Topology | None, database: str, redis_db: int, *servers) -> None:
+    """Stop the processes, drop the database, empty the Redis database, stop the local servers."""
+    if topology is not None:
+        topology.stop()
+    drop_database(database)
+    flush_redis(redis_db)
+    for server in servers:
+        server.stop()
+
+
 def _healthy(api: AirflowApi) -> bool:
     health = api._request("GET", "/api/v2/monitor/health", auth=False)
     return all(health.get(part, {}).get("status") == "healthy"

@@ -60,12 +60,7 @@ def stack(tmp_path_factory):
                                  signing.ManifestVerifier.from_file(public_key))
         yield {"topology": topology, "api": topology.api, "registry": registry, "s3": s3}
     finally:
-        if topology is not None:
-            topology.stop()
-        airflow_stack.drop_database(database)
-        airflow_stack.flush_redis(redis_db)
-        s3.stop()
-        mongo.stop()
+        airflow_stack.teardown(topology, database, redis_db, s3, mongo)
 
 
 def _on_workers(api, run_id: str, workers: set[str]) -> dict:
