@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--start-repeats", type=int, default=5)
-    parser.add_argument("--shadow-rounds", type=int, default=3)
+    parser.add_argument("--shadow-rounds", type=int, default=5)
     args = parser.parse_args()
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light")):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():

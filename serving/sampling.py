@@ -14,11 +14,13 @@ import logging
 import os
 import random
 import threading
+import time
 from datetime import datetime, timezone
 
 from cross_sell import skew
 
 log = logging.getLogger(__name__)
+SHADOW_PIECE = 50  # rows the shadow scores between two chances for the request threads to run
 
 
 class RequestSampler:
@@ -89,15 +91,20 @@ class RequestSampler:
             return key
 
     def _score_in_shadow(self, rows: list[dict]) -> None:
+        """The challenger's answers, a few rows at a time: this thread gives the interpreter back to the
+        requests between pieces (`sleep(0)`) instead of holding it for a whole flush."""
         challenger = self.shadow.current if self.shadow is not None else None
         if challenger is None:
             return
-        try:
-            from cross_sell import model_input
+        from cross_sell import model_input
 
-            probabilities, _ = challenger.predict(model_input.from_rows(rows))
-        except Exception:  # the challenger must never cost the samples
-            log.exception("shadow %s could not score %s sampled rows", challenger.version, len(rows))
-            return
-        for row, probability in zip(rows, probabilities, strict=True):
-            row["shadow_version"], row["shadow_probability"] = challenger.version, probability
+        for start in range(0, len(rows), SHADOW_PIECE):
+            piece = rows[start:start + SHADOW_PIECE]
+            try:
+                probabilities, _ = challenger.predict(model_input.from_rows(piece))
+            except Exception:  # the challenger must never cost the samples
+                log.exception("shadow %s could not score %s sampled rows", challenger.version, len(piece))
+                return
+            for row, probability in zip(piece, probabilities, strict=True):
+                row["shadow_version"], row["shadow_probability"] = challenger.version, probability
+            time.sleep(0)

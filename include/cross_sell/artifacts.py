@@ -27,8 +27,13 @@ class RunArtifacts:
         return f"s3://{self.bucket}/{key}"
 
     def upload_file(self, path: str | Path, *parts: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
         key = self.key(*parts)
-        self.s3.upload_file(str(path), self.bucket, key)
+        # Two 8 MB parts in flight at most: boto3's default (ten) held ~30 MB more while a 3.8M-row
+        # scores file went up than the whole scoring of it needed (benchmarks/bench_scoring.py).
+        self.s3.upload_file(str(path), self.bucket, key,
+                            Config=TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2))
         return key
 
     def upload_dir(self, directory: str | Path, *parts: str) -> str:
