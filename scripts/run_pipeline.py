@@ -92,7 +92,7 @@ class TaskProgress:
             if state in self.FINISHED and task not in self.printed:
                 self.printed.add(task)
                 seconds = f"{duration:6.1f} s" if duration is not None else "        "
-                print(f"  {task:12s} {state:15s} {seconds}  {self._figure(task, state)}", flush=True)
+                print(f"  {task:14s} {state:15s} {seconds}  {self._figure(task, state)}", flush=True)
 
     def _figure(self, task: str, state: str) -> str:
         artifacts = RunArtifacts(self.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id)
