@@ -6,7 +6,8 @@ Prints per-stage seconds, rows/s and peak RSS. The local MongoDB-wire server (nx
 underneath) is far slower than a real mongod, so its own time is measured and printed separately:
 the load, and a bare drain of the extraction cursor. Extraction runs in a child process so its
 peak RSS is its own; it is compared with the size of the DataFrame it produces.
-Targets (2 cores): all task work <= 60 s; extraction peak memory <= 3x the final DataFrame.
+Targets (2 cores): all task work <= 60 s for 381,109 rows and no more than proportionally longer for more;
+extraction peak memory <= 3x the final DataFrame (<= 1.5x at 10x the rows).
 """
 
 from __future__ import annotations
@@ -182,15 +183,17 @@ def main() -> None:
         print(f"{name:26s} {seconds[name]:8.2f} {cpu[name]:8.2f} {rate:>14s} {memory[name]:20.0f}")
     print("extract's wall time includes the local server's; its CPU time is the task's own work.")
     total = sum(cpu[k] for k in task_stages)
-    print(f"{'all task work, CPU s (extract..push)':40s} {total:8.2f}   target <= 60 s: "
-          f"{'PASS' if total <= 60 else 'FAIL'}")
+    limit = 60 * max(1.0, args.rows / 381_109)  # 60 s for the Kaggle file's size, growing no faster than the data
+    print(f"{'all task work, CPU s (extract..push)':40s} {total:8.2f}   target <= {limit:.0f} s: "
+          f"{'PASS' if total <= limit else 'FAIL'}")
     print("local MongoDB-wire server (not task work):")
     for name, value in local_server.items():
         print(f"  {name:40s} {value:8.2f} {args.rows / value:>12,.0f}")
     ratio = extracted["extra_peak_mb"] / extracted["frame_mb"]
+    most = 3 if args.rows <= 381_109 else 1.5  # at 10x the data: <= 1.5x the frame
     print(f"extract memory: peak RSS {extracted['peak_rss_mb']:.0f} MB, {extracted['extra_peak_mb']:.0f} MB above the "
           f"{extracted['baseline_rss_mb']:.0f} MB baseline; final DataFrame {extracted['frame_mb']:.0f} MB; "
-          f"ratio {ratio:.2f}x (target <= 3x: {'PASS' if ratio <= 3 else 'FAIL'})")
+          f"ratio {ratio:.2f}x (target <= {most}x: {'PASS' if ratio <= most else 'FAIL'})")
     print(f"benchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
