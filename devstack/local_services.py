@@ -31,19 +31,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
-    timeout = scaled(timeout)
-    deadline = time.monotonic() + timeout
+def _wait_until(ready, process: subprocess.Popen, name: str, what: str, timeout: float, poll: float) -> bool:
+    """Poll `ready()` (an OSError counts as not yet) until it holds, the process exits (an error) or the
+    scaled timeout passes (False: the caller cleans up and says what did not happen)."""
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode} before listening on {port}")
+            raise RuntimeError(f"{name} exited with code {process.returncode} before {what}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            if ready():
+                return True
         except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+            pass
+        time.sleep(poll)
+    return False
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    if not _wait_until(listening, process, name, f"listening on {port}", timeout, poll=0.1):
+        process.kill()
+        raise RuntimeError(f"{name} did not listen on port {port} within {scaled(timeout):.0f} s")
 
 
 @dataclass
@@ -164,20 +175,15 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
         if log is not subprocess.DEVNULL:
             log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
-    timeout = scaled(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=scaled(2)) as response:
-                if response.status == 200:
-                    return Service("serving", port, process, url, {"SERVING_SOCKET": f"unix:{socket_path}"},
-                                   scratch=[sockets])
-        except OSError:
-            time.sleep(0.2)
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/ready", timeout=scaled(2)) as response:
+            return response.status == 200
+
+    if _wait_until(ready, process, "gunicorn", f"{url}/ready answered 200", timeout, poll=0.2):
+        return Service("serving", port, process, url, {"SERVING_SOCKET": f"unix:{socket_path}"}, scratch=[sockets])
     Service("serving", port, process, url, scratch=[sockets]).stop()
-    raise RuntimeError(f"the service was not ready on {url} within {timeout:.0f} s")
+    raise RuntimeError(f"the service was not ready on {url} within {scaled(timeout):.0f} s")
 
 
 def render_template(text: str, values: dict[str, str]) -> str:
