@@ -70,3 +70,47 @@ def test_serving_records_reject_unknown_and_missing_fields_but_not_id_or_label()
 def test_arrow_schema_matches_columns():
     names = schema.arrow_schema(schema.TRAINING, with_invalid_values=True).names
     assert names == schema.column_names(schema.TRAINING) + [schema.INVALID_VALUES_COLUMN]
+
+
+def test_columns_are_cast_and_judged_as_records_are():
+    """Batch scoring's column-wise cast (`cast_columns`) against the scalar rules (`cast_records`): the same
+    problems, and for the rows without one the same values and model input."""
+    import bson
+    import numpy as np
+
+    from cross_sell import model_input
+
+    frame = synthetic.generate(400, seed=6)[schema.column_names(schema.SCORING)]
+    records = [{k: getattr(v, "item", lambda v=v: v)() for k, v in row.items()} for row in frame.to_dict("records")]
+    odd = {  # row: (column, value); Age and Gender stay one kind with a bad value (the vectorised path)
+        3: ("Age", 150), 5: ("Gender", "Robot"), 8: ("Region_Code", 28.0), 9: ("Region_Code", 28.5),
+        11: ("Vintage", "99"), 12: ("Vintage", 10**20), 14: ("Driving_License", True), 15: ("Driving_License", 2),
+        17: ("Annual_Premium", float("inf")), 18: ("Annual_Premium", float("nan")), 19: ("Annual_Premium", None),
+        21: ("Annual_Premium", 30_000), 22: ("Vehicle_Age", 3), 24: ("id", -5), 25: ("id", bson.Int64(7)),
+        27: ("Policy_Sales_Channel", np.int64(26)), 28: ("Previously_Insured", 1.0), 30: ("Vehicle_Damage", None),
+    }
+    for row, (column, value) in odd.items():
+        records[row][column] = value
+    cast, problems = schema.cast_columns(records, schema.SCORING)
+    typed, expected = schema.cast_records(records, schema.SCORING)
+    assert sorted((p.row, p.column, p.reason) for p in problems) == \
+        sorted((p.row, p.column, p.reason) for p in expected)
+    assert {p.row for p in problems} == {3, 5, 9, 11, 12, 14, 15, 17, 18, 19, 22, 24, 30}
+    good = np.ones(len(records), dtype=bool)
+    good[[p.row for p in problems]] = False
+    kept = [row for row, ok in zip(typed, good, strict=True) if ok]
+    for column in schema.columns(schema.SCORING):
+        values = [row[column.name] for row in kept]
+        if column.kind == "category":
+            values = [column.allowed.index(v) for v in values]
+        assert cast[column.name][good].tolist() == values, column.name
+    matrix = model_input.from_columns({k: v[good] for k, v in cast.items()},
+                                      np.empty((len(kept), len(schema.FEATURES))))
+    np.testing.assert_array_equal(matrix, model_input.from_rows(kept))
+
+
+def test_an_absent_field_of_a_document_is_a_missing_value():
+    record = synthetic.generate(1, seed=7)[schema.column_names(schema.SCORING)].iloc[0].to_dict()
+    del record["Gender"]
+    _, problems = schema.cast_columns([record], schema.SCORING)
+    assert [(p.row, p.column, p.reason) for p in problems] == [(0, "Gender", "missing value")]

@@ -45,6 +45,15 @@ def from_frame(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
+def from_columns(columns: dict[str, np.ndarray], out: np.ndarray) -> np.ndarray:
+    """`from_frame` for the columns of `schema.cast_columns`, written into `out` (rows x features; batch
+    scoring passes a float32 slice of its batch, the type ONNX Runtime takes). A category's position in
+    `allowed` is its code by definition of `CODES`."""
+    for j, name in enumerate(schema.FEATURES):
+        out[:, j] = columns[name]
+    return out
+
+
 def from_rows(rows: list[dict]) -> np.ndarray:
     """`from_frame` for a few already cast records (`schema.cast_records`), without building a DataFrame."""
     def value(name: str, raw):

@@ -377,3 +377,68 @@ def validate_records(records: Iterable[dict], environment: str = SERVING,
     typed, found = validate_frame(raw, environment, allow_text)
     problems += [p for p in found if (p.row, p.column) not in missing]
     return typed, _sorted(problems)
+
+
+def cast_columns(records: list[dict], environment: str = SCORING,
+                 allow_text: bool = False) -> tuple[dict[str, np.ndarray], list[Problem]]:
+    """`cast_records` column by column, for many documents (batch scoring) without building a DataFrame.
+
+    Each column of `environment` becomes one NumPy array: integers int64, floats float64, categories the
+    position of the value in `allowed` (int8). A column whose values all have its kind is cast and checked
+    in NumPy; a value that breaks a rule there, and every value of a column of mixed kinds, goes through
+    the scalar rules (`_cast_value`, `_value_reason`), so the problems are those of `cast_records`, in
+    schema order within a row. An absent field is a missing value. The arrays hold an arbitrary value in a
+    row that has a problem: drop those rows."""
+    problems: list[Problem] = []
+    cast = {}
+    for column in columns(environment):
+        values = [record.get(column.name) for record in records]
+        cast[column.name], found = _cast_column(values, column, allow_text)
+        problems += found
+    problems.sort(key=lambda p: p.row)  # stable: schema order within a row
+    return cast, problems
+
+
+_INTEGERS, _FLOATS = (int, np.integer), (float, np.floating)
+
+
+def _cast_column(values: list, column: Column, allow_text: bool) -> tuple[np.ndarray, list[Problem]]:
+    kinds = set(map(type, values))
+    array = None
+    if column.kind == "category":
+        if column.allowed is None:
+            raise ValueError(f"{column.name}: cast_columns needs the category's allowed values")
+        if kinds == {str}:
+            position = {value: code for code, value in enumerate(column.allowed)}
+            array = np.fromiter((position.get(v, -1) for v in values), dtype=np.int8, count=len(values))
+            suspect = array < 0
+    elif kinds and all(issubclass(k, _INTEGERS) and not issubclass(k, (bool, np.bool_)) or
+                       (column.kind == "float" and issubclass(k, _FLOATS)) for k in kinds):
+        try:
+            array = np.array(values, dtype=np.int64 if column.kind == "integer" else np.float64)
+        except OverflowError:  # beyond int64: the scalar rules say so
+            array = None
+        if array is not None:
+            suspect = ~np.isfinite(array) if column.kind == "float" else np.zeros(len(array), dtype=bool)
+            if column.allowed is not None:
+                suspect |= ~np.isin(array, column.allowed)
+            with np.errstate(invalid="ignore"):
+                if column.minimum is not None:
+                    suspect |= array < column.minimum
+                if column.maximum is not None:
+                    suspect |= array > column.maximum
+    if array is None:  # mixed kinds (a stray string, boolean, null...): every value by the scalar rules
+        array = np.zeros(len(values), dtype=np.int8 if column.kind == "category" else
+                         np.int64 if column.kind == "integer" else np.float64)
+        suspect = np.ones(len(values), dtype=bool)
+    problems = []
+    for row in np.flatnonzero(suspect):
+        value, reason = _cast_value(column, values[row], allow_text)
+        reason = reason or _value_reason(column, value)
+        if reason:
+            problems.append(Problem(int(row), column.name, reason))
+        elif column.kind == "category":
+            array[row] = column.allowed.index(value)
+        else:
+            array[row] = value
+    return array, problems
