@@ -50,7 +50,7 @@ SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_
                                     description="Share of the customers on the campaign list (highest first)."),
         "campaign_top_n": Param(None, type=["null", "integer"], minimum=1,
                                 description="If set, exactly this many customers instead of a share."),
-        "batch_rows": Param(20_000, type="integer", minimum=1_000, maximum=500_000,
+        "batch_rows": Param(100_000, type="integer", minimum=1_000, maximum=1_000_000,
                             description="Customers per batch: memory grows with this, not with the base."),
     },
 )

@@ -66,6 +66,7 @@ def test_scores_deciles_and_lift_from_the_champions_calibration(registry):
     frame = pd.read_parquet(_download(registry, scored["scores_key"]))
     assert list(frame.columns) == ["id", "probability", "label", "decile", "model_version", "scored_at"]
     assert len(frame) == CUSTOMERS - 1 and set(frame["scored_at"]) == {SCORED_AT.isoformat()}
+    assert sorted(frame["id"]) == sorted(d["id"] for d in documents[1:])  # six batches through one buffer
     counts = frame["decile"].value_counts().sort_index()
     assert list(counts.index) == list(range(1, 11)) and counts.min() >= 0.09 * len(frame)  # tenths
     by_decile = frame.groupby("decile")["probability"].agg(["min", "max"])
@@ -173,3 +174,34 @@ def test_score_cli_scores_a_file_like_the_dag(registry, s3_env, tmp_path, monkey
     documents = [d for d in customers(500, seed=8) if str(d["id"]) != bad["document"]["id"]]  # CSV text
     batch = scoring.BatchScorer(model).score(documents)
     assert np.max(np.abs(written.loc[batch.ids, "probability"].to_numpy() - batch.probability)) <= 1e-12
+
+
+def test_the_in_place_histogram_counts_as_numpys_does():
+    probability = np.concatenate([np.random.default_rng(0).random(50_000), scoring._BIN_BOUNDS[::97],
+                                  [0.0, 1.0, np.nextafter(1.0, 0.0)]])  # bin bounds themselves, both ends
+    histogram = np.zeros(scoring.HISTOGRAM_BINS, dtype=np.int64)
+    scoring.add_to_histogram(histogram, probability)
+    np.testing.assert_array_equal(histogram, np.histogram(probability, bins=scoring.HISTOGRAM_BINS, range=(0, 1))[0])
+
+
+def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(registry):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cross_sell import model_input
+
+    model, _, _ = scoring.served(registry)
+    documents = customers(1_030, seed=8)
+    for row in (0, 99, 100, 640, 1_029):  # first and last rows of pieces and of the stream
+        documents[row]["Vehicle_Damage"] = "Maybe"
+    with ThreadPoolExecutor(max_workers=1) as inference:
+        batches = [scoring.Batch(b.ids.copy(), b.probability.copy(), b.labels.copy(), b.quarantined)
+                   for b in scoring.scored_batches(iter(documents), model, rows=250, clock={"reading": 0.0},
+                                                   inference=inference, piece=100)]  # one buffer, reused
+    assert [len(b.ids) + len(b.quarantined) for b in batches] == [250, 250, 250, 250, 30]
+    good = [d for i, d in enumerate(documents) if i not in (0, 99, 100, 640, 1_029)]
+    assert np.concatenate([b.ids for b in batches]).tolist() == [d["id"] for d in good]
+    assert [q["id"] for b in batches for q in b.quarantined] == [documents[i]["id"] for i in (0, 99, 100, 640, 1_029)]
+    typed, _ = schema.cast_records([{k: v for k, v in d.items() if k != "id"} for d in good])
+    expected = model.probability(model_input.from_rows(typed))
+    np.testing.assert_allclose(np.concatenate([b.probability for b in batches]), expected, rtol=0, atol=1e-7)
+    assert np.concatenate([b.labels for b in batches]).tolist() == model.labels(expected).tolist()

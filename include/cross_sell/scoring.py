@@ -2,12 +2,13 @@
 
 The stages of the `cross_sell_scoring` DAG (and `python -m cross_sell score` for files):
 
-* `score` streams customers in batches of bounded size, checks each batch against the schema's scoring
-  environment (the key and the serving features), quarantines the rows that fail with their reasons, and
-  scores the others through the same path as the service (`model_input.from_frame`, the signed ONNX file
-  in ONNX Runtime). Scores go to `<prefix>/scores/<run id>/scores.parquet` with the decile of each
-  customer; deciles come from a fixed-size histogram of the probabilities, so memory does not grow with
-  the number of customers.
+* `score` streams customers in batches of bounded size, checks each piece of documents against the
+  schema's scoring environment (the key and the serving features) column by column with the rules the
+  service applies (`schema.cast_columns`), quarantines the rows that fail with their reasons, and scores
+  the others with the model input the service builds (`model_input`) in the signed ONNX file. No
+  DataFrame is built: a batch is a few NumPy arrays, reused from batch to batch. Scores go to
+  `<prefix>/scores/<run id>/scores.parquet` with the decile of each customer; deciles come from a
+  fixed-size histogram of the probabilities, so memory does not grow with the number of customers.
 * `campaign` ranks the customers (top N or a top share) into `campaign.csv` / `campaign.parquet`, with
   the lift and gain per decile: expected buyers per call from the champion's test-split calibration.
 * `publish` bulk-upserts the scores into a MongoDB collection keyed on the customer id (`_id`).
@@ -18,6 +19,7 @@ run's own time, not the clock's.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import tempfile
@@ -37,9 +39,15 @@ from .onnx_model import OnnxModel
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 20_000
+BATCH_ROWS = 100_000  # ~5.7 MB of arrays per batch (ids, float32 model input, probabilities, labels)
 DECILES = 10
 HISTOGRAM_BINS = 100_000  # probabilities to 1e-5: deciles and campaign cut-offs in constant memory
+PAGE_BYTES = 64 * 1024  # Parquet data pages of the scores files
+# Rows per ONNX Runtime call: large enough that the inference thread rarely waits for the GIL between
+# calls (1,000 cost a third of the throughput), small enough that its buffers stay small.
+INFERENCE_ROWS = 5_000
+PASS_ROWS = 20_000  # rows per Parquet row group and per step of the second pass
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 FIELDS = tuple(schema.column_names(schema.SCORING))  # what is read of each customer document
 SCORES = ("scores.parquet",)
 QUARANTINE = ("quarantine.jsonl",)
@@ -47,7 +55,7 @@ QUARANTINE = ("quarantine.jsonl",)
 
 @dataclass
 class Prepared:
-    """A batch checked and turned into model input; the rows that failed are set aside with reasons."""
+    """A frame of a CSV file checked and turned into model input; the rows that failed are set aside."""
 
     ids: np.ndarray
     matrix: np.ndarray
@@ -69,8 +77,8 @@ class BatchScorer:
         self.model = model
 
     def prepare(self, raw, allow_text: bool = False, lines=None) -> Prepared:
-        """A frame of customers (documents as MongoDB holds them, or CSV cells when `allow_text`) checked
-        against the schema's scoring environment; `lines` gives a quarantined row's line in a file."""
+        """A frame of customers (CSV cells when `allow_text`) checked against the schema's scoring
+        environment; `lines` gives a quarantined row's line in a file."""
         typed, problems = schema.validate_frame(raw, schema.SCORING, allow_text=allow_text)
         bad: dict[int, list[dict]] = {}
         for problem in problems:
@@ -92,16 +100,94 @@ class BatchScorer:
         return Batch(prepared.ids, probability, self.model.labels(probability), prepared.quarantined)
 
     def score(self, documents: list[dict]) -> Batch:
-        """One list of documents, checked and scored (tests, small batches)."""
-        prepared = self.prepare(_frame(documents))
-        probability = self.model.probability(prepared.matrix) if len(prepared.ids) else np.empty(0)
-        return self.finish(prepared, probability)
+        """One list of documents as MongoDB holds them, checked and scored (tests, small batches)."""
+        batch = _Batch(len(documents), self.model)
+        batch.add(documents)
+        return batch.scored()
 
 
-def _frame(documents: list[dict]):
-    import pandas as pd
+class _Batch:
+    """Room for `rows` customers' ids, model input (float32, the type ONNX Runtime takes), probabilities
+    and labels, filled piece by piece with the documents that pass `schema.cast_columns`. Every
+    `INFERENCE_ROWS` rows go to `inference` (a one-thread executor; None: here and now), so the model
+    scores them while the next pieces are checked. Only these arrays and the quarantined documents
+    outlive a piece, and `clear` reuses them for the next batch."""
 
-    return pd.DataFrame.from_records(documents, columns=FIELDS)  # absent fields become missing values
+    def __init__(self, rows: int, model: OnnxModel, inference=None):
+        self.model, self.inference = model, inference
+        self.ids = np.empty(rows, dtype=np.int64)
+        self.matrix = np.empty((rows, len(schema.FEATURES)), dtype=np.float32)
+        self.probability = np.empty(rows, dtype=np.float64)
+        self.labels = np.empty(rows, dtype=np.int8)
+        self.clear()
+
+    def clear(self) -> None:
+        self.filled = self.submitted = 0
+        self.pending: list = []
+        self.quarantined: list[dict] = []
+
+    def add(self, documents: list[dict]) -> None:
+        cast, problems = schema.cast_columns(documents, schema.SCORING)
+        good = np.ones(len(documents), dtype=bool)
+        for row, found in itertools.groupby(problems, key=lambda p: p.row):
+            good[row] = False
+            document = {name: _plain(documents[row].get(name)) for name in FIELDS}
+            self.quarantined.append({"id": document.get(schema.KEY), "document": document,
+                                     "problems": [{"field": p.column, "reason": p.reason} for p in found]})
+        if problems:
+            cast = {name: values[good] for name, values in cast.items()}
+        end = self.filled + len(cast[schema.KEY])
+        self.ids[self.filled:end] = cast[schema.KEY]
+        model_input.from_columns(cast, self.matrix[self.filled:end])
+        self.filled = end
+        if self.filled - self.submitted >= INFERENCE_ROWS:
+            self._submit()
+
+    def _submit(self) -> None:
+        start, end = self.submitted, self.filled
+        if end > start:
+            self.submitted = end
+            self.pending.append(self.inference.submit(self._infer, start, end) if self.inference else
+                                self._infer(start, end))
+
+    def _infer(self, start: int, end: int) -> None:
+        probability = self.model.probability(self.matrix[start:end])
+        self.probability[start:end] = probability
+        self.labels[start:end] = self.model.labels(probability)
+
+    def scored(self) -> Batch:
+        """The batch's results: views on its arrays, valid until `clear`."""
+        self._submit()
+        for call in self.pending:
+            if call is not None:
+                call.result()
+        end = self.filled
+        return Batch(self.ids[:end], self.probability[:end], self.labels[:end], self.quarantined)
+
+
+def scored_batches(documents: Iterable[dict], model: OnnxModel, rows: int, clock: dict, inference=None,
+                   piece: int = 1_000) -> Iterator[Batch]:
+    """Customers checked and scored in batches of up to `rows`, `piece` documents at a time, so that no
+    more than a piece of documents is held beyond the cursor's own reply. One set of arrays serves every
+    batch: a batch's arrays are overwritten once the next one is asked for. `clock["reading"]` adds up
+    the time spent waiting for documents."""
+    iterator, batch, chunk, seen = iter(documents), None, [], 0
+    while True:
+        started = time.perf_counter()
+        document = next(iterator, None)
+        clock["reading"] += time.perf_counter() - started
+        if document is not None:
+            chunk.append(document)
+        if len(chunk) == min(piece, rows - seen) or (document is None and chunk):
+            batch = batch or _Batch(rows, model, inference)
+            batch.add(chunk)
+            seen, chunk = seen + len(chunk), []
+        if seen and (seen == rows or document is None):
+            yield batch.scored()
+            batch.clear()
+            seen = 0
+        if document is None:
+            return
 
 
 def served(registry, which: str = "champion") -> tuple[OnnxModel, str, dict | None]:
@@ -125,46 +211,35 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def frames(documents: Iterable[dict], rows: int, clock: dict, piece: int = 1_000) -> Iterator:
-    """Frames of `rows` customers, built `piece` documents at a time so that no more than a piece of
-    documents is held as Python dicts; `clock["reading"]` adds up the time spent waiting for documents."""
-    import pandas as pd
+def _lean_allocators() -> None:
+    """Memory that a batch frees goes back to the system (the process is a scoring task or the CLI, so
+    the settings stay with the job that made them):
+    * Arrow's buffers (the Parquet writer and reader) from the C library's allocator: Arrow's default,
+      mimalloc, kept freed batches resident;
+    * glibc's mmap threshold fixed at its default 128 KiB: glibc otherwise raises it to the size of the
+      first large buffer freed, serves later ones from a heap it rarely gives back, and the peak
+      wandered by 2x from run to run (bench_scoring at 3.8M customers: 17-29 MB, fixed: 12-14 MB)."""
+    import ctypes
+    import ctypes.util
 
-    iterator, chunk, pieces, count = iter(documents), [], [], 0
-    while True:
-        started = time.perf_counter()
-        document = next(iterator, None)
-        clock["reading"] += time.perf_counter() - started
-        if document is not None:
-            chunk.append(document)
-        if len(chunk) == piece or (document is None and chunk):
-            pieces.append(_frame(chunk))
-            count, chunk = count + len(pieces[-1]), []
-        if pieces and (count >= rows or document is None):
-            yield pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-            pieces, count = [], 0
-        if document is None:
-            return
-
-
-def _system_allocator() -> None:
-    """Arrow's buffers (pandas' strings, the Parquet writer) from the C library's allocator from here on:
-    Arrow's default, mimalloc, keeps freed batches resident (bench_scoring at 381k: peak 23-30 MB above
-    the loaded model with it, 20-22 MB without, throughput the same within the machine's spread). The
-    process is a scoring task or the CLI, so the setting stays with the job that made it."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: the C library keeps its own policy
 
 
 def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_at: datetime,
-              rows: int = BATCH_ROWS) -> dict:
+              rows: int | None = None) -> dict:
     """`python -m cross_sell score`: a Kaggle-format CSV (the label, if present, is ignored) scored chunk
     by chunk with the same checks and engine as the DAG; OUT gets id, probability, label, model_version,
     scored_at; rows that fail go to OUT.quarantine.jsonl with their physical line and reasons."""
     from . import loader
 
-    _system_allocator()
+    rows = rows or loader.CHUNK_ROWS  # the file's text cells, as the loader reads them
+    _lean_allocators()
     scorer = BatchScorer(model)
     scored = quarantined = 0
     quarantine = f"{out}.quarantine.jsonl"
@@ -182,9 +257,19 @@ def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_
             "quarantine": quarantine if quarantined else None}
 
 
+_BIN_BOUNDS = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+
+
+def add_to_histogram(histogram: np.ndarray, probability: np.ndarray) -> None:
+    """`np.histogram(probability, HISTOGRAM_BINS, range=(0, 1))` added in place, without its two
+    bins-sized temporaries (1.6 MB per batch): bin i holds [bound i, bound i+1), the last one also 1.0."""
+    np.add.at(histogram, np.minimum(np.searchsorted(_BIN_BOUNDS, probability, side="right") - 1,
+                                    HISTOGRAM_BINS - 1), 1)
+
+
 def decile_edges(histogram: np.ndarray) -> np.ndarray:
     """Probability cut-offs between deciles, highest first: decile 1 holds the most likely buyers."""
-    bounds = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    bounds = _BIN_BOUNDS
     from_top = np.cumsum(histogram[::-1])  # customers at or above each bin's lower bound, top down
     total = from_top[-1] if len(from_top) else 0
     edges = []
@@ -207,41 +292,36 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _system_allocator()
-    scorer = BatchScorer(model)
+    _lean_allocators()
     histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     stamp = scored_at.isoformat()
     rows = quarantined = 0
-    # Waiting for documents; reading them into frames, checking, scoring and writing; deciles and uploads.
+    # Waiting for documents; checking them into batches, scoring and writing; deciles and uploads.
     clock = {"reading": 0.0, "scoring": 0.0, "finishing": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         raw_path, final_path, quarantine_path = (Path(tmp) / name for name in
                                                  ("raw.parquet", "scores.parquet", "quarantine.jsonl"))
         raw_schema = pa.schema([("id", pa.int64()), ("probability", pa.float64()), ("label", pa.int8())])
 
-        def write(prepared: Prepared, inference) -> None:
-            nonlocal rows, quarantined, histogram
-            scored = scorer.finish(prepared, inference.result())
+        def write(scored: Batch) -> None:
+            nonlocal rows, quarantined
             writer.write_table(pa.table({"id": scored.ids, "probability": scored.probability,
-                                         "label": scored.labels.astype("int8")}, schema=raw_schema))
-            histogram += np.histogram(scored.probability, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+                                         "label": scored.labels}, schema=raw_schema), row_group_size=PASS_ROWS)
+            for start in range(0, len(scored.probability), INFERENCE_ROWS):  # small temporaries
+                add_to_histogram(histogram, scored.probability[start:start + INFERENCE_ROWS])
             for row in scored.quarantined:
                 bad.write(json.dumps(row, default=str) + "\n")
             rows, quarantined = rows + len(scored.ids), quarantined + len(scored.quarantined)
 
         started = time.perf_counter()
-        # ONNX Runtime releases the GIL: batch n is scored in this thread while batch n+1 is read and checked.
-        with pq.ParquetWriter(raw_path, raw_schema) as writer, open(quarantine_path, "w") as bad, \
+        # ONNX Runtime releases the GIL: one piece is scored in this thread while the next is checked.
+        # No dictionaries for unique ids and probabilities (their encoders held ~6 MB to no purpose), and
+        # 64 KiB data pages: with the default 1 MiB the writer's page and compression buffers held ~8 MB.
+        with pq.ParquetWriter(raw_path, raw_schema, use_dictionary=False, data_page_size=PAGE_BYTES) as writer, \
+                open(quarantine_path, "w") as bad, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as inference:
-            pending = None
-            for raw in frames(documents, batch_rows, clock):
-                prepared = scorer.prepare(raw)
-                submitted = inference.submit(_probability, model, prepared.matrix)
-                if pending:
-                    write(*pending)
-                pending = (prepared, submitted)
-            if pending:
-                write(*pending)
+            for scored in scored_batches(documents, model, batch_rows, clock, inference):
+                write(scored)
         clock["scoring"] = time.perf_counter() - started - clock["reading"]
         started = time.perf_counter()
         if rows == 0:
@@ -252,17 +332,17 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
                                   ("decile", pa.int8()), ("model_version", pa.string()),
                                   ("scored_at", pa.string())])
         source = pq.ParquetFile(raw_path)
-        with pq.ParquetWriter(final_path, final_schema) as writer:
-            for group in range(source.num_row_groups):
-                part = source.read_row_group(group)
+        with pq.ParquetWriter(final_path, final_schema, data_page_size=PAGE_BYTES,
+                              use_dictionary=["label", "decile", "model_version", "scored_at"]) as writer:
+            for part in _slices(source, PASS_ROWS):
                 probability = part.column("probability").to_numpy()
                 decile = decile_of(probability, edges)
                 deciles.add(probability, decile)
                 writer.write_table(pa.table({
                     "id": part.column("id"), "probability": part.column("probability"),
                     "label": part.column("label"), "decile": decile.astype("int8"),
-                    "model_version": pa.array([model_version] * len(part), pa.string()),
-                    "scored_at": pa.array([stamp] * len(part), pa.string())}, schema=final_schema))
+                    "model_version": pa.repeat(pa.scalar(model_version), len(part)),
+                    "scored_at": pa.repeat(pa.scalar(stamp), len(part))}, schema=final_schema))
         scores_key = artifacts.upload_file(final_path, *SCORES)
         quarantine_key = artifacts.upload_file(quarantine_path, *QUARANTINE)
         clock["finishing"] = time.perf_counter() - started
@@ -278,6 +358,15 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
              lift_table(summary["deciles"]))
     return Scored(scores_key=scores_key, quarantine_key=quarantine_key, summary_key=summary_key, rows=rows,
                   quarantined=quarantined, model_version=model_version, scored_at=stamp)
+
+
+def _slices(source, rows: int):
+    """A Parquet file's rows, `rows` at most at a time, row group by row group (`iter_batches` held
+    ~10 MB more at 3.8M customers)."""
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group)
+        for start in range(0, len(table), rows):
+            yield table.slice(start, rows)
 
 
 def _probability(model: OnnxModel, matrix: np.ndarray) -> np.ndarray:
@@ -341,11 +430,10 @@ def campaign(artifacts: RunArtifacts, scored: Scored, top_share: float | None = 
         histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
         for group in range(source.num_row_groups):
             probability = source.read_row_group(group, columns=["probability"]).column(0).to_numpy()
-            histogram += np.histogram(probability, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+            add_to_histogram(histogram, probability)
         from_top = np.cumsum(histogram[::-1])
         reached = int(np.searchsorted(from_top, min(wanted, from_top[-1]), side="left"))
-        cutoff = float(np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)[HISTOGRAM_BINS - 1 - min(reached,
-                                                                                             HISTOGRAM_BINS - 1)])
+        cutoff = float(_BIN_BOUNDS[HISTOGRAM_BINS - 1 - min(reached, HISTOGRAM_BINS - 1)])
         kept = [part.filter(pc.greater_equal(part.column("probability"), cutoff))
                 for part in (source.read_row_group(g, columns=["id", "probability", "decile"])
                              for g in range(source.num_row_groups))]
