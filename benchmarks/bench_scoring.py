@@ -65,7 +65,9 @@ def customer_stream(rows: int, pool: list[bytes], piece: int = 5_000):
             yield document
 
 
-def child(rows: int, batch_rows: int, warm: bool, out: str) -> None:
+def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | None = None) -> None:
+    """One measurement in this fresh process; with `mongo_url`, customers come from that server's cursor
+    (as in the DAG) instead of the stand-in."""
     import pandas as pd
 
     from cross_sell import features, model_input, onnx_export, scoring, synthetic, training
@@ -84,8 +86,20 @@ def child(rows: int, batch_rows: int, warm: bool, out: str) -> None:
         model = OnnxModel(onnx_bytes, training.threshold(estimator), threads=1)  # as `served`
         model.probability(model_input.example())
         model_mb = rss_mb() - without_model
-        pool = encoded_customers()
-        sample = list(customer_stream(batch_rows, pool))
+        if mongo_url:
+            from pymongo import MongoClient
+
+            collection = MongoClient(mongo_url)["bench"]["customers"]
+            projection = {"_id": False, **{f: True for f in scoring.FIELDS}}
+
+            def customers(count: int):
+                return collection.find({}, projection=projection, batch_size=5_000).limit(count)
+        else:
+            pool = encoded_customers()
+
+            def customers(count: int):
+                return customer_stream(count, pool)
+        sample = list(customers(batch_rows))
         batch_mb = pd.DataFrame.from_records(sample, columns=scoring.FIELDS).memory_usage(deep=True).sum() / MB
         del sample, parts, estimator
         artifacts = RunArtifacts(local_services.s3_client_for(s3), "bench-scoring", "vi", f"bench-{rows}",
@@ -97,7 +111,7 @@ def child(rows: int, batch_rows: int, warm: bool, out: str) -> None:
         import gc
 
         if warm:
-            scoring.score(customer_stream(2_000, pool), RunArtifacts(artifacts.s3, "bench-scoring", "vi", "warm-up",
+            scoring.score(customers(2_000), RunArtifacts(artifacts.s3, "bench-scoring", "vi", "warm-up",
                                                                area="scores"),
                           model, "bench", datetime(2026, 11, 30, tzinfo=timezone.utc), None, 1_000)
         gc.collect()
@@ -105,7 +119,7 @@ def child(rows: int, batch_rows: int, warm: bool, out: str) -> None:
         reset_peak_rss()
         before, code_before = rss_mb(), _status_mb("RssFile")
         started = time.perf_counter()
-        scored = scoring.score(customer_stream(rows, pool), artifacts, model, "bench",
+        scored = scoring.score(customers(rows), artifacts, model, "bench",
                                datetime(2026, 11, 30, tzinfo=timezone.utc), None, batch_rows)
         wall = time.perf_counter() - started
         peak, code = peak_rss_mb() - before, _status_mb("RssFile") - code_before
@@ -124,8 +138,17 @@ def child(rows: int, batch_rows: int, warm: bool, out: str) -> None:
         s3.stop()
 
 
-def mongo_read_seconds(rows: int) -> tuple[float, float]:
-    """Load `rows` customers into nx-27017, then time reading them back with the scoring projection."""
+def run_child(rows: int, batch_rows: int, cold: bool, mongo_url: str | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        subprocess.run([sys.executable, __file__, "--child", str(rows), str(batch_rows), "cold" if cold else "warm",
+                        str(out), *([mongo_url] if mongo_url else [])], check=True)
+        return json.loads(out.read_text())
+
+
+def mongo_figures(rows: int, batch_rows: int, cold: bool) -> tuple[float, int, dict]:
+    """Load `rows` customers into nx-27017, time reading them back with the scoring projection, then
+    score them from the server's cursor in a fresh process, as the DAG does."""
     from pymongo import MongoClient
 
     from cross_sell import loader, scoring, synthetic
@@ -138,7 +161,8 @@ def mongo_read_seconds(rows: int) -> tuple[float, float]:
         started = time.perf_counter()
         count = sum(1 for _ in collection.find({}, projection={"_id": False, **{f: True for f in scoring.FIELDS}},
                                                batch_size=5_000))
-        return time.perf_counter() - started, count
+        seconds = time.perf_counter() - started
+        return seconds, count, run_child(rows, batch_rows, cold, mongo.url)
     finally:
         mongo.stop()
 
@@ -149,20 +173,13 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--cold", action="store_true",
                         help="no warm-up run: the peak then also holds library code paged in on first use")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--skip-mongo", action="store_true", help="do not time the nx-27017 read")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-mongo", action="store_true", help="do not measure with the nx-27017 server")
     args = parser.parse_args()
     if args.child:
-        child(int(args.child[0]), int(args.child[1]), args.child[2] == "warm", args.child[3])
+        child(int(args.child[0]), int(args.child[1]), args.child[2] == "warm", args.child[3], *args.child[4:])
         return
-    results = []
-    for batch_rows in args.batch_rows:
-        for rows in args.rows:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "result.json"
-                subprocess.run([sys.executable, __file__, "--child", str(rows), str(batch_rows),
-                                "cold" if args.cold else "warm", str(out)], check=True)
-                results.append(json.loads(out.read_text()))
+    results = [run_child(rows, batch_rows, args.cold) for batch_rows in args.batch_rows for rows in args.rows]
     from cross_sell.scoring import INFERENCE_ROWS
 
     print(f"batch scoring benchmark: model as ONNX (1 thread, scoring {INFERENCE_ROWS:,} customers at a time while "
@@ -178,9 +195,13 @@ def main() -> None:
     print("targets: >= 200,000 rows/s of model work; peak <= 2x one batch's DataFrame (plus the model), whatever "
           "the number of customers")
     if not args.skip_mongo:
-        seconds, count = mongo_read_seconds(min(args.rows))
+        seconds, count, r = mongo_figures(min(args.rows), max(args.batch_rows), args.cold)
         print(f"reading {count:,} customers back from the local nx-27017 server (scoring projection): {seconds:.1f} s "
               f"({count / seconds:,.0f} rows/s); real MongoDB is about ten times faster")
+        print(f"scoring them from that server's cursor (batches of {r['batch_rows']:,}): model work "
+              f"{r['scoring_seconds']:.2f} s ({r['rows'] / r['scoring_seconds']:,.0f} rows/s), waiting for MongoDB "
+              f"{r['waiting_seconds']:.1f} s, peak {r['peak_above_mb']:.1f} MB above start "
+              f"({r['peak_above_mb'] / r['batch_mb']:.2f}x the batch's {r['batch_mb']:.1f} MB DataFrame)")
 
 
 if __name__ == "__main__":
