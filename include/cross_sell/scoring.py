@@ -199,7 +199,7 @@ def served(registry, which: str = "champion") -> tuple[OnnxModel, str, dict | No
         if champion is None:
             raise NotRetryable("no champion yet: run cross_sell_training first")
         version = champion.version
-    # One ONNX Runtime thread: batch scoring overlaps inference with checking the next batch instead
+    # One ONNX Runtime thread: batch scoring overlaps inference with checking the next pieces instead
     # (measured 281k rows/s with one thread, 226k with two, on 20,000-row calls).
     model, _ = registry.served_model(version, threads=1)
     return model, version, registry.version_json(version, "calibration.json")
