@@ -46,7 +46,9 @@ PAGE_BYTES = 64 * 1024  # Parquet data pages of the scores files
 # Rows per ONNX Runtime call: large enough that the inference thread rarely waits for the GIL between
 # calls (1,000 cost a third of the throughput), small enough that its buffers stay small.
 INFERENCE_ROWS = 5_000
-PASS_ROWS = 20_000  # rows per Parquet row group and per step of the second pass
+# Rows per row group of the scores files, and so per step of the second pass (read row group by row
+# group: `iter_batches` held ~10 MB more at 3.8M customers).
+PASS_ROWS = 20_000
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 FIELDS = tuple(schema.column_names(schema.SCORING))  # what is read of each customer document
 SCORES = ("scores.parquet",)
@@ -145,10 +147,13 @@ class _Batch:
 
     def _submit(self) -> None:
         start, end = self.submitted, self.filled
-        if end > start:
-            self.submitted = end
-            self.pending.append(self.inference.submit(self._infer, start, end) if self.inference else
-                                self._infer(start, end))
+        if end == start:
+            return
+        self.submitted = end
+        if self.inference is None:
+            self._infer(start, end)
+        else:
+            self.pending.append(self.inference.submit(self._infer, start, end))
 
     def _infer(self, start: int, end: int) -> None:
         probability = self.model.probability(self.matrix[start:end])
@@ -159,8 +164,7 @@ class _Batch:
         """The batch's results: views on its arrays, valid until `clear`."""
         self._submit()
         for call in self.pending:
-            if call is not None:
-                call.result()
+            call.result()
         end = self.filled
         return Batch(self.ids[:end], self.probability[:end], self.labels[:end], self.quarantined)
 
@@ -267,16 +271,18 @@ def add_to_histogram(histogram: np.ndarray, probability: np.ndarray) -> None:
                                     HISTOGRAM_BINS - 1), 1)
 
 
+def _cutoff(from_top: np.ndarray, customers: float) -> float:
+    """The lower bound of the histogram bin where the `customers` most likely ones are reached;
+    `from_top` counts the customers at or above each bin's lower bound, top bin first."""
+    reached = int(np.searchsorted(from_top, customers, side="left"))
+    return float(_BIN_BOUNDS[HISTOGRAM_BINS - 1 - min(reached, HISTOGRAM_BINS - 1)])
+
+
 def decile_edges(histogram: np.ndarray) -> np.ndarray:
     """Probability cut-offs between deciles, highest first: decile 1 holds the most likely buyers."""
-    bounds = _BIN_BOUNDS
-    from_top = np.cumsum(histogram[::-1])  # customers at or above each bin's lower bound, top down
+    from_top = np.cumsum(histogram[::-1])
     total = from_top[-1] if len(from_top) else 0
-    edges = []
-    for k in range(1, DECILES):
-        reached = int(np.searchsorted(from_top, total * k / DECILES, side="left"))
-        edges.append(bounds[HISTOGRAM_BINS - 1 - min(reached, HISTOGRAM_BINS - 1)])
-    return np.asarray(edges)
+    return np.asarray([_cutoff(from_top, total * k / DECILES) for k in range(1, DECILES)])
 
 
 def decile_of(probability: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -334,7 +340,7 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
         source = pq.ParquetFile(raw_path)
         with pq.ParquetWriter(final_path, final_schema, data_page_size=PAGE_BYTES,
                               use_dictionary=["label", "decile", "model_version", "scored_at"]) as writer:
-            for part in _slices(source, PASS_ROWS):
+            for part in (source.read_row_group(g) for g in range(source.num_row_groups)):  # PASS_ROWS each
                 probability = part.column("probability").to_numpy()
                 decile = decile_of(probability, edges)
                 deciles.add(probability, decile)
@@ -358,15 +364,6 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
              lift_table(summary["deciles"]))
     return Scored(scores_key=scores_key, quarantine_key=quarantine_key, summary_key=summary_key, rows=rows,
                   quarantined=quarantined, model_version=model_version, scored_at=stamp)
-
-
-def _slices(source, rows: int):
-    """A Parquet file's rows, `rows` at most at a time, row group by row group (`iter_batches` held
-    ~10 MB more at 3.8M customers)."""
-    for group in range(source.num_row_groups):
-        table = source.read_row_group(group)
-        for start in range(0, len(table), rows):
-            yield table.slice(start, rows)
 
 
 def _probability(model: OnnxModel, matrix: np.ndarray) -> np.ndarray:
@@ -432,8 +429,7 @@ def campaign(artifacts: RunArtifacts, scored: Scored, top_share: float | None = 
             probability = source.read_row_group(group, columns=["probability"]).column(0).to_numpy()
             add_to_histogram(histogram, probability)
         from_top = np.cumsum(histogram[::-1])
-        reached = int(np.searchsorted(from_top, min(wanted, from_top[-1]), side="left"))
-        cutoff = float(_BIN_BOUNDS[HISTOGRAM_BINS - 1 - min(reached, HISTOGRAM_BINS - 1)])
+        cutoff = _cutoff(from_top, min(wanted, from_top[-1]))
         kept = [part.filter(pc.greater_equal(part.column("probability"), cutoff))
                 for part in (source.read_row_group(g, columns=["id", "probability", "decile"])
                              for g in range(source.num_row_groups))]
