@@ -18,8 +18,10 @@ from datetime import date, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cross_sell.contracts import Monitored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
+from cross_sell_airflow.assets import SCORES, recorded_scores
 from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
@@ -43,12 +45,13 @@ SETTINGS = Settings.from_env()
     },
 )
 def cross_sell_monitoring():
-    @task(multiple_outputs=False, **IO_RETRIES)
-    def monitor() -> dict:
+    @task(inlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
+    def monitor() -> Monitored:
         def call(monitoring, run):
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
                 run.run_started.date() - timedelta(days=1)
             return monitoring.run_day(day, run.registry, run.collection(SETTINGS.outcomes_collection),
+                                      recorded_scores(before=(day + timedelta(days=2)).isoformat()),
                                       run.params["min_roc_auc"], run.params["min_precision"],
                                       run.params["skew_thresholds"])
         result = run_stage(call, module="cross_sell.monitoring")
@@ -57,9 +60,10 @@ def cross_sell_monitoring():
         return result
 
     @task(multiple_outputs=False, **IO_RETRIES)
-    def report(result: dict) -> str:
+    def report(result: Monitored) -> str:
         return run_stage(lambda monitoring, run: monitoring.build_report(
-            run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix), module="cross_sell.monitoring")
+            run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix, today=result["daily"]),
+            module="cross_sell.monitoring")
 
     report(monitor())
 

@@ -18,7 +18,9 @@ Runs when `cross_sell_training` pushes a new champion (the `cross_sell_champion`
   (`CROSS_SELL_SCORES_COLLECTION`), keyed on the customer id, for the CRM; outlet Asset
   `cross_sell_scores`.
 
-A re-run of a run rewrites the same keys and upserts the same documents.
+Each task checks the files it reads against the sha256 the task that wrote them recorded in XCom
+(scores replaced between `score` and `publish` are refused). A re-run of a run rewrites the same keys
+and upserts the same documents.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
-from cross_sell_airflow.assets import CHAMPION, SCORES
+from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
 from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
@@ -71,8 +73,10 @@ def cross_sell_scoring():
 
     @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def publish(scored: Scored) -> Published:
-        return run_stage(lambda scoring, run: scoring.publish(
+        published = run_stage(lambda scoring, run: scoring.publish(
             run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection)), module="cross_sell.scoring")
+        record_scores(scored)  # monitoring reads these scores back, checked against their recorded sha256
+        return published
 
     scored = score()
     [campaign(scored), publish(scored)]

@@ -21,10 +21,16 @@
 * **shadow**, only for a challenger (above the floor, a model of its own, not better by the margin): a
   registry version that the service scores sampled requests with beside the champion (`shadow.json`).
 
+Every object a task hands to the next travels with its sha256 and size in the task's XCom record, and
+the reader refuses an object that differs (the bucket changed between two tasks). When a champion
+pointer exists, `evaluate` must verify and score its champion, or it fails (the gate fails closed) unless
+`replace_unreadable_champion` is set.
+
 Tasks that touch MongoDB or S3 retry with growing pauses; a failure that retrying cannot fix (bad
-data, drift set to fail, a broken signature) fails at once. Params: `min_roc_auc`, `promotion_margin`,
-`min_rows`, `seed`, `drift_action`, `drift_thresholds`. Connections: `mongo_default`, `aws_default`,
-`cross_sell_signing` (the model-signing key; override the ids with CROSS_SELL_*_CONN_ID).
+data, drift set to fail, a broken signature or hash) fails at once. Params: `min_roc_auc`,
+`promotion_margin`, `min_rows`, `seed`, `drift_action`, `drift_thresholds`, `replace_unreadable_champion`.
+Connections: `mongo_default`, `aws_default`, `cross_sell_signing` (the model-signing key; override the ids
+with CROSS_SELL_*_CONN_ID).
 """
 
 from __future__ import annotations
@@ -33,7 +39,16 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
-from cross_sell.contracts import Decision, DriftChecked, Extracted, Pushed, Trained, Transformed, Validated
+from cross_sell.contracts import (
+    Decision,
+    DriftChecked,
+    Extracted,
+    Pushed,
+    Shadowed,
+    Trained,
+    Transformed,
+    Validated,
+)
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
@@ -61,6 +76,10 @@ SETTINGS = Settings.from_env()
         "drift_thresholds": Param({}, type="object",
                                   description='Per-feature drift limits, e.g. {"Age": 0.1} (PSI for numeric '
                                               'features, L-infinity for categorical; defaults 0.2 / 0.1).'),
+        "replace_unreadable_champion": Param(
+            False, type="boolean",
+            description="Let the candidate replace a champion that cannot be verified or scored, on the floor "
+                        "alone (recorded in the decision and the audit record). Off: evaluate fails closed."),
     },
 )
 def cross_sell_training():
@@ -70,13 +89,13 @@ def cross_sell_training():
 
     @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
     def validate(extracted: Extracted) -> Validated:
-        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["raw_key"],
+        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["snapshot"],
                                                               run.params["min_rows"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def check_drift(extracted: Extracted) -> DriftChecked:
         checked = run_stage(lambda stages, run: stages.check_drift(
-            run.artifacts, run.registry, extracted["raw_key"], run.params["drift_thresholds"],
+            run.artifacts, run.registry, extracted["snapshot"], run.params["drift_thresholds"],
             run.params["drift_action"]))
         if checked.get("drifted"):  # drift_action "warn": the run goes on, and someone is told
             alert(f"drift in {', '.join(checked['drifted'])} against champion {checked['champion_version']} "
@@ -85,18 +104,18 @@ def cross_sell_training():
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def transform(extracted: Extracted) -> Transformed:
-        return run_stage(lambda stages, run: stages.transform(run.artifacts, extracted["raw_key"], run.params["seed"]))
+        return run_stage(lambda stages, run: stages.transform(run.artifacts, extracted["snapshot"], run.params["seed"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
     def train(transformed: Transformed) -> Trained:
-        return run_stage(lambda stages, run: stages.train(run.artifacts, transformed["split_keys"], run.params["seed"],
+        return run_stage(lambda stages, run: stages.train(run.artifacts, transformed, run.params["seed"],
                                                            run.run_started))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def evaluate(trained: Trained, transformed: Transformed) -> Decision:
+    def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
         return run_stage(lambda stages, run: stages.evaluate(
-            run.artifacts, run.registry, trained, transformed["split_keys"]["test"], run.params["min_roc_auc"],
-            run.params["promotion_margin"]))
+            run.artifacts, run.registry, trained, transformed["splits"]["test"], run.params["min_roc_auc"],
+            run.params["promotion_margin"], validated["summary"], run.params["replace_unreadable_champion"]))
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def should_push(decision: Decision) -> bool:
@@ -113,15 +132,16 @@ def cross_sell_training():
         return decision["challenger"]
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> dict:
+    def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
         return run_stage(lambda stages, run: stages.shadow(run.artifacts, run.registry, decision, trained,
                                                             extracted, run.signer))
 
     extracted = extract()
     transformed = transform(extracted)
-    [validate(extracted), check_drift(extracted)] >> transformed  # nothing runs on data that failed either
+    validated = validate(extracted)
+    [validated, check_drift(extracted)] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
-    decision = evaluate(trained, transformed)
+    decision = evaluate(trained, transformed, validated)
     should_push(decision) >> push(decision, trained, extracted)
     should_shadow(decision) >> shadow(decision, trained, extracted)
 

@@ -43,6 +43,10 @@ def read_body(max_bytes: int) -> bytes:
 
 @bp.get("/health")
 def health():
+    """Liveness: the process answers and its pointer poller runs (a dead poller would never follow the
+    champion again, so the worker should be restarted)."""
+    if not _service().holder.poller_alive():
+        return {"status": "poller stopped"}, 503
     return {"status": "ok"}
 
 
@@ -59,10 +63,15 @@ def ready():
 def model_info():
     holder = _service().holder
     model, status = holder.current, holder.status
+    stale_since = holder.stale_since()
     body = {"loaded": model is not None, "last_check_at": status.last_check_at,
             "last_reload_error": status.last_error, "last_reload_error_at": status.last_error_at,
             "failed_version": status.failed_version, "next_retry_in_seconds": status.next_retry_in_seconds,
-            "reloads": status.reloads, "poll_seconds": holder.poll_seconds}
+            "reloads": status.reloads, "poll_seconds": holder.poll_seconds,
+            # What champion.json named at the last poll (beside what serves), and its audit trail's problems.
+            "pointer": {"version": status.pointer_version, "problems": status.pointer_problems},
+            "stale": stale_since is not None, "stale_since": stale_since,
+            "last_poll_completed_at": status.last_poll_completed_at}
     if model is not None:
         manifest = model.manifest
         body.update({"version": model.version, "threshold": model.threshold, "loaded_at": model.loaded_at,

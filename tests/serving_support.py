@@ -6,6 +6,7 @@ from functools import cache
 
 from cross_sell import features, model_input, onnx_export, synthetic, training
 from cross_sell.registry import ModelRegistry
+from cross_sell.signing import ManifestSigner
 
 PREFIX = "vi"
 
@@ -34,6 +35,15 @@ def publish(registry: ModelRegistry, version: str, trained: dict, signer, **mani
     return registry.publish({"version": version, **trained["manifest"], **manifest}, trained["files"], signer)
 
 
-def promote(registry: ModelRegistry, version: str) -> None:
+@cache
+def session_signer() -> ManifestSigner:
+    """The training side's key of this test session (conftest makes the pair)."""
+    from conftest import SIGNING_KEY
+
+    return ManifestSigner.from_file(SIGNING_KEY)
+
+
+def promote(registry: ModelRegistry, version: str, signer: ManifestSigner | None = None) -> None:
     current = registry.champion()
-    registry.set_champion(version, current.etag if current else None, "promote", run_id=f"run-{version}")
+    registry.set_champion(version, current.etag if current else None, "promote", signer or session_signer(),
+                          run_id=f"run-{version}")

@@ -19,11 +19,11 @@ def run(s3, bucket, verifier, signer):
     artifacts = RunArtifacts(s3, bucket, "vi", "manual__2026-11-01T12:00:00+00:00")
     registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = stages.extract(documents, artifacts, chunk_rows=2_000)
-    stages.validate(artifacts, extracted["raw_key"], min_rows=1_000)
-    transformed = stages.transform(artifacts, extracted["raw_key"], seed=3)
-    trained = stages.train(artifacts, transformed["split_keys"], seed=3, run_started=RUN_STARTED)
+    validated = stages.validate(artifacts, extracted["snapshot"], min_rows=1_000)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=3)
+    trained = stages.train(artifacts, transformed, seed=3, run_started=RUN_STARTED)
     return {"documents": documents, "artifacts": artifacts, "registry": registry, "extracted": extracted,
-            "transformed": transformed, "trained": trained, "signer": signer}
+            "validated": validated, "transformed": transformed, "trained": trained, "signer": signer}
 
 
 def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
@@ -35,15 +35,17 @@ def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
 
 def test_rerunning_a_stage_reproduces_its_result(run):
     artifacts = run["artifacts"]
-    assert stages.extract(reversed(run["documents"]), artifacts)["fingerprint"] == run["extracted"]["fingerprint"]
-    assert stages.transform(artifacts, run["extracted"]["raw_key"], seed=3) == run["transformed"]
-    again = stages.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
+    elsewhere = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "same-documents-other-order")
+    assert stages.extract(reversed(run["documents"]), elsewhere)["fingerprint"] == run["extracted"]["fingerprint"]
+    assert stages.extract(run["documents"], artifacts, chunk_rows=2_000) == run["extracted"]  # same bytes
+    assert stages.transform(artifacts, run["extracted"]["snapshot"], seed=3) == run["transformed"]
+    again = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
     assert again == run["trained"]  # same bytes, so the same sha256 and version
 
 
 def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
-    test_key = run["transformed"]["split_keys"]["test"]
+    test_key = run["transformed"]["splits"]["test"]
     decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     assert decision["bless"] and decision["champion"] is None
     pushed = stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
@@ -54,7 +56,7 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     manifest = registry.manifest(trained["version"])
     assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md",
                                           "calibration.json"}
-    assert manifest["artifacts"]["model.onnx"] == trained["onnx_sha256"]
+    assert manifest["artifacts"]["model.onnx"] == trained["onnx"]["sha256"]
     for rows in ("test_split", "schema_sweep"):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
     assert manifest["onnx_parity"]["test_split"]["rows"] == run["transformed"]["rows"]["test"]
@@ -83,32 +85,105 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
             [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed).steps]))
     else:
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
-    trained = stages.train(artifacts, run["transformed"]["split_keys"], seed=3, run_started=RUN_STARTED)
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    trained = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
                                  min_roc_auc=0.5, margin=0.0)
     expected = "ONNX conversion failed" if flaw == "unconvertible" else "ONNX disagrees with scikit-learn"
     assert not decision["bless"] and decision["reason"].startswith("candidate cannot be served faithfully")
     assert expected in decision["reason"] and decision["candidate"]["roc_auc"] > 0.7  # still reported on
 
 
-def test_a_champion_for_another_model_input_is_not_scored(run, tmp_path):
+def test_a_champion_that_cannot_be_scored_fails_the_gate_unless_a_person_says_replace_it(run, tmp_path):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
-    onnx = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=trained["onnx_key"])["Body"].read()
+    onnx = artifacts.read(trained["onnx"])
     registry.publish({"version": "old", "threshold": 0.5, "model_input": "object-array/0"}, {"model.onnx": onnx},
                      signer)
-    registry.set_champion("old", None, "promote", run_id="old-run")
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
-                                 min_roc_auc=0.7, margin=0.002)
+    registry.set_champion("old", None, "promote", signer, run_id="old-run")
+    test_split = run["transformed"]["splits"]["test"]
+    with pytest.raises(stages.UnreadableChampion, match="takes model input 'object-array/0'.*fails closed"):
+        stages.evaluate(artifacts, registry, trained, test_split, min_roc_auc=0.7, margin=0.002)
+    decision = stages.evaluate(artifacts, registry, trained, test_split, min_roc_auc=0.7, margin=0.002,
+                               replace_unreadable=True)
     assert decision["bless"] and decision["champion"] is None and decision["champion_version"] == "old"
     assert "takes model input 'object-array/0'" in decision["reason"] and "floor" in decision["reason"]
+    assert decision["replaced_unreadable"]["version"] == "old"
     assert stages.push(artifacts, registry, decision, trained, run["extracted"], signer)["pushed"]
     assert registry.manifest(trained["version"])["model_input"] == model_input.LAYOUT
+    audit = registry.history()[-1]
+    assert audit["version"] == trained["version"] and audit["note"]["replaced_unreadable_champion"]["version"] == "old"
+
+
+@pytest.mark.parametrize("pointer", ["missing version", "unsigned"])
+def test_planted_pointer_cannot_skip_gate(run, s3, bucket, pointer):
+    """Issue #20's second break: a pointer naming a version that does not exist (or any pointer written
+    without the key) made evaluate judge on the floor alone, and the push succeeded on that pointer's etag."""
+    import json
+
+    artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
+    test_split = run["transformed"]["splits"]["test"]
+    stages.push(artifacts, registry, stages.evaluate(artifacts, registry, trained, test_split, 0.7, 0.002),
+                trained, run["extracted"], signer)
+    champion = registry.champion()
+    if pointer == "missing version":  # a validly signed record copied and edited would fail its signature;
+        planted = json.loads(champion.signed)  # so the attacker keeps the signature and changes the version
+        planted["record"]["version"] = "20990101T000000Z-0000000000"
+    else:
+        planted = {"version": "20990101T000000Z-0000000000"}
+    s3.put_object(Bucket=bucket, Key=registry.pointer_key, Body=json.dumps(planted).encode())
+    later = RunArtifacts(s3, bucket, "vi", "after-the-plant")
+    with pytest.raises(stages.UnreadableChampion, match="fails closed"):
+        stages.evaluate(later, registry, trained, test_split, min_roc_auc=0.5, margin=0.0)
+    assert s3.get_object(Bucket=bucket, Key=registry.pointer_key)["Body"].read() == json.dumps(planted).encode()
+
+
+def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
+    """Issue #20's first break: splits overwritten after transform with relabelled rows were trained on,
+    blessed and signed. The reader now checks each against the sha256 transform recorded (in XCom)."""
+    import io
+
+    import pandas as pd
+
+    from cross_sell.objects import CustodyError
+
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    splits = run["transformed"]["splits"]
+    for name in ("train", "validation", "test"):
+        frame = pd.read_parquet(io.BytesIO(artifacts.read(splits[name])))
+        frame.loc[frame["Age"] >= 60, "Response"] = 1  # age >= 60 -> buyer
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        s3.put_object(Bucket=artifacts.bucket, Key=splits[name]["key"], Body=buffer.getvalue())
+    with pytest.raises(CustodyError, match=f"{splits['train']['key']} is not the object its writer recorded") as bad:
+        stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
+    assert splits["train"]["sha256"] in str(bad.value)  # both hashes named
+    with pytest.raises(CustodyError, match="features/test.parquet"):
+        stages.evaluate(artifacts, registry, trained, splits["test"], min_roc_auc=0.7, margin=0.002)
+    # The candidate's own files, the profile and the evaluation facts are checked the same way by push.
+    decision_facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
+    s3.put_object(Bucket=artifacts.bucket, Key=trained["profile"]["key"], Body=b'{"features": {}}')
+    decision = {"candidate": {}, "champion": None, "champion_version": None, "champion_etag": None,
+                "reason": "test", "facts": decision_facts}
+    with pytest.raises(CustodyError, match="model/profile.json"):
+        stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
+    assert registry.champion() is None
+
+
+def test_the_manifest_records_the_data_the_model_was_trained_and_tested_on(run):
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
+    lineage = registry.manifest(trained["version"])["lineage"]
+    assert lineage["snapshot"] == run["extracted"]["snapshot"]
+    assert lineage["splits"] == run["transformed"]["splits"]
+    # ...so the lineage can be verified later against the objects themselves.
+    for recorded in (lineage["snapshot"], *lineage["splits"].values()):
+        assert artifacts.read(recorded)
 
 
 def test_evaluation_report_and_model_card_hold_the_figures(run):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
-                                 min_roc_auc=0.7, margin=0.002)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
+                               min_roc_auc=0.7, margin=0.002, validation=run["validated"]["summary"])
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
     assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
@@ -116,7 +191,7 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     assert "52 expectations met" in " ".join(html.split())  # this run's validation verdict, in the report
     for slice_label in ("Vehicle_Age = 1-2 Year", "Gender = Female", "Previously_Insured = 0"):
         assert slice_label in html
-    facts = artifacts.get_json(decision["facts_key"])["candidate"]
+    facts = artifacts.read_json(decision["facts"])["candidate"]
     assert {row["feature"] for row in facts["importance"]} == set(schema.FEATURES)
     assert sum(map(sum, facts["confusion"])) == decision["candidate"]["rows"]
 
@@ -127,34 +202,34 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     assert trained["version"] in card and f"{decision['candidate']['roc_auc']:.4f}" in card
     assert "Previously_Insured = 1" in card
     profile = registry.version_json(trained["version"], "profile.json")
-    assert profile == artifacts.get_json(trained["profile_key"]) and set(profile["features"]) == set(schema.FEATURES)
+    assert profile == artifacts.read_json(trained["profile"]) and set(profile["features"]) == set(schema.FEATURES)
 
 
 def test_drift_against_the_champion_warns_or_fails_as_configured(run, s3, bucket):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    assert stages.check_drift(artifacts, registry, run["extracted"]["raw_key"])["checked"] is False  # no champion
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["split_keys"]["test"],
+    assert stages.check_drift(artifacts, registry, run["extracted"]["snapshot"])["checked"] is False  # no champion
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
                                  min_roc_auc=0.7, margin=0.002)
     stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
 
     fresh = RunArtifacts(s3, bucket, "vi", "fresh-run")
     same = stages.extract(synthetic.generate(6_000, seed=56).to_dict("records"), fresh)
-    assert stages.check_drift(fresh, registry, same["raw_key"], action="fail")["drifted"] == []
+    assert stages.check_drift(fresh, registry, same["snapshot"], action="fail")["drifted"] == []
 
     shifted_docs = synthetic.generate(6_000, seed=57)
     shifted_docs["Age"] = (shifted_docs["Age"] + 15).clip(upper=100)
     shifted_docs.loc[shifted_docs.index[: 4_000], "Policy_Sales_Channel"] = 160  # a new dominant channel
     shifted = RunArtifacts(s3, bucket, "vi", "shifted-run")
-    raw_key = stages.extract(shifted_docs.to_dict("records"), shifted)["raw_key"]
-    warned = stages.check_drift(shifted, registry, raw_key, action="warn")
+    snapshot_ref = stages.extract(shifted_docs.to_dict("records"), shifted)["snapshot"]
+    warned = stages.check_drift(shifted, registry, snapshot_ref, action="warn")
     assert warned["drifted"] == ["Age", "Policy_Sales_Channel"]
     with pytest.raises(drift.DriftError, match="Age, Policy_Sales_Channel"):
-        stages.check_drift(shifted, registry, raw_key, action="fail")
+        stages.check_drift(shifted, registry, snapshot_ref, action="fail")
     saved = shifted.get_json(warned["report_key"])
     age = next(f for f in saved["features"] if f["feature"] == "Age")
     assert age["distance"] > 1.0 and age["js_distance"] > 0.3  # raw distances are kept, not just verdicts
     # A looser per-feature limit lets Age pass while the channel still fails.
-    loose = stages.check_drift(shifted, registry, raw_key, thresholds={"Age": 10.0}, action="warn")
+    loose = stages.check_drift(shifted, registry, snapshot_ref, thresholds={"Age": 10.0}, action="warn")
     assert loose["drifted"] == ["Policy_Sales_Channel"]
 
 
@@ -164,7 +239,7 @@ def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
     artifacts = RunArtifacts(s3, bucket, "vi", "bad-run")
     extracted = stages.extract(bad, artifacts)
     with pytest.raises(DataValidationError, match="Maybe"):
-        stages.validate(artifacts, extracted["raw_key"], min_rows=1_000)
+        stages.validate(artifacts, extracted["snapshot"], min_rows=1_000)
     summary = artifacts.get_json(artifacts.key("validation", "summary.json"))
     assert summary["success"] is False
     assert [f["expectation"] for f in summary["failures"]] == ["expect_column_values_to_be_in_set(Vehicle_Damage)"]
@@ -182,10 +257,11 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
     rivals = []
     for name in ("run-a", "run-b"):
         artifacts = RunArtifacts(s3, bucket, "vi", name)
-        trained = dict(run["trained"], version=f"{name}-{run['trained']['sha256'][:6]}")
+        trained = dict(run["trained"], version=f"{name}-{run['trained']['model']['sha256'][:6]}")
         metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["validation_metrics"]
+        facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
         decision = {"bless": True, "reason": "test", "candidate": metrics, "champion": None,
-                    "champion_version": None, "champion_etag": None}
+                    "champion_version": None, "champion_etag": None, "facts": facts}
         rivals.append((artifacts, trained, decision))
     start = threading.Barrier(2)
     results = {}
@@ -208,7 +284,7 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
 
 def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
-    test_key = run["transformed"]["split_keys"]["test"]
+    test_key = run["transformed"]["splits"]["test"]
     decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
     stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
     again = stages.evaluate(RunArtifacts(s3, bucket, "vi", "twin"), registry, trained, test_key, 0.7, 0.002)
@@ -216,9 +292,9 @@ def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
 
     other = RunArtifacts(s3, bucket, "vi", "other-data")
     extracted = stages.extract(synthetic.generate(6_000, seed=77).to_dict("records"), other)
-    transformed = stages.transform(other, extracted["raw_key"], seed=4)
-    challenger = stages.train(other, transformed["split_keys"], seed=4, run_started=RUN_STARTED)
-    decision = stages.evaluate(other, registry, challenger, transformed["split_keys"]["test"], min_roc_auc=0.7,
+    transformed = stages.transform(other, extracted["snapshot"], seed=4)
+    challenger = stages.train(other, transformed, seed=4, run_started=RUN_STARTED)
+    decision = stages.evaluate(other, registry, challenger, transformed["splits"]["test"], min_roc_auc=0.7,
                                margin=0.2)  # no challenger can beat the champion by 0.2
     assert not decision["bless"] and decision["challenger"] is True
     result = stages.shadow(other, registry, decision, challenger, extracted, signer)

@@ -8,12 +8,16 @@ Registry versions are read only through the public key named by CROSS_SELL_SIGNI
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
 import time
 
+from .errors import NotRetryable
 from .settings import Settings, mongo_uri, s3_client
+
+SIGNING_KEY_ENV = "CROSS_SELL_SIGNING_KEY"  # a private key file, for the break-glass pointer commands
 
 
 def _print(payload) -> None:
@@ -46,30 +50,46 @@ def cmd_load(args, settings: Settings) -> int:
     return 0
 
 
+class UsageError(NotRetryable):
+    """A command given without what it needs."""
+
+
 def _registry(settings: Settings):
     from .registry import ModelRegistry
     from .signing import ManifestVerifier
 
-    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
+    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env(),
+                         audit_lock_days=settings.audit_lock_days)
+
+
+def _signer(args):
+    """The training side's private key, for the commands that move a pointer (break-glass paths)."""
+    from .signing import ManifestSigner
+
+    path = args.signing_key or os.environ.get(SIGNING_KEY_ENV)
+    if not path:
+        raise UsageError(f"moving a pointer needs the model-signing private key: --signing-key FILE or "
+                         f"{SIGNING_KEY_ENV}")
+    return ManifestSigner.from_file(path, os.environ.get("CROSS_SELL_SIGNING_KEY_PASSPHRASE"))
+
+
+def _unpickled_estimator(path: str):
+    """A local estimator file the user named with --model-file: the one place the CLI unpickles (a pickle
+    runs code when loaded), only at the user's explicit word."""
+    import joblib
+
+    return joblib.load(path)
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
     from . import evaluation, loader
 
     frame = loader.read_csv(args.csv)
-    if os.path.isfile(args.model):
-        import joblib
-
-        # A local estimator file the user named: the one place the CLI unpickles, at the user's word.
-        model, name = joblib.load(args.model), args.model
+    if args.model_file:
+        model, name = _unpickled_estimator(args.model_file), args.model_file
     else:
         registry = _registry(settings)
-        version = args.model
-        if version == "champion":
-            champion = registry.champion()
-            if champion is None:
-                raise SystemExit(f"no champion in s3://{settings.s3_bucket}/{registry.pointer_key}")
-            version = champion.version
+        version = registry.resolve(args.model)
         served, _ = registry.served_model(version)  # signed manifest, verified ONNX file: no pickle
         model, name = evaluation.ServedClassifier(served), version
     _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
@@ -82,15 +102,13 @@ def cmd_score(args, settings: Settings) -> int:
 
     from . import scoring
 
-    if os.path.isfile(args.model):
-        import joblib
-
+    if args.model_file:
         from . import onnx_export
         from .onnx_model import OnnxModel
 
-        # A local estimator file the user named (unpickled at their word), run as the service would run it.
-        estimator = joblib.load(args.model)
-        model, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), args.model
+        # Run as the service would run it: converted to ONNX.
+        estimator = _unpickled_estimator(args.model_file)
+        model, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), args.model_file
     else:
         model, version, _ = scoring.served(_registry(settings), args.model)
     result = scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
@@ -120,10 +138,10 @@ def cmd_shadow(args, settings: Settings) -> int:
     registry = _registry(settings)
     if args.action == "set":
         if not args.version:
-            raise SystemExit("shadow set needs a VERSION")
-        _print(registry.set_shadow(args.version, reason=args.reason))
+            raise UsageError("shadow set needs a VERSION")
+        _print(registry.set_shadow(args.version, _signer(args), reason=args.reason))
     elif args.action == "clear":
-        registry.clear_shadow()
+        registry.clear_shadow(_signer(args))
         _print({"shadow": None})
     elif args.action == "show":
         shadow = registry.shadow()
@@ -178,8 +196,8 @@ def cmd_champion(args, settings: Settings) -> int:
         _print(registry.history())
     else:
         if not args.version:
-            raise SystemExit("rollback needs a VERSION")
-        _print(registry.rollback(args.version, reason=args.reason))
+            raise UsageError("rollback needs a VERSION")
+        _print(registry.rollback(args.version, _signer(args), reason=args.reason, by=args.by))
     return 0
 
 
@@ -208,6 +226,20 @@ def cmd_skew(args, settings: Settings) -> int:
     return 1 if found.drifted and args.fail_on_skew else 0
 
 
+def _model_arguments(parser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default="champion", metavar="champion|VERSION",
+                       help="a model of the registry: its signed manifest and verified ONNX file (default: champion)")
+    which.add_argument("--model-file", metavar="PATH",
+                       help="a local joblib estimator instead: this UNPICKLES the file, which runs any code it "
+                            "holds; only for a file you made yourself")
+
+
+def _signing_argument(parser) -> None:
+    parser.add_argument("--signing-key", metavar="FILE",
+                        help=f"the model-signing private key that signs the pointer (default: ${SIGNING_KEY_ENV})")
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m cross_sell", description=__doc__,
@@ -229,21 +261,21 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled Kaggle-format CSV")
     evaluate.add_argument("--csv", required=True)
-    evaluate.add_argument("--model", default="champion",
-                          help="champion, a registry VERSION (its signed ONNX file) or a local joblib FILE you trust")
+    _model_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
     score = sub.add_parser("score", help="score a Kaggle-format CSV of customers into OUT (id, probability, label)")
     score.add_argument("--csv", required=True)
     score.add_argument("--out", required=True)
-    score.add_argument("--model", default="champion",
-                       help="champion, a registry VERSION (its signed ONNX file) or a local joblib FILE you trust")
+    _model_arguments(score)
     score.set_defaults(handler=cmd_score)
 
     champion = sub.add_parser("champion", help="show the champion, its history, or roll back")
     champion.add_argument("action", choices=("show", "history", "rollback"))
     champion.add_argument("version", nargs="?")
     champion.add_argument("--reason", default="manual rollback")
+    champion.add_argument("--by", default=getpass.getuser(), help="rollback: who decided (recorded; default: you)")
+    _signing_argument(champion)
     champion.set_defaults(handler=cmd_champion)
 
     skew = sub.add_parser("skew", help="compare sampled serving rows with the champion's training data")
@@ -267,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     shadow.add_argument("--since", help="report: samples from this day on (YYYY-MM-DD)")
     shadow.add_argument("--mongo-uri", default=os.environ.get("MONGO_URI"),
                         help="report: where outcomes and customers are, for both models' realized metrics")
+    _signing_argument(shadow)
     shadow.set_defaults(handler=cmd_shadow)
 
     keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
@@ -276,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
     args = parser.parse_args(argv)
-    from .errors import NotRetryable
     from .registry import ChampionChanged
 
     try:

@@ -1,5 +1,10 @@
 """Run-scoped artifacts in S3: everything one DAG run produces lives under `<prefix>/<area>/<run id>/`:
-`runs/` for training runs, `scores/` for scoring runs."""
+`runs/` for training runs, `scores/` for scoring runs.
+
+Every write returns the object as an `Artifact` (key, sha256, size); every read of another task's object
+takes that record and verifies the object against it (`objects`), so a file changed in the bucket between
+two tasks is refused, never used.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,17 @@ import json
 import re
 from pathlib import Path
 
+from . import objects
+from .contracts import Artifact
+
 
 def safe_run_id(run_id: str) -> str:
     """Run ids hold ':' and '+' (timestamps); keep keys readable and URL-safe."""
     return re.sub(r"[^A-Za-z0-9._=-]", "_", run_id)
+
+
+def json_bytes(payload: dict) -> bytes:
+    return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
 
 
 class RunArtifacts:
@@ -26,39 +38,43 @@ class RunArtifacts:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def upload_file(self, path: str | Path, *parts: str) -> str:
+    # -- writing: each returns what the reader will check ---------------------------------------
+    def upload_file(self, path: str | Path, *parts: str) -> Artifact:
         from boto3.s3.transfer import TransferConfig
 
         key = self.key(*parts)
-        # Two 8 MB parts in flight at most: boto3's default (ten) held ~30 MB more while a 3.8M-row
-        # scores file went up than the whole scoring of it needed (benchmarks/bench_scoring.py).
+        recorded = Artifact(key=key, sha256=objects.sha256_file(path), bytes=Path(path).stat().st_size)
+        # At most two 8 MB parts in flight: boto3's default of ten holds far more memory than a
+        # scoring task needs for the rest of its work.
         self.s3.upload_file(str(path), self.bucket, key,
                             Config=TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2))
-        return key
+        return recorded
 
     def upload_dir(self, directory: str | Path, *parts: str) -> str:
+        """A folder of files for people (GX's Data Docs), not read by a later task; its key prefix."""
         directory = Path(directory)
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             self.upload_file(path, *parts, *path.relative_to(directory).parts)
         return self.key(*parts)
 
-    def download(self, key: str, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(self.bucket, key, str(path))
-        return path
-
-    def put_json(self, payload: dict, *parts: str) -> str:
-        key = self.key(*parts)
-        body = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
-        return key
-
-    def put_bytes(self, body: bytes, content_type: str, *parts: str) -> str:
+    def put_bytes(self, body: bytes, content_type: str, *parts: str) -> Artifact:
         key = self.key(*parts)
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
-        return key
+        return objects.artifact(key, body)
+
+    def put_json(self, payload: dict, *parts: str) -> Artifact:
+        return self.put_bytes(json_bytes(payload), "application/json", *parts)
+
+    # -- reading another task's objects: verified against its record ----------------------------
+    def download(self, artifact: Artifact, path: str | Path) -> Path:
+        return objects.download_artifact(self.s3, self.bucket, artifact, path)
+
+    def read(self, artifact: Artifact) -> bytes:
+        return objects.read_artifact(self.s3, self.bucket, artifact)
+
+    def read_json(self, artifact: Artifact) -> dict:
+        return json.loads(self.read(artifact))
 
     def get_json(self, key: str) -> dict:
-        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-
+        """A JSON object with no record to check it against (for people and tests), bounded in size."""
+        return json.loads(objects.read(self.s3, self.bucket, key)[0])

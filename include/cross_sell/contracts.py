@@ -1,7 +1,11 @@
 """What each stage returns: small typed records passed task to task through XCom.
 
-Large data never travels here: the records carry S3 keys under the run's prefix (`RunArtifacts`),
-counts, hashes and decisions. The DAG, the stages and the tests share these types.
+Large data never travels here: the records carry S3 objects under the run's prefix (`RunArtifacts`)
+as `Artifact`s, counts, hashes and decisions. The DAG, the stages and the tests share these types.
+
+Custody: XCom lives in Airflow's metadata database, out of reach of whoever can write the bucket, so
+the sha256 and size of every object one task hands to another travel here, and the reader checks the
+object against them before it uses it (`objects.read_artifact`, `RunArtifacts.download`).
 """
 
 from __future__ import annotations
@@ -9,12 +13,19 @@ from __future__ import annotations
 from typing import TypedDict
 
 
+class Artifact(TypedDict):
+    """An object a task wrote, as its writer recorded it."""
+
+    key: str
+    sha256: str
+    bytes: int
+
+
 class Extracted(TypedDict):
-    raw_key: str  # the Parquet snapshot of the collection
+    snapshot: Artifact  # the Parquet snapshot of the collection
     rows: int
     invalid_rows: int  # rows holding a value of the wrong type (kept in `_invalid_values`)
     fingerprint: str  # order-independent sha256 of the content
-    bytes: int  # size of the Parquet snapshot
 
 
 class Validated(TypedDict):
@@ -22,6 +33,7 @@ class Validated(TypedDict):
     result_key: str  # GX's result JSON
     report_key: str  # the self-contained HTML report
     data_docs_key: str  # GX's Data Docs index
+    summary: Artifact  # the verdict the evaluation report quotes
 
 
 class DriftChecked(TypedDict, total=False):
@@ -32,29 +44,37 @@ class DriftChecked(TypedDict, total=False):
     report_key: str
 
 
-class SplitKeys(TypedDict):
-    train: str
-    validation: str
-    test: str
+class Splits(TypedDict):
+    train: Artifact
+    validation: Artifact
+    test: Artifact
+
+
+class Lineage(TypedDict):
+    """The data a model was trained and tested on, as recorded when it was written (the signed manifest
+    keeps it, so the version's lineage can be verified later)."""
+
+    snapshot: Artifact
+    splits: Splits
 
 
 class Transformed(TypedDict):
-    split_keys: SplitKeys
+    splits: Splits
+    snapshot: Artifact  # what was split
     rows: dict[str, int]
     seed: int
 
 
 class Trained(TypedDict):
-    model_key: str  # the fitted estimator (joblib), this run's own file
-    sha256: str
-    onnx_key: str | None  # what would serve; None when the model cannot be converted
-    onnx_sha256: str | None
+    model: Artifact  # the fitted estimator (joblib), this run's own file
+    onnx: Artifact | None  # what would serve; None when the model cannot be converted
     onnx_parity: dict  # max |ONNX - scikit-learn| on the test split and the schema sweep
     serving_problem: str | None  # why it cannot serve faithfully, if it cannot
-    profile_key: str  # reference profile of the training split (drift, skew)
-    version: str  # <run_after>-<sha256[:10]>
+    profile: Artifact  # reference profile of the training split (drift, skew)
+    version: str  # <run_after>-<sha256 of the estimator file, first 10>
     threshold: float
     trained_at: str
+    lineage: Lineage
 
 
 class Decision(TypedDict):
@@ -68,9 +88,12 @@ class Decision(TypedDict):
     candidate: dict  # metrics on the test split
     onnx_parity: dict | None
     champion_version: str | None
-    champion_etag: str | None  # the pointer's etag when read: push moves it only if unchanged
+    champion_etag: str | None  # etag of the pointer whose champion was scored: push moves it only if unchanged
     champion: dict | None
-    facts_key: str
+    # Set when the `replace_unreadable_champion` param let a candidate replace a champion that could not
+    # be verified or scored: the version and why (recorded in the decision and the audit record).
+    replaced_unreadable: dict | None
+    facts: Artifact  # both models' figures on the test split, calibration included
     report_key: str
     evaluation_key: str
 
@@ -84,11 +107,17 @@ class Pushed(TypedDict, total=False):
     pointer_uri: str
 
 
+class Shadowed(TypedDict):
+    shadow: str  # the challenger now scored in shadow
+    champion: str | None
+    set_at: str
+
+
 # The scoring DAG (cross_sell.scoring).
 class Scored(TypedDict):
-    scores_key: str
-    quarantine_key: str
-    summary_key: str
+    scores: Artifact
+    quarantine: Artifact
+    summary: Artifact
     rows: int  # scored
     quarantined: int
     model_version: str
@@ -108,3 +137,10 @@ class Published(TypedDict):
     documents: int
     inserted: int
     updated: int
+
+
+# The monitoring DAG (cross_sell.monitoring).
+class Monitored(TypedDict):
+    day: str
+    daily: Artifact  # monitoring/daily/<day>.json
+    alerts: list[str]

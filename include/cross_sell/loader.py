@@ -13,6 +13,7 @@ import csv
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -149,17 +150,36 @@ def _duplicates(path: str, ids: np.ndarray, rows: int) -> list[Located]:
 
 def read_csv_chunks(path: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Typed frames of a CSV that `check_csv` accepted, `rows` at a time."""
-    for frame, _ in raw_chunks(path, rows):
+    for frame, starts in raw_chunks(path, rows):
         typed, problems = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
-        if problems:  # the file changed since it was checked
-            raise LoadError(f"{path} changed since it was checked: {problems[0]}")
+        if problems:  # only if the file changed since it was checked (`checked_copy` prevents that)
+            first = problems[0]
+            where = "header" if first.row is None else f"line {int(starts[first.row])}"
+            raise LoadError(f"{path} changed since it was checked: {where}, column {first.column}: {first.reason}")
         yield typed.reset_index(drop=True)
+
+
+@contextmanager
+def checked_copy(path: str, rows: int = CHUNK_ROWS, progress: bool = False) -> Iterator[tuple[str, int]]:
+    """A private copy of the file, checked whole: (its path, its rows). What is loaded from it is exactly
+    the bytes that were checked, even if the original changes meanwhile; messages still name `path`."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cross-sell-load-") as tmp:
+        copy = os.path.join(tmp, os.path.basename(path))
+        shutil.copyfile(path, copy)  # streamed: memory does not grow with the file
+        try:
+            total = check_csv(copy, rows, progress)
+        except LoadError as refused:
+            raise LoadError(str(refused).replace(copy, path)) from None
+        yield copy, total
 
 
 def read_csv(path: str) -> pd.DataFrame:
     """Check a Kaggle-format CSV and return it whole, typed (evaluation, benchmarks: files that fit)."""
-    check_csv(path)
-    return pd.concat(list(read_csv_chunks(path)), ignore_index=True)
+    with checked_copy(path) as (copy, _):
+        return pd.concat(list(read_csv_chunks(copy)), ignore_index=True)
 
 
 def _describe(path: str, problems: list[Located]) -> str:
@@ -249,15 +269,16 @@ class Progress:
 
 def load_csv(collection, path: str, batch_size: int = BATCH_SIZE, rows: int = CHUNK_ROWS,
              progress: bool = True) -> LoadStats:
-    """Check the whole file, then upsert it a chunk at a time: a bad file writes nothing."""
-    total = check_csv(path, rows, progress)
+    """Check the whole file, then upsert it a chunk at a time: a bad file writes nothing, and what is
+    written is exactly what was checked (a private copy is checked and loaded)."""
     inserted = updated = 0
-    bar = Progress(total, "upserting", progress)
-    for frame in read_csv_chunks(path, rows):
-        stats = upsert(collection, frame, batch_size, progress=False)
-        inserted, updated = inserted + stats.inserted, updated + stats.updated
-        bar.update(len(frame))
-    bar.close()
+    with checked_copy(path, rows, progress) as (copy, total):
+        bar = Progress(total, "upserting", progress)
+        for frame in read_csv_chunks(copy, rows):
+            stats = upsert(collection, frame, batch_size, progress=False)
+            inserted, updated = inserted + stats.inserted, updated + stats.updated
+            bar.update(len(frame))
+        bar.close()
     return LoadStats(rows=total, inserted=inserted, updated=updated)
 
 

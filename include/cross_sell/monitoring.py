@@ -8,7 +8,9 @@ For one day (the stage `monitor_day` of the `cross_sell_monitoring` DAG):
   probabilities on its test split (PSI over the test split's own quantile bins, `calibration.json`);
 * **realized performance**: outcomes (`{id, Response, observed_at}` documents) observed that day, joined
   with the scores the latest scoring run before that day gave those customers: ROC-AUC, precision at
-  the model's threshold, precision of the top decile (the campaign), observed vs predicted rate.
+  the model's threshold, precision of the top decile (the campaign), observed vs predicted rate. The
+  scoring runs come as their `Scored` records (in the DAG: the `cross_sell_scores` Asset events, kept in
+  Airflow's database), and their scores files are checked against the sha256 recorded there.
 
 Each day is a small JSON (`monitoring/daily/<day>.json`); `report` draws the trend of the last days
 into one self-contained HTML page (`monitoring/report.html`). What crosses a limit is returned as
@@ -22,10 +24,12 @@ import io
 import json
 import logging
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Iterable
 
 import numpy as np
 
-from . import skew
+from . import objects, skew
+from .contracts import Artifact, Monitored, Scored
 from .errors import NotRetryable
 
 log = logging.getLogger(__name__)
@@ -73,24 +77,19 @@ def outcomes_of(collection, day: date):
     return pd.DataFrame(rows, columns=["id", "Response"])
 
 
-def scoring_runs(s3, bucket: str, prefix: str) -> list[dict]:
-    """Every scoring run's summary (scored_at, model_version) and where its scores are, oldest first."""
-    root = "/".join(p for p in (prefix, "scores") if p) + "/"
-    runs = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/summary.json"):
-                summary = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-                runs.append({"scored_at": summary["scored_at"], "model_version": summary["model_version"],
-                             "scores_key": item["Key"].rsplit("/", 1)[0] + "/scores.parquet"})
-    return sorted(runs, key=lambda run: run["scored_at"])
+def latest_before(scoring_runs: Iterable[Scored], day: date) -> Scored | None:
+    """The last scoring run that scored before the end of `day`."""
+    end = (day + timedelta(days=1)).isoformat()
+    before = [run for run in scoring_runs if run["scored_at"] < end]
+    return max(before, key=lambda run: run["scored_at"]) if before else None
 
 
-def monitor_day(day: date, registry, outcomes, s3_scores: tuple, samples=None, min_roc_auc: float = 0.75,
-                min_precision: float = 0.2, skew_thresholds: dict | None = None) -> tuple[dict, list[str]]:
-    """One day's figures and the alerts they raise. `outcomes`: the outcomes collection;
-    `s3_scores` (s3, bucket, prefix) to find the scoring runs; `samples`: that day's sampled rows
-    (`skew.read_samples`), read by the caller."""
+def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), samples=None,
+                min_roc_auc: float = 0.75, min_precision: float = 0.2,
+                skew_thresholds: dict | None = None) -> tuple[dict, list[str]]:
+    """One day's figures and the alerts they raise. `outcomes`: the outcomes collection; `scoring_runs`:
+    the scoring runs' records (the latest before the day's end is used); `samples`: that day's sampled
+    rows (`skew.read_samples`), read by the caller."""
     import pandas as pd
 
     champion = registry.champion()
@@ -114,12 +113,9 @@ def monitor_day(day: date, registry, outcomes, s3_scores: tuple, samples=None, m
             alerts.append(f"prediction drift on {day}: PSI {psi:.3f} of served probabilities (> {PSI_LIMIT})")
     observed = outcomes_of(outcomes, day)
     if len(observed):
-        s3, bucket, prefix = s3_scores
-        before = [run for run in scoring_runs(s3, bucket, prefix) if run["scored_at"] < (day + timedelta(days=1))
-                  .isoformat()]
-        if before:
-            run = before[-1]
-            scores = _read_scores(s3, bucket, run["scores_key"])
+        run = latest_before(scoring_runs, day)
+        if run is not None:
+            scores = _read_scores(registry.s3, registry.bucket, run["scores"])
             joined = observed.merge(scores, on="id", how="inner")
             threshold = registry.manifest(run["model_version"])["threshold"]  # that model's own, verified
             figures = realized(joined["Response"].to_numpy(dtype=int), joined["probability"].to_numpy(),
@@ -135,35 +131,52 @@ def monitor_day(day: date, registry, outcomes, s3_scores: tuple, samples=None, m
     return result, alerts
 
 
-def run_day(day: date, registry, outcomes, min_roc_auc: float = 0.75, min_precision: float = 0.2,
-            skew_thresholds: dict | None = None) -> dict:
+def audit_alerts(registry) -> list[str]:
+    """What is wrong with the champion pointer's audit trail (a downgrade, a change with no record, a record
+    not signed by the training side), as alert texts. A pointer that is not the project's signed writing
+    fails the task (PointerError), which alerts too."""
+    champion = registry.champion()
+    if champion is None:
+        return []
+    return [f"champion pointer ({champion.version}): {problem}" for problem in registry.audit_problems(champion)]
+
+
+def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), min_roc_auc: float = 0.75,
+            min_precision: float = 0.2, skew_thresholds: dict | None = None) -> Monitored:
     """The stage: read the day's samples, compute `monitor_day`, save `monitoring/daily/<day>.json`."""
     s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
+    pointer_problems = audit_alerts(registry)
     samples = skew.read_samples(s3, bucket, prefix, since=day, until=day)
-    result, alerts = monitor_day(day, registry, outcomes, (s3, bucket, prefix), samples, min_roc_auc,
-                                 min_precision, skew_thresholds)
+    result, alerts = monitor_day(day, registry, outcomes, scoring_runs, samples, min_roc_auc, min_precision,
+                                 skew_thresholds)
+    result["pointer_problems"] = pointer_problems
+    alerts = [*pointer_problems, *alerts]
     result["alerts"] = alerts
     key = "/".join(p for p in (prefix, DAILY, f"{day.isoformat()}.json") if p)
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(result, indent=2).encode(), ContentType="application/json")
+    body = json.dumps(result, indent=2).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
     log.info("monitoring %s: %s", day, json.dumps({k: v for k, v in result.items() if k != "skew"}))
-    return {"day": day.isoformat(), "key": key, "alerts": alerts}
+    return Monitored(day=day.isoformat(), daily=objects.artifact(key, body), alerts=alerts)
 
 
-def build_report(s3, bucket: str, prefix: str, days: int = 30) -> str:
-    """The trend page of the last `days` daily results; returns its key."""
+def build_report(s3, bucket: str, prefix: str, days: int = 30, today: Artifact | None = None) -> str:
+    """The trend page of the last `days` daily results; returns its key. `today`: this run's day, checked
+    against what `run_day` recorded (earlier days are earlier runs' files, read bounded in size)."""
     root = "/".join(p for p in (prefix, DAILY) if p) + "/"
     keys = sorted(item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
                   for item in page.get("Contents", []))[-days:]
-    daily = [json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys]
+    daily = [json.loads(objects.read_artifact(s3, bucket, today) if today and key == today["key"]
+                        else objects.read(s3, bucket, key)[0]) for key in keys]
     key = "/".join(p for p in (prefix, REPORT) if p)
     s3.put_object(Bucket=bucket, Key=key, Body=trend_report(daily).encode(), ContentType="text/html")
     return key
 
 
-def _read_scores(s3, bucket: str, key: str):
+def _read_scores(s3, bucket: str, scores: Artifact):
+    """A scoring run's scores, checked against the sha256 that run recorded."""
     import pandas as pd
 
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    body = objects.read_artifact(s3, bucket, scores)
     return pd.read_parquet(io.BytesIO(body), columns=["id", "probability", "decile"])
 
 

@@ -11,6 +11,8 @@ could take the other branch; `onnx_export` measures the difference before a mode
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 # The model's outputs as skl2onnx names them (with zipmap off): label and probabilities.
@@ -28,6 +30,9 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         # Idle threads must not spin: the process's other work needs that core.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A model loaded from bytes may name external-data files, which ONNX Runtime would look for in a
+        # folder of its own choosing: point it at one no file can be in, so only the verified bytes load.
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", os.devnull)
         self._session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         names = [o.name for o in self._session.get_outputs()]

@@ -27,6 +27,9 @@ class Settings:
     outcomes_collection: str = "customer_outcomes"  # {id, Response, observed_at}: what customers did
     monitoring_cron: str = "0 6 * * *"
     retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
+    # > 0: each champion audit record is written under S3 Object Lock (COMPLIANCE) for this many days; the
+    # bucket must have Object Lock enabled (compose's minio-init creates it so). 0: conditional writes only.
+    audit_lock_days: int = 0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,6 +53,7 @@ class Settings:
             scores_collection=env("CROSS_SELL_SCORES_COLLECTION", defaults.scores_collection),
             outcomes_collection=env("CROSS_SELL_OUTCOMES_COLLECTION", defaults.outcomes_collection),
             monitoring_cron=env("CROSS_SELL_MONITORING_CRON", defaults.monitoring_cron),
+            audit_lock_days=int(env("CROSS_SELL_AUDIT_LOCK_DAYS", defaults.audit_lock_days)),
         )
 
 

@@ -41,28 +41,37 @@ def _check_key(pem: bytes, private: bool, password: str | None = None) -> None:
         raise SignatureError(f"model-signing needs an elliptic-curve key, not {type(key).__name__}")
 
 
+def _signing_config(private_key_pem: bytes, password: str | None):
+    """model-signing's configuration for this key. It reads the key from a path once, when configured:
+    the path given is a pipe's read end (`/dev/fd/N`), so the key never touches a disk, even if the
+    process is killed while signing."""
+    from model_signing import signing
+
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as writer:  # a PEM key is far smaller than a pipe's buffer
+            writer.write(private_key_pem)
+        return signing.Config().use_elliptic_key_signer(private_key=f"/dev/fd/{read_end}", password=password)
+    finally:
+        os.close(read_end)
+
+
 class ManifestSigner:
-    """Signs manifests with a private key (training side only)."""
+    """Signs manifests with a private key (training side only); the key stays in this process's memory."""
 
     def __init__(self, private_key_pem: bytes, password: str | None = None):
         _check_key(private_key_pem, private=True, password=password)
-        self._pem, self._password = private_key_pem, password
+        self._config = _signing_config(private_key_pem, password)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, password: str | None = None) -> "ManifestSigner":
         return cls(Path(path).read_bytes(), password)
 
     def sign(self, manifest: bytes) -> bytes:
-        """The Sigstore bundle (JSON bytes) signing these exact manifest bytes."""
-        from model_signing import signing
-
-        with tempfile.TemporaryDirectory() as tmp:
-            key = Path(tmp) / "signing.key"
-            key.touch(mode=0o600)  # model-signing reads the key from a file; nobody else may
-            key.write_bytes(self._pem)
+        """The Sigstore bundle (JSON bytes) signing these exact bytes (a manifest, a pointer record)."""
+        with tempfile.TemporaryDirectory() as tmp:  # only what is signed and the signature: no key
             (Path(tmp) / MANIFEST).write_bytes(manifest)
-            signing.Config().use_elliptic_key_signer(private_key=key, password=self._password).sign(
-                Path(tmp) / MANIFEST, Path(tmp) / SIGNATURE)
+            self._config.sign(Path(tmp) / MANIFEST, Path(tmp) / SIGNATURE)
             return (Path(tmp) / SIGNATURE).read_bytes()
 
 

@@ -11,7 +11,7 @@ import socket
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
-from . import schema
+from . import objects, schema
 
 if TYPE_CHECKING:  # the service writes samples with this module and has no SciPy for `drift`
     import pandas as pd
@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # the service writes samples with this module and has no SciP
 SAMPLES = "serving-samples"
 # Besides the request's fields, a sample holds what was answered (and by the shadow, if any).
 ANSWER_COLUMNS = ("model_version", "sampled_at", "probability", "shadow_version", "shadow_probability")
+# A flush holds at most SERVING_SAMPLE_FLUSH_SECONDS of one worker's sampled rows; anything far larger was
+# not written by the service (samples come from the serving side: they feed reports, never training).
+MAX_SAMPLE_BYTES = 64 * 1024 * 1024
 
 
 def sample_key(prefix: str, when: datetime, source: str) -> str:
@@ -51,7 +54,7 @@ def read_samples(s3, bucket: str, prefix: str, since: date | None = None,
             day = item["Key"][len(root):].split("/", 1)[0].removeprefix("date=")
             if (since is not None and day < since.isoformat()) or (until is not None and day > until.isoformat()):
                 continue
-            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+            body = objects.read(s3, bucket, item["Key"], MAX_SAMPLE_BYTES)[0].decode()
             rows += [json.loads(line) for line in body.splitlines() if line.strip()]
     frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), *ANSWER_COLUMNS])
     return frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})

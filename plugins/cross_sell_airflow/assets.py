@@ -12,3 +12,20 @@ REGISTRY_ROOT = f"s3://{_SETTINGS.s3_bucket}/{_SETTINGS.s3_prefix}"
 RAW_SNAPSHOT = Asset(name="cross_sell_raw_snapshot", uri=f"{REGISTRY_ROOT}/runs")
 CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json")
 SCORES = Asset(name="cross_sell_scores", uri=f"{REGISTRY_ROOT}/scores")
+
+
+def record_scores(scored: dict) -> None:
+    """From inside the task that emits SCORES: keep the scoring run's record (its files' sha256) in the
+    Asset event, in Airflow's database, where the monitoring DAG reads it back (`recorded_scores`)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["outlet_events"][SCORES].extra = {"scored": scored}
+
+
+def recorded_scores(before: str, limit: int = 10) -> list[dict]:
+    """The `Scored` records of the latest scoring runs whose SCORES event came before `before` (ISO time),
+    newest first; the task must list SCORES among its inlets."""
+    from airflow.sdk import get_current_context
+
+    events = get_current_context()["inlet_events"][SCORES].before(before).ascending(False).limit(limit)
+    return [event.extra["scored"] for event in events if isinstance(event.extra, dict) and "scored" in event.extra]

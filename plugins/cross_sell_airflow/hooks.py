@@ -32,7 +32,8 @@ def run_artifacts(settings: Settings, run_id: str) -> RunArtifacts:
 
 def model_registry(settings: Settings) -> ModelRegistry:
     """The registry, reading versions only through the public key (CROSS_SELL_SIGNING_PUBLIC_KEY)."""
-    return ModelRegistry(s3_client(settings), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env())
+    return ModelRegistry(s3_client(settings), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env(),
+                         audit_lock_days=settings.audit_lock_days)
 
 
 def manifest_signer(settings: Settings) -> ManifestSigner:
