@@ -69,14 +69,16 @@ def main() -> None:
                           "profile.json": json.dumps(drift.profile(parts["train"])).encode(),
                           "calibration.json": json.dumps(evaluation.calibration_table(y, probability)).encode()},
                          ManifestSigner.from_file(private))
-        registry.set_champion("bench", None, "promote", run_id="bench")
+        registry.set_champion("bench", None, "promote", ManifestSigner.from_file(private), run_id="bench")
         model, version, calibration = scoring.served(registry)
         customers = synthetic.generate(args.customers, seed=9)
         documents = customers[list(schema.column_names(schema.SCORING))].to_dict("records")
+        scoring_runs = []  # what the DAG reads back from the cross_sell_scores Asset events
         for week in range(0, args.days, 7):  # a scoring run each week, the day before
             when = datetime.combine(first + timedelta(days=week - 1), clock_time(5), tzinfo=timezone.utc)
-            scoring.score(iter(documents), RunArtifacts(s3, registry.bucket, "vi", f"weekly-{week}", area="scores"),
-                          model, version, when, calibration)
+            scoring_runs.append(scoring.score(
+                iter(documents), RunArtifacts(s3, registry.bucket, "vi", f"weekly-{week}", area="scores"),
+                model, version, when, calibration))
         rng = np.random.default_rng(0)
         for day in range(args.days):
             rows = customers.sample(args.samples_per_day, random_state=day)[list(schema.FEATURES)]
@@ -94,7 +96,8 @@ def main() -> None:
                              ordered=False)
 
         cpu, started = time.process_time(), time.perf_counter()
-        results = [monitoring.run_day(first + timedelta(days=d), registry, outcomes) for d in range(args.days)]
+        results = [monitoring.run_day(first + timedelta(days=d), registry, outcomes, scoring_runs)
+                   for d in range(args.days)]
         report_key = monitoring.build_report(s3, registry.bucket, "vi", days=args.days)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - started
         copy = ROOT / ".local" / "reports" / "monitoring-benchmark.html"

@@ -7,7 +7,9 @@ underneath) is far slower than a real mongod, so its own time is measured and pr
 the load, and a bare drain of the extraction cursor. Extraction runs in a child process so its
 peak RSS is its own; it is compared with the size of the DataFrame it produces.
 Targets (2 cores): all task work <= 60 s for 381,109 rows and no more than proportionally longer for more;
-extraction peak memory <= 3x the final DataFrame (<= 1.5x at 10x the rows).
+extraction peak memory <= 3x the final DataFrame (<= 1.5x at 10x the rows); the chain-of-custody checks
+(hashing every object a task hands to the next, on write and on read) <= 3 % of all task work. Their cost
+is measured as the CPU time of the hashing itself (`CustodyClock`), stage by stage.
 """
 
 from __future__ import annotations
@@ -50,6 +52,40 @@ def peak_rss_mb() -> float:
     return _status_mb("VmHWM")
 
 
+class CustodyClock:
+    """Counts the CPU time (this thread's) of every sha256 the custody checks compute: `objects` hashes
+    with `hashlib.sha256`, which this replaces there (and only there) with a timed one."""
+
+    def __init__(self):
+        import hashlib
+
+        self.seconds = 0.0
+        clock = self
+
+        class Timed:
+            def __init__(self, data=b""):
+                self._digest = hashlib.sha256()
+                if data:
+                    self.update(data)
+
+            def update(self, data):
+                started = time.thread_time()
+                self._digest.update(data)
+                clock.seconds += time.thread_time() - started
+
+            def hexdigest(self):
+                return self._digest.hexdigest()
+
+        self.sha256 = Timed
+
+    def install(self) -> None:
+        import types
+
+        from cross_sell import objects
+
+        objects.hashlib = types.SimpleNamespace(sha256=self.sha256)
+
+
 def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     """Stream the collection to a Parquet snapshot (what the extract task does), report time and memory."""
     import boto3
@@ -65,6 +101,8 @@ def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                       region_name="us-east-1")
     artifacts = RunArtifacts(s3, bucket, settings.s3_prefix, "bench")
+    custody = CustodyClock()
+    custody.install()
     collection.database.command("ping")  # connect first (find_one would read everything on nx-27017)
     reset_peak_rss()
     baseline = rss_mb()
@@ -75,11 +113,12 @@ def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     # process, whose time the wall clock also holds.
     cpu, seconds = time.process_time() - cpu, time.perf_counter() - started
     peak = peak_rss_mb()
+    hashing = custody.seconds
     with tempfile.TemporaryDirectory() as tmp:
-        frame = snapshot.read(str(artifacts.download(result["raw_key"], Path(tmp) / "s.parquet")))
+        frame = snapshot.read(str(artifacts.download(result["snapshot"], Path(tmp) / "s.parquet")))
     Path(out).write_text(json.dumps({
-        "seconds": seconds, "cpu_seconds": cpu, "rows": result["rows"], "raw_key": result["raw_key"],
-        "fingerprint": result["fingerprint"],
+        "seconds": seconds, "cpu_seconds": cpu, "rows": result["rows"], "snapshot": result["snapshot"],
+        "fingerprint": result["fingerprint"], "custody_cpu_seconds": hashing,
         "baseline_rss_mb": baseline, "peak_rss_mb": peak, "extra_peak_mb": peak - baseline,
         "frame_mb": frame.memory_usage(deep=True).sum() / MB,
     }))
@@ -117,7 +156,9 @@ def main() -> None:
     from devstack import local_services
 
     settings = Settings()
-    rows, seconds, cpu, memory = {}, {}, {}, {}
+    rows, seconds, cpu, memory, custody_cpu = {}, {}, {}, {}, {}
+    custody = CustodyClock()
+    custody.install()
     mongo = local_services.start_mongo()
     s3_server = local_services.start_s3(bucket=settings.s3_bucket)
     try:
@@ -138,38 +179,42 @@ def main() -> None:
             extracted = json.loads(out.read_text())
         seconds["extract"], cpu["extract"] = extracted["seconds"], extracted["cpu_seconds"]
         memory["extract"], rows["extract"] = extracted["extra_peak_mb"], extracted["rows"]
+        custody_cpu["extract"] = extracted["custody_cpu_seconds"]
 
         s3 = local_services.s3_client_for(s3_server)
         artifacts = RunArtifacts(s3, settings.s3_bucket, settings.s3_prefix, "bench")
         private_key, public_key = generate_key_pair(tempfile.mkdtemp(prefix="bench-keys-"))
         registry = ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_file(public_key))
         signer = ManifestSigner.from_file(private_key)
-        raw_key = extracted["raw_key"]
+        snapshot_ref = extracted["snapshot"]
         extracted_info = {"rows": extracted["rows"], "fingerprint": extracted["fingerprint"]}
 
         def timed(name, count, call):
             """Wall and CPU seconds of a stage (CPU counts every thread: ONNX Runtime and the target
-            encoder use two), and its peak memory above the process's resident size before it."""
+            encoder use two), its peak memory above the process's resident size before it, and the CPU
+            time of its custody hashing."""
             reset_peak_rss()
-            before, begin, begin_cpu = rss_mb(), time.perf_counter(), time.process_time()
+            before, begin, begin_cpu, hashed = rss_mb(), time.perf_counter(), time.process_time(), custody.seconds
             value = call()
             seconds[name], cpu[name] = time.perf_counter() - begin, time.process_time() - begin_cpu
             memory[name], rows[name] = peak_rss_mb() - before, count
+            custody_cpu[name] = custody.seconds - hashed
             return value
 
         import great_expectations  # noqa: F401  (import time is start-up, not validation work)
 
-        timed("validate", extracted["rows"], lambda: stages.validate(artifacts, raw_key, min_rows=1000))
-        transformed = timed("transform", extracted["rows"], lambda: stages.transform(artifacts, raw_key, seed=42))
+        validated = timed("validate", extracted["rows"], lambda: stages.validate(artifacts, snapshot_ref, 1000))
+        transformed = timed("transform", extracted["rows"], lambda: stages.transform(artifacts, snapshot_ref, 42))
         run_started = datetime.now(timezone.utc)
         trained = timed("train", transformed["rows"]["train"],
-                        lambda: stages.train(artifacts, transformed["split_keys"], 42, run_started))
+                        lambda: stages.train(artifacts, transformed, 42, run_started))
+        test_split = transformed["splits"]["test"]
         decision = timed("evaluate (no champion)", transformed["rows"]["test"],
-                         lambda: stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"],
-                                                   0.75, 0.002))
+                         lambda: stages.evaluate(artifacts, registry, trained, test_split, 0.75, 0.002,
+                                                 validated["summary"]))
         timed("push", 1, lambda: stages.push(artifacts, registry, decision, trained, extracted_info, signer))
         timed("evaluate (vs champion)", transformed["rows"]["test"],
-              lambda: stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.75, 0.002))
+              lambda: stages.evaluate(artifacts, registry, trained, test_split, 0.75, 0.002, validated["summary"]))
     finally:
         s3_server.stop()
         mongo.stop()
@@ -177,15 +222,21 @@ def main() -> None:
     task_stages = [k for k in cpu if k != "evaluate (vs champion)"]
     print(f"pipeline benchmark: {args.rows:,} synthetic rows, {_cpus()} cores; generating them took "
           f"{seconds['generate (synthetic)']:.1f} s")
-    print(f"{'stage':26s} {'wall s':>8s} {'CPU s':>8s} {'rows/s (wall)':>14s} {'peak MB above start':>20s}")
+    print(f"{'stage':26s} {'wall s':>8s} {'CPU s':>8s} {'rows/s (wall)':>14s} {'peak MB above start':>20s} "
+          f"{'custody CPU s':>14s}")
     for name in cpu:
         rate = f"{rows[name] / seconds[name]:,.0f}" if seconds[name] > 0 else ""
-        print(f"{name:26s} {seconds[name]:8.2f} {cpu[name]:8.2f} {rate:>14s} {memory[name]:20.0f}")
+        print(f"{name:26s} {seconds[name]:8.2f} {cpu[name]:8.2f} {rate:>14s} {memory[name]:20.0f} "
+              f"{custody_cpu[name]:14.3f}")
     print("extract's wall time includes the local server's; its CPU time is the task's own work.")
     total = sum(cpu[k] for k in task_stages)
     limit = 60 * max(1.0, args.rows / 381_109)  # 60 s for the Kaggle file's size, growing no faster than the data
     print(f"{'all task work, CPU s (extract..push)':40s} {total:8.2f}   target <= {limit:.0f} s: "
           f"{'PASS' if total <= limit else 'FAIL'}")
+    hashing = sum(custody_cpu[k] for k in task_stages)
+    share = hashing / total if total else 0.0
+    print(f"{'custody checks (sha256 on write and read)':40s} {hashing:8.3f}   {share:.2%} of all task work "
+          f"(target <= 3 %: {'PASS' if share <= 0.03 else 'FAIL'})")
     print("local MongoDB-wire server (not task work):")
     for name, value in local_server.items():
         print(f"  {name:40s} {value:8.2f} {args.rows / value:>12,.0f}")

@@ -123,15 +123,15 @@ def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | Non
                                datetime(2026, 11, 30, tzinfo=timezone.utc), None, batch_rows)
         wall = time.perf_counter() - started
         peak, code = peak_rss_mb() - before, _status_mb("RssFile") - code_before
-        summary = artifacts.get_json(scored["summary_key"])
+        timing = artifacts.get_json(artifacts.key("timing.json"))
         campaign_started = time.perf_counter()
         scoring.campaign(artifacts, scored, top_share=0.1)
         campaign = time.perf_counter() - campaign_started
         Path(out).write_text(json.dumps({
             "rows": rows, "batch_rows": batch_rows, "batch_mb": batch_mb, "model_mb": model_mb,
             "peak_above_mb": peak, "code_mb": code,
-            "scoring_seconds": summary["seconds"]["scoring"], "waiting_seconds": summary["seconds"]["reading"],
-            "finishing_seconds": summary["seconds"]["finishing"],
+            "scoring_seconds": timing["scoring"], "waiting_seconds": timing["reading"],
+            "finishing_seconds": timing["finishing"],
             "wall": wall, "campaign_seconds": campaign, "warm": warm,
         }))
     finally:

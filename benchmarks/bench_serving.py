@@ -148,8 +148,9 @@ def shadow_p99(env: dict, registry, onnx: bytes, estimator_path: Path, private_k
                rounds: int, workdir: Path) -> dict:
     """p99 at 8 clients through the front with and without a challenger in shadow, alternating, every
     request row sampled (so the shadow scores all of them, in the sampler's thread, once per 1,000 rows)."""
+    signer = ManifestSigner.from_file(private_key)
     registry.publish({"version": "bench-shadow", "threshold": 0.3, "model_input": model_input.LAYOUT},
-                     {"model.onnx": onnx, "model.joblib": estimator_path}, ManifestSigner.from_file(private_key))
+                     {"model.onnx": onnx, "model.joblib": estimator_path}, signer)
     env = {**env, "SERVING_SAMPLE_RATE": "1.0", "SERVING_POLL_SECONDS": "1"}
     server = local_services.start_serving(env, workers=2, log_path=str(workdir / "shadow.log"))
     front = local_services.start_front(server.env["SERVING_SOCKET"], workdir=str(workdir / "front-shadow"))
@@ -159,9 +160,9 @@ def shadow_p99(env: dict, registry, onnx: bytes, estimator_path: Path, private_k
         for _ in range(rounds):
             for name in ("without shadow", "with shadow"):
                 if name == "with shadow":
-                    registry.set_shadow("bench-shadow", "benchmark")
+                    registry.set_shadow("bench-shadow", signer, "benchmark")
                 else:
-                    registry.clear_shadow()
+                    registry.clear_shadow(signer)
                 time.sleep(3)  # every worker's poller has seen the pointer
                 runs[name].append(wrk(front.url, 8, seconds, ONE_ROW))
     finally:
@@ -196,7 +197,7 @@ def main() -> None:
         registry.publish({"version": "bench", "threshold": training.threshold(model), "model_input": model_input.LAYOUT,
                           "onnx_parity": exported.parity},
                          {"model.onnx": exported.onnx, "model.joblib": path}, ManifestSigner.from_file(private_key))
-        registry.set_champion("bench", None, "promote", run_id="bench")
+        registry.set_champion("bench", None, "promote", ManifestSigner.from_file(private_key), run_id="bench")
         env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": BUCKET, "CROSS_SELL_S3_PREFIX": PREFIX,
                "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key), "SERVING_SAMPLE_RATE": "0.01"}
 

@@ -51,7 +51,7 @@ def cross_sell_monitoring():
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
                 run.run_started.date() - timedelta(days=1)
             return monitoring.run_day(day, run.registry, run.collection(SETTINGS.outcomes_collection),
-                                      recorded_scores(before=(day + timedelta(days=2)).isoformat()),
+                                      recorded_scores(before=day + timedelta(days=2)),
                                       run.params["min_roc_auc"], run.params["min_precision"],
                                       run.params["skew_thresholds"])
         result = run_stage(call, module="cross_sell.monitoring")

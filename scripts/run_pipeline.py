@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 
-from cross_sell import schema  # noqa: E402
+from cross_sell import objects, schema  # noqa: E402
 from cross_sell.artifacts import RunArtifacts  # noqa: E402
 from cross_sell.registry import ModelRegistry  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
@@ -140,8 +140,9 @@ def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
     report = validation_report = None
     for key, path in (((validation or {}).get("report_key"), copies / "validation" / "report.html"),
                       ((decision or {}).get("report_key"), copies / "evaluation" / "report.html")):
-        if key:
-            artifacts.download(key, path)
+        if key:  # reports for people: bounded reads, no record to check them against here
+            path.parent.mkdir(parents=True, exist_ok=True)
+            objects.download(s3, settings.s3_bucket, key, path, max_bytes=256 * 1024 * 1024)
     if (copies / "evaluation" / "report.html").exists():
         report = copies / "evaluation" / "report.html"
     if (copies / "validation" / "report.html").exists():

@@ -44,6 +44,12 @@ def session_signer() -> ManifestSigner:
 
 
 def promote(registry: ModelRegistry, version: str, signer: ManifestSigner | None = None) -> None:
-    current = registry.champion()
-    registry.set_champion(version, current.etag if current else None, "promote", signer or session_signer(),
-                          run_id=f"run-{version}")
+    """Make `version` the champion, over whatever pointer is there (an unreadable one included)."""
+    from cross_sell.registry import PointerError
+
+    try:
+        current = registry.champion()
+        etag = current.etag if current else None
+    except PointerError as unreadable:
+        etag = unreadable.etag
+    registry.set_champion(version, etag, "promote", signer or session_signer(), run_id=f"run-{version}")

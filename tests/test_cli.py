@@ -5,6 +5,7 @@ import json
 import pytest
 from serving_support import publish, train_model
 
+from conftest import SIGNING_KEY
 from cross_sell.__main__ import main as cli
 from cross_sell.registry import ModelRegistry
 
@@ -42,13 +43,13 @@ def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, mode
 
     csv = tmp_path / "holdout.csv"
     synthetic.generate(4_000, seed=72).to_csv(csv, index=False)
-    assert cli(["evaluate", "--csv", str(csv), "--model", str(model_file)]) == 0
+    assert cli(["evaluate", "--csv", str(csv), "--model-file", str(model_file)]) == 0
     from_file = _json(capsys)["metrics"]
     assert 0.75 < from_file["roc_auc"] < 0.95 and from_file["rows"] == 4_000
 
     registry = ModelRegistry(s3, env, "vi", verifier)
     publish(registry, "v1", train_model(1), signer)
-    registry.set_champion("v1", None, "promote", run_id="r")
+    registry.set_champion("v1", None, "promote", signer, run_id="r")
     assert cli(["evaluate", "--csv", str(csv)]) == 0  # the champion's signed ONNX file
     from_champion = _json(capsys)
     assert from_champion["model"] == "v1"
@@ -58,21 +59,57 @@ def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, mode
     assert "takes model input None" in capsys.readouterr().err
 
 
-def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier):
+def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier, monkeypatch):
     registry = ModelRegistry(s3, env, "vi", verifier)
     assert cli(["champion", "show"]) == 0
     assert _json(capsys)["champion"] is None
     for version in ("v1", "v2"):
         publish(registry, version, train_model(1), signer)
-    registry.set_champion("v1", None, "promote", run_id="r1")
-    registry.set_champion("v2", registry.champion().etag, "promote", run_id="r2")
-    assert cli(["champion", "rollback", "v1", "--reason", "drill"]) == 0
-    assert _json(capsys)["version"] == "v1"
+    registry.set_champion("v1", None, "promote", signer, run_id="r1")
+    registry.set_champion("v2", registry.champion().etag, "promote", signer, run_id="r2")
+    assert cli(["champion", "rollback", "v1", "--reason", "drill"]) == 2  # the pointer is signed: needs the key
+    assert "needs the model-signing private key" in capsys.readouterr().err
+    monkeypatch.setenv("CROSS_SELL_SIGNING_KEY", str(SIGNING_KEY))
+    assert cli(["champion", "rollback", "v1", "--reason", "drill", "--by", "alice"]) == 0
+    rolled = _json(capsys)
+    assert rolled["version"] == "v1" and rolled["by"] == "alice"
     assert cli(["champion", "history"]) == 0
     assert [(e["version"], e["action"]) for e in _json(capsys)] == [("v1", "promote"), ("v2", "promote"),
                                                                    ("v1", "rollback")]
     assert cli(["champion", "rollback", "v7"]) == 2
     assert "no model version 'v7'" in capsys.readouterr().err
+    assert cli(["champion", "rollback"]) == 2  # every refusal the same way: "error: ..." and exit 2
+    assert capsys.readouterr().err.startswith("error: rollback needs a VERSION")
+
+
+@pytest.mark.parametrize("name", ["champion", "v1"])
+def test_model_names_the_registry_only_and_never_opens_a_local_file(env, s3, tmp_path, capsys, signer, verifier,
+                                                                    monkeypatch, name):
+    """Issue #20's fifth break: `evaluate --model champion` (the default) or `--model v1` unpickled a file of
+    that name in the working directory. Now --model only ever names the registry; a local pickle needs
+    --model-file, whose help says that it unpickles."""
+    import pickle
+
+    from cross_sell import synthetic
+
+    class Tripwire:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "PWNED"), "w"))
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(pickle.dumps(Tripwire()))
+    csv = tmp_path / "holdout.csv"
+    synthetic.generate(500, seed=3).to_csv(csv, index=False)
+    registry = ModelRegistry(s3, env, "vi", verifier)
+    publish(registry, "v1", train_model(1), signer)
+    registry.set_champion("v1", None, "promote", signer, run_id="r")
+    for command in (["evaluate", "--csv", str(csv)], ["score", "--csv", str(csv), "--out", "out.csv"]):
+        assert cli([*command, "--model", name]) == 0
+        assert "v1" in capsys.readouterr().out
+    assert not (tmp_path / "PWNED").exists()
+    with pytest.raises(SystemExit):
+        cli(["evaluate", "--help"])
+    assert "UNPICKLES" in " ".join(capsys.readouterr().out.split())
 
 
 def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):

@@ -10,7 +10,7 @@ import os
 import pytest
 
 import cross_sell
-from conftest import ROOT
+from conftest import ROOT, SIGNING_KEY
 from cross_sell import loader, model_input, synthetic
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
@@ -96,6 +96,41 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     assert decision["candidate"]["roc_auc"] == pytest.approx(decision["champion"]["roc_auc"])
     after = stack["registry"].champion()
     assert (after.version, after.etag) == (before.version, before.etag)
+
+
+def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack, dag, monkeypatch, alert_sink):
+    """Issue #20's first break, through Airflow: the splits relabelled in the bucket after `transform`
+    (age >= 60 -> buyer) were trained on, blessed and signed. Now `train` refuses them, naming the key and
+    both hashes, at once (no retry), and someone is told."""
+    import io
+
+    import pandas as pd
+
+    from cross_sell import stages
+
+    before = stack["registry"].champion()
+    real_train = stages.train
+
+    def poison_then_train(artifacts, transformed, *args, **kwargs):
+        for split in transformed["splits"].values():  # what a bucket writer does between two tasks
+            frame = pd.read_parquet(io.BytesIO(artifacts.s3.get_object(Bucket=artifacts.bucket,
+                                                                       Key=split["key"])["Body"].read()))
+            frame.loc[frame["Age"] >= 60, "Response"] = 1
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            artifacts.s3.put_object(Bucket=artifacts.bucket, Key=split["key"], Body=buffer.getvalue())
+        return real_train(artifacts, transformed, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "train", poison_then_train)
+    run = dag.test(run_conf={"promotion_margin": 0.0})
+    states = _states(run)
+    assert str(run.state) == "failed" and states["train"] == "failed", states
+    assert {states[t] for t in ("evaluate", "should_push", "push")} == {"upstream_failed"}
+    after = stack["registry"].champion()
+    assert (after.version, after.etag) == (before.version, before.etag)
+    [sent] = [a for a in alert_sink if a["task_id"] == "train"]
+    assert "CustodyError" in sent["reason"] and "features/train.parquet is not the object" in sent["reason"]
+    assert sent["try_number"] == 1  # failed at once: retrying cannot make the file the recorded one
 
 
 def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, capfd, alert_sink):
@@ -199,3 +234,26 @@ def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack,
     page = registry.s3.get_object(Bucket=registry.bucket,
                                   Key=f"{stack['settings'].s3_prefix}/monitoring/report.html")["Body"].read()
     assert b"data:image/png;base64," in page and today.encode() in page
+
+
+def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, alert_sink):
+    """Whoever can write the bucket can put an older signed pointer back (a downgrade): the monitoring DAG
+    finds the newer change in the audit log and alerts."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cross_sell.signing import ManifestSigner
+
+    registry = stack["registry"]
+    champion = registry.champion()
+    signer = ManifestSigner.from_file(SIGNING_KEY)
+    registry.set_champion(champion.version, champion.etag, "promote", signer, run_id="drill", reason="drill")
+    newest = registry.s3.get_object(Bucket=registry.bucket, Key=registry.pointer_key)["Body"].read()
+    registry.s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=champion.signed)
+    try:
+        monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+        run = monitoring.test()
+    finally:
+        registry.s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=newest)
+    assert str(run.state) == "success", _states(run)
+    sent = [a for a in alert_sink if a["kind"] == "monitoring" and "downgrade" in a["reason"]]
+    assert len(sent) == 1 and f"change {champion.pointer['sequence'] + 1}" in sent[0]["reason"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
 
-from conftest import ROOT, SIGNING_PUBLIC_KEY, scaled
+from conftest import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
@@ -33,7 +33,13 @@ class _RunsACommand:
 
 
 def _plant(s3, bucket: str, version: str, marker: Path, signer=None) -> None:
-    """The attacker's version: a malicious pickle under every model name, a manifest with their sha256."""
+    """The attacker's version: a malicious pickle under every model name, a manifest with their sha256
+    (signed with `signer`, their own key, if any), and the champion pointer moved to it (signed the same
+    way: they do not hold the training side's key)."""
+    import base64
+
+    from cross_sell.registry import record_bytes
+
     payload = pickle.dumps(_RunsACommand(marker))
     manifest = {"version": version, "threshold": 0.5, "model_input": "schema-codes-float64/1",
                 "artifacts": {"model.joblib": sha256_bytes(payload), "model.onnx": sha256_bytes(payload)}}
@@ -41,11 +47,13 @@ def _plant(s3, bucket: str, version: str, marker: Path, signer=None) -> None:
     for name in ("model.joblib", "model.onnx"):
         s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/{name}", Body=payload)
     s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/manifest.json", Body=body)
+    champion = json.loads(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/champion.json")["Body"].read())
+    record = {**champion["record"], "version": version, "sequence": champion["record"]["sequence"] + 1,
+              "model_key": f"{PREFIX}/models/{version}/model.joblib"}
+    pointer = {"record": record, "signature": champion["signature"]}
     if signer is not None:
         s3.put_object(Bucket=bucket, Key=f"{PREFIX}/models/{version}/manifest.sig", Body=signer.sign(body))
-    champion = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/champion.json")
-    pointer = {**json.loads(champion["Body"].read()), "version": version,
-               "model_key": f"{PREFIX}/models/{version}/model.joblib"}
+        pointer["signature"] = base64.b64encode(signer.sign(record_bytes(record))).decode()
     s3.put_object(Bucket=bucket, Key=f"{PREFIX}/champion.json", Body=json.dumps(pointer).encode())
 
 
@@ -74,37 +82,38 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
                                    poll_seconds=3600), start_poller=False)
     _plant(s3, bucket, "evil", marker, attacker_key if signed_by == "another key" else None)
 
-    # The service: refuses the version, keeps serving v1, says why.
+    # The service: refuses the pointer (not the training side's signature), keeps serving v1, says why.
     holder = app.extensions["champion"]
     for _ in range(3):
         assert holder.refresh() is False
     info = app.test_client().get("/model").json
-    assert info["version"] == "v1" and info["failed_version"] == "evil"
-    assert ("no signature" if signed_by == "nobody" else "Key mismatch") in info["last_reload_error"]
+    assert info["version"] == "v1" and "signature check failed" in info["last_reload_error"]
+    assert ("Signature mismatch" if signed_by == "nobody" else "Key mismatch") in info["last_reload_error"]
 
-    # The pipeline's evaluate: cannot score that champion, judges the candidate against the floor.
+    # The pipeline's evaluate: the gate fails closed, nothing is pushed.
     artifacts = RunArtifacts(s3, bucket, PREFIX, "run-after-attack")
     extracted = stages.extract(synthetic.generate(4_000, seed=5).to_dict("records"), artifacts)
-    transformed = stages.transform(artifacts, extracted["raw_key"], seed=1)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=1)
     from datetime import datetime, timezone
 
-    trained = stages.train(artifacts, transformed["split_keys"], seed=1,
-                             run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
-    decision = stages.evaluate(artifacts, registry, trained, transformed["split_keys"]["test"], 0.6, 0.002)
-    assert decision["champion"] is None and "champion evil cannot be scored" in decision["reason"]
+    trained = stages.train(artifacts, transformed, seed=1, run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    with pytest.raises(stages.UnreadableChampion, match="fails closed"):
+        stages.evaluate(artifacts, registry, trained, transformed["splits"]["test"], 0.6, 0.002)
 
-    # The CLI: evaluate the champion, roll back to the planted version.
+    # The CLI: evaluate the champion (the pointer is refused) or the planted version by name (its manifest
+    # is refused), roll back to the planted version (refused).
     monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
     monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    monkeypatch.setenv("CROSS_SELL_SIGNING_KEY", str(SIGNING_KEY))
     csv = tmp_path / "holdout.csv"
     synthetic.generate(500, seed=6).to_csv(csv, index=False)
     refusal = "no signature" if signed_by == "nobody" else "Key mismatch"
     assert cli(["evaluate", "--csv", str(csv)]) == 2
+    assert "signature check failed" in capsys.readouterr().err
+    assert cli(["evaluate", "--csv", str(csv), "--model", "evil"]) == 2
     assert refusal in capsys.readouterr().err
-    planted = registry.champion()  # put v1 back by hand, then try to roll back to the planted version
-    s3.put_object(Bucket=bucket, Key=registry.pointer_key,
-                  Body=json.dumps({**planted.pointer, "version": "v1"}).encode())
-    assert cli(["champion", "rollback", "evil"]) == 2
+    promote(registry, "v1")  # the training side puts v1 back, then someone tries to roll back to the plant
+    assert cli(["champion", "rollback", "evil", "--reason", "test"]) == 2
     assert refusal in capsys.readouterr().err and registry.champion().version == "v1"
     assert not marker.exists()
 

@@ -6,9 +6,9 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 import pytest
-from serving_support import PREFIX, promote, train_model
+from serving_support import PREFIX, promote, session_signer, train_model
 
-from conftest import SIGNING_PUBLIC_KEY
+from conftest import SIGNING_KEY, SIGNING_PUBLIC_KEY
 from cross_sell import drift, monitoring, schema, scoring, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
@@ -50,11 +50,11 @@ def _score_everyone(registry, frame_docs, when):
 
 def test_realized_performance_prediction_drift_and_the_trend_page(registry, mongo_db):
     frame, documents = _customers(4_000, seed=61)
-    _score_everyone(registry, documents, datetime(2026, 11, 28, 5, tzinfo=timezone.utc))
+    scoring_runs = [_score_everyone(registry, documents, datetime(2026, 11, 28, 5, tzinfo=timezone.utc))]
     outcomes = mongo_db["customer_outcomes"]
     outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": int(r.Response),
                            "observed_at": f"{DAY.isoformat()}T10:00:00+00:00"} for r in frame.itertuples()])
-    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX))
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, scoring_runs)
     realized = result["realized"]
     assert realized["outcomes"] == 4_000 and realized["rows"] == 4_000 and realized["scored_by"] == "v1"
     assert 0.78 < realized["roc_auc"] < 0.95 and alerts == []  # the synthetic truth: the model does well
@@ -62,8 +62,16 @@ def test_realized_performance_prediction_drift_and_the_trend_page(registry, mong
     # The same customers with outcomes that contradict the model: realized ROC-AUC falls and alerts.
     for r in frame.itertuples():
         outcomes.update_one({"_id": int(r.id)}, {"$set": {"Response": 1 - int(r.Response)}})
-    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX))
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, scoring_runs)
     assert result["realized"]["roc_auc"] < 0.25 and any("realized ROC-AUC" in a for a in alerts)
+    # Scores swapped in the bucket after their run recorded them are refused, not joined with outcomes.
+    from cross_sell.objects import CustodyError
+
+    registry.s3.put_object(Bucket=registry.bucket, Key=scoring_runs[0]["scores"]["key"], Body=b"PAR1 planted")
+    with pytest.raises(CustodyError, match="scores.parquet"):
+        monitoring.monitor_day(DAY, registry, outcomes, scoring_runs)
+    registry.s3.delete_object(Bucket=registry.bucket, Key=scoring_runs[0]["scores"]["key"])
+    scoring_runs = [_score_everyone(registry, documents, datetime(2026, 11, 28, 5, tzinfo=timezone.utc))]
     # Served probabilities from another population drift from the champion's test-split ones.
     import pandas as pd
 
@@ -75,8 +83,7 @@ def test_realized_performance_prediction_drift_and_the_trend_page(registry, mong
 
     skewed["probability"] = model.probability(model_input.from_frame(skewed))
     samples = skewed[[*schema.column_names(schema.SERVING), "probability"]]
-    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, (registry.s3, registry.bucket, PREFIX),
-                                            samples=pd.DataFrame(samples))
+    result, alerts = monitoring.monitor_day(DAY, registry, outcomes, scoring_runs, samples=pd.DataFrame(samples))
     assert result["prediction_psi"] > monitoring.PSI_LIMIT and any("prediction drift" in a for a in alerts)
     assert set(result["skew"]["drifted"]) >= {"Previously_Insured", "Vehicle_Damage"}
     page = monitoring.trend_report([result, {**result, "day": "2026-11-30"}])
@@ -102,7 +109,8 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
     from serving.app import create_app
     from serving.config import ServingConfig
 
-    assert cli(["shadow", "set", "v2", "--reason", "passed the floor, not the margin"]) == 0
+    assert cli(["shadow", "set", "v2", "--reason", "passed the floor, not the margin",
+                "--signing-key", str(SIGNING_KEY)]) == 0
     capsys.readouterr()
     app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, sample_rate=1.0,
                                    public_key_path=str(SIGNING_PUBLIC_KEY)), start_poller=False)
@@ -136,7 +144,7 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
     assert report["realized"]["champion"]["rows"] == report["realized"]["shadow"]["rows"] == 300
     assert report["realized"]["shadow"]["version"] == "v2" and report["realized"]["shadow"]["roc_auc"] > 0.7
     # Cleared: the workers stop scoring in shadow at their next poll.
-    assert cli(["shadow", "clear"]) == 0
+    assert cli(["shadow", "clear", "--signing-key", str(SIGNING_KEY)]) == 0
     assert app.extensions["shadow"].refresh() is False and app.extensions["shadow"].current is None
 
 
@@ -144,7 +152,7 @@ def test_an_unsigned_shadow_is_refused_like_a_champion(registry, s3):
     from serving.app import create_app
     from serving.config import ServingConfig
 
-    registry.set_shadow("v2", "test")
+    registry.set_shadow("v2", session_signer(), "test")
     s3.delete_object(Bucket=registry.bucket, Key=registry.version_file_key("v2", "manifest.sig"))
     app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX, sample_rate=1.0,
                                    public_key_path=str(SIGNING_PUBLIC_KEY)), start_poller=False)

@@ -63,7 +63,7 @@ def test_scores_deciles_and_lift_from_the_champions_calibration(registry):
     model, version, calibration = scoring.served(registry)
     scored = scoring.score(iter(documents), _run(registry), model, version, SCORED_AT, calibration, batch_rows=1_000)
     assert scored["rows"] == CUSTOMERS - 1 and scored["quarantined"] == 1 and scored["model_version"] == "v1"
-    frame = pd.read_parquet(_download(registry, scored["scores_key"]))
+    frame = pd.read_parquet(_download(registry, scored["scores"]["key"]))
     assert list(frame.columns) == ["id", "probability", "label", "decile", "model_version", "scored_at"]
     assert len(frame) == CUSTOMERS - 1 and set(frame["scored_at"]) == {SCORED_AT.isoformat()}
     assert sorted(frame["id"]) == sorted(d["id"] for d in documents[1:])  # six batches through one buffer
@@ -71,7 +71,7 @@ def test_scores_deciles_and_lift_from_the_champions_calibration(registry):
     assert list(counts.index) == list(range(1, 11)) and counts.min() >= 0.09 * len(frame)  # tenths
     by_decile = frame.groupby("decile")["probability"].agg(["min", "max"])
     assert all(by_decile["min"].iloc[d] >= by_decile["max"].iloc[d + 1] for d in range(9))  # 1 = most likely
-    summary = registry.s3.get_object(Bucket=registry.bucket, Key=scored["summary_key"])["Body"].read()
+    summary = registry.s3.get_object(Bucket=registry.bucket, Key=scored["summary"]["key"])["Body"].read()
     import json
 
     deciles = json.loads(summary)["deciles"]
@@ -89,7 +89,7 @@ def test_batch_scores_equal_the_services_answers(registry, s3_env):
     documents = customers(300, seed=5)
     model, version, calibration = scoring.served(registry)
     scored = scoring.score(iter(documents), _run(registry), model, version, SCORED_AT, calibration)
-    frame = pd.read_parquet(_download(registry, scored["scores_key"])).set_index("id")
+    frame = pd.read_parquet(_download(registry, scored["scores"]["key"])).set_index("id")
     app = create_app(ServingConfig(s3_bucket=registry.bucket, s3_prefix=PREFIX,
                                    public_key_path=str(SIGNING_PUBLIC_KEY), sample_rate=0.0), start_poller=False)
     records = [{k: v for k, v in d.items() if k != "id"} for d in documents]
@@ -110,7 +110,7 @@ def test_campaign_takes_the_top_share_or_top_n_ranked(registry):
     assert share["customers"] == len(listed) == int(np.ceil(CUSTOMERS * 0.05))
     assert listed["rank"].tolist() == list(range(1, len(listed) + 1))
     assert listed["probability"].is_monotonic_decreasing and set(listed["decile"]) == {1}
-    everyone = pd.read_parquet(_download(registry, scored["scores_key"]))
+    everyone = pd.read_parquet(_download(registry, scored["scores"]["key"]))
     assert listed["probability"].min() >= everyone["probability"].quantile(0.95) - 1e-5
     top = scoring.campaign(_run(registry), scored, top_share=None, top_n=123)
     assert top["customers"] == 123 and top["expected_buyers"] == pytest.approx(123 * 0.5, rel=0.2)
@@ -120,18 +120,41 @@ def test_publishing_is_an_idempotent_upsert_keyed_on_the_customer(registry, mong
     model, version, calibration = scoring.served(registry)
     artifacts = _run(registry, "idempotent")
     scored = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)
-    first_bytes = registry.s3.get_object(Bucket=registry.bucket, Key=scored["scores_key"])["Body"].read()
+    first_bytes = registry.s3.get_object(Bucket=registry.bucket, Key=scored["scores"]["key"])["Body"].read()
     first = scoring.publish(artifacts, scored, mongo_db["customer_scores"])
     assert first["inserted"] == CUSTOMERS and first["updated"] == 0
     again = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)  # a re-run
     assert again == scored
-    assert registry.s3.get_object(Bucket=registry.bucket, Key=again["scores_key"])["Body"].read() == first_bytes
+    assert registry.s3.get_object(Bucket=registry.bucket, Key=again["scores"]["key"])["Body"].read() == first_bytes
     second = scoring.publish(artifacts, again, mongo_db["customer_scores"])
     assert second["inserted"] == 0 and second["updated"] == CUSTOMERS
     assert mongo_db["customer_scores"].estimated_document_count() == CUSTOMERS
     document = mongo_db["customer_scores"].find_one({"_id": 1})
     assert set(document) == {"_id", "id", "probability", "label", "decile", "model_version", "scored_at", "run_id"}
     assert document["model_version"] == "v1" and document["run_id"] == "idempotent"
+
+
+def test_scores_replaced_between_score_and_publish_are_refused(registry, mongo_db):
+    """Issue #20's fourth break: a scores file swapped in the bucket between `score` and `publish` had its
+    arbitrary probabilities, deciles and extra fields upserted for the CRM. Both readers now check it
+    against the sha256 `score` recorded (in XCom), and nothing is written."""
+    import io
+
+    from cross_sell.objects import CustodyError
+
+    model, version, calibration = scoring.served(registry)
+    artifacts = _run(registry, "swapped")
+    scored = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)
+    frame = pd.read_parquet(_download(registry, scored["scores"]["key"]))
+    frame["probability"], frame["decile"], frame["note"] = 0.999, 1, "call me"
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    registry.s3.put_object(Bucket=registry.bucket, Key=scored["scores"]["key"], Body=buffer.getvalue())
+    with pytest.raises(CustodyError, match=f"{scored['scores']['key']} is not the object its writer recorded"):
+        scoring.publish(artifacts, scored, mongo_db["customer_scores"])
+    with pytest.raises(CustodyError, match="scores.parquet"):
+        scoring.campaign(artifacts, scored, top_share=0.1)
+    assert mongo_db["customer_scores"].estimated_document_count() == 0
 
 
 def test_without_a_champion_scoring_refuses_with_a_reason(s3, bucket, verifier):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from serving_support import PREFIX, promote, publish, train_model
+from serving_support import session_signer as registry_signer
 
 from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import model_input, onnx_export, schema, synthetic
@@ -239,3 +240,149 @@ def test_html_form_predicts_and_shows_field_errors(client):
     html = bad.get_data(as_text=True)
     assert bad.status_code == 422
     assert 'id="error-Age"' in html and "expected a number" in html and 'id="result"' not in html
+
+
+def _poll_until(holder, version, polls: list, timeout: float) -> int:
+    """Wait (bounded, scaled) until the holder's own poller serves `version`; the number of polls it took."""
+    import time
+
+    from conftest import scaled
+
+    start, deadline = len(polls), time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        if holder.current is not None and holder.current.version == version:
+            return len(polls) - start
+        time.sleep(0.01)
+    raise AssertionError(f"{version} not served after {len(polls) - start} polls: {holder.status}")
+
+
+def _wait_for_polls(polls: list, count: int, holder) -> None:
+    """Until the poller has run `count` more polls (bounded: a dead poller fails the test, not hangs it)."""
+    import time
+
+    from conftest import scaled
+
+    target, deadline = len(polls) + count, time.monotonic() + scaled(30)
+    while len(polls) < target:
+        assert time.monotonic() < deadline and holder._thread.is_alive(), f"{len(polls)} polls, {holder.status}"
+        time.sleep(0.005)
+
+
+def _counting_polls(holder) -> list:
+    polls, refresh = [], holder.refresh
+
+    def counted():
+        polls.append(1)
+        return refresh()
+
+    holder.refresh = counted
+    return polls
+
+
+@pytest.mark.parametrize("planted", [b"[1]", b"null", b"7"])
+def test_a_malformed_pointer_never_freezes_the_service(registry, s3, planted):
+    """Issue #20's third break: `[1]`, `null` or `7` in champion.json killed every worker's poller, and
+    later promotions were ignored for good. Now it is refused like any pointer not signed by the training
+    side, and the next good pointer is served within two polls."""
+    promote(registry, "v1")
+    app, client = _app(registry, poll_seconds=0.05)
+    holder = app.extensions["champion"]
+    polls = _counting_polls(holder)
+    holder.start()
+    try:
+        s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=planted)
+        _wait_for_polls(polls, 3, holder)  # the poller has read the planted pointer, refused it, polls on
+        info = client.get("/model").json
+        assert info["version"] == "v1" and "not a signed pointer" in info["last_reload_error"]
+        assert client.post("/predict", json={"records": rows(1)}).json["model_version"] == "v1"
+        promote(registry, "v2")
+        assert _poll_until(holder, "v2", polls, timeout=30) <= 2
+        assert client.get("/model").json["pointer"] == {"version": "v2", "problems": []}
+    finally:
+        holder.stop()
+
+
+def test_every_step_of_a_poll_failing_never_ends_the_poller(registry):
+    """Each step of a poll raises in turn (reading the pointer, its audit trail, loading the version,
+    warming it up, the reload callback): the poller survives all of them, and a good version published
+    afterwards is served within two polls."""
+    promote(registry, "v1")
+    app, client = _app(registry, poll_seconds=0.02, retry_backoff_seconds=0.0)
+    holder = app.extensions["champion"]
+    real = {name: getattr(holder.registry, name) for name in ("champion", "audit_problems", "served_model")}
+
+    class Broken:
+        def probability(self, matrix):
+            raise FloatingPointError("warm-up failed")
+
+    def boom(step):
+        def raising(*args, **kwargs):
+            raise RuntimeError(f"{step} failed")
+        return raising
+
+    steps = {"champion": boom("reading the pointer"), "audit_problems": boom("the audit check"),
+             "served_model": boom("loading"), "warm-up": lambda *a, **k: (Broken(), {})}
+    polls = _counting_polls(holder)
+    holder._on_reload = boom("the reload callback")
+    holder.start()
+    try:
+        for step, fault in steps.items():
+            setattr(holder.registry, "served_model" if step == "warm-up" else step, fault)
+            promote(registry, "v2" if step != "champion" else "v1")  # a pointer change to trip over
+            _wait_for_polls(polls, 3, holder)
+            assert holder._thread.is_alive() and holder.current.version == "v1", step
+            setattr(holder.registry, "served_model" if step == "warm-up" else step,
+                    real["served_model" if step == "warm-up" else step])
+        assert "failed" in client.get("/model").json["last_reload_error"]
+        holder._on_reload = lambda result, model: None
+        publish(registry, "v3", train_model(2), registry_signer())
+        promote(registry, "v3")
+        assert _poll_until(holder, "v3", polls, timeout=30) <= 2
+    finally:
+        holder.stop()
+
+
+def test_model_shows_the_pointers_version_and_says_when_polls_stopped(registry, s3):
+    promote(registry, "v1")
+    app, client = _app(registry, poll_seconds=10)
+    holder = app.extensions["champion"]
+    now = [1000.0]
+    holder.clock = lambda: now[0]
+    holder.refresh()
+    info = client.get("/model").json
+    assert info["pointer"] == {"version": "v1", "problems": []} and info["stale"] is False
+    now[0] += 31  # no poll completed for more than three intervals
+    info = client.get("/model").json
+    assert info["stale"] is True and info["stale_since"] == info["last_poll_completed_at"]
+    assert client.get("/ready").status_code == 200  # the verified model still serves
+    holder.refresh()
+    assert client.get("/model").json["stale"] is False
+
+
+def test_the_service_refuses_a_pointer_set_back_to_an_older_change(registry, s3):
+    """Whoever can write the bucket can copy an older signed pointer back (a downgrade): the service keeps
+    serving the newest change and says why."""
+    promote(registry, "v1")
+    first = s3.get_object(Bucket=registry.bucket, Key=registry.pointer_key)["Body"].read()
+    promote(registry, "v2")
+    app, client = _app(registry)
+    holder = app.extensions["champion"]
+    assert holder.current.version == "v2"
+    s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=first)
+    assert holder.refresh() is False
+    info = client.get("/model").json
+    assert info["version"] == "v2" and "a downgrade" in info["last_reload_error"]
+    assert info["pointer"]["version"] == "v1" and [p["kind"] for p in info["pointer"]["problems"]] == ["downgrade"]
+
+
+def test_health_fails_when_the_poller_has_died(registry):
+    import threading
+
+    promote(registry, "v1")
+    app, client = _app(registry)
+    holder = app.extensions["champion"]
+    assert client.get("/health").status_code == 200
+    holder._thread = threading.Thread(target=lambda: None)
+    holder._thread.start()
+    holder._thread.join()
+    assert client.get("/health").status_code == 503

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timezone
+
 from airflow.sdk import Asset
 
 from cross_sell.settings import Settings
@@ -22,10 +24,11 @@ def record_scores(scored: dict) -> None:
     get_current_context()["outlet_events"][SCORES].extra = {"scored": scored}
 
 
-def recorded_scores(before: str, limit: int = 10) -> list[dict]:
-    """The `Scored` records of the latest scoring runs whose SCORES event came before `before` (ISO time),
-    newest first; the task must list SCORES among its inlets."""
+def recorded_scores(before: date, limit: int = 10) -> list[dict]:
+    """The `Scored` records of the latest scoring runs whose SCORES event came before the start of `before`
+    (UTC), newest first; the task must list SCORES among its inlets."""
     from airflow.sdk import get_current_context
 
-    events = get_current_context()["inlet_events"][SCORES].before(before).ascending(False).limit(limit)
+    start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
+    events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(limit)
     return [event.extra["scored"] for event in events if isinstance(event.extra, dict) and "scored" in event.extra]
