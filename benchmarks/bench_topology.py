@@ -99,7 +99,7 @@ def main() -> None:
         topology = airflow_stack.start(
             work / "airflow", database=database, redis_db=redis_db, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=keys[0], public_key=keys[1], workers=2, api_port=local_services.free_port(),
-            log_port_base=local_services.free_port(), admin_password=secrets.token_urlsafe(12),
+            admin_password=secrets.token_urlsafe(12),
             overrides={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(args.heartbeat_timeout),
                        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                        "CROSS_SELL_SCHEDULE": "none", "CROSS_SELL_RETRY_DELAY_SECONDS": "1"})

@@ -117,7 +117,6 @@ class Topology:
     api: AirflowApi
     database: str
     redis_db: int
-    log_port_base: int  # each worker serves its task logs on its own port from here up
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     worker_hostnames: dict[str, str] = field(default_factory=dict)  # process name -> TI hostname
 
@@ -133,13 +132,19 @@ class Topology:
 
     def start_worker(self, name: str) -> None:
         """A Celery worker whose task instances report `name` as their hostname."""
-        index = len(self.worker_hostnames)
         self.worker_hostnames[name] = name
-        self.start_process(name, ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2"], {
+        # No log server (it binds every interface): on one machine the API reads each task's log from the
+        # shared $AIRFLOW_HOME/logs, as compose's api-server does from the shared logs volume.
+        self.start_process(name, ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2",
+                                  "--skip-serve-logs"], {
             "CROSS_SELL_WORKER_HOSTNAME": name,
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cross_sell_airflow.hostname.get_hostname",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_port_base + index),
         })
+
+    def listening(self) -> dict[str, set[str]]:
+        """Every TCP address a process of the topology (or one it started) listens on, by process name."""
+        return {name: listening_addresses(process.pid) for name, process in self.processes.items()
+                if process.poll() is None}
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started (a lost container or host, not a shutdown)."""
@@ -178,6 +183,7 @@ def local_settings(home: Path, api_port: int) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",  # every listener on loopback
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")]),
@@ -185,7 +191,7 @@ def local_settings(home: Path, api_port: int) -> dict[str, str]:
 
 
 def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: dict, signing_key: Path,
-          public_key: Path, workers: int = 2, api_port: int, log_port_base: int, admin_password: str,
+          public_key: Path, workers: int = 2, api_port: int, admin_password: str,
           overrides: dict | None = None, ready_timeout: float = 300.0) -> Topology:
     """Migrate a fresh metadata DB, create the admin user, start every process, wait until healthy."""
     import json
@@ -220,7 +226,7 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
     create_database(database)
     flush_redis(redis_db)
     topology = Topology(home, env, AirflowApi(f"http://127.0.0.1:{api_port}", "admin", admin_password),
-                        database, redis_db, log_port_base)
+                        database, redis_db)
     _run([sys.executable, "-m", "airflow", "db", "migrate"], env, home, "airflow db migrate")
     _run([sys.executable, "-m", "airflow", "users", "create", "--role", "Admin", "--username", "admin",
           f"--password={admin_password}",  # one argument: a generated password may start with "-"
@@ -229,7 +235,7 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
     try:
         for name, service in SERVICES.items():
             own = {k: v for k, v in compose_environment(service).items() if k not in common and v is not None}
-            topology.start_process(name, [name], own)
+            topology.start_process(name, [name, *(["--skip-serve-logs"] if name == "triggerer" else [])], own)
         for number in range(1, workers + 1):
             topology.start_worker(f"worker-{number}")
         topology.api.wait(_healthy, ready_timeout, "the API to report a healthy scheduler, dag processor and "
@@ -238,6 +244,41 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
         topology.stop()
         raise
     return topology
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """"host:port" of every listening TCP socket held by `pid`'s process group (Linux /proc)."""
+    import ipaddress
+
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except (OSError, ProcessLookupError):
+            continue
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc writes each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            found.add(f"{ipaddress.ip_address(raw)}:{int(port, 16)}")
+    return found
 
 
 def teardown(topology: Topology | None, database: str, redis_db: int, *servers) -> None:

@@ -143,8 +143,10 @@ def s3_client_for(service: Service):
 
 
 def create_bucket(service: Service, bucket: str) -> None:
+    """A versioned bucket with Object Lock enabled, as compose's minio-init makes it (the champion audit
+    records are locked when CROSS_SELL_AUDIT_LOCK_DAYS > 0)."""
     client = s3_client_for(service)
-    client.create_bucket(Bucket=bucket)
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 

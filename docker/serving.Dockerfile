@@ -15,7 +15,9 @@ COPY serving /app/serving
 RUN useradd --system --uid 10001 --home-dir /app serving \
     && mkdir -p /run/serving && chown serving /run/serving  # gunicorn's socket for the nginx front
 USER serving
-ENV SERVING_BIND=0.0.0.0:8000
+# Loopback and the socket nginx proxies to; a deployment that must reach :8000 from outside the container
+# (compose's Prometheus, on its internal network) says so explicitly.
+ENV SERVING_BIND=unix:/run/serving/gunicorn.sock,127.0.0.1:8000
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"

@@ -56,7 +56,7 @@ def main() -> int:
         topology = airflow_stack.start(
             local / "airflow", database="cross_sell_stack", redis_db=7, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=keys / "signing.key", public_key=keys / "signing.pub", workers=args.workers,
-            api_port=args.port, log_port_base=local_services.free_port(), admin_password=password,
+            api_port=args.port, admin_password=password,
             overrides={"CROSS_SELL_SCHEDULE": "none"})
         topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), 300, "the DAG to be parsed", 2.0)
         topology.api.unpause(DAG_ID)

@@ -116,3 +116,28 @@ def test_large_files_are_checked_and_loaded_chunk_by_chunk(tmp_path, mongo_db):
     assert (stats.rows, stats.inserted) == (2_500, 2_500)
     assert mongo_db.customers.estimated_document_count() == 2_500
     assert loader.read_csv(str(path)).equals(frame)
+
+
+def test_what_is_loaded_is_exactly_what_was_checked(tmp_path, mongo_db, monkeypatch):
+    """Issue #20: a CSV that changed between the check pass and the load pass had 40,000 rows written,
+    and the error named "row=5000", not the line. The loader now checks and loads a private copy."""
+    path = _write_csv(tmp_path / "moving.csv", synthetic.generate(3_000, seed=18))
+    checked = loader.check_csv
+
+    def then_the_file_changes(copy, *args, **kwargs):
+        total = checked(copy, *args, **kwargs)
+        lines = path.read_text().splitlines()
+        bad = lines[2_000].split(",")
+        bad[2] = "forty"
+        lines[2_000] = ",".join(bad)
+        path.write_text("\n".join(lines) + "\n")  # after the check, before the load
+        return total
+
+    monkeypatch.setattr(loader, "check_csv", then_the_file_changes)
+    stats = loader.load_csv(mongo_db.customers, str(path), rows=1_000, progress=False)
+    assert (stats.rows, stats.inserted) == (3_000, 3_000)  # the checked bytes, all of them, nothing else
+    assert all(isinstance(d["Age"], int) for d in mongo_db.customers.find({}, {"Age": True}))
+    # Reading the changed file without a private copy names the physical line, not a row of a chunk.
+    monkeypatch.setattr(loader, "check_csv", checked)
+    with pytest.raises(loader.LoadError, match="line 2001, column Age"):
+        list(loader.read_csv_chunks(str(path), rows=1_000))

@@ -179,3 +179,60 @@ print(answer.json["model_version"])
                           env={**os.environ, **s3_env})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "v1"
+
+
+def test_signing_leaves_no_key_material_on_disk_even_when_killed(tmp_path, monkeypatch):
+    """Issue #20: a SIGKILL during signing left a copy of the private key in TMPDIR (model-signing reads the
+    key from a path). The key now reaches it through a pipe; while a signature is being made (the moment a
+    kill would strike), no file under TMPDIR holds it, and a process killed there leaves nothing behind."""
+    import tempfile
+
+    from conftest import SIGNING_KEY
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pem = Path(SIGNING_KEY).read_bytes()
+    signer = signing.ManifestSigner.from_file(SIGNING_KEY)
+    seen = []
+    real_sign = signer._config.sign
+
+    def while_signing(*args):
+        seen.extend(p for p in tmp_path.rglob("*") if p.is_file() and (pem in p.read_bytes()
+                                                                        or b"PRIVATE KEY" in p.read_bytes()))
+        return real_sign(*args)
+
+    monkeypatch.setattr(signer._config, "sign", while_signing)
+    signer.sign(b'{"version": "v1"}')
+    assert seen == [] and list(tmp_path.rglob("*")) == []
+    # And a signing process killed mid-signature: nothing of the key survives it in its TMPDIR.
+    script = (f"import os, signal, sys; sys.path[:0] = [{str(ROOT / 'include')!r}]\n"
+              "from cross_sell import signing\n"
+              f"signer = signing.ManifestSigner.from_file({str(SIGNING_KEY)!r})\n"
+              "signer._config.sign = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "signer.sign(b'{}')\n")
+    killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TMPDIR": str(tmp_path)},
+                            timeout=scaled(120))
+    assert killed.returncode == -9
+    assert not any(pem in p.read_bytes() or b"PRIVATE KEY" in p.read_bytes()
+                   for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_an_onnx_file_naming_external_data_loads_nothing_from_the_working_directory(tmp_path, monkeypatch):
+    """Issue #20: ONNX Runtime could load external-data files relative to the working directory (only the
+    signature stood in the way). The service's sessions point external data at a folder no file can be in."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cross_sell.onnx_model import OnnxModel
+
+    weights = numpy_helper.from_array(np.ones((2,), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["probabilities"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [2])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    monkeypatch.chdir(tmp_path)
+    onnx.save_model(model, "m.onnx", save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (tmp_path / "weights.bin").exists()  # the file an attacker would plant beside the worker
+    with pytest.raises(Exception, match="External data path"):
+        OnnxModel((tmp_path / "m.onnx").read_bytes(), threshold=0.5)

@@ -46,7 +46,7 @@ def stack(tmp_path_factory):
         topology = airflow_stack.start(
             home / "airflow", database=database, redis_db=redis_db, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=private_key, public_key=public_key, workers=2, api_port=local_services.free_port(),
-            log_port_base=local_services.free_port(), admin_password=secrets.token_urlsafe(12),
+            admin_password=secrets.token_urlsafe(12),
             overrides={
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
@@ -80,6 +80,16 @@ def test_the_settings_that_run_are_the_compose_files(stack):
     assert all(env[k] == v for k, v in verbatim.items() if v is not None), \
         {k: (env.get(k), v) for k, v in verbatim.items() if env.get(k) != v}
     assert set(airflow_stack.REPLACED) <= set(compose)  # only hosts, ports and secrets differ
+
+
+def test_every_listener_of_the_topology_is_on_loopback(stack):
+    """Issue #20: under `make stack`, Airflow's log servers and the scheduler's health check listened on
+    every interface."""
+    listening = stack["topology"].listening()
+    assert listening["api-server"] and listening["scheduler"], listening  # found at all
+    outside = {name: {a for a in addresses if not a.startswith(("127.0.0.1:", "::1:"))}
+               for name, addresses in listening.items()}
+    assert not any(outside.values()), outside
 
 
 def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):

@@ -194,3 +194,20 @@ def test_audit_records_under_object_lock_cannot_be_deleted(s3, signer, verifier,
     assert head["ObjectLockMode"] == "COMPLIANCE"
     with pytest.raises(ClientError, match="AccessDenied"):
         s3.delete_object(Bucket=bucket, Key=registry.audit_key(1), VersionId=head["VersionId"])
+
+
+def test_an_audit_record_hidden_behind_a_delete_marker_is_found(registry, tmp_path, s3, bucket):
+    """Object Lock keeps a record's version but cannot stop a delete marker over it; with the newest record
+    hidden, a replayed older pointer passes the service's two reads. The training side's daily check lists
+    the versions and finds the marker (and any record written twice)."""
+    for version in ("v1", "v2"):
+        _publish(registry, tmp_path, version, {"model": version})
+    registry.set_champion("v1", None, "promote", registry.signer, run_id="r1")
+    old = s3.get_object(Bucket=bucket, Key=registry.pointer_key)["Body"].read()
+    registry.set_champion("v2", registry.champion().etag, "promote", registry.signer, run_id="r2")
+    assert registry.hidden_audit_records() == []
+    s3.delete_object(Bucket=bucket, Key=registry.audit_key(2))  # no version id: a delete marker
+    s3.put_object(Bucket=bucket, Key=registry.pointer_key, Body=old)
+    assert registry.audit_problems(registry.champion()) == []  # the replay passes the two reads...
+    [found] = registry.hidden_audit_records()  # ...but not the versions listing
+    assert "000000000002.json is hidden by a delete marker" in found

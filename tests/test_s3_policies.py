@@ -75,6 +75,7 @@ def test_the_training_side_publishes_and_promotes_within_its_prefix(clients, sig
     publish(registry, "v1", train_model(1), signer)  # files, signed manifest
     promote(registry, "v1")  # conditional PUT of the pointer, audit record
     assert registry.champion().version == "v1" and registry.history()  # reads and lists
+    assert registry.hidden_audit_records() == []  # lists the audit records' versions (the daily check)
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/r1/raw/snapshot.json", Body=b"{}")
     assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="elsewhere/x", Body=b"x"))
     assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
@@ -87,6 +88,7 @@ def test_the_service_loads_the_champion_and_writes_samples_only(clients, signer,
     s3 = clients["serving"]
     holder = ChampionHolder(ModelRegistry(s3, BUCKET, PREFIX, verifier), poll_seconds=3600)
     assert holder.refresh() is True and holder.current.version == "v2", holder.status.last_error
+    assert holder.status.pointer_problems == []  # it read the change's audit record (and the next one's place)
     sampler = RequestSampler(s3, BUCKET, PREFIX, rate=1.0)
     sampler.add([{"Age": 44}], "v2")
     assert sampler.flush().startswith(f"{PREFIX}/serving-samples/")

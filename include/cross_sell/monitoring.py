@@ -135,10 +135,12 @@ def audit_alerts(registry) -> list[str]:
     """What is wrong with the champion pointer's audit trail (a downgrade, a change with no record, a record
     not signed by the training side), as alert texts. A pointer that is not the project's signed writing
     fails the task (PointerError), which alerts too."""
+    alerts = [f"champion audit log: {problem}" for problem in registry.hidden_audit_records()]
     champion = registry.champion()
     if champion is None:
-        return []
-    return [f"champion pointer ({champion.version}): {problem}" for problem in registry.audit_problems(champion)]
+        return alerts
+    return alerts + [f"champion pointer ({champion.version}): {problem}"
+                     for problem in registry.audit_problems(champion)]
 
 
 def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), min_roc_auc: float = 0.75,

@@ -400,6 +400,24 @@ class ModelRegistry:
                                          "audit record signed by the training side"))
         return problems
 
+    def hidden_audit_records(self) -> list[str]:
+        """Audit records hidden or rewritten in a versioned bucket: a delete marker over a record (Object
+        Lock keeps the record's version but cannot stop a delete marker, and a hidden newest record would
+        let a replayed pointer pass `audit_problems`), or a record with more than one version. Needs
+        ListBucketVersions (the training side's policy; the service has no list rights)."""
+        paginator = self.s3.get_paginator("list_object_versions")
+        versions: dict[str, int] = {}
+        hidden = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.audit_prefix):
+            for marker in page.get("DeleteMarkers", []):
+                hidden.append(f"{self.uri(marker['Key'])} is hidden by a delete marker "
+                              f"(version {marker.get('VersionId')}, {marker.get('LastModified')})")
+            for version in page.get("Versions", []):
+                versions[version["Key"]] = versions.get(version["Key"], 0) + 1
+        hidden += [f"{self.uri(key)} was written {count} times (audit records are written once)"
+                   for key, count in versions.items() if count > 1]
+        return hidden
+
     def _next_sequence(self, current: Champion | None) -> int:
         if current is not None:
             return int(current.pointer["sequence"]) + 1
