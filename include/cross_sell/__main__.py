@@ -70,7 +70,7 @@ def _signer(args):
     if not path:
         raise UsageError(f"moving a pointer needs the model-signing private key: --signing-key FILE or "
                          f"{SIGNING_KEY_ENV}")
-    return ManifestSigner.from_file(path, os.environ.get("CROSS_SELL_SIGNING_KEY_PASSPHRASE"))
+    return ManifestSigner.from_file(path)
 
 
 def _unpickled_estimator(path: str):
