@@ -148,3 +148,26 @@ def test_monitoring_runs_daily_and_alerts_on_failure():
     assert monitoring.get_task("monitor").on_failure_callback
     params = monitoring.params.dump()
     assert params["day"] is None and params["min_roc_auc"] == 0.75 and params["min_precision"] == 0.2
+
+
+def test_a_parsing_airflow_reports_no_plugin_or_dag_import_error(tmp_path):
+    """Issue #21: Airflow imports every file under plugins/ on its own, so a relative import there logged
+    "Failed to import plugin" in every process and task log and the UI showed a Plugin Import Error. Load
+    plugins and DAGs the way Airflow does, in a clean process."""
+    import os
+
+    probe = (
+        "import json\n"
+        "from airflow import plugins_manager\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "errors = {k: str(v) for k, v in dict(plugins_manager.get_import_errors()).items()}\n"
+        f"errors.update(DagBag({str(ROOT / 'dags')!r}).import_errors)\n"
+        "print(json.dumps(errors))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])})
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {}

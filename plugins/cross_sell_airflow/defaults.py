@@ -8,7 +8,7 @@ import pendulum
 
 from cross_sell.settings import Settings
 
-from .alerts import AlertNotifier
+from cross_sell_airflow.alerts import AlertNotifier
 
 _SETTINGS = Settings.from_env()
 

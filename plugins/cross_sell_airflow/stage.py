@@ -34,19 +34,19 @@ class StageRun:
 
     @cached_property
     def artifacts(self):
-        from .hooks import run_artifacts
+        from cross_sell_airflow.hooks import run_artifacts
 
         return run_artifacts(self.settings, self.run_id)
 
     @cached_property
     def registry(self):
-        from .hooks import model_registry
+        from cross_sell_airflow.hooks import model_registry
 
         return model_registry(self.settings)
 
     @cached_property
     def signer(self):
-        from .hooks import manifest_signer
+        from cross_sell_airflow.hooks import manifest_signer
 
         return manifest_signer(self.settings)
 
@@ -59,7 +59,7 @@ class StageRun:
                             area="scores")
 
     def customer_documents(self, fields: tuple[str, ...] | None = None):
-        from .hooks import customer_documents
+        from cross_sell_airflow.hooks import customer_documents
 
         return customer_documents(self.settings, fields)
 
