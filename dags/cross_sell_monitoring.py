@@ -22,7 +22,7 @@ from cross_sell.contracts import Monitored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import SCORES, recorded_scores
-from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
@@ -30,7 +30,7 @@ SETTINGS = Settings.from_env()
 
 @dag(
     dag_id="cross_sell_monitoring",
-    schedule=SETTINGS.monitoring_cron,
+    schedule=cron(SETTINGS.monitoring_cron),
     doc_md=__doc__,
     tags=["cross-sell", "monitoring"],
     **dag_defaults(timeout=timedelta(minutes=30)),
@@ -41,7 +41,9 @@ SETTINGS = Settings.from_env()
                              description="Realized ROC-AUC below this alerts."),
         "min_precision": Param(0.2, type="number", minimum=0.0, maximum=1.0,
                                description="Realized precision at the model's threshold below this alerts."),
-        "skew_thresholds": Param({}, type="object", description='Per-feature skew limits, e.g. {"Age": 0.1}.'),
+        "skew_thresholds": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
+                                 description='Per-feature skew limits, e.g. {"Age": 0.1} (a feature name the '
+                                             'model does not have fails the run at once).'),
     },
 )
 def cross_sell_monitoring():

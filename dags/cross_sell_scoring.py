@@ -27,17 +27,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
-from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
-SCHEDULE = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(SETTINGS.scoring_cron, timezone="UTC"),
-                                assets=CHAMPION) if SETTINGS.scoring_cron else CHAMPION)
+SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHAMPION) if SETTINGS.scoring_cron \
+    else CHAMPION
 
 
 @dag(

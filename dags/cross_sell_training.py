@@ -52,7 +52,7 @@ from cross_sell.contracts import (
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
-from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import run_stage
 
 SETTINGS = Settings.from_env()
@@ -60,7 +60,7 @@ SETTINGS = Settings.from_env()
 
 @dag(
     dag_id="cross_sell_training",
-    schedule=SETTINGS.schedule,
+    schedule=cron(SETTINGS.schedule),
     doc_md=__doc__,
     tags=["cross-sell", "training"],
     **dag_defaults(timeout=timedelta(minutes=30)),
@@ -73,7 +73,7 @@ SETTINGS = Settings.from_env()
         "seed": Param(42, type="integer", minimum=0, description="Seed of the split and the estimator."),
         "drift_action": Param("warn", type="string", enum=["warn", "fail"],
                               description="What a feature drifting past its threshold does to the run."),
-        "drift_thresholds": Param({}, type="object",
+        "drift_thresholds": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
                                   description='Per-feature drift limits, e.g. {"Age": 0.1} (PSI for numeric '
                                               'features, L-infinity for categorical; defaults 0.2 / 0.1).'),
         "replace_unreadable_champion": Param(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -119,9 +120,15 @@ def sample_csv():
     return SAMPLE_CSV
 
 
+ALERT_TEXT = re.compile(r"^\[cross-sell\] (?P<kind>[\w ]+): (?P<dag_id>[^/]+)/(?P<task_id>\S+) in run (?P<run_id>\S+) "
+                        r"\(try (?P<try_number>\d+|None)\): (?P<reason>.*?)(?:\nlog: (?P<log_url>\S+))?$", re.S)
+
+
 @pytest.fixture
 def alert_sink(monkeypatch):
-    """A local webhook receiving the alerts: the `cross_sell_alerts` connection points at it."""
+    """A local webhook receiving the alerts as Apprise's json:// sends them: the `cross_sell_alerts`
+    connection (type apprise) points at it. Each alert is read back into its fields from the text a person
+    reads (kind, dag_id, task_id, run_id, try_number, reason, log_url), with Apprise's title and type."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,8 +137,12 @@ def alert_sink(monkeypatch):
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
+            sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            fields = ALERT_TEXT.match(sent["message"]).groupdict()
+            fields["kind"] = fields["kind"].replace(" ", "_")
+            fields["try_number"] = None if fields["try_number"] == "None" else int(fields["try_number"])
+            received.append({**fields, "title": sent["title"], "type": sent["type"], "text": sent["message"]})
+            self.send_response(200)
             self.end_headers()
 
         def log_message(self, *args):
@@ -140,7 +151,8 @@ def alert_sink(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("AIRFLOW_CONN_CROSS_SELL_ALERTS", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("AIRFLOW_CONN_CROSS_SELL_ALERTS", json.dumps({
+        "conn_type": "apprise", "extra": {"config": {"path": f"json://127.0.0.1:{server.server_address[1]}/"}}}))
     yield received
     server.shutdown()
     server.server_close()

@@ -53,7 +53,7 @@ def test_assets_give_lineage(dag):
 
 
 def test_schedule_and_params(dag):
-    assert dag.schedule == "@weekly"
+    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
     assert not dag.catchup
     params = dag.params.dump()
     assert {"min_roc_auc", "promotion_margin", "min_rows", "seed"} <= set(params)
@@ -166,8 +166,27 @@ def test_a_parsing_airflow_reports_no_plugin_or_dag_import_error(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])})
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
+
+
+@pytest.mark.parametrize("dag_id", ["cross_sell_training", "cross_sell_scoring", "cross_sell_monitoring"])
+def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_id):
+    """Issue #21: a fresh `airflow standalone` ran scoring and monitoring for the last slot at once, before
+    any champion existed. With no run yet, each DAG's first scheduled run is its next slot, not a past one."""
+    from datetime import datetime, timezone
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = DagBag(dag_folder=str(ROOT / "dags")).dags[dag_id].timetable
+    timetable = getattr(timetable, "timetable", timetable)  # scoring: the time half of asset-or-time
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    first = coerce_to_core_timetable(timetable).next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    assert first.run_after > datetime.now(timezone.utc), (dag_id, first)

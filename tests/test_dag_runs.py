@@ -63,6 +63,19 @@ def _artifact(stack, run_id, *parts):
     return artifacts.get_json(artifacts.key(*parts))
 
 
+def test_before_the_first_champion_scoring_and_monitoring_skip_and_alert_nobody(stack, alert_sink):
+    """Issue #21: on a fresh start, scoring and monitoring failed ("no champion yet") and alerted. No
+    champion yet is not a failure: their tasks are skipped with the reason, the runs succeed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    for dag_id, first in (("cross_sell_scoring", "score"), ("cross_sell_monitoring", "monitor")):
+        run = bag.dags[dag_id].test()
+        states = _states(run)
+        assert str(run.state) == "success" and set(states.values()) == {"skipped"}, (dag_id, states)
+    assert alert_sink == []
+
+
 def test_first_run_pushes_a_champion(stack, dag):
     assert stack["registry"].champion() is None
     run = dag.test(run_conf={"min_roc_auc": 0.75})
@@ -187,6 +200,31 @@ def test_a_trigger_with_invalid_params_is_refused(dag, stack):
 
     with pytest.raises(ParamValidationError, match="min_roc_auc"):
         dag.test(run_conf={"min_roc_auc": 5})
+
+
+def test_a_misspelt_param_fails_the_first_task_at_once_naming_it(stack, dag):
+    """Issue #21: `{"min_rocauc": 0.8}` was accepted, ignored, and the run promoted on the default 0.75."""
+    before = stack["registry"].champion()
+    run = dag.test(run_conf={"min_rocauc": 0.8})
+    states = _states(run)
+    assert str(run.state) == "failed" and states["extract"] == "failed", states
+    assert {states[t] for t in ("train", "evaluate", "push")} == {"upstream_failed"}
+    assert stack["registry"].champion().etag == before.etag
+    from airflow.dag_processing.dagbag import DagBag  # the same in every DAG (each task runs the check)
+
+    scoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_scoring"]
+    assert str(scoring.test(run_conf={"campaign_top": 5}).state) == "failed"
+
+
+def test_an_unknown_feature_in_the_thresholds_fails_at_once(stack, dag, capfd):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    run = dag.test(run_conf={"drift_thresholds": {"Agee": 0.1}})
+    states = _states(run)
+    assert states["check_drift"] == "failed" and states["train"] == "upstream_failed", states
+    assert "unknown feature(s) ['Agee']; valid: Gender, Age" in capfd.readouterr().out
+    with pytest.raises(ParamValidationError, match="drift_thresholds"):  # a limit that is no number: refused
+        dag.test(run_conf={"drift_thresholds": {"Age": "high"}})
 
 
 def test_scoring_dag_scores_every_customer_with_the_champion(stack):

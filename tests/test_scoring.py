@@ -157,10 +157,10 @@ def test_scores_replaced_between_score_and_publish_are_refused(registry, mongo_d
     assert mongo_db["customer_scores"].estimated_document_count() == 0
 
 
-def test_without_a_champion_scoring_refuses_with_a_reason(s3, bucket, verifier):
-    from cross_sell.errors import NotRetryable
+def test_without_a_champion_scoring_has_nothing_to_do_and_says_why(s3, bucket, verifier):
+    from cross_sell.errors import NothingToDo
 
-    with pytest.raises(NotRetryable, match="no champion"):
+    with pytest.raises(NothingToDo, match="no champion"):
         scoring.served(ModelRegistry(s3, bucket, PREFIX, verifier))
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .errors import NotRetryable
+from .errors import NothingToDo, NotRetryable
 from .settings import Settings, mongo_uri, s3_client
 
 SIGNING_KEY_ENV = "CROSS_SELL_SIGNING_KEY"  # a private key file, for the break-glass pointer commands
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args, settings)
-    except (NotRetryable, ChampionChanged) as error:  # bad input, an untrusted model, a lost race
+    except (NotRetryable, NothingToDo, ChampionChanged) as error:  # bad input, an untrusted model, no champion
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -8,3 +8,8 @@ task at once instead of retrying it. Anything else (a network error, a server th
 
 class NotRetryable(Exception):
     """A deterministic failure: the message says what to change."""
+
+
+class NothingToDo(Exception):
+    """A stage with nothing to work on yet (scoring or monitoring before the first champion): not a
+    failure. The Airflow glue skips the task with this reason, and nobody is alerted."""

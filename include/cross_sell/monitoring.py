@@ -30,7 +30,7 @@ import numpy as np
 
 from . import objects, skew
 from .contracts import Artifact, Monitored, Scored
-from .errors import NotRetryable
+from .registry import NoChampionYet
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
 
     champion = registry.champion()
     if champion is None:
-        raise NotRetryable("no champion yet: nothing to monitor")
+        raise NoChampionYet("no champion yet: nothing to monitor (cross_sell_training pushes the first)")
     result = {"day": day.isoformat(), "champion": champion.version, "skew": None, "prediction_psi": None,
               "realized": None}
     alerts: list[str] = []
@@ -146,6 +146,9 @@ def audit_alerts(registry) -> list[str]:
 def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), min_roc_auc: float = 0.75,
             min_precision: float = 0.2, skew_thresholds: dict | None = None) -> Monitored:
     """The stage: read the day's samples, compute `monitor_day`, save `monitoring/daily/<day>.json`."""
+    from .drift import check_thresholds
+
+    check_thresholds(skew_thresholds, "skew_thresholds")  # refused at once, samples or not
     s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
     pointer_problems = audit_alerts(registry)
     samples = skew.read_samples(s3, bucket, prefix, since=day, until=day)

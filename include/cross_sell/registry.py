@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import objects
-from .errors import NotRetryable
+from .errors import NothingToDo, NotRetryable
 from .objects import sha256_bytes, sha256_file  # noqa: F401  (the registry's readers import them from here)
 from .signing import MANIFEST, SIGNATURE, ManifestSigner, ManifestVerifier, SignatureError
 
@@ -58,6 +58,10 @@ class IntegrityError(NotRetryable):
 
 class RegistryError(NotRetryable):
     """A registry request that cannot be honoured (unknown version, ...)."""
+
+
+class NoChampionYet(NothingToDo):
+    """No champion has been pushed yet."""
 
 
 class PointerError(IntegrityError):
@@ -326,7 +330,7 @@ class ModelRegistry:
         """The version the verified champion pointer names; RegistryError when there is none yet."""
         champion = self.champion()
         if champion is None:
-            raise RegistryError(f"no champion yet in {self.uri(self.pointer_key)}: run cross_sell_training first")
+            raise NoChampionYet(f"no champion yet in {self.uri(self.pointer_key)}: run cross_sell_training first")
         return champion.version
 
     def resolve(self, which: str) -> str:

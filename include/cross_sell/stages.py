@@ -102,6 +102,7 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
     """
     if action not in ("warn", "fail"):
         raise NotRetryable(f"drift action must be 'warn' or 'fail', not {action!r}")
+    drift.check_thresholds(thresholds)  # before anything else: a misspelt feature fails the run at once
     try:
         version, reference = drift.reference_profile(registry)
     except LookupError as missing:

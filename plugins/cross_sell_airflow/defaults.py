@@ -1,13 +1,13 @@
-"""What every cross-sell DAG shares: start, no catch-up, one active run, alerts on failure, retries."""
+"""What every cross-sell DAG shares: schedules that wait for their next slot, no catch-up, one active run,
+alerts on failure, retries."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
+from airflow.sdk import CronTriggerTimetable
 
 from cross_sell.settings import Settings
-
 from cross_sell_airflow.alerts import AlertNotifier
 
 _SETTINGS = Settings.from_env()
@@ -21,11 +21,22 @@ IO_RETRIES = {
 }
 
 
+def cron(expression: str | None) -> CronTriggerTimetable | None:
+    """A cron expression or preset (UTC) as a schedule whose first run is its next slot: a DAG that is
+    deployed, or unpaused, does not run at once for a slot that has passed (before any champion exists,
+    that run could only fail). None: triggered runs only."""
+    if not expression:
+        return None
+    # A zero delta, not False: Airflow 3.3 treats False like None (run a past slot less than a tenth of
+    # the period ago, e.g. 2.4 h for a daily cron).
+    return CronTriggerTimetable(expression, timezone="UTC", run_immediately=timedelta(0))
+
+
 def dag_defaults(timeout: timedelta) -> dict:
     """Keyword arguments of `@dag`: every task times out after `timeout` unless it says otherwise, does not
-    retry unless it says so (`IO_RETRIES`), and alerts when it fails."""
+    retry unless it says so (`IO_RETRIES`), and alerts when it fails. No start_date: with one, Airflow
+    would run the latest past slot as soon as the DAG is unpaused (`cron`)."""
     return {
-        "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
         "catchup": False,
         "max_active_runs": 1,
         "default_args": {"owner": "ml-platform", "retries": 0, "execution_timeout": timeout,

@@ -8,7 +8,8 @@
 `run_stage` hands the lambda the stages module (imported only inside the task, never at DAG parse
 time) and a `StageRun` whose clients are built from the task's context and Airflow connections when
 first used. A `NotRetryable` failure (bad data, drift when told to fail, a broken signature) fails the
-task at once with its message; any other exception is left to the task's retries.
+task at once with its message; `NothingToDo` (no champion yet) skips it with the reason, and nobody is
+alerted; any other exception is left to the task's retries.
 """
 
 from __future__ import annotations
@@ -80,22 +81,35 @@ class StageRun:
             hook.close()
 
 
+def unknown_conf(context) -> list[str]:
+    """Keys of the triggering conf that are not params of the DAG (the first task fails on them)."""
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    dag = context.get("dag")
+    return sorted(set(conf) - set(dag.params)) if dag is not None else []
+
+
 def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.stages",
               settings: Settings | None = None) -> T:
     """`call(<module>, StageRun)`: the training stages by default, `cross_sell.scoring` for scoring."""
     import importlib
 
     from airflow.sdk import get_current_context
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from cross_sell.errors import NotRetryable
+    from cross_sell.errors import NothingToDo, NotRetryable
 
     context = get_current_context()
+    unknown = unknown_conf(context)
+    if unknown:  # Airflow passes conf keys that no Param declares straight through: a typo would be ignored
+        raise AirflowFailException(f"unknown param(s) {unknown} in the run's conf; valid: "
+                                   f"{', '.join(sorted(context['dag'].params))}")
     run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
                    dict(context["params"]))
     try:
         return call(importlib.import_module(module), run)
     except NotRetryable as failure:
         raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
+    except NothingToDo as idle:  # e.g. no champion yet: skipped with the reason, no alert
+        raise AirflowSkipException(str(idle)) from None
     finally:
         run.close()
