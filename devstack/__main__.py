@@ -1,8 +1,10 @@
-"""`python -m devstack services`: the local MongoDB-wire and S3 servers for a workstation, until Ctrl-C.
+"""`python -m devstack services [--serve]`: the local MongoDB-wire and S3 servers for a workstation (and,
+with --serve, the prediction service behind its nginx front), until Ctrl-C.
 
 It writes .local/services.env, which points the CLI and a local `airflow standalone` at them (README,
 "Run it in the Airflow UI"): connections, AWS_* variables, the model-signing keys (made once under
-.local/signing/) and a local Airflow home (SQLite, the API on loopback, the DAG unpaused).
+.local/signing/) and a local Airflow home (SQLite, the API on loopback, the DAGs unpaused). The data is
+kept under .local/state/ across restarts (--in-memory: not), as Airflow keeps its history.
 """
 
 from __future__ import annotations
@@ -25,26 +27,53 @@ def services(args) -> int:
     keys = Path(args.signing_dir)
     if not (keys / "signing.key").exists():
         signing.generate_key_pair(keys)
-    mongo = local_services.start_mongo(args.mongo_port, db_path=args.mongo_db_file)
-    s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket)
+    state = None if args.in_memory else Path(args.state_dir)
+    mongo = local_services.start_mongo(args.mongo_port, db_path=str(state / "mongo.db") if state else "memory")
+    s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket,
+                                 state_file=str(state / "s3-requests.jsonl") if state else None)
+    running = [s3, mongo]
     # Block only now, so the servers do not inherit the mask; sigwait then takes Ctrl-C or a TERM.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        public_key = (keys / "signing.pub").resolve()
         env = {"MONGO_URI": mongo.url, **s3.env,
                **local_services.airflow_connections(mongo, s3, settings.mongo_database),
-               **local_services.signing_env((keys / "signing.key").resolve(), (keys / "signing.pub").resolve()),
+               **local_services.signing_env((keys / "signing.key").resolve(), public_key),
                **local_services.airflow_config(Path(args.airflow_home).resolve(), ui=True),
                "PYTHONPATH": str(ROOT / "include")}
         env_file = Path(args.env_file)
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text("".join(f"export {name}='{value}'\n" for name, value in env.items()))
-        print(f"MongoDB wire protocol on {mongo.url}, S3 on {s3.url} (bucket {settings.s3_bucket}).\n"
-              f"In other shells: source {env_file}\nCtrl-C stops both.", flush=True)
+        kept = f"kept in {state} across restarts" if state else "in memory: gone after Ctrl-C"
+        lines = [f"MongoDB wire protocol on {mongo.url}, S3 on {s3.url} (bucket {settings.s3_bucket}); data {kept}."]
+        if args.serve:
+            service, front = serve(env, public_key, args.serve_port, running)
+            lines.append(f"Prediction service on {front.url} (the nginx front; /metrics only on the internal "
+                         f"{service.url}); it serves the champion once training pushes one, and samples every "
+                         "request row for the skew, shadow and monitoring reports.")
+        lines += [f"In other shells: source {env_file}", f"Ctrl-C stops {'them all' if args.serve else 'both'}."]
+        print("\n".join(lines), flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
-        s3.stop()
-        mongo.stop()
+        for service in reversed(running):
+            service.stop()
     return 0
+
+
+def serve(env: dict, public_key: Path, port: int, running: list):
+    """The prediction service on the local S3 registry, behind the nginx front on `port` (as compose runs
+    it): every request row sampled, short polls and flushes, so a workstation closes the loop quickly."""
+    settings = Settings.from_env()
+    service = local_services.start_serving(
+        {**{k: v for k, v in env.items() if k.startswith("AWS_")}, "CROSS_SELL_S3_BUCKET": settings.s3_bucket,
+         "CROSS_SELL_S3_PREFIX": settings.s3_prefix, "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
+         "SERVING_SAMPLE_RATE": "1.0", "SERVING_SAMPLE_FLUSH_SECONDS": "10", "SERVING_POLL_SECONDS": "5"},
+        log_path=str(ROOT / ".local" / "serving.log"), ready_path="/health")
+    running.append(service)
+    front = local_services.start_front(service.env["SERVING_SOCKET"], port=port,
+                                       workdir=str(ROOT / ".local" / "front"))
+    running.append(front)
+    return service, front
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("services", help="run local MongoDB-wire and S3 servers until Ctrl-C")
     run.add_argument("--mongo-port", type=int, default=27017)
     run.add_argument("--s3-port", type=int, default=5000)
-    run.add_argument("--mongo-db-file", default="memory", help="SQLite file to keep data across restarts")
+    run.add_argument("--state-dir", default=".local/state",
+                     help="where the customers (nx-27017's SQLite file) and the bucket (moto's request log, "
+                          "replayed at start) are kept across restarts")
+    run.add_argument("--in-memory", action="store_true", help="keep nothing: every start is a fresh stack")
+    run.add_argument("--serve", action="store_true",
+                     help="also run the prediction service behind its nginx front (needs Debian's nginx)")
+    run.add_argument("--serve-port", type=int, default=8000)
     run.add_argument("--env-file", default=".local/services.env", help="where to write the export lines")
     run.add_argument("--airflow-home", default=".local/airflow-ui", help="AIRFLOW_HOME for `airflow standalone`")
     run.add_argument("--signing-dir", default=".local/signing", help="the model-signing key pair (made if missing)")

@@ -119,18 +119,31 @@ def serve_s3(host: str, port: int) -> None:
     run_simple(host, port, application, threaded=True)
 
 
-def start_s3(port: int | None = None, bucket: str | None = None) -> Service:
+def start_s3(port: int | None = None, bucket: str | None = None, state_file: str | None = None) -> Service:
+    """moto's S3 server on a loopback port. It keeps everything in memory; with `state_file`, every request
+    is also appended to that file (moto's recorder) and a file left by an earlier run is replayed first,
+    so the objects come back after a restart."""
+    import urllib.request
+
     port = port or free_port()
+    recording = {}
+    if state_file:
+        os.makedirs(os.path.dirname(os.path.abspath(state_file)), exist_ok=True)
+        recording = {"MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": os.path.abspath(state_file)}
+    replay = bool(state_file and os.path.exists(state_file) and os.path.getsize(state_file))
     process = subprocess.Popen([sys.executable, "-m", "devstack.local_services", "s3", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                               env={**os.environ, **recording, "PYTHONPATH": os.pathsep.join(
                                    filter(None, [ROOT, os.environ.get("PYTHONPATH")]))})
     _wait_for_port(port, process, "local S3 server")
     url = f"http://127.0.0.1:{port}"
+    if replay:  # the requests of the earlier runs, against this server (its port may differ)
+        request = urllib.request.Request(f"{url}/moto-api/recorder/replay-recording", method="POST", data=b"")
+        urllib.request.urlopen(request, timeout=scaled(600)).close()
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
     service = Service("s3", port, process, url, env)
-    if bucket:
+    if bucket and not replay:
         create_bucket(service, bucket)
     return service
 
@@ -152,10 +165,11 @@ def create_bucket(service: Service, bucket: str) -> None:
 
 def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path: str | None = None,
                   timeout: float = 60.0, app: str = "serving.app:create_app()",
-                  extra_path: tuple[str, ...] = ()) -> Service:
+                  extra_path: tuple[str, ...] = (), ready_path: str = "/ready") -> Service:
     """A WSGI app (by default the prediction service) under gunicorn with serving/gunicorn.conf.py,
-    returned once its /ready answers 200. It listens on a loopback port and, for the nginx front, on a
-    unix socket (`env["SERVING_SOCKET"]` of the returned Service)."""
+    returned once its `ready_path` answers 200 (/ready: a champion is loaded; /health: it runs, and will
+    load the first champion when it is pushed). It listens on a loopback port and, for the nginx front, on
+    a unix socket (`env["SERVING_SOCKET"]` of the returned Service)."""
     import tempfile
     import urllib.request
 
@@ -179,10 +193,10 @@ def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"{url}/ready", timeout=scaled(2)) as response:
+        with urllib.request.urlopen(f"{url}{ready_path}", timeout=scaled(2)) as response:
             return response.status == 200
 
-    if _wait_until(ready, process, "gunicorn", f"{url}/ready answered 200", timeout, poll=0.2):
+    if _wait_until(ready, process, "gunicorn", f"{url}{ready_path} answered 200", timeout, poll=0.2):
         return Service("serving", port, process, url, {"SERVING_SOCKET": f"unix:{socket_path}"}, scratch=[sockets])
     Service("serving", port, process, url, scratch=[sockets]).stop()
     raise RuntimeError(f"the service was not ready on {url} within {scaled(timeout):.0f} s")

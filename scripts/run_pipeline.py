@@ -86,10 +86,17 @@ class TaskProgress:
             if not new:
                 return
             self.run_id = new.pop()
-        rows = self._query("SELECT task_id, state, duration FROM task_instance WHERE dag_id = ? AND run_id = ? "
-                           "ORDER BY end_date", DAG_ID, self.run_id)
-        for task, state, duration in rows:
-            if state in self.FINISHED and task not in self.printed:
+        # Upstream tasks weigh more (Airflow's default priority_weight sums the downstream tasks): a task is
+        # printed once every heavier one is, so "push skipped" never comes before "should_push".
+        rows = self._query("SELECT task_id, state, duration, priority_weight FROM task_instance WHERE dag_id = ? "
+                           "AND run_id = ? ORDER BY priority_weight DESC, end_date", DAG_ID, self.run_id)
+        waiting_above = None
+        for task, state, duration, weight in rows:
+            if waiting_above is not None and weight < waiting_above:
+                break
+            if state not in self.FINISHED:
+                waiting_above = weight
+            elif task not in self.printed:
                 self.printed.add(task)
                 seconds = f"{duration:6.1f} s" if duration is not None else "        "
                 print(f"  {task:14s} {state:15s} {seconds}  {self._figure(task, state)}", flush=True)
@@ -139,6 +146,7 @@ def summarize(s3, settings: Settings, run_id: str, local: Path) -> dict:
     copies = local / "reports" / artifacts.root.rsplit("/", 1)[-1]
     report = validation_report = None
     for key, path in (((validation or {}).get("report_key"), copies / "validation" / "report.html"),
+                      ((validation or {}).get("result_key"), copies / "validation" / "result.json"),
                       ((decision or {}).get("report_key"), copies / "evaluation" / "report.html")):
         if key:  # reports for people: bounded reads, no record to check them against here
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,7 @@ def test_model_names_the_registry_only_and_never_opens_a_local_file(env, s3, tmp
         assert cli([*command, "--model", name]) == 0
         assert "v1" in capsys.readouterr().out
     assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "out.csv.quarantine.jsonl").exists()  # "quarantine": null, and no empty file
     with pytest.raises(SystemExit):
         cli(["evaluate", "--help"])
     assert "UNPICKLES" in " ".join(capsys.readouterr().out.split())

@@ -111,3 +111,21 @@ def test_dockerfile_copy_sources_exist_and_bases_are_pinned(dockerfile):
     for image in re.findall(r"^(?:ARG \w+=|FROM )(\S+:\S+)", text, re.M):
         assert not image.endswith(":latest"), image
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_compose_header_makes_the_keys_before_the_first_start():
+    """Issue #21: the header ran `docker compose up` before `keygen secrets/`, whose files the stack mounts."""
+    header = COMPOSE.read_text().split("\nname:", 1)[0]
+    assert header.index("keygen secrets/") < header.index("docker compose up")
+
+
+def test_least_privilege_and_loopback_are_what_users_copy():
+    """Issue #20: the serving image and .env.example bound gunicorn to 0.0.0.0:8000, and .env.example gave
+    the CLI and a service outside compose the MinIO root user."""
+    example = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    assert example["AWS_ACCESS_KEY_ID"] not in (example["MINIO_ROOT_USER"], "minio")
+    assert "0.0.0.0" not in example["SERVING_BIND"]
+    image_bind = re.search(r"^ENV SERVING_BIND=(\S+)", (ROOT / "docker" / "serving.Dockerfile").read_text(), re.M)
+    assert image_bind and "0.0.0.0" not in image_bind.group(1)
+    minio_init = _compose()["services"]["minio-init"]["command"][0]
+    assert "--with-lock" in minio_init  # the audit records can be put under Object Lock

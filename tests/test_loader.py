@@ -141,3 +141,12 @@ def test_what_is_loaded_is_exactly_what_was_checked(tmp_path, mongo_db, monkeypa
     monkeypatch.setattr(loader, "check_csv", checked)
     with pytest.raises(loader.LoadError, match="line 2001, column Age"):
         list(loader.read_csv_chunks(str(path), rows=1_000))
+
+
+def test_progress_off_a_terminal_ends_at_100_percent(tmp_path, mongo_db, capsys):
+    """Issue #21: off a terminal the progress lines stopped wherever the last 10-second tick was (75 %)."""
+    path = _write_csv(tmp_path / "progress.csv", synthetic.generate(2_000, seed=19))
+    loader.load_csv(mongo_db.customers, str(path), rows=500, progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "upserting: 2,000 of 2,000 rows (100%)", lines
+    assert any(line.startswith("checking: ") and line.endswith("(100%)") for line in lines), lines

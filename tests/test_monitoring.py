@@ -96,13 +96,17 @@ def test_outcomes_load_from_a_csv_keyed_on_the_customer(tmp_path, mongo_db, caps
     uri = f"mongodb://{mongo_db.client.address[0]}:{mongo_db.client.address[1]}"
     assert cli(["load-outcomes", "--csv", str(path), "--mongo-uri", uri, "--database", mongo_db.name,
                 "--observed-at", "2026-11-30T00:00:00"]) == 0
-    assert json.loads(capsys.readouterr().out)["inserted"] == 3
+    loaded = capsys.readouterr()
+    assert json.loads(loaded.out)["inserted"] == 3 and json.loads(loaded.out)["ids_matching_no_customer"] == 3
+    assert "3 outcome(s) name no customer" in loaded.err  # this database has no customers: said, not hidden
     stored = {d["_id"]: d["observed_at"] for d in mongo_db["customer_outcomes"].find()}
     assert stored == {1: "2026-11-29T00:00:00+00:00", 2: "2026-11-29T07:30:00+00:00",
                       3: "2026-11-30T00:00:00+00:00"}
     path.write_text("id,Response\n4,2\n")
     assert cli(["load-outcomes", "--csv", str(path), "--mongo-uri", uri, "--database", mongo_db.name]) == 2
-    assert "line 2" in capsys.readouterr().err and mongo_db["customer_outcomes"].estimated_document_count() == 3
+    refused = capsys.readouterr().err
+    assert "line 2, column Response: expected 0 (did not buy) or 1 (bought), got '2'" in refused
+    assert refused.startswith("error: ") and mongo_db["customer_outcomes"].estimated_document_count() == 3
 
 
 def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(registry, capsys, mongo_db):
@@ -158,3 +162,19 @@ def test_an_unsigned_shadow_is_refused_like_a_champion(registry, s3):
                                    public_key_path=str(SIGNING_PUBLIC_KEY)), start_poller=False)
     shadow = app.test_client().get("/model").json["shadow"]
     assert shadow["version"] is None and "no signature" in shadow["last_reload_error"]
+
+
+def test_a_day_without_data_says_what_is_missing_and_how_to_provide_it(registry, mongo_db, caplog):
+    """Issue #21: with no samples and no outcomes the day's JSON was all null and the page showed three
+    empty plots, blank cells and 14 matplotlib "categorical units" lines in the task log."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    result = monitoring.run_day(DAY, registry, mongo_db["customer_outcomes"])
+    daily = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=result["daily"]["key"])["Body"].read())
+    assert "SERVING_SAMPLE_RATE" in daily["missing"]["skew"] and "devstack services --serve" in daily["missing"]["skew"]
+    assert "python -m cross_sell load-outcomes" in daily["missing"]["realized"]
+    page = monitoring.trend_report([daily, {**daily, "day": "2026-11-30"}])
+    assert "data:image/png" not in page and "No figure to draw yet" in page
+    assert "What these days lack" in page and "load-outcomes" in page and "–" in page
+    assert not [r for r in caplog.records if "categorical units" in r.getMessage()]

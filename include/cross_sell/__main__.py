@@ -127,6 +127,11 @@ def cmd_load_outcomes(args, settings: Settings) -> int:
     try:
         database = client[args.database or settings.mongo_database]
         stats = loader.upsert_outcomes(database[settings.outcomes_collection], outcomes)
+        unknown = loader.unknown_customers(database[settings.mongo_collection], outcomes["id"].tolist())
+        stats["ids_matching_no_customer"] = len(unknown)
+        if unknown:  # loaded all the same (the customer may come later), but said
+            print(f"warning: {len(unknown):,} outcome(s) name no customer in {database.name}."
+                  f"{settings.mongo_collection}, e.g. ids {unknown[:10]}", file=sys.stderr)
     finally:
         client.close()
     _print({**stats, "collection": f"{database.name}.{settings.outcomes_collection}"})

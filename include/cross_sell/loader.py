@@ -204,20 +204,42 @@ def read_outcomes(path: str, default_observed_at: str | None = None) -> pd.DataF
     default = default_observed_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     problems, rows = [], []
     for number, record in enumerate(frame.to_dict("records"), start=2):
-        when = record.get("observed_at") or default
-        try:
-            stamp = datetime.fromisoformat(when)
-            stamp = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-            customer, response = int(record["id"]), int(record["Response"])
-            if customer < 1 or response not in (0, 1):
-                raise ValueError("id must be >= 1 and Response 0 or 1")
-        except ValueError as error:
-            problems.append(Located(number, "(row)", str(error)))
-            continue
-        rows.append({"id": customer, "Response": response, "observed_at": stamp.isoformat(timespec="seconds")})
+        found = _outcome(record, default)
+        if isinstance(found, Located):
+            problems.append(Located(number, found.column, found.reason))
+        else:
+            rows.append(found)
     if problems:
         raise LoadError(_describe(path, problems))
     return pd.DataFrame(rows, columns=["id", "Response", "observed_at"])
+
+
+def _outcome(record: dict, default: str) -> dict | Located:
+    """One CSV row as an outcome document, or the first problem with it (its column and what is allowed)."""
+    from datetime import datetime, timezone
+
+    text = str(record["id"]).strip()
+    if not text.isdigit() or int(text) < 1:
+        return Located(None, "id", f"expected a customer id (a whole number >= 1), got {record['id']!r}")
+    if str(record["Response"]).strip() not in ("0", "1"):
+        return Located(None, "Response", f"expected 0 (did not buy) or 1 (bought), got {record['Response']!r}")
+    when = record.get("observed_at") or default
+    try:
+        stamp = datetime.fromisoformat(when)
+    except ValueError:
+        return Located(None, "observed_at", f"expected an ISO date or time (2026-11-29 or 2026-11-29T08:30:00+01:00), "
+                                            f"got {when!r}")
+    stamp = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return {"id": int(text), "Response": int(record["Response"]), "observed_at": stamp.isoformat(timespec="seconds")}
+
+
+def unknown_customers(collection, ids: list[int], batch_size: int = 10_000) -> list[int]:
+    """The ids (of outcomes) that match no customer in `collection`, in order."""
+    found: set[int] = set()
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        found.update(d["_id"] for d in collection.find({"_id": {"$in": chunk}}, projection={"_id": True}))
+    return [i for i in ids if i not in found]
 
 
 def upsert_outcomes(collection, outcomes: pd.DataFrame, batch_size: int = BATCH_SIZE) -> dict:
@@ -260,11 +282,17 @@ class Progress:
         self.bar.update(amount)
         if self.enabled and not self.tty and time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            print(f"{self.what}: {self.done:,} of {self.total:,} {self.unit} ({self.done / max(self.total, 1):.0%})",
-                  file=sys.stderr, flush=True)
+            self._line()
+
+    def _line(self) -> None:
+        print(f"{self.what}: {self.done:,} of {self.total:,} {self.unit} ({self.done / max(self.total, 1):.0%})",
+              file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """The bar's end; off a terminal, the last line too (the periodic ones stop wherever they were)."""
         self.bar.close()
+        if self.enabled and not self.tty:
+            self._line()
 
 
 def load_csv(collection, path: str, batch_size: int = BATCH_SIZE, rows: int = CHUNK_ROWS,

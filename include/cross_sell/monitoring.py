@@ -19,7 +19,6 @@ alerts for the caller to send.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import numpy as np
 
 from . import objects, skew
 from .contracts import Artifact, Monitored, Scored
+from .pages import png, render
 from .registry import NoChampionYet
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,14 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
     if champion is None:
         raise NoChampionYet("no champion yet: nothing to monitor (cross_sell_training pushes the first)")
     result = {"day": day.isoformat(), "champion": champion.version, "skew": None, "prediction_psi": None,
-              "realized": None}
+              "realized": None, "missing": {}}
     alerts: list[str] = []
     samples = samples if samples is not None else pd.DataFrame()
-    if len(samples):
+    if not len(samples):
+        result["missing"]["skew"] = (
+            f"no sampled serving rows on {day} (serving-samples/date={day}/): the service writes them when "
+            "SERVING_SAMPLE_RATE > 0 and it answers requests (locally: python -m devstack services --serve)")
+    else:
         version, found = skew.report(registry, samples, None, skew_thresholds)
         result["skew"] = {"rows": int(len(samples)), "drifted": found.drifted,
                           "distances": {f.feature: round(f.distance, 4) for f in found.features}}
@@ -112,22 +116,29 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
         if psi is not None and psi > PSI_LIMIT:
             alerts.append(f"prediction drift on {day}: PSI {psi:.3f} of served probabilities (> {PSI_LIMIT})")
     observed = outcomes_of(outcomes, day)
-    if len(observed):
-        run = latest_before(scoring_runs, day)
-        if run is not None:
-            scores = _read_scores(registry.s3, registry.bucket, run["scores"])
-            joined = observed.merge(scores, on="id", how="inner")
-            threshold = registry.manifest(run["model_version"])["threshold"]  # that model's own, verified
-            figures = realized(joined["Response"].to_numpy(dtype=int), joined["probability"].to_numpy(),
-                               threshold, (joined["decile"] == 1).to_numpy())
-            result["realized"] = {**figures, "scored_by": run["model_version"], "scored_at": run["scored_at"],
-                                  "outcomes": int(len(observed))}
-            if figures["roc_auc"] is not None and figures["roc_auc"] < min_roc_auc:
-                alerts.append(f"realized ROC-AUC {figures['roc_auc']:.3f} on {day} < {min_roc_auc} "
-                              f"({len(joined):,} outcomes, scores of {run['model_version']})")
-            if figures["precision_at_threshold"] is not None and figures["precision_at_threshold"] < min_precision:
-                alerts.append(f"realized precision {figures['precision_at_threshold']:.3f} on {day} < "
-                              f"{min_precision}")
+    run = latest_before(scoring_runs, day) if len(observed) else None
+    if not len(observed):
+        result["missing"]["realized"] = (
+            f"no outcomes observed on {day} in {outcomes.name}: load what contacted customers did with "
+            "python -m cross_sell load-outcomes --csv outcomes.csv (id, Response[, observed_at])")
+    elif run is None:
+        result["missing"]["realized"] = (f"{len(observed):,} outcomes on {day}, but no scoring run before the "
+                                         "day's end to compare them with (cross_sell_scoring runs after each "
+                                         "new champion and daily)")
+    else:
+        scores = _read_scores(registry.s3, registry.bucket, run["scores"])
+        joined = observed.merge(scores, on="id", how="inner")
+        threshold = registry.manifest(run["model_version"])["threshold"]  # that model's own, verified
+        figures = realized(joined["Response"].to_numpy(dtype=int), joined["probability"].to_numpy(),
+                           threshold, (joined["decile"] == 1).to_numpy())
+        result["realized"] = {**figures, "scored_by": run["model_version"], "scored_at": run["scored_at"],
+                              "outcomes": int(len(observed))}
+        if figures["roc_auc"] is not None and figures["roc_auc"] < min_roc_auc:
+            alerts.append(f"realized ROC-AUC {figures['roc_auc']:.3f} on {day} < {min_roc_auc} "
+                          f"({len(joined):,} outcomes, scores of {run['model_version']})")
+        if figures["precision_at_threshold"] is not None and figures["precision_at_threshold"] < min_precision:
+            alerts.append(f"realized precision {figures['precision_at_threshold']:.3f} on {day} < "
+                          f"{min_precision}")
     return result, alerts
 
 
@@ -186,13 +197,13 @@ def _read_scores(s3, bucket: str, scores: Artifact):
 
 
 def trend_report(days: list[dict]) -> str:
-    """One self-contained HTML page: the trend of the daily figures (PNG embedded, no CDN)."""
+    """One self-contained HTML page: the trend of the daily figures (PNG embedded, no CDN), and what the
+    days lack (no samples, no outcomes, no scoring run) with how to provide it."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    labels = [d["day"] for d in days]
     series = {
         "realized ROC-AUC": [(d.get("realized") or {}).get("roc_auc") for d in days],
         "precision at threshold": [(d.get("realized") or {}).get("precision_at_threshold") for d in days],
@@ -203,30 +214,31 @@ def trend_report(days: list[dict]) -> str:
         "largest skew distance": [max((d.get("skew") or {}).get("distances", {}).values(), default=None)
                                   for d in days],
     }
-    figure, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
-    groups = (("realized ROC-AUC", "precision at threshold", "precision, top decile"),
-              ("observed rate", "mean predicted"), ("prediction PSI", "largest skew distance"))
-    for axis, names in zip(axes, groups, strict=True):
-        for name in names:
-            values = [np.nan if v is None else v for v in series[name]]
-            axis.plot(labels, values, marker="o", ms=3, label=name)
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
-    axes[-1].tick_params(axis="x", rotation=60)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-    image = base64.b64encode(buffer.getvalue()).decode()
-    rows = "".join(
-        f"<tr><td>{d['day']}</td><td>{d['champion']}</td>"
-        + "".join(f"<td>{'' if series[name][i] is None else f'{series[name][i]:.4f}'}</td>" for name in series)
-        + f"<td>{', '.join((d.get('skew') or {}).get('drifted', []))}</td></tr>"
-        for i, d in enumerate(days))
-    head = "".join(f"<th>{name}</th>" for name in series)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Cross-sell monitoring</title>"
-            f"<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}"
-            f"td,th{{border:1px solid #ccc;padding:.2rem .5rem;font-size:.9rem}}</style></head><body>"
-            f"<h1>Cross-sell model in production: the last {len(days)} days</h1>"
-            f"<img alt='trends' src='data:image/png;base64,{image}'>"
-            f"<table><tr><th>day</th><th>champion</th>{head}<th>skewed features</th></tr>{rows}</table>"
-            f"</body></html>")
+    groups = [names for names in (("realized ROC-AUC", "precision at threshold", "precision, top decile"),
+                                  ("observed rate", "mean predicted"), ("prediction PSI", "largest skew distance"))
+              if any(v is not None for name in names for v in series[name])]  # no empty plots
+    image = None
+    if groups:
+        figure, axes = plt.subplots(len(groups), 1, figsize=(11, 3.4 * len(groups)), sharex=True, squeeze=False)
+        positions = np.arange(len(days))  # numbers, not day strings: no "categorical units" log lines
+        for axis, names in zip(axes[:, 0], groups, strict=True):
+            for name in names:
+                axis.plot(positions, [np.nan if v is None else v for v in series[name]], marker="o", ms=3,
+                          label=name)
+            axis.legend(fontsize=8)
+            axis.grid(alpha=0.3)
+        axes[-1, 0].set_xticks(positions, [d["day"] for d in days], rotation=60)
+        image = png(figure, dpi=80)
+    missing = _latest_reasons(days)
+    rows = [{"day": d["day"], "champion": d["champion"], "values": [series[name][i] for name in series],
+             "drifted": (d.get("skew") or {}).get("drifted", [])} for i, d in enumerate(days)]
+    return render("monitoring_report.html.j2", days=days, names=list(series), rows=rows, image=image,
+                  missing=missing, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _latest_reasons(days: list[dict]) -> list[tuple[str, str]]:
+    """What the most recent days lack, one reason per kind (the latest day's wording)."""
+    latest: dict[str, str] = {}
+    for day in days:
+        latest.update(day.get("missing") or {})
+    return sorted(latest.items())

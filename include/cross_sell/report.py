@@ -6,26 +6,15 @@ embedded as PNG data URIs, so the report is one self-contained file next to the 
 
 from __future__ import annotations
 
-import base64
-import io
 from datetime import datetime, timezone
 
-import jinja2
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from . import evaluation, features, schema
-
-_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("cross_sell", "templates"),
-                                autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-
-
-def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+from .pages import png, render
 
 
 def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
@@ -64,16 +53,14 @@ def _figures(facts: dict[str, dict]) -> dict[str, str]:
                                         (calibration, "Calibration", "mean predicted probability", "observed rate")):
         axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
         axis.legend(loc="best", fontsize=8)
-    figures["curves"] = _png(figure)
-    plt.close(figure)
+    figures["curves"] = png(figure)
 
     figure, axes = plt.subplots(1, len(facts), figsize=(4.2 * len(facts), 3.6), squeeze=False)
     for axis, (name, fact) in zip(axes[0], facts.items(), strict=True):
         skm.ConfusionMatrixDisplay(np.asarray(fact["confusion"]), display_labels=["no", "yes"]).plot(
             ax=axis, colorbar=False, values_format="d")
         axis.set_title(f"{name} @ threshold {fact['metrics']['threshold']:.3f}")
-    figures["confusion"] = _png(figure)
-    plt.close(figure)
+    figures["confusion"] = png(figure)
 
     figure, axis = plt.subplots(figsize=(7, 4))
     names = [row["feature"] for row in facts["candidate"]["importance"]][::-1]
@@ -84,8 +71,7 @@ def _figures(facts: dict[str, dict]) -> dict[str, str]:
     axis.set_yticks(np.arange(len(names)) + width * (len(facts) - 1) / 2, names)
     axis.set(title="Permutation importance", xlabel="ROC-AUC drop when the feature is shuffled")
     axis.legend(fontsize=8)
-    figures["importance"] = _png(figure)
-    plt.close(figure)
+    figures["importance"] = png(figure)
     return figures
 
 
@@ -96,22 +82,21 @@ def public(facts: dict) -> dict:
 
 def evaluation_report(decision: dict, facts: dict[str, dict], run: dict) -> str:
     """The HTML report: `facts` maps "candidate" (and "champion" when there is one) to `model_facts`."""
-    return _TEMPLATES.get_template("evaluation_report.html.j2").render(
+    return render("evaluation_report.html.j2",
         decision=decision, facts=facts, figures=_figures(facts), run=run,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def validation_report(summary: dict, result: dict, run: dict) -> str:
     """The validation result as one self-contained HTML page (no CDN): each expectation, what was
-    observed, unexpected counts and sample values. `summary` is what `pipeline.validate` saves."""
+    observed, unexpected counts and sample values. `summary` is what `stages.validate` saves."""
     from .validation import SUITE_NAME, expectation_rows
 
-    return _TEMPLATES.get_template("validation_report.html.j2").render(
+    return render("validation_report.html.j2",
         summary=summary, failed=summary.get("failures", []), rows=expectation_rows(result), run=run,
         suite=SUITE_NAME, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def model_card(manifest: dict, facts: dict | None) -> str:
     """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`."""
-    return _TEMPLATES.get_template("model_card.md.j2").render(manifest=manifest, facts=facts,
-                                                             features=features, schema=schema)
+    return render("model_card.md.j2", manifest=manifest, facts=facts, features=features, schema=schema)

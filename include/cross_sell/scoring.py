@@ -252,6 +252,8 @@ def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_
             for customer, probability, label in zip(batch.ids, batch.probability, batch.labels, strict=True):
                 output.write(f"{customer},{float(probability)!r},{int(label)},{model_version},{scored_at.isoformat()}\n")
             scored, quarantined = scored + len(batch.ids), quarantined + len(batch.quarantined)
+    if not quarantined:
+        Path(quarantine).unlink()  # "quarantine": null means no such file
     return {"scored": scored, "quarantined": quarantined, "model_version": model_version, "out": out,
             "quarantine": quarantine if quarantined else None}
 

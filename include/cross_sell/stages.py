@@ -80,7 +80,8 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
         "result_key": result_key,
         "data_docs_key": f"{docs_key}/index.html",
     }
-    run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(summary["data_docs_key"])}
+    run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(summary["data_docs_key"]),
+           "result_uri": artifacts.uri(result_key)}
     html = report.validation_report(summary, outcome.result, run)
     summary["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")["key"]
     saved = artifacts.put_json(summary, "validation", "summary.json")
