@@ -28,6 +28,8 @@ def services(args) -> int:
     if not (keys / "signing.key").exists():
         signing.generate_key_pair(keys)
     state = None if args.in_memory else Path(args.state_dir)
+    if state:
+        state.mkdir(parents=True, exist_ok=True)
     mongo = local_services.start_mongo(args.mongo_port, db_path=str(state / "mongo.db") if state else "memory")
     s3 = local_services.start_s3(args.s3_port, bucket=settings.s3_bucket,
                                  state_file=str(state / "s3-requests.jsonl") if state else None)
@@ -47,7 +49,7 @@ def services(args) -> int:
         kept = f"kept in {state} across restarts" if state else "in memory: gone after Ctrl-C"
         lines = [f"MongoDB wire protocol on {mongo.url}, S3 on {s3.url} (bucket {settings.s3_bucket}); data {kept}."]
         if args.serve:
-            service, front = serve(env, public_key, args.serve_port, running)
+            service, front = serve(env, public_key, args.serve_port, running, env_file.parent)
             lines.append(f"Prediction service on {front.url} (the nginx front; /metrics only on the internal "
                          f"{service.url}); it serves the champion once training pushes one, and samples every "
                          "request row for the skew, shadow and monitoring reports.")
@@ -60,7 +62,7 @@ def services(args) -> int:
     return 0
 
 
-def serve(env: dict, public_key: Path, port: int, running: list):
+def serve(env: dict, public_key: Path, port: int, running: list, local: Path):
     """The prediction service on the local S3 registry, behind the nginx front on `port` (as compose runs
     it): every request row sampled, short polls and flushes, so a workstation closes the loop quickly."""
     settings = Settings.from_env()
@@ -68,10 +70,10 @@ def serve(env: dict, public_key: Path, port: int, running: list):
         {**{k: v for k, v in env.items() if k.startswith("AWS_")}, "CROSS_SELL_S3_BUCKET": settings.s3_bucket,
          "CROSS_SELL_S3_PREFIX": settings.s3_prefix, "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
          "SERVING_SAMPLE_RATE": "1.0", "SERVING_SAMPLE_FLUSH_SECONDS": "10", "SERVING_POLL_SECONDS": "5"},
-        log_path=str(ROOT / ".local" / "serving.log"), ready_path="/health")
+        log_path=str(local / "serving.log"), ready_path="/health")
     running.append(service)
     front = local_services.start_front(service.env["SERVING_SOCKET"], port=port,
-                                       workdir=str(ROOT / ".local" / "front"))
+                                       workdir=str(local / "front"))
     running.append(front)
     return service, front
 

@@ -14,10 +14,13 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.request
 
 import pytest
 
-from conftest import ROOT, scaled
+import browser
+from conftest import ROOT, scaled, skip_unless_available
+from cross_sell import schema
 from devstack import local_services
 from devstack.airflow_api import AirflowApi
 
@@ -44,15 +47,19 @@ def _sourced(env_file) -> dict:
 def readme_section(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CROSS_SELL_", "AWS_"))}
     env_file = tmp_path / "services.env"
+    front_port = local_services.free_port()
     terminal_1 = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "services", "--mongo-port", str(local_services.free_port()),
+        [sys.executable, "-m", "devstack", "services", "--serve", "--serve-port", str(front_port),
+         "--mongo-port", str(local_services.free_port()),
          "--s3-port", str(local_services.free_port()), "--env-file", str(env_file),
-         "--airflow-home", str(tmp_path / "airflow-ui"), "--signing-dir", str(tmp_path / "signing")],
+         "--airflow-home", str(tmp_path / "airflow-ui"), "--signing-dir", str(tmp_path / "signing"),
+         "--state-dir", str(tmp_path / "state")],
         env=clean, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     standalone = None
     try:
-        banner = [terminal_1.stdout.readline() for _ in range(3)]  # printed once both servers listen
-        assert "Ctrl-C stops both" in "".join(banner), banner
+        banner = [terminal_1.stdout.readline() for _ in range(4)]  # printed once every server listens
+        assert "Ctrl-C stops them all" in "".join(banner), banner
+        assert f"Prediction service on http://127.0.0.1:{front_port}" in "".join(banner), banner
         api_port = local_services.free_port()
         env = {**clean, **_sourced(env_file),
                # standalone starts its components as `airflow ...`: this interpreter's bin comes first
@@ -83,7 +90,7 @@ def readme_section(tmp_path):
 
         probe = AirflowApi(f"http://127.0.0.1:{api_port}", "", "")
         api = probe.wait(signed_in, scaled(180), "the API server and the admin password")
-        yield api, tmp_path
+        yield api, tmp_path, f"http://127.0.0.1:{front_port}"
     finally:
         if standalone is not None:
             _stop(standalone, group=True)  # standalone runs its components in its own session
@@ -91,7 +98,7 @@ def readme_section(tmp_path):
 
 
 def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_section):
-    api, tmp_path = readme_section
+    api, tmp_path, front = readme_section
     api.wait(lambda a: a.get(f"/api/v2/dags/{DAG_ID}"), scaled(120), "the DAG to be parsed")
     assert api.get(f"/api/v2/dags/{DAG_ID}")["is_paused"] is False  # no unpause step needed
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -107,3 +114,43 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
     assert "validation passed: 52/52 expectations passed" in validate_log
     assert "Skipping registering function" not in validate_log  # GX's noise stays out of the task log
     assert "decision: BLESS" in api.log(DAG_ID, run_id, "evaluate", 1)
+
+    # The loop closes on this machine (issue #21): the new champion is scored for the CRM, and the service
+    # that `devstack services --serve` runs answers with it through its front.
+    def scored(api):
+        runs = api.get("/api/v2/dags/cross_sell_scoring/dagRuns")["dag_runs"]
+        return next((r for r in runs if r["state"] in ("success", "failed")), None)
+
+    scoring = api.wait(scored, scaled(300), "the scoring run the new champion triggers", every=2.0)
+    assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring
+    champion = api.log(DAG_ID, run_id, "push", 1).split("champion is now ", 1)[1].split()[0]
+
+    def answered(_):
+        request = urllib.request.Request(f"{front}/predict", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"records": [schema.example_record()]}).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=scaled(10)) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError:
+            return None  # 503 until its poller has loaded the first champion
+        return body if body["model_version"] == champion else None
+
+    assert api.wait(answered, scaled(120), "the service to serve the new champion")["predictions"][0]["label"] in (0, 1)
+
+    # A first run without a red mark: no failed run of any DAG, no plugin or DAG import error, and the UI's
+    # home page (as a person sees it, in headless Chromium) says so.
+    assert api.get("/api/v2/dags/~/dagRuns?state=failed")["total_entries"] == 0
+    assert api.get("/api/v2/plugins/importErrors")["total_entries"] == 0
+    assert api.get("/api/v2/importErrors")["total_entries"] == 0
+    if browser.chromium() is None:
+        skip_unless_available("chromium is not installed (.ci/run installs it)")
+    with browser.Browser() as page:
+        page.set_cookie(api.url, "_token", api.token())
+        page.open(f"{api.url}/")
+        home = page.wait_for_text("Failed Dags", 90)
+        shot = page.screenshot(tmp_path / "airflow-home.png")
+        print(f"home page screenshot: {shot}")
+    assert re.search(r"(\d+)\s+Failed Dags", home).group(1) == "0", home[:3000]
+    assert "Import Error" not in home, home[:3000]  # the banner the UI shows for plugin or DAG import errors
+    assert all(part in home for part in ("MetaDatabase", "Scheduler", "Triggerer", "Dag Processor"))

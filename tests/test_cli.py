@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from serving_support import publish, train_model
 
 from conftest import SIGNING_KEY
 from cross_sell.__main__ import main as cli
 from cross_sell.registry import ModelRegistry
+from serving_support import publish, train_model
 
 
 @pytest.fixture

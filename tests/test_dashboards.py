@@ -10,12 +10,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from serving_support import PREFIX, promote, publish, train_model
 
 from conftest import ROOT, scaled
 from cross_sell import schema, synthetic
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
+from serving_support import PREFIX, promote, publish, train_model
 
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "cross-sell-serving.json"
 SCRAPE_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from serving_support import PREFIX, promote, publish, train_model
 
 from conftest import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 from cross_sell import signing, stages, synthetic
@@ -22,6 +21,7 @@ from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
 from cross_sell.signing import SignatureError
+from serving_support import PREFIX, promote, publish, train_model
 
 
 class _RunsACommand:

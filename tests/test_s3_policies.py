@@ -12,13 +12,13 @@ import urllib.request
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from serving_support import promote, publish, train_model
 
 from conftest import ROOT, SIGNING_PUBLIC_KEY
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
 from serving.champion import ChampionHolder
 from serving.sampling import RequestSampler
+from serving_support import promote, publish, train_model
 
 BUCKET, PREFIX = "policy-registry", "vehicle-insurance"
 

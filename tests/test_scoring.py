@@ -5,12 +5,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pytest
-from serving_support import PREFIX, promote, train_model
 
 from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import evaluation, schema, scoring, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
+from serving_support import PREFIX, promote, train_model
 
 SCORED_AT = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 CUSTOMERS = 6_000

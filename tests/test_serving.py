@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from serving_support import PREFIX, promote, publish, train_model
-from serving_support import session_signer as registry_signer
 
 from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import model_input, onnx_export, schema, synthetic
 from cross_sell.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
+from serving_support import PREFIX, promote, publish, train_model
+from serving_support import session_signer as registry_signer
 
 MAX_ROWS = 50
 

@@ -5,7 +5,6 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import PREFIX, promote, publish, train_model
 
 from cross_sell import schema
 from cross_sell.registry import ModelRegistry
@@ -13,6 +12,7 @@ from devstack import local_services
 from serving.app import create_app
 from serving.champion import ChampionHolder
 from serving.config import ServingConfig
+from serving_support import PREFIX, promote, publish, train_model
 
 FUZZ = settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
-from serving_support import PREFIX, promote, publish, train_model
 
 from conftest import scaled
 from cross_sell import schema
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
+from serving_support import PREFIX, promote, publish, train_model
 
 POLL_SECONDS = 1.0
 BODY = json.dumps({"records": [schema.example_record()]})

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from serving_support import PREFIX, promote, train_model
 
 from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import __main__ as cli
@@ -11,6 +10,7 @@ from cross_sell import drift, schema, skew, synthetic
 from cross_sell.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
+from serving_support import PREFIX, promote, train_model
 
 
 @pytest.fixture
