@@ -99,6 +99,7 @@ def main() -> None:
         topology = airflow_stack.start(
             work / "airflow", database=database, redis_db=redis_db, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=keys[0], public_key=keys[1], workers=2, api_port=local_services.free_port(),
+            statsd_port=local_services.free_port(),  # nobody listens: StatsD is fire-and-forget UDP
             admin_password=secrets.token_urlsafe(12),
             overrides={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(args.heartbeat_timeout),
                        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",

@@ -36,6 +36,7 @@ REPLACED = {
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY", "AIRFLOW_CONN_MONGO_DEFAULT", "AIRFLOW_CONN_AWS_DEFAULT",
     "AIRFLOW_CONN_CROSS_SELL_SIGNING", "CROSS_SELL_SIGNING_PUBLIC_KEY",
+    "AIRFLOW__METRICS__STATSD_HOST", "AIRFLOW__METRICS__STATSD_PORT",
 }
 SERVICES = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
             "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer"}
@@ -191,7 +192,7 @@ def local_settings(home: Path, api_port: int) -> dict[str, str]:
 
 
 def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: dict, signing_key: Path,
-          public_key: Path, workers: int = 2, api_port: int, admin_password: str,
+          public_key: Path, statsd_port: int, workers: int = 2, api_port: int, admin_password: str,
           overrides: dict | None = None, ready_timeout: float = 300.0) -> Topology:
     """Migrate a fresh metadata DB, create the admin user, start every process, wait until healthy."""
     import json
@@ -214,6 +215,8 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
         "AIRFLOW_CONN_CROSS_SELL_SIGNING": json.dumps({"conn_type": "generic",
                                                        "extra": {"key_file": str(signing_key)}}),
         "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),  # local_services.start_statsd_exporter
     }
     common = compose_environment("airflow-worker")
     unknown = set(replacements) - set(common)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 # Every wait for a server scales with this: a slow or loaded machine must give slow starts, not errors
@@ -146,6 +147,49 @@ def start_s3(port: int | None = None, bucket: str | None = None, state_file: str
     if bucket and not replay:
         create_bucket(service, bucket)
     return service
+
+
+def start_statsd_exporter(udp_port: int | None = None, http_port: int | None = None) -> Service:
+    """The StatsD-to-Prometheus stand-in (devstack/statsd_exporter.py) with compose's mapping file; its
+    `env["STATSD_PORT"]` is where Airflow sends, its url + /metrics what Prometheus scrapes."""
+    udp_port, http_port = udp_port or free_port(), http_port or free_port()
+    process = subprocess.Popen([sys.executable, "-m", "devstack.statsd_exporter", "--udp", str(udp_port),
+                                "--http", str(http_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                   filter(None, [ROOT, os.environ.get("PYTHONPATH")]))})
+    _wait_for_port(http_port, process, "statsd exporter")
+    return Service("statsd-exporter", http_port, process, f"http://127.0.0.1:{http_port}",
+                   {"STATSD_PORT": str(udp_port)})
+
+
+def start_prometheus(config_text: str, workdir: str | os.PathLike) -> Service:
+    """Debian's prometheus with this scrape config (compose's file, targets rewritten by the caller), its
+    data in `workdir`; its `query(expr)` answers PromQL through the HTTP API."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not os.path.exists(binary):
+        raise RuntimeError("prometheus is not installed (Debian: apt-get install prometheus)")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus.yml").write_text(config_text)
+    port = free_port()
+    log = open(workdir / "prometheus.log", "wb")
+    try:
+        process = subprocess.Popen([binary, f"--config.file={workdir / 'prometheus.yml'}",
+                                    f"--storage.tsdb.path={workdir / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log)
+    finally:
+        log.close()
+    _wait_for_port(port, process, "prometheus", 60)
+    return Service("prometheus", port, process, f"http://127.0.0.1:{port}")
+
+
+def prometheus_query(service: Service, expr: str) -> dict:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = f"{service.url}/api/v1/query?query={urllib.parse.quote(expr)}"
+    return json.loads(urllib.request.urlopen(url, timeout=scaled(10)).read())
 
 
 def s3_client_for(service: Service):

@@ -43,6 +43,7 @@ def main() -> int:
     if not (keys / "signing.key").exists():
         signing.generate_key_pair(keys)
     mongo, s3 = local_services.start_mongo(log_dir=str(ROOT / ".local")), local_services.start_s3(bucket="cross-sell")
+    statsd = local_services.start_statsd_exporter()  # compose runs prom/statsd-exporter
     topology = None
     try:
         print(f"loading {args.synthetic:,} synthetic customers into {mongo.url} ...", flush=True)
@@ -56,7 +57,7 @@ def main() -> int:
         topology = airflow_stack.start(
             local / "airflow", database="cross_sell_stack", redis_db=7, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=keys / "signing.key", public_key=keys / "signing.pub", workers=args.workers,
-            api_port=args.port, admin_password=password,
+            statsd_port=int(statsd.env["STATSD_PORT"]), api_port=args.port, admin_password=password,
             overrides={"CROSS_SELL_SCHEDULE": "none"})
         topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), 300, "the DAG to be parsed", 2.0)
         topology.api.unpause(DAG_ID)
@@ -64,7 +65,8 @@ def main() -> int:
         print(f"ready in {time.perf_counter() - started:.0f} s: http://127.0.0.1:{args.port}  user admin, "
               f"password {password}\n"
               f"{DAG_ID} is unpaused and runs when you trigger it (Trigger, with params if you like).\n"
-              f"Process logs: {local / 'airflow' / 'logs'}; S3 at {s3.url}.\nCtrl-C stops everything.", flush=True)
+              f"Process logs: {local / 'airflow' / 'logs'}; S3 at {s3.url}; Airflow's metrics (Prometheus "
+              f"format) at {statsd.url}/metrics.\nCtrl-C stops everything.", flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         print("stopping ...", flush=True)
     finally:
@@ -74,6 +76,7 @@ def main() -> int:
         airflow_stack.flush_redis(7)
         s3.stop()
         mongo.stop()
+        statsd.stop()
     return 0
 
 

@@ -4,9 +4,7 @@ compose file's scrape config (Debian's prometheus; only the target's address dif
 import json
 import re
 import shutil
-import subprocess
 import time
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -61,21 +59,15 @@ def test_every_metric_the_dashboard_queries_is_exported(service):
 
 
 def test_prometheus_scrapes_the_service_with_the_compose_scrape_config(service, tmp_path):
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if shutil.which("prometheus") is None:
         from conftest import skip_unless_available
 
         skip_unless_available("Debian's prometheus is not installed (.ci/run installs it)")
-    config = tmp_path / "prometheus.yml"
-    config.write_text(SCRAPE_CONFIG.read_text().replace("serving:8000", f"127.0.0.1:{service.port}"))
-    port = local_services.free_port()
-    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                                f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+    prometheus = local_services.start_prometheus(
+        SCRAPE_CONFIG.read_text().replace("serving:8000", f"127.0.0.1:{service.port}"), tmp_path)
     try:
         def query(expr: str) -> dict:
-            url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(expr)}"
-            return json.loads(urllib.request.urlopen(url, timeout=scaled(10)).read())
+            return local_services.prometheus_query(prometheus, expr)
 
         deadline, up = time.monotonic() + scaled(60), []
         while time.monotonic() < deadline and not up:
@@ -89,5 +81,4 @@ def test_prometheus_scrapes_the_service_with_the_compose_scrape_config(service, 
         for expr in _expressions():  # every panel's query is valid PromQL on the scraped data
             assert query(expr)["status"] == "success", expr
     finally:
-        process.terminate()
-        process.wait(timeout=scaled(30))
+        prometheus.stop()

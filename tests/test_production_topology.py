@@ -36,6 +36,7 @@ def stack(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("topology")
     mongo, s3 = local_services.start_mongo(), local_services.start_s3(bucket="cross-sell")  # compose's bucket
+    statsd = local_services.start_statsd_exporter()
     client = MongoClient(mongo.url)
     loader.upsert(client["insurance"]["customers"], synthetic.generate(ROWS, seed=11), progress=False)
     client.close()
@@ -46,6 +47,7 @@ def stack(tmp_path_factory):
         topology = airflow_stack.start(
             home / "airflow", database=database, redis_db=redis_db, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=private_key, public_key=public_key, workers=2, api_port=local_services.free_port(),
+            statsd_port=int(statsd.env["STATSD_PORT"]),
             admin_password=secrets.token_urlsafe(12),
             overrides={
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
@@ -58,9 +60,9 @@ def stack(tmp_path_factory):
         topology.api.unpause(DAG_ID)  # compose creates DAGs paused, as production should
         registry = ModelRegistry(local_services.s3_client_for(s3), "cross-sell", "vehicle-insurance",
                                  signing.ManifestVerifier.from_file(public_key))
-        yield {"topology": topology, "api": topology.api, "registry": registry, "s3": s3}
+        yield {"topology": topology, "api": topology.api, "registry": registry, "s3": s3, "statsd": statsd}
     finally:
-        airflow_stack.teardown(topology, database, redis_db, s3, mongo)
+        airflow_stack.teardown(topology, database, redis_db, s3, mongo, statsd)
 
 
 def _on_workers(api, run_id: str, workers: set[str]) -> dict:
@@ -143,3 +145,33 @@ def test_the_api_refuses_a_conf_that_breaks_the_params(stack):
     with pytest.raises(urllib.error.HTTPError) as refused:
         stack["api"].trigger(DAG_ID, {"min_roc_auc": 7})
     assert refused.value.code == 400 and "min_roc_auc" in refused.value.read().decode()
+
+
+def test_airflows_own_metrics_reach_prometheus_and_the_dashboard(stack, tmp_path):
+    """Issue #21: Airflow's StatsD metrics, through the exporter (its stand-in here, reading compose's
+    mapping file), scraped by Debian's prometheus with compose's scrape config; every panel of the Airflow
+    dashboard is valid PromQL, and the scheduler, task and run panels have data."""
+    import json
+
+    from conftest import ROOT
+
+    statsd = stack["statsd"]
+    config = (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text()
+    config = config.replace("statsd-exporter:9102", f"127.0.0.1:{statsd.port}")
+    prometheus = local_services.start_prometheus(config, tmp_path / "prometheus")
+    try:
+        def scraped(_):
+            found = local_services.prometheus_query(prometheus, 'up{job="airflow"} == 1')["data"]["result"]
+            return found or None
+
+        stack["api"].wait(scraped, scaled(90), "prometheus to scrape the exporter", every=1.0)
+        dashboard = json.loads((ROOT / "docker" / "grafana" / "dashboards" / "airflow.json").read_text())
+        answers = {target["expr"]: local_services.prometheus_query(prometheus, target["expr"])
+                   for panel in dashboard["panels"] for target in panel["targets"]}
+        assert all(answer["status"] == "success" for answer in answers.values()), answers
+        for metric in ("airflow_scheduler_heartbeat", 'airflow_ti_finish{dag_id="cross_sell_training",state="success"}',
+                       "airflow_executor_open_slots", "airflow_task_duration_count",
+                       'airflow_dagrun_duration_success_count{dag_id="cross_sell_training"}'):
+            assert local_services.prometheus_query(prometheus, metric)["data"]["result"], metric
+    finally:
+        prometheus.stop()
