@@ -221,7 +221,7 @@ def test_an_unknown_feature_in_the_thresholds_fails_at_once(stack, dag, capfd):
 
     run = dag.test(run_conf={"drift_thresholds": {"Agee": 0.1}})
     states = _states(run)
-    assert states["check_drift"] == "failed" and states["train"] == "upstream_failed", states
+    assert states["extract"] == "failed" and states["train"] == "upstream_failed", states  # the first task
     assert "unknown feature(s) ['Agee']; valid: Gender, Age" in capfd.readouterr().out
     with pytest.raises(ParamValidationError, match="drift_thresholds"):  # a limit that is no number: refused
         dag.test(run_conf={"drift_thresholds": {"Age": "high"}})

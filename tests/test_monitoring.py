@@ -178,3 +178,7 @@ def test_a_day_without_data_says_what_is_missing_and_how_to_provide_it(registry,
     assert "data:image/png" not in page and "No figure to draw yet" in page
     assert "What these days lack" in page and "load-outcomes" in page and "–" in page
     assert not [r for r in caplog.records if "categorical units" in r.getMessage()]
+    from cross_sell.params import ParamError  # a misspelt feature is refused, samples or not (issue #21)
+
+    with pytest.raises(ParamError, match=r"unknown feature\(s\) \['Agee'\]; valid: Gender"):
+        monitoring.run_day(DAY, registry, mongo_db["customer_outcomes"], skew_thresholds={"Agee": 0.1})

@@ -103,22 +103,11 @@ class DriftReport:
         return "\n".join(lines)
 
 
-class ThresholdError(NotRetryable):
-    """Per-feature limits naming a feature the model does not have, or a limit that is not a number >= 0."""
-
-
 def check_thresholds(thresholds: dict | None, what: str = "drift_thresholds") -> dict:
-    """`thresholds` if every key is a feature and every limit a number >= 0; ThresholdError naming the
-    offending keys and the valid ones otherwise (a misspelt feature must not be ignored)."""
-    thresholds = thresholds or {}
-    unknown = sorted(set(thresholds) - set(schema.FEATURES))
-    if unknown:
-        raise ThresholdError(f"{what}: unknown feature(s) {unknown}; valid: {', '.join(schema.FEATURES)}")
-    bad = {k: v for k, v in thresholds.items()
-           if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0}
-    if bad:
-        raise ThresholdError(f"{what}: limits must be numbers >= 0, got {bad}")
-    return thresholds
+    """`thresholds` if every key is a feature and every limit a number >= 0 (`params.check_feature_limits`)."""
+    from .params import check_feature_limits
+
+    return check_feature_limits(thresholds, what)
 
 
 def compare(reference: dict, frame: pd.DataFrame, thresholds: dict | None = None) -> DriftReport:

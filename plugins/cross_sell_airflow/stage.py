@@ -106,6 +106,9 @@ def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.s
     run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
                    dict(context["params"]))
     try:
+        from cross_sell import params
+
+        params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
         return call(importlib.import_module(module), run)
     except NotRetryable as failure:
         raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
