@@ -73,6 +73,9 @@ def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier, m
     assert cli(["champion", "rollback", "v1", "--reason", "drill", "--by", "alice"]) == 0
     rolled = _json(capsys)
     assert rolled["version"] == "v1" and rolled["by"] == "alice"
+    assert cli(["champion", "show"]) == 0
+    shown = _json(capsys)
+    assert shown["pointer"]["version"] == "v1" and shown["pointer"]["by"] == "alice" and shown["audit_problems"] == []
     assert cli(["champion", "history"]) == 0
     assert [(e["version"], e["action"]) for e in _json(capsys)] == [("v1", "promote"), ("v2", "promote"),
                                                                    ("v1", "rollback")]

@@ -196,7 +196,9 @@ def cmd_champion(args, settings: Settings) -> int:
         if champion is None:
             _print({"champion": None, "pointer": registry.uri(registry.pointer_key)})
         else:
-            _print({"pointer": champion.pointer, "manifest": registry.manifest(champion.version)})
+            _print({"pointer": champion.pointer, "manifest": registry.manifest(champion.version),
+                    "audit_problems": [p.message for p in registry.audit_problems(champion)]
+                    + registry.hidden_audit_records()})
     elif args.action == "history":
         _print(registry.history())
     else:
