@@ -85,7 +85,8 @@ SETTINGS = Settings.from_env()
 def cross_sell_training():
     @task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
     def extract() -> Extracted:
-        return run_stage(lambda stages, run: stages.extract(run.customer_documents(), run.artifacts))
+        return run_stage(lambda stages, run: stages.extract(run.customer_documents(), run.artifacts,
+                                                             suppression=run.suppression()))
 
     @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
     def validate(extracted: Extracted) -> Validated:

@@ -95,6 +95,7 @@ class ChampionHolder:
         self._current: LoadedModel | None = None
         self._etag: str | None = None
         self._failed: FailedLoad | None = None
+        self._unrecorded = None  # the served pointer, while its audit record has not been found
         self._refreshing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,6 +123,8 @@ class ChampionHolder:
     def _refresh(self) -> bool:
         champion = self.registry.champion(if_none_match=self._etag, key=self.pointer_key)
         if champion is UNCHANGED:
+            if self._unrecorded is not None:  # read between the pointer's write and its audit record's
+                self._check_audit(self._unrecorded)
             return False
         if champion is None or not champion.version:
             self.status.pointer_version = None
@@ -159,6 +162,8 @@ class ChampionHolder:
         pointer itself is signed by the training side)."""
         problems = self.registry.audit_problems(champion)
         self.status.pointer_problems = [{"kind": p.kind, "message": p.message} for p in problems]
+        # A record not there yet is looked for again on the next polls (its writer may be a moment behind).
+        self._unrecorded = champion if any(p.kind == "unrecorded" for p in problems) else None
         for problem in problems:
             log.error("champion pointer: %s", problem.message, extra={"pointer_problem": problem.kind})
         downgrade = next((p for p in problems if p.kind == "downgrade"), None)

@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from cross_sell import skew
+from cross_sell import objects, skew
 
 log = logging.getLogger(__name__)
 SHADOW_PIECE = 50  # rows the shadow scores between two chances for the request threads to run
@@ -84,7 +84,7 @@ class RequestSampler:
             key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
             body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
             try:
-                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+                objects.put(self.s3, self.bucket, key, body, "application/x-ndjson")
             except Exception:  # never let sampling break serving
                 log.exception("could not write %s sampled rows to s3://%s/%s", len(rows), self.bucket, key)
                 return None

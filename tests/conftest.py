@@ -85,7 +85,11 @@ def bucket(s3_server, request):
     """A fresh, versioned bucket per test."""
     import re
 
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "bucket"
+    import hashlib
+
+    # Readable, and unique per test and parameter set (a long name cut short would be shared).
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    name = (re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:45].strip("-") or "bucket") + "-" + digest
     local_services.create_bucket(s3_server, name)
     return name
 

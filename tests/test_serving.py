@@ -386,3 +386,19 @@ def test_health_fails_when_the_poller_has_died(registry):
     holder._thread.start()
     holder._thread.join()
     assert client.get("/health").status_code == 503
+
+
+def test_a_pointer_read_before_its_audit_record_is_written_is_checked_again(registry, s3):
+    """The pointer is written before its audit record: a poll in between sees "no audit record", and the
+    next polls look again (found in CI: /model kept the stale problem)."""
+    promote(registry, "v1")
+    app, client = _app(registry)
+    holder = app.extensions["champion"]
+    record = s3.get_object(Bucket=registry.bucket, Key=registry.audit_key(1))["Body"].read()
+    s3.delete_object(Bucket=registry.bucket, Key=registry.audit_key(1))  # as if its writer were a moment behind
+    holder._etag = None  # a fresh read of the same pointer
+    holder.refresh()
+    assert [p["kind"] for p in client.get("/model").json["pointer"]["problems"]] == ["unrecorded"]
+    s3.put_object(Bucket=registry.bucket, Key=registry.audit_key(1), Body=record)
+    assert holder.refresh() is False  # unchanged pointer (304), the record looked for again
+    assert client.get("/model").json["pointer"]["problems"] == []

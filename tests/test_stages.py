@@ -301,3 +301,18 @@ def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
     assert registry.shadow().version == challenger["version"] == result["shadow"]
     assert registry.champion().version == trained["version"]  # promotion stays the pipeline's decision
     assert registry.manifest(challenger["version"])["run_id"] == "other-data"  # signed and verified like any
+
+
+def test_every_object_written_is_encrypted_at_rest(run, s3, bucket):
+    """Issue #22: server-side encryption on every PUT the project makes (SSE-S3 here; SSE-KMS with
+    CROSS_SELL_S3_SSE=aws:kms), the run's artifacts, the registry's files, pointers and audit records."""
+    artifacts, registry = run["artifacts"], run["registry"]
+    decision = stages.evaluate(artifacts, registry, run["trained"], run["transformed"]["splits"]["test"], 0.7, 0.002)
+    stages.push(artifacts, registry, decision, run["trained"], run["extracted"], run["signer"])
+    versions = [v for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+                for v in page.get("Versions", [])]
+    assert len(versions) > 20 and {v["Key"].split("/")[1] for v in versions} >= {"runs", "models", "audit"}
+    unencrypted = [v["Key"] for v in versions
+                   if s3.head_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]).get(
+                       "ServerSideEncryption") != "AES256"]
+    assert unencrypted == []

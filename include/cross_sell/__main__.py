@@ -30,19 +30,26 @@ def cmd_load(args, settings: Settings) -> int:
     from . import loader, synthetic
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    from .suppression import Suppression, read_key
+
     client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
-        collection = client[args.database or settings.mongo_database][args.collection or settings.mongo_collection]
+        database = client[args.database or settings.mongo_database]
+        collection = database[args.collection or settings.mongo_collection]
+        # Erased customers stay out, whatever file they are in (refused without the key if anyone was erased).
+        erased = Suppression.from_collection(database[settings.erased_collection], read_key(settings.erasure_key_file))
         started = time.perf_counter()
         if args.csv:  # checked whole, then loaded, a chunk at a time: memory does not grow with the file
             say(f"checking {args.csv} against the data contract, then upserting it into "
                 f"{collection.database.name}.{collection.name} ...")
-            stats = loader.load_csv(collection, args.csv, batch_size=args.batch_size, progress=not args.quiet)
+            stats = loader.load_csv(collection, args.csv, batch_size=args.batch_size, progress=not args.quiet,
+                                    suppression=erased)
         else:
             say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
             frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
             say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
-            stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet)
+            stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet,
+                                  suppression=erased)
     finally:
         client.close()
     _print({**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2),

@@ -46,8 +46,8 @@ class RunArtifacts:
         recorded = Artifact(key=key, sha256=objects.sha256_file(path), bytes=Path(path).stat().st_size)
         # At most two 8 MB parts in flight: boto3's default of ten holds far more memory than a
         # scoring task needs for the rest of its work.
-        self.s3.upload_file(str(path), self.bucket, key,
-                            Config=TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2))
+        objects.upload(self.s3, self.bucket, key, path,
+                       TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2))
         return recorded
 
     def upload_dir(self, directory: str | Path, *parts: str) -> str:
@@ -59,7 +59,7 @@ class RunArtifacts:
 
     def put_bytes(self, body: bytes, content_type: str, *parts: str) -> Artifact:
         key = self.key(*parts)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        objects.put(self.s3, self.bucket, key, body, content_type)
         return objects.artifact(key, body)
 
     def put_json(self, payload: dict, *parts: str) -> Artifact:

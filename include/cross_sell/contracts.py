@@ -26,6 +26,7 @@ class Extracted(TypedDict):
     rows: int
     invalid_rows: int  # rows holding a value of the wrong type (kept in `_invalid_values`)
     fingerprint: str  # order-independent sha256 of the content
+    suppressed: int  # erased customers found in the collection and left out
 
 
 class Validated(TypedDict):
@@ -120,6 +121,7 @@ class Scored(TypedDict):
     summary: Artifact
     rows: int  # scored
     quarantined: int
+    excluded: dict[str, int]  # reason -> customers left out (no marketing consent, contacted recently)
     model_version: str
     scored_at: str
 
@@ -137,6 +139,7 @@ class Published(TypedDict):
     documents: int
     inserted: int
     updated: int
+    removed: int  # earlier scores of customers this run did not score
 
 
 # The monitoring DAG (cross_sell.monitoring).

@@ -37,6 +37,7 @@ class LoadStats:
     rows: int
     inserted: int
     updated: int
+    suppressed: int = 0  # erased customers in the input, not loaded (the suppression list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -296,29 +297,34 @@ class Progress:
 
 
 def load_csv(collection, path: str, batch_size: int = BATCH_SIZE, rows: int = CHUNK_ROWS,
-             progress: bool = True) -> LoadStats:
+             progress: bool = True, suppression=None) -> LoadStats:
     """Check the whole file, then upsert it a chunk at a time: a bad file writes nothing, and what is
     written is exactly what was checked (a private copy is checked and loaded)."""
-    inserted = updated = 0
+    inserted = updated = suppressed = 0
     with checked_copy(path, rows, progress) as (copy, total):
         bar = Progress(total, "upserting", progress)
         for frame in read_csv_chunks(copy, rows):
-            stats = upsert(collection, frame, batch_size, progress=False)
-            inserted, updated = inserted + stats.inserted, updated + stats.updated
+            stats = upsert(collection, frame, batch_size, progress=False, suppression=suppression)
+            inserted, updated, suppressed = (inserted + stats.inserted, updated + stats.updated,
+                                             suppressed + stats.suppressed)
             bar.update(len(frame))
         bar.close()
-    return LoadStats(rows=total, inserted=inserted, updated=updated)
+    return LoadStats(rows=total, inserted=inserted, updated=updated, suppressed=suppressed)
 
 
-def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progress: bool = True) -> LoadStats:
-    """Upsert every row of an already checked frame in batches (unordered bulk writes)."""
+def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progress: bool = True,
+           suppression=None) -> LoadStats:
+    """Upsert every row of an already checked frame in batches (unordered bulk writes); an erased customer
+    (`suppression`) is left out and counted, never loaded again."""
     from pymongo import ReplaceOne
 
     collection.create_index(schema.KEY, unique=True, name="customer_id_unique")
     inserted = updated = 0
+    suppressed = [0]
     bar = Progress(len(frame), "upserting", progress)
     batch = []
-    for document in documents(frame):
+    rows = documents(frame) if suppression is None else suppression.filter(documents(frame), suppressed)
+    for document in rows:
         batch.append(ReplaceOne({"_id": document["_id"]}, document, upsert=True))
         if len(batch) == batch_size:
             inserted, updated = _flush(collection, batch, inserted, updated)
@@ -328,7 +334,7 @@ def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progre
         inserted, updated = _flush(collection, batch, inserted, updated)
         bar.update(len(batch))
     bar.close()
-    return LoadStats(rows=len(frame), inserted=inserted, updated=updated)
+    return LoadStats(rows=len(frame), inserted=inserted, updated=updated, suppressed=suppressed[0])
 
 
 def _flush(collection, batch, inserted, updated):

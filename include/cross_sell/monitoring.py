@@ -170,7 +170,7 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
     result["alerts"] = alerts
     key = "/".join(p for p in (prefix, DAILY, f"{day.isoformat()}.json") if p)
     body = json.dumps(result, indent=2).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    objects.put(s3, bucket, key, body, "application/json")
     log.info("monitoring %s: %s", day, json.dumps({k: v for k, v in result.items() if k != "skew"}))
     return Monitored(day=day.isoformat(), daily=objects.artifact(key, body), alerts=alerts)
 
@@ -184,7 +184,7 @@ def build_report(s3, bucket: str, prefix: str, days: int = 30, today: Artifact |
     daily = [json.loads(objects.read_artifact(s3, bucket, today) if today and key == today["key"]
                         else objects.read(s3, bucket, key)[0]) for key in keys]
     key = "/".join(p for p in (prefix, REPORT) if p)
-    s3.put_object(Bucket=bucket, Key=key, Body=trend_report(daily).encode(), ContentType="text/html")
+    objects.put(s3, bucket, key, trend_report(daily).encode(), "text/html")
     return key
 
 

@@ -1,5 +1,7 @@
-"""Reading S3 objects safely: bounded by size before a byte of the body is read, and, for what one task
-hands to the next, checked against the sha256 and size its writer recorded.
+"""S3 objects, read and written safely. Reads are bounded by size before a byte of the body is read and,
+for what one task hands to the next, checked against the sha256 and size its writer recorded. Writes are
+encrypted at rest, every one: server-side encryption as CROSS_SELL_S3_SSE says (`AES256`, SSE-S3, by
+default; `aws:kms` with CROSS_SELL_S3_KMS_KEY_ID for SSE-KMS).
 
 The writer of a run's artifact returns an `Artifact` (key, sha256, bytes) that travels to the reader
 through XCom, which lives in Airflow's metadata database: someone who can write the bucket cannot change
@@ -10,6 +12,8 @@ sha256 differs after, naming the key and both hashes (`CustodyError`, which retr
 from __future__ import annotations
 
 import hashlib
+import os
+from functools import cache
 from pathlib import Path
 
 from .contracts import Artifact
@@ -51,9 +55,9 @@ def read(s3, bucket: str, key: str, max_bytes: int = MAX_JSON_BYTES, **get_args)
     return body, response
 
 
-def download(s3, bucket: str, key: str, path: str | Path, max_bytes: int) -> tuple[str, int]:
-    """Stream an object of at most `max_bytes` to `path`; its (sha256, size)."""
-    response = s3.get_object(Bucket=bucket, Key=key)
+def download(s3, bucket: str, key: str, path: str | Path, max_bytes: int, **get_args) -> tuple[str, int]:
+    """Stream an object of at most `max_bytes` to `path` (`get_args`: e.g. a VersionId); its (sha256, size)."""
+    response = s3.get_object(Bucket=bucket, Key=key, **get_args)
     stream = response["Body"]
     digest, size = hashlib.sha256(), 0
     try:
@@ -123,3 +127,26 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@cache
+def encryption() -> dict:
+    """The server-side-encryption arguments of every PUT (read once from the environment)."""
+    mode = os.environ.get("CROSS_SELL_S3_SSE", "AES256")
+    if mode == "aws:kms":
+        key = os.environ.get("CROSS_SELL_S3_KMS_KEY_ID")
+        return {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": key} if key else {})}
+    if mode != "AES256":
+        raise ValueError(f"CROSS_SELL_S3_SSE must be AES256 or aws:kms, not {mode!r}")
+    return {"ServerSideEncryption": "AES256"}
+
+
+def put(s3, bucket: str, key: str, body: bytes, content_type: str | None = None, **conditions) -> dict:
+    """PUT one object, encrypted at rest; `conditions` are passed on (IfMatch, IfNoneMatch, Object Lock...)."""
+    extra = {"ContentType": content_type} if content_type else {}
+    return s3.put_object(Bucket=bucket, Key=key, Body=body, **extra, **encryption(), **conditions)
+
+
+def upload(s3, bucket: str, key: str, path: str | Path, config=None) -> None:
+    """Upload a file (multipart when large), encrypted at rest."""
+    s3.upload_file(str(path), bucket, key, ExtraArgs=dict(encryption()), **({"Config": config} if config else {}))

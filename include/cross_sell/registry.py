@@ -326,6 +326,14 @@ class ModelRegistry:
             raise RegistryError(f"model {version} has no {self.ONNX} (pushed by an older release?)")
         return OnnxModel(onnx, manifest["threshold"], threads=threads), manifest
 
+    def versions(self) -> list[str]:
+        """Every version under models/ (by name: `training.version_for` names sort by training time)."""
+        root = self._key("models") + "/"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return sorted(common["Prefix"][len(root):].rstrip("/")
+                      for page in paginator.paginate(Bucket=self.bucket, Prefix=root, Delimiter="/")
+                      for common in page.get("CommonPrefixes", []))
+
     def champion_version(self) -> str:
         """The version the verified champion pointer names; RegistryError when there is none yet."""
         champion = self.champion()
@@ -439,17 +447,16 @@ class ModelRegistry:
         for name, body in files.items():
             key = self.version_file_key(version, name)
             if isinstance(body, Path):
-                self.s3.upload_file(str(body), self.bucket, key)
+                objects.upload(self.s3, self.bucket, key, body)
                 digests[name], sizes[name] = sha256_file(body), body.stat().st_size
             else:
-                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+                objects.put(self.s3, self.bucket, key, body)
                 digests[name], sizes[name] = sha256_bytes(body), len(body)
         manifest = {**manifest, "artifacts": digests, "artifact_bytes": sizes}
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=self.manifest_key(version), Body=body,
-                           ContentType="application/json")
-        self.s3.put_object(Bucket=self.bucket, Key=self.version_file_key(version, SIGNATURE),
-                           Body=signer.sign(body), ContentType="application/json")
+        objects.put(self.s3, self.bucket, self.manifest_key(version), body, "application/json")
+        objects.put(self.s3, self.bucket, self.version_file_key(version, SIGNATURE), signer.sign(body),
+                    "application/json")
         return manifest
 
     @staticmethod
@@ -497,8 +504,8 @@ class ModelRegistry:
         }
         condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=self.pointer_key, ContentType="application/json",
-                               Body=self._signed(record, signer), **condition)
+            objects.put(self.s3, self.bucket, self.pointer_key, self._signed(record, signer), "application/json",
+                        **condition)
         except ClientError as error:
             if _precondition_failed(error):
                 try:
@@ -525,8 +532,7 @@ class ModelRegistry:
             lock = {"ObjectLockMode": "COMPLIANCE",
                     "ObjectLockRetainUntilDate": datetime.now(timezone.utc) + timedelta(days=self.audit_lock_days)}
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                               IfNoneMatch="*", **lock)
+            objects.put(self.s3, self.bucket, key, body, "application/json", IfNoneMatch="*", **lock)
         except ClientError as error:
             if not _precondition_failed(error):
                 raise  # already recorded: a retry of the same change
@@ -541,15 +547,13 @@ class ModelRegistry:
         pipeline's: the shadow never answers a request."""
         self.manifest(version)
         record = {"kind": "shadow", "version": version, "reason": reason, "run_id": run_id, "updated_at": _now()}
-        self.s3.put_object(Bucket=self.bucket, Key=self.shadow_key, ContentType="application/json",
-                           Body=self._signed(record, signer))
+        objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
         return record
 
     def clear_shadow(self, signer: ManifestSigner, reason: str = "cleared") -> None:
         """No shadow any more (a pointer naming no version: the training side never deletes)."""
         record = {"kind": "shadow", "version": None, "reason": reason, "run_id": None, "updated_at": _now()}
-        self.s3.put_object(Bucket=self.bucket, Key=self.shadow_key, ContentType="application/json",
-                           Body=self._signed(record, signer))
+        objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
 
     def rollback(self, version: str, signer: ManifestSigner, reason: str = "manual rollback",
                  by: str | None = None, run_id: str | None = None) -> dict:

@@ -287,9 +287,21 @@ def decile_of(probability: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return 1 + np.sum(probability[:, None] < edges[None, :], axis=1)
 
 
+def _leave_out(documents: Iterable[dict], excluded: dict[int, str], counts: dict[str, int]) -> Iterator[dict]:
+    """`documents` without the customers `excluded` names (no consent, contacted recently), counted by reason."""
+    for document in documents:
+        reason = excluded.get(document.get(schema.KEY)) if excluded else None
+        if reason is None:
+            yield document
+        else:
+            counts[reason] = counts.get(reason, 0) + 1
+
+
 def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, model_version: str,
-          scored_at: datetime, calibration: dict | None = None, batch_rows: int = BATCH_ROWS) -> Scored:
-    """Score every customer (see the module doc); two passes over a local Parquet file, bounded memory."""
+          scored_at: datetime, calibration: dict | None = None, batch_rows: int = BATCH_ROWS,
+          excluded: dict[int, str] | None = None) -> Scored:
+    """Score every customer (see the module doc) but those `excluded` (id -> reason: `consent.excluded`);
+    two passes over a local Parquet file, bounded memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
@@ -299,6 +311,7 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
     histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     stamp = scored_at.isoformat()
     rows = quarantined = 0
+    left_out: dict[str, int] = {}  # reason -> customers neither scored nor listed
     # Waiting for documents; checking them into batches, scoring and writing; deciles and uploads.
     clock = {"reading": 0.0, "scoring": 0.0, "finishing": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,7 +336,8 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
         with pq.ParquetWriter(raw_path, raw_schema, use_dictionary=False, data_page_size=PAGE_BYTES) as writer, \
                 open(quarantine_path, "w") as bad, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as inference:
-            for scored in scored_batches(documents, model, batch_rows, clock, inference):
+            for scored in scored_batches(_leave_out(documents, excluded or {}, left_out), model, batch_rows, clock,
+                                         inference):
                 write(scored)
         clock["scoring"] = time.perf_counter() - started - clock["reading"]
         started = time.perf_counter()
@@ -349,7 +363,8 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
         scores = artifacts.upload_file(final_path, *SCORES)
         quarantine = artifacts.upload_file(quarantine_path, *QUARANTINE)
         clock["finishing"] = time.perf_counter() - started
-    summary = {"rows": rows, "quarantined": quarantined, "model_version": model_version, "scored_at": stamp,
+    summary = {"rows": rows, "quarantined": quarantined, "excluded": left_out, "model_version": model_version,
+               "scored_at": stamp,
                "decile_edges": edges.tolist(), "deciles": deciles.table(), "calibration": deciles.source}
     saved = artifacts.put_json(summary, "summary.json")  # the same bytes on a re-run: no clock in it
     artifacts.put_json({k: round(v, 3) for k, v in clock.items()}, "timing.json")  # for people and benchmarks
@@ -357,10 +372,12 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
              "scoring %.1f s (%s rows/s), deciles and uploads %.1f s", f"{rows:,}", model_version,
              f"{quarantined:,}", artifacts.uri(quarantine["key"]), clock["reading"], clock["scoring"],
              f"{(rows + quarantined) / max(clock['scoring'], 1e-9):,.0f}", clock["finishing"])
+    log.info("left out (neither scored nor on a campaign list): %s",
+             ", ".join(f"{n:,} {why}" for why, n in sorted(left_out.items())) or "nobody")
     log.info("lift and gain per decile (expected buyers per call from %s):\n%s", deciles.source,
              lift_table(summary["deciles"]))
     return Scored(scores=scores, quarantine=quarantine, summary=saved, rows=rows,
-                  quarantined=quarantined, model_version=model_version, scored_at=stamp)
+                  quarantined=quarantined, excluded=left_out, model_version=model_version, scored_at=stamp)
 
 
 def _probability(model: OnnxModel, matrix: np.ndarray) -> np.ndarray:
@@ -466,7 +483,10 @@ def publish(artifacts: RunArtifacts, scored: Scored, collection, batch_size: int
             inserted += result.upserted_count
             updated += result.matched_count
             documents += len(operations)
-    log.info("upserted %s scores into %s.%s (%s new, %s updated)", f"{documents:,}", collection.database.name,
-             collection.name, f"{inserted:,}", f"{updated:,}")
+    # Customers this run did not score (they objected, were erased, or were quarantined) keep no old score.
+    removed = collection.delete_many({"run_id": {"$ne": artifacts.run_id}}).deleted_count
+    log.info("upserted %s scores into %s.%s (%s new, %s updated); removed %s of customers this run did not "
+             "score", f"{documents:,}", collection.database.name, collection.name, f"{inserted:,}", f"{updated:,}",
+             f"{removed:,}")
     return Published(collection=f"{collection.database.name}.{collection.name}", documents=documents,
-                     inserted=inserted, updated=updated)
+                     inserted=inserted, updated=updated, removed=removed)

@@ -26,10 +26,28 @@ class Settings:
     scores_collection: str = "customer_scores"
     outcomes_collection: str = "customer_outcomes"  # {id, Response, observed_at}: what customers did
     monitoring_cron: str = "0 6 * * *"
+    housekeeping_cron: str = "0 4 * * *"  # retention (the cross_sell_housekeeping DAG)
     retry_delay_seconds: float = 15.0  # first pause before an I/O task retries (doubles each time)
     # > 0: each champion audit record is written under S3 Object Lock (COMPLIANCE) for this many days; the
     # bucket must have Object Lock enabled (compose's minio-init creates it so). 0: conditional writes only.
     audit_lock_days: int = 0
+    # Customer data an insurer may lawfully keep (docs/data-governance.md): days each class is kept...
+    retention_runs_days: int = 90  # training runs' snapshots and splits (unless a kept model used them)
+    retention_scores_days: int = 90  # scoring runs: scores, campaign lists, quarantine files
+    retention_samples_days: int = 30  # the service's sampled request rows
+    retention_reports_days: int = 400  # monitoring days
+    retention_keep_versions: int = 3  # ...and the last N registry versions keep their training runs
+    # Who may delete: the housekeeping user (retention, erasure), never the training side.
+    housekeeping_aws_conn_id: str = "aws_default"
+    # MongoDB connection of each role (compose: a user per role; locally one connection for all).
+    scoring_mongo_conn_id: str = "mongo_default"
+    monitoring_mongo_conn_id: str = "mongo_default"
+    erasure_mongo_conn_id: str = "mongo_default"
+    consent_collection: str = "customer_consent"  # {id, contact_allowed, updated_at}: marketing opt-outs
+    contacts_collection: str = "customer_contacts"  # {id, contacted_at}: who was called when
+    erased_collection: str = "erased_customers"  # the suppression list: keyed hashes of erased ids
+    # The secret key of those hashes (a file): whoever loads, extracts or erases customers needs it.
+    erasure_key_file: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -53,7 +71,21 @@ class Settings:
             scores_collection=env("CROSS_SELL_SCORES_COLLECTION", defaults.scores_collection),
             outcomes_collection=env("CROSS_SELL_OUTCOMES_COLLECTION", defaults.outcomes_collection),
             monitoring_cron=env("CROSS_SELL_MONITORING_CRON", defaults.monitoring_cron),
+            housekeeping_cron=env("CROSS_SELL_HOUSEKEEPING_CRON", defaults.housekeeping_cron),
             audit_lock_days=int(env("CROSS_SELL_AUDIT_LOCK_DAYS", defaults.audit_lock_days)),
+            retention_runs_days=int(env("CROSS_SELL_RETENTION_RUNS_DAYS", defaults.retention_runs_days)),
+            retention_scores_days=int(env("CROSS_SELL_RETENTION_SCORES_DAYS", defaults.retention_scores_days)),
+            retention_samples_days=int(env("CROSS_SELL_RETENTION_SAMPLES_DAYS", defaults.retention_samples_days)),
+            retention_reports_days=int(env("CROSS_SELL_RETENTION_REPORTS_DAYS", defaults.retention_reports_days)),
+            retention_keep_versions=int(env("CROSS_SELL_RETENTION_KEEP_VERSIONS", defaults.retention_keep_versions)),
+            housekeeping_aws_conn_id=env("CROSS_SELL_HOUSEKEEPING_AWS_CONN_ID", defaults.housekeeping_aws_conn_id),
+            scoring_mongo_conn_id=env("CROSS_SELL_SCORING_MONGO_CONN_ID", defaults.scoring_mongo_conn_id),
+            monitoring_mongo_conn_id=env("CROSS_SELL_MONITORING_MONGO_CONN_ID", defaults.monitoring_mongo_conn_id),
+            erasure_mongo_conn_id=env("CROSS_SELL_ERASURE_MONGO_CONN_ID", defaults.erasure_mongo_conn_id),
+            consent_collection=env("CROSS_SELL_CONSENT_COLLECTION", defaults.consent_collection),
+            contacts_collection=env("CROSS_SELL_CONTACTS_COLLECTION", defaults.contacts_collection),
+            erased_collection=env("CROSS_SELL_ERASED_COLLECTION", defaults.erased_collection),
+            erasure_key_file=env("CROSS_SELL_ERASURE_KEY_FILE") or None,
         )
 
 

@@ -35,6 +35,7 @@ from .errors import NotRetryable
 from .onnx_model import OnnxModel
 from .registry import Champion, ChampionChanged, IntegrityError, ModelRegistry, PointerError, RegistryError
 from .signing import ManifestSigner, SignatureError
+from .suppression import Suppression
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,20 @@ def _read_snapshot(artifacts: RunArtifacts, snapshot_ref: Artifact, tmp: str):
     return snapshot.read(str(artifacts.download(snapshot_ref, Path(tmp) / "snapshot.parquet")))
 
 
-def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS) -> Extracted:
+def extract(documents: Iterable[dict], artifacts: RunArtifacts, chunk_rows: int = snapshot.CHUNK_ROWS,
+            suppression: Suppression | None = None) -> Extracted:
+    """Stream the customers into the run's snapshot; erased customers (`suppression`) are left out."""
+    suppressed = [0]
+    if suppression is not None:
+        documents = suppression.filter(documents, suppressed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "snapshot.parquet"
         stats = snapshot.write(documents, str(path), chunk_rows=chunk_rows)
         written = artifacts.upload_file(path, *RAW)
     result = Extracted(snapshot=written, rows=stats.rows, invalid_rows=stats.invalid_rows,
-                       fingerprint=stats.fingerprint)
+                       fingerprint=stats.fingerprint, suppressed=suppressed[0])
+    if suppressed[0]:
+        log.warning("left out %s erased customer(s) still in the collection (the suppression list)", suppressed[0])
     artifacts.put_json(result, "raw", "snapshot.json")
     log.info("extracted %s rows (%s with wrongly typed values) to %s, fingerprint %s, sha256 %s",
              stats.rows, stats.invalid_rows, artifacts.uri(written["key"]), stats.fingerprint, written["sha256"])

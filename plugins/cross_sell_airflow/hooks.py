@@ -22,18 +22,18 @@ def customer_documents(settings: Settings, fields: tuple[str, ...] | None = None
         yield from collection.find({}, projection=projection, batch_size=settings.extract_batch_size)
 
 
-def s3_client(settings: Settings):
-    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+def s3_client(settings: Settings, aws_conn_id: str | None = None):
+    return S3Hook(aws_conn_id=aws_conn_id or settings.aws_conn_id).get_conn()
 
 
 def run_artifacts(settings: Settings, run_id: str) -> RunArtifacts:
     return RunArtifacts(s3_client(settings), settings.s3_bucket, settings.s3_prefix, run_id)
 
 
-def model_registry(settings: Settings) -> ModelRegistry:
+def model_registry(settings: Settings, aws_conn_id: str | None = None) -> ModelRegistry:
     """The registry, reading versions only through the public key (CROSS_SELL_SIGNING_PUBLIC_KEY)."""
-    return ModelRegistry(s3_client(settings), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env(),
-                         audit_lock_days=settings.audit_lock_days)
+    return ModelRegistry(s3_client(settings, aws_conn_id), settings.s3_bucket, settings.s3_prefix,
+                         ManifestVerifier.from_env(), audit_lock_days=settings.audit_lock_days)
 
 
 def manifest_signer(settings: Settings) -> ManifestSigner:

@@ -52,6 +52,14 @@ class StageRun:
         return manifest_signer(self.settings)
 
     @cached_property
+    def housekeeping_registry(self):
+        """The registry through the housekeeping user's connection: the one allowed to delete (retention,
+        erasure) and to read what it needs to decide."""
+        from cross_sell_airflow.hooks import model_registry
+
+        return model_registry(self.settings, aws_conn_id=self.settings.housekeeping_aws_conn_id)
+
+    @cached_property
     def scores_artifacts(self):
         """This run's folder under `<prefix>/scores/` (the scoring DAG)."""
         from cross_sell.artifacts import RunArtifacts
@@ -64,13 +72,21 @@ class StageRun:
 
         return customer_documents(self.settings, fields)
 
-    def collection(self, name: str):
-        """A MongoDB collection of the customers' database, open until the stage returns."""
+    def collection(self, name: str, conn_id: str | None = None):
+        """A MongoDB collection of the customers' database through `conn_id` (the DAG's role; default the
+        training side's), open until the stage returns."""
         from airflow.providers.mongo.hooks.mongo import MongoHook
 
-        hook = MongoHook(mongo_conn_id=self.settings.mongo_conn_id)
+        hook = MongoHook(mongo_conn_id=conn_id or self.settings.mongo_conn_id)
         self._closing.append(hook)
         return hook.get_collection(name, mongo_db=self.settings.mongo_database)
+
+    def suppression(self, conn_id: str | None = None):
+        """The erased customers' keyed hashes (`cross_sell.suppression`), to leave them out."""
+        from cross_sell.suppression import Suppression, read_key
+
+        return Suppression.from_collection(self.collection(self.settings.erased_collection, conn_id),
+                                           read_key(self.settings.erasure_key_file))
 
     @cached_property
     def _closing(self) -> list:

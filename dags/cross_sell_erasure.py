@@ -1,0 +1,69 @@
+"""
+### Vehicle-insurance cross-sell: erasure on request (GDPR art. 17)
+
+Triggered with params, never scheduled: `request` names a text file of customer ids (one per line) put
+under `<prefix>/erasure/requests/` (so no id is kept in Airflow's database), `reason` says why, `dry_run`
+only counts.
+
+* **erase** removes the customers from `customers`, `customer_scores`, `customer_outcomes`, the consent and
+  the contact history; rewrites every version of every object that holds their rows (snapshots, splits,
+  scores, campaign lists, quarantine files) without them, a row group at a time; adds their keyed hashes
+  to the suppression list (`load` and extraction leave them out from now on); writes a signed, write-once
+  erasure receipt (`erasure/receipts/`: the hashes, never the ids; what was removed where; old and new
+  sha256; who, when, why; the model versions trained on data that held them); deletes the request file.
+
+The run's triggering user is recorded as who asked. Connections: the housekeeping user's S3 connection
+(CROSS_SELL_HOUSEKEEPING_AWS_CONN_ID) and MongoDB's erasure user (CROSS_SELL_ERASURE_MONGO_CONN_ID).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, task
+
+from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow.defaults import dag_defaults
+from cross_sell_airflow.stage import run_stage
+
+SETTINGS = Settings.from_env()
+
+
+@dag(
+    dag_id="cross_sell_erasure",
+    schedule=None,
+    doc_md=__doc__,
+    tags=["cross-sell", "data-governance"],
+    **dag_defaults(timeout=timedelta(hours=6)),
+    params={
+        "request": Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9._/-]+$",
+                         description="The ids file's key, e.g. vehicle-insurance/erasure/requests/ticket-4711.txt"),
+        "reason": Param(type="string", minLength=3, description="Why (e.g. the ticket of the data subject's request)."),
+        "dry_run": Param(False, type="boolean", description="Find and count everything; change nothing."),
+    },
+)
+def cross_sell_erasure():
+    @task(multiple_outputs=False, retries=1, retry_delay=timedelta(minutes=1))
+    def erase() -> dict:
+        def call(erasure, run):
+            from airflow.sdk import get_current_context
+
+            from cross_sell.suppression import read_key
+
+            by = get_current_context()["dag_run"].triggering_user_name or "airflow"
+            conn = SETTINGS.erasure_mongo_conn_id
+            collections = {name: run.collection(name, conn) for name in (
+                SETTINGS.mongo_collection, SETTINGS.scores_collection, SETTINGS.outcomes_collection,
+                SETTINGS.consent_collection, SETTINGS.contacts_collection)}
+            return erasure.run_request(run.params["request"], registry=run.housekeeping_registry,
+                                       collections=collections, erased=run.collection(SETTINGS.erased_collection,
+                                                                                      conn),
+                                       key=read_key(SETTINGS.erasure_key_file), reason=run.params["reason"], by=by,
+                                       dry_run=run.params["dry_run"], signer=run.signer,
+                                       lock_days=SETTINGS.audit_lock_days)
+        return run_stage(call, module="cross_sell.erasure")
+
+    erase()
+
+
+cross_sell_erasure()
