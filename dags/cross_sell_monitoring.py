@@ -52,7 +52,8 @@ def cross_sell_monitoring():
         def call(monitoring, run):
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
                 run.run_started.date() - timedelta(days=1)
-            return monitoring.run_day(day, run.registry, run.collection(SETTINGS.outcomes_collection),
+            return monitoring.run_day(day, run.registry,
+                                      run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
                                       recorded_scores(before=day + timedelta(days=2)),
                                       run.params["min_roc_auc"], run.params["min_precision"],
                                       run.params["skew_thresholds"])

@@ -6,7 +6,9 @@
 Runs when `cross_sell_training` pushes a new champion (the `cross_sell_champion` Asset) and daily
 (`CROSS_SELL_SCORING_CRON`), or when triggered with params.
 
-* **score** streams every customer from MongoDB in batches, checks each against the schema's scoring
+* **score** leaves out every customer who objected to marketing (`customer_consent`; and, with
+  `exclude_contacted_days`, those contacted recently), counting who and why, streams the others from
+  MongoDB in batches, checks each against the schema's scoring
   environment (the id and the serving features; rows that fail go to `quarantine.jsonl` with their
   reasons and are counted, never scored), scores the rest with the champion through the service's own
   path (signed ONNX file, ONNX Runtime), and writes `scores/<run id>/scores.parquet` (id, probability,
@@ -54,15 +56,24 @@ SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHA
                                 description="If set, exactly this many customers instead of a share."),
         "batch_rows": Param(100_000, type="integer", minimum=1_000, maximum=1_000_000,
                             description="Customers per batch: memory grows with this, not with the base."),
+        "exclude_contacted_days": Param(None, type=["null", "integer"], minimum=1,
+                                        description="Also leave out customers contacted in the last N days "
+                                                    "(customer_contacts); those who objected are always left out."),
     },
 )
 def cross_sell_scoring():
     @task(multiple_outputs=False, **IO_RETRIES)
     def score() -> Scored:
         def call(scoring, run):
+            from cross_sell import consent
+
             model, version, calibration = scoring.served(run.registry, run.params["model"])
-            return scoring.score(run.customer_documents(scoring.FIELDS), run.scores_artifacts, model, version,
-                                 run.run_started, calibration, run.params["batch_rows"])
+            conn = SETTINGS.scoring_mongo_conn_id
+            excluded = consent.excluded(run.collection(SETTINGS.consent_collection, conn),
+                                        run.collection(SETTINGS.contacts_collection, conn),
+                                        run.params["exclude_contacted_days"], run.run_started)
+            return scoring.score(run.customer_documents(scoring.FIELDS, conn), run.scores_artifacts, model, version,
+                                 run.run_started, calibration, run.params["batch_rows"], excluded)
         return run_stage(call, module="cross_sell.scoring")
 
     @task(multiple_outputs=False, **IO_RETRIES)
@@ -74,7 +85,8 @@ def cross_sell_scoring():
     @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def publish(scored: Scored) -> Published:
         published = run_stage(lambda scoring, run: scoring.publish(
-            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection)), module="cross_sell.scoring")
+            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id)),
+            module="cross_sell.scoring")
         record_scores(scored)  # monitoring reads these scores back, checked against their recorded sha256
         return published
 

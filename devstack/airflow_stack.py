@@ -37,6 +37,8 @@ REPLACED = {
     "AIRFLOW__API__SECRET_KEY", "AIRFLOW_CONN_MONGO_DEFAULT", "AIRFLOW_CONN_AWS_DEFAULT",
     "AIRFLOW_CONN_CROSS_SELL_SIGNING", "CROSS_SELL_SIGNING_PUBLIC_KEY",
     "AIRFLOW__METRICS__STATSD_HOST", "AIRFLOW__METRICS__STATSD_PORT",
+    "AIRFLOW_CONN_MONGO_SCORING", "AIRFLOW_CONN_MONGO_MONITORING", "AIRFLOW_CONN_MONGO_ERASURE",
+    "AIRFLOW_CONN_AWS_HOUSEKEEPING", "CROSS_SELL_ERASURE_KEY_FILE",
 }
 SERVICES = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
             "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer"}
@@ -208,10 +210,14 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
         "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps({"conn_type": "mongo", "host": host, "port": int(port)}),
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+        # nx-27017 has no users: every MongoDB role is the same local connection here.
+        **{f"AIRFLOW_CONN_MONGO_{role}": json.dumps({"conn_type": "mongo", "host": host, "port": int(port)})
+           for role in ("DEFAULT", "SCORING", "MONITORING", "ERASURE")},
+        **{f"AIRFLOW_CONN_AWS_{role}": json.dumps({
             "conn_type": "aws", "login": s3_env["AWS_ACCESS_KEY_ID"], "password": s3_env["AWS_SECRET_ACCESS_KEY"],
-            "extra": {"endpoint_url": s3_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}}),
+            "extra": {"endpoint_url": s3_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}})
+           for role in ("DEFAULT", "HOUSEKEEPING")},
+        "CROSS_SELL_ERASURE_KEY_FILE": str(_erasure_key(home)),
         "AIRFLOW_CONN_CROSS_SELL_SIGNING": json.dumps({"conn_type": "generic",
                                                        "extra": {"key_file": str(signing_key)}}),
         "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
@@ -298,6 +304,13 @@ def _healthy(api: AirflowApi) -> bool:
     health = api._request("GET", "/api/v2/monitor/health", auth=False)
     return all(health.get(part, {}).get("status") == "healthy"
                for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
+
+
+def _erasure_key(home: Path) -> Path:
+    from cross_sell.suppression import make_key
+
+    path = home / "erasure.key"
+    return path if path.exists() else make_key(path)
 
 
 def _fernet_key() -> str:

@@ -83,9 +83,8 @@ def mongo_db(mongo_server, request):
 @pytest.fixture
 def bucket(s3_server, request):
     """A fresh, versioned bucket per test."""
-    import re
-
     import hashlib
+    import re
 
     # Readable, and unique per test and parameter set (a long name cut short would be shared).
     digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]

@@ -295,3 +295,92 @@ def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, 
     assert str(run.state) == "success", _states(run)
     sent = [a for a in alert_sink if a["kind"] == "monitoring" and "downgrade" in a["reason"]]
     assert len(sent) == 1 and f"change {champion.pointer['sequence'] + 1}" in sent[0]["reason"]
+
+
+def _ids_in(s3, bucket: str, key: str, version_id: str) -> set[int]:
+    """Customer ids an object version holds, read independently of the erasure code: Parquet `id` columns,
+    CSV `id` columns, JSON lines' `id` fields, and `"id": N` anywhere in a JSON document."""
+    import csv
+    import io
+    import re
+
+    import pyarrow.parquet as pq
+
+    body = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
+    if key.endswith(".parquet"):
+        table = pq.read_table(io.BytesIO(body))
+        return set(table.column("id").to_pylist()) if "id" in table.column_names else set()
+    text = body.decode("utf-8", "replace")
+    if key.endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return {int(r["id"]) for r in rows if r.get("id", "").isdigit()}
+    return {int(m) for m in re.findall(r'"id":\s*(\d+)', text)}
+
+
+def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, dag, tmp_path, monkeypatch):
+    """Issue #22: three customers erased through the cross_sell_erasure DAG: gone from every collection and
+    every object version in the bucket, a signed receipt holding no id, and a new load, training run and
+    scoring run do not bring them back; the champion still verifies."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cross_sell.registry import record_bytes
+    from cross_sell.suppression import Suppression, make_key, read_key
+
+    registry, settings, collection = stack["registry"], stack["settings"], stack["collection"]
+    key_file = make_key(tmp_path / "erasure.key")
+    monkeypatch.setenv("CROSS_SELL_ERASURE_KEY_FILE", str(key_file))
+    gone = [21, 22, 23]
+    database = collection.database
+    database[settings.outcomes_collection].insert_many(
+        [{"_id": i, "id": i, "Response": 1, "observed_at": "2026-11-30T00:00:00+00:00"} for i in gone],
+        ordered=False) if not database[settings.outcomes_collection].find_one({"_id": 21}) else None
+    holding = [v for page in registry.s3.get_paginator("list_object_versions").paginate(Bucket=registry.bucket)
+               for v in page.get("Versions", [])]
+    assert any(set(gone) & _ids_in(registry.s3, registry.bucket, v["Key"], v["VersionId"])
+               for v in holding if v["Key"].endswith(".parquet"))  # the runs so far hold them
+    request = f"{settings.s3_prefix}/erasure/requests/ticket-4711.txt"
+    registry.s3.put_object(Bucket=registry.bucket, Key=request, Body="\n".join(map(str, gone)).encode())
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    run = bag.dags["cross_sell_erasure"].test(run_conf={"request": request, "reason": "data subject request 4711"})
+    assert str(run.state) == "success", _states(run)
+
+    for name in (settings.mongo_collection, settings.scores_collection, settings.outcomes_collection):
+        assert database[name].count_documents({"_id": {"$in": gone}}) == 0, name
+    versions = [v for page in registry.s3.get_paginator("list_object_versions").paginate(Bucket=registry.bucket)
+                for v in page.get("Versions", [])]
+    holders = {(v["Key"], v["VersionId"]) for v in versions
+               if set(gone) & _ids_in(registry.s3, registry.bucket, v["Key"], v["VersionId"])}
+    assert holders == set(), sorted(holders)[:5]
+    assert not [v for v in versions if v["Key"] == request]  # the request (the ids) is gone too
+    [receipt_key] = [v["Key"] for v in versions if "/erasure/receipts/" in v["Key"]]
+    document = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=receipt_key)["Body"].read())
+    receipt = document["record"]
+    import base64
+
+    registry.verifier.verify(record_bytes(receipt), base64.b64decode(document["signature"]), "receipt")
+    assert receipt["customers"] == 3 and len(receipt["customer_hashes"]) == 3 and receipt["by"]
+    assert receipt["reason"] == "data subject request 4711" and receipt["mongodb"][settings.mongo_collection] == 3
+    assert {o["action"] for o in receipt["objects"]} <= {"rewritten", "deleted"} and receipt["objects"]
+    assert all(o["old_sha256"] != o["new_sha256"] for o in receipt["objects"] if o["action"] == "rewritten")
+    champion = registry.champion()
+    assert champion.version in receipt["models_trained_on_their_data"]
+    assert not any(f'"id": {i}' in json.dumps(receipt) or f": {i}," in json.dumps(receipt) for i in gone)
+
+    # They do not come back: a new load of the same data, a new training run, a new scoring run.
+    erased = Suppression.from_collection(database[settings.erased_collection], read_key(key_file))
+    reloaded = loader.upsert(collection, synthetic.generate(ROWS, seed=101), progress=False, suppression=erased)
+    assert reloaded.suppressed == 3 and collection.count_documents({"_id": {"$in": gone}}) == 0
+    collection.insert_one({**collection.find_one({"_id": 24}, {"_id": False}), "_id": 21, "id": 21})  # planted
+    training = dag.test(run_conf={"promotion_margin": 0.0})
+    assert str(training.state) == "success", _states(training)
+    snapshot = _artifact(stack, training.run_id, "raw", "snapshot.json")
+    assert snapshot["suppressed"] == 1
+    assert not set(gone) & _ids_in(registry.s3, registry.bucket, snapshot["snapshot"]["key"],
+                                   registry.s3.head_object(Bucket=registry.bucket,
+                                                           Key=snapshot["snapshot"]["key"])["VersionId"])
+    collection.delete_one({"_id": 21})
+    scoring = bag.dags["cross_sell_scoring"].test()
+    assert str(scoring.state) == "success", _states(scoring)
+    assert database[settings.scores_collection].count_documents({"_id": {"$in": gone}}) == 0
+    served, _ = registry.served_model(registry.champion().version)  # the champion still verifies and serves
+    assert 0 <= served.probability(model_input.example())[0] <= 1

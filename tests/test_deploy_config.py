@@ -1,5 +1,6 @@
 """What can be checked of the container stack without a Docker engine."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -66,7 +67,7 @@ def test_no_credentials_in_the_compose_file():
     secrets = re.findall(r"^\s+([A-Z_]*(?:PASSWORD|SECRET|FERNET_KEY|API_KEY)[A-Z_]*):\s*(.+)$", text, re.M)
     assert len(secrets) >= 8
     for name, value in secrets:
-        assert value.startswith("${"), (name, value)
+        assert value.startswith(("${", "/run/secrets/")), (name, value)  # from .env, or a Docker secret file
 
 
 def test_services_named_in_the_docs_exist():
@@ -129,3 +130,39 @@ def test_least_privilege_and_loopback_are_what_users_copy():
     assert image_bind and "0.0.0.0" not in image_bind.group(1)
     minio_init = _compose()["services"]["minio-init"]["command"][0]
     assert "--with-lock" in minio_init  # the audit records can be put under Object Lock
+
+
+def test_each_component_gets_only_the_credentials_it_needs():
+    """Issue #22: compose gave every Airflow container, the api-server and flower included, the MongoDB root
+    user. Now only the Celery workers get connections, each MongoDB role is a user of its own, and only the
+    mongo image's first-start init holds root (nx-27017 has no auth: the init script and the wiring are
+    checked here, statically)."""
+    services = _compose()["services"]
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "flower",
+                 "airflow-init", "mongo-init"):
+        environment = services[name].get("environment") or {}
+        granted = {k for k in environment if k.startswith("AIRFLOW_CONN_") or k == "CROSS_SELL_SIGNING_PUBLIC_KEY"}
+        assert not granted, (name, granted)
+    worker = services["airflow-worker"]["environment"]
+    mongo = {k: v for k, v in worker.items() if k.startswith("AIRFLOW_CONN_MONGO_")}
+    users = {re.match(r"mongo://\$\{(MONGO_[A-Z]+_USER)", v).group(1) for v in mongo.values()}
+    assert users == {"MONGO_TRAINING_USER", "MONGO_SCORING_USER", "MONGO_MONITORING_USER", "MONGO_ERASURE_USER"}
+    text = COMPOSE.read_text()
+    root_users = {name for name, service in services.items() if "MONGO_ROOT" in json.dumps(service)}
+    assert root_users == {"mongo"}, root_users  # the image's own init, nobody else
+    assert "MONGO_LOADER_USER" in services["mongo-init"]["environment"]["MONGO_URI"]
+    script = (ROOT / "docker" / "mongo" / "init-users.js").read_text()
+    assert "./docker/mongo/init-users.js:/docker-entrypoint-initdb.d/init-users.js:ro" in text
+    for role in ("crossSellLoader", "crossSellTraining", "crossSellScoring", "crossSellMonitoring", "crossSellErasure"):
+        assert f"{role}:" in script, role
+    # Reading roles never remove: only the erasure and scoring roles have "remove", and only where they must.
+    assert script.count('"remove"') == 6 and 'on("customer_scores", [...WRITE, "remove"])' in script
+    assert services["airflow-worker"]["secrets"] == ["model_signing_key", "model_signing_public_key", "erasure_key"]
+
+
+def test_encryption_at_rest_is_on_by_default_in_compose():
+    services = _compose()["services"]
+    assert services["minio"]["environment"]["MINIO_KMS_SECRET_KEY_FILE"] == "/run/secrets/minio_kms_key"
+    assert "mc encrypt set sse-s3" in services["minio-init"]["command"][0]
+    assert "mc ilm import" in services["minio-init"]["command"][0]  # the retention lifecycle rules
+    assert _compose()["x-airflow-common"]["environment"]["CROSS_SELL_S3_SSE"] == "AES256"

@@ -36,7 +36,7 @@ def clients():
         iam = boto3.client("iam", endpoint_url=server.url, aws_access_key_id="setup", aws_secret_access_key="setup",
                            region_name="us-east-1")
         made = {}
-        for role in ("training", "serving"):
+        for role in ("training", "serving", "housekeeping"):
             iam.create_user(UserName=role)
             iam.put_user_policy(UserName=role, PolicyName=f"cross-sell-{role}", PolicyDocument=policy(role))
             key = iam.create_access_key(UserName=role)["AccessKey"]
@@ -60,13 +60,14 @@ def _denied(call) -> bool:
 
 
 def test_policies_are_valid_json_naming_only_the_registry():
-    for role in ("training", "serving"):
+    for role in ("training", "serving", "housekeeping"):
         document = json.loads(policy(role))
         resources = [r for statement in document["Statement"] for r in statement["Resource"]]
         assert all(r == f"arn:aws:s3:::{BUCKET}" or r.startswith(f"arn:aws:s3:::{BUCKET}/{PREFIX}/")
                    for r in resources), resources
         actions = {a for statement in document["Statement"] for a in statement["Action"]}
-        assert not any("Delete" in a or a.endswith("*") for a in actions), actions
+        assert not any(a.endswith("*") for a in actions), actions
+        assert any("Delete" in a for a in actions) == (role == "housekeeping"), (role, actions)
 
 
 def test_the_training_side_publishes_and_promotes_within_its_prefix(clients, signer, verifier):
@@ -99,3 +100,26 @@ def test_the_service_loads_the_champion_and_writes_samples_only(clients, signer,
     assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
     assert _denied(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX))
     assert str(SIGNING_PUBLIC_KEY).endswith(".pub")  # the service holds the public key only
+
+
+def test_only_the_housekeeping_user_deletes_and_only_customer_data(clients, signer, verifier):
+    """Issue #22: retention and erasure delete; the training side cannot (above), and the housekeeping user
+    can delete run, scoring and sample data, every version, but never the registry or the audit log."""
+    from datetime import datetime, timedelta, timezone
+
+    from cross_sell import retention
+
+    training = ModelRegistry(clients["training"], BUCKET, PREFIX, verifier)
+    publish(training, "v3", train_model(1), signer)
+    promote(training, "v3")
+    clients["training"].put_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/old-run/raw/snapshot.parquet", Body=b"rows")
+    s3 = clients["housekeeping"]
+    registry = ModelRegistry(s3, BUCKET, PREFIX, verifier)
+    later = datetime.now(timezone.utc) + timedelta(days=400)
+    planned = retention.plan(s3, BUCKET, PREFIX, registry, retention.Policy(keep_versions=0), now=later)
+    assert "old-run" in {d.unit for d in planned.deletions if d.data_class == "runs"}
+    record = retention.apply(s3, BUCKET, PREFIX, planned, by="policy test")  # deletes, records
+    assert record["deleted_object_versions"] >= 1
+    for key in (f"{PREFIX}/models/v3/model.onnx", f"{PREFIX}/champion.json", f"{PREFIX}/audit/champion/000000000001.json"):
+        assert _denied(lambda key=key: s3.delete_object(Bucket=BUCKET, Key=key)), key
+        assert _denied(lambda key=key: s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")), key

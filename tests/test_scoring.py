@@ -1,5 +1,6 @@
 """Batch scoring against the local S3 and MongoDB-wire servers: quarantine, deciles, campaign, write-back."""
 
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -228,3 +229,35 @@ def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(re
     expected = model.probability(model_input.from_rows(typed))
     np.testing.assert_allclose(np.concatenate([b.probability for b in batches]), expected, rtol=0, atol=1e-7)
     assert np.concatenate([b.labels for b in batches]).tolist() == model.labels(expected).tolist()
+
+
+def test_customers_who_objected_are_neither_scored_nor_on_any_campaign_list(registry, mongo_db):
+    """Issue #22: marketing consent. Opted-out customers (and, with the param, ones contacted recently) are
+    left out before anything is computed, counted by reason, and lose the scores they had for the CRM."""
+    from cross_sell import consent
+
+    model, version, calibration = scoring.served(registry)
+    artifacts = _run(registry, "consent")
+    everyone = scoring.score(iter(customers()), artifacts, model, version, SCORED_AT, calibration)
+    scoring.publish(artifacts, everyone, mongo_db["customer_scores"])
+    top = pd.read_parquet(_download(registry, everyone["scores"]["key"])).sort_values("probability").tail(50)
+    objected, called = top["id"].tolist()[:30], top["id"].tolist()[30:]
+    for customer in objected:
+        consent.record_consent(mongo_db["customer_consent"], customer, allowed=False)
+    consent.record_consent(mongo_db["customer_consent"], called[0], allowed=True)  # said yes: stays
+    mongo_db["customer_contacts"].insert_many([{"id": c, "contacted_at": "2026-11-29T10:00:00+00:00"}
+                                               for c in called[1:]])
+    excluded = consent.excluded(mongo_db["customer_consent"], mongo_db["customer_contacts"], contacted_within_days=7,
+                                now=SCORED_AT)
+    again = _run(registry, "consent-2")
+    scored = scoring.score(iter(customers()), again, model, version, SCORED_AT, calibration, excluded=excluded)
+    assert scored["excluded"] == {consent.OPTED_OUT: 30, consent.CONTACTED: 19}
+    assert scored["rows"] == everyone["rows"] - 49
+    listed = scoring.campaign(again, scored, top_share=None, top_n=200)
+    names = set(pd.read_csv(_download(registry, listed["csv_key"]))["id"])
+    assert not names & set(objected) and not names & set(called[1:]) and called[0] in names
+    assert not set(pd.read_parquet(_download(registry, scored["scores"]["key"]))["id"]) & set(objected)
+    published = scoring.publish(again, scored, mongo_db["customer_scores"])
+    assert published["removed"] == 49 and mongo_db["customer_scores"].count_documents({"_id": {"$in": objected}}) == 0
+    summary = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=scored["summary"]["key"])["Body"].read())
+    assert summary["excluded"] == scored["excluded"]

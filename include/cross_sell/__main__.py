@@ -1,4 +1,5 @@
-"""Command line: `python -m cross_sell {load,load-outcomes,evaluate,score,champion,shadow,skew,keygen} ...`.
+"""Command line: `python -m cross_sell {load,load-outcomes,evaluate,score,champion,shadow,skew,erase,retention,
+erasure-key,keygen} ...`.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -215,6 +216,64 @@ def cmd_champion(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_erase(args, settings: Settings) -> int:
+    """Erase customers everywhere (GDPR art. 17): MongoDB, every object version, a signed receipt."""
+    from pymongo import MongoClient
+
+    from . import erasure
+    from .suppression import read_key
+
+    ids = erasure.read_ids(args.ids_file)
+    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        database = client[settings.mongo_database]
+        collections = {name: database[name] for name in (settings.mongo_collection, settings.scores_collection,
+                                                         settings.outcomes_collection, settings.consent_collection,
+                                                         settings.contacts_collection)}
+        registry = _registry(settings)
+        done = erasure.erase(ids, s3=registry.s3, bucket=settings.s3_bucket, prefix=settings.s3_prefix,
+                             collections=collections, erased=database[settings.erased_collection],
+                             key=read_key(settings.erasure_key_file), registry=registry,
+                             request=args.request or os.path.splitext(os.path.basename(args.ids_file))[0],
+                             reason=args.reason, by=args.by, dry_run=args.dry_run,
+                             signer=None if args.dry_run else _signer(args), lock_days=settings.audit_lock_days)
+    finally:
+        client.close()
+    receipt = done.receipt()
+    _print({**{k: v for k, v in receipt.items() if k != "customer_hashes"},
+            "receipt_key": None if args.dry_run else erasure.receipt_key(settings.s3_prefix, done)})
+    return 0
+
+
+def cmd_retention(args, settings: Settings) -> int:
+    """The retention policy: its lifecycle rules, what it would delete now (plan), or delete it (apply)."""
+    from . import retention
+
+    policy = retention.Policy.from_settings(settings)
+    if args.action == "rules":
+        _print(retention.lifecycle_rules(policy, settings.s3_prefix))
+        return 0
+    registry = _registry(settings)
+    planned = retention.plan(registry.s3, settings.s3_bucket, settings.s3_prefix, registry, policy)
+    if args.action == "plan":
+        _print({"policy": policy.__dict__, **planned.summary()})
+        return 0
+    _print(retention.apply(registry.s3, settings.s3_bucket, settings.s3_prefix, planned, by=args.by))
+    return 0
+
+
+def cmd_erasure_key(args, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .suppression import make_key
+
+    if Path(args.file).exists() and not args.force:
+        raise UsageError(f"{args.file} exists (--force replaces it: every erased customer's hash would then "
+                         "be unrecognisable)")
+    _print({"erasure_key": str(make_key(args.file)), "set": f"CROSS_SELL_ERASURE_KEY_FILE={args.file}"})
+    return 0
+
+
 def cmd_skew(args, settings: Settings) -> int:
     """Sampled serving rows vs the training profile of the champion (or --version)."""
     from datetime import date
@@ -315,6 +374,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="report: where outcomes and customers are, for both models' realized metrics")
     _signing_argument(shadow)
     shadow.set_defaults(handler=cmd_shadow)
+
+    erase = sub.add_parser("erase", help="erase customers everywhere (GDPR art. 17), with a signed receipt")
+    erase.add_argument("--ids-file", required=True, help="customer ids, one per line")
+    erase.add_argument("--reason", required=True, help="why (e.g. the ticket of the request)")
+    erase.add_argument("--by", default=getpass.getuser(), help="who asked for it (recorded; default: you)")
+    erase.add_argument("--request", help="the request's name in the receipt (default: the file's name)")
+    erase.add_argument("--dry-run", action="store_true", help="find and count everything, change nothing")
+    erase.add_argument("--mongo-uri", default=mongo_uri())
+    _signing_argument(erase)
+    erase.set_defaults(handler=cmd_erase)
+
+    retention = sub.add_parser("retention", help="the retention policy: rules (S3 lifecycle), plan, or apply")
+    retention.add_argument("action", choices=("rules", "plan", "apply"))
+    retention.add_argument("--by", default=getpass.getuser(), help="apply: who (recorded)")
+    retention.set_defaults(handler=cmd_retention)
+
+    erasure_key = sub.add_parser("erasure-key", help="make the secret key of the erased customers' hashes")
+    erasure_key.add_argument("file")
+    erasure_key.add_argument("--force", action="store_true")
+    erasure_key.set_defaults(handler=cmd_erasure_key)
 
     keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
     keygen.add_argument("directory")

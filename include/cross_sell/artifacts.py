@@ -40,14 +40,9 @@ class RunArtifacts:
 
     # -- writing: each returns what the reader will check ---------------------------------------
     def upload_file(self, path: str | Path, *parts: str) -> Artifact:
-        from boto3.s3.transfer import TransferConfig
-
         key = self.key(*parts)
         recorded = Artifact(key=key, sha256=objects.sha256_file(path), bytes=Path(path).stat().st_size)
-        # At most two 8 MB parts in flight: boto3's default of ten holds far more memory than a
-        # scoring task needs for the rest of its work.
-        objects.upload(self.s3, self.bucket, key, path,
-                       TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2))
+        objects.upload(self.s3, self.bucket, key, path)
         return recorded
 
     def upload_dir(self, directory: str | Path, *parts: str) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import objects
 from .errors import NotRetryable
+from .memory import lean_allocators
 from .suppression import digest
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _versions(s3, bucket: str, key: str) -> list[dict]:
 
 def _filter_parquet(source: Path, target: Path, ids: np.ndarray, write: bool) -> tuple[int, int]:
     """(rows, rows of `ids`) of a Parquet file, row group by row group; `write`: the others to `target`."""
-    import pyarrow.compute as pc
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source)
@@ -126,7 +127,7 @@ def _filter_parquet(source: Path, target: Path, ids: np.ndarray, write: bool) ->
             hit = np.isin(table.column("id").to_numpy(zero_copy_only=False), ids)
             rows, removed = rows + table.num_rows, removed + int(hit.sum())
             if writer is not None:
-                writer.write_table(table.filter(pc.invert(pc.array(hit))) if hit.any() else table)
+                writer.write_table(table.filter(pa.array(~hit)) if hit.any() else table)
     finally:
         if writer is not None:
             writer.close()
@@ -200,6 +201,7 @@ def erase(ids: Iterable[int], *, s3, bucket: str, prefix: str, collections: dict
         raise ErasureError("an erasure needs a reason and who asked for it")
     if not dry_run and signer is None:
         raise ErasureError("an erasure receipt is signed: give the model-signing private key")
+    lean_allocators()  # every file is streamed: what a row group frees goes back
     id_set = set(ids.tolist())
     done = Erasure(request, reason, by, [digest(key, i) for i in ids], dry_run)
     query = {"_id": {"$in": ids.tolist()}}

@@ -147,6 +147,10 @@ def put(s3, bucket: str, key: str, body: bytes, content_type: str | None = None,
     return s3.put_object(Bucket=bucket, Key=key, Body=body, **extra, **encryption(), **conditions)
 
 
-def upload(s3, bucket: str, key: str, path: str | Path, config=None) -> None:
-    """Upload a file (multipart when large), encrypted at rest."""
-    s3.upload_file(str(path), bucket, key, ExtraArgs=dict(encryption()), **({"Config": config} if config else {}))
+def upload(s3, bucket: str, key: str, path: str | Path) -> None:
+    """Upload a file (multipart when large), encrypted at rest, with at most two 8 MB parts in flight:
+    boto3's default of ten holds far more memory than a streaming job needs for the rest of its work."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
+    s3.upload_file(str(path), bucket, key, ExtraArgs=dict(encryption()), Config=config)

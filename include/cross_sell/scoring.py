@@ -35,6 +35,7 @@ from . import evaluation, model_input, schema
 from .artifacts import RunArtifacts
 from .contracts import Campaign, Published, Scored
 from .errors import NotRetryable
+from .memory import lean_allocators
 from .onnx_model import OnnxModel
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ INFERENCE_ROWS = 5_000
 # Rows per row group of the scores files, and so per step of the second pass (read row group by row
 # group: `iter_batches` held ~10 MB more at 3.8M customers).
 PASS_ROWS = 20_000
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 FIELDS = tuple(schema.column_names(schema.SCORING))  # what is read of each customer document
 SCORES = ("scores.parquet",)
 QUARANTINE = ("quarantine.jsonl",)
@@ -210,26 +210,6 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _lean_allocators() -> None:
-    """Memory that a batch frees goes back to the system (the process is a scoring task or the CLI, so
-    the settings stay with the job that made them):
-    * Arrow's buffers (the Parquet writer and reader) from the C library's allocator: Arrow's default,
-      mimalloc, kept freed batches resident;
-    * glibc's mmap threshold fixed at its default 128 KiB: glibc otherwise raises it to the size of the
-      first large buffer freed, serves later ones from a heap it rarely gives back, and the peak
-      wandered by 2x from run to run (bench_scoring at 3.8M customers: 17-29 MB, fixed: 12-14 MB)."""
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-    except (OSError, AttributeError):
-        pass  # not glibc: the C library keeps its own policy
-
-
 def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_at: datetime,
               rows: int | None = None) -> dict:
     """`python -m cross_sell score`: a Kaggle-format CSV (the label, if present, is ignored) scored chunk
@@ -238,7 +218,7 @@ def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_
     from . import loader
 
     rows = rows or loader.CHUNK_ROWS  # the file's text cells, as the loader reads them
-    _lean_allocators()
+    lean_allocators()
     scorer = BatchScorer(model)
     scored = quarantined = 0
     quarantine = f"{out}.quarantine.jsonl"
@@ -307,7 +287,7 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _lean_allocators()
+    lean_allocators()
     histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     stamp = scored_at.isoformat()
     rows = quarantined = 0

@@ -40,6 +40,7 @@ from .suppression import Suppression
 log = logging.getLogger(__name__)
 
 RAW = ("raw", "snapshot.parquet")
+SPLIT_ROW_GROUP = 50_000  # rows per row group of the split files
 
 
 class UnreadableChampion(NotRetryable):
@@ -145,7 +146,8 @@ def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Tra
         written = {}
         for name, part in parts.items():
             path = Path(tmp) / f"{name}.parquet"
-            part.to_parquet(path, index=False)
+            # Row groups of bounded size: whoever streams a split (erasure) holds one group, not the split.
+            part.to_parquet(path, index=False, row_group_size=SPLIT_ROW_GROUP)
             written[name] = artifacts.upload_file(path, "features", f"{name}.parquet")
     rows = {name: len(part) for name, part in parts.items()}
     log.info("split %s rows into %s (seed %s)", len(frame), rows, seed)

@@ -14,10 +14,12 @@ from cross_sell.settings import Settings
 from cross_sell.signing import ManifestSigner, ManifestVerifier, SignatureError
 
 
-def customer_documents(settings: Settings, fields: tuple[str, ...] | None = None) -> Iterator[dict]:
-    """Stream the customers collection without `_id` (or only `fields`), `extract_batch_size` per round trip."""
+def customer_documents(settings: Settings, fields: tuple[str, ...] | None = None,
+                       conn_id: str | None = None) -> Iterator[dict]:
+    """Stream the customers collection without `_id` (or only `fields`), `extract_batch_size` per round trip,
+    through `conn_id` (the DAG's MongoDB role; default the training side's)."""
     projection = {"_id": False, **{name: True for name in fields or ()}}
-    with MongoHook(mongo_conn_id=settings.mongo_conn_id) as hook:
+    with MongoHook(mongo_conn_id=conn_id or settings.mongo_conn_id) as hook:
         collection = hook.get_collection(settings.mongo_collection, mongo_db=settings.mongo_database)
         yield from collection.find({}, projection=projection, batch_size=settings.extract_batch_size)
 

@@ -67,10 +67,10 @@ class StageRun:
         return RunArtifacts(self.artifacts.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id,
                             area="scores")
 
-    def customer_documents(self, fields: tuple[str, ...] | None = None):
+    def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None):
         from cross_sell_airflow.hooks import customer_documents
 
-        return customer_documents(self.settings, fields)
+        return customer_documents(self.settings, fields, conn_id)
 
     def collection(self, name: str, conn_id: str | None = None):
         """A MongoDB collection of the customers' database through `conn_id` (the DAG's role; default the
