@@ -174,7 +174,8 @@ def test_a_parsing_airflow_reports_no_plugin_or_dag_import_error(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
 
 
-@pytest.mark.parametrize("dag_id", ["cross_sell_training", "cross_sell_scoring", "cross_sell_monitoring"])
+@pytest.mark.parametrize("dag_id", ["cross_sell_training", "cross_sell_scoring", "cross_sell_monitoring",
+                                    "cross_sell_housekeeping"])
 def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_id):
     """Issue #21: a fresh `airflow standalone` ran scoring and monitoring for the last slot at once, before
     any champion existed. With no run yet, each DAG's first scheduled run is its next slot, not a past one."""
@@ -190,3 +191,17 @@ def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_id):
     first = coerce_to_core_timetable(timetable).next_dagrun_info(
         last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
     assert first.run_after > datetime.now(timezone.utc), (dag_id, first)
+
+
+def test_the_data_governance_dags():
+    """Issue #22: erasure only when triggered, with a request file and a reason, never retried on its own;
+    housekeeping daily; both alert on failure."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    erasure, housekeeping = bag.dags["cross_sell_erasure"], bag.dags["cross_sell_housekeeping"]
+    assert erasure.schedule is None and erasure.get_task("erase").retries == 0
+    assert set(erasure.params) == {"request", "reason", "dry_run"} and erasure.params["dry_run"] is False
+    assert housekeeping.timetable.expression == "0 4 * * *" and housekeeping.get_task("retain").retries >= 2
+    for dag in (erasure, housekeeping):
+        assert dag.get_task(dag.task_ids[0]).on_failure_callback and "data-governance" in dag.tags

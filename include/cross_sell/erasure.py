@@ -94,17 +94,20 @@ class Erasure:
                 "objects_scanned": len(self.objects), "models_trained_on_their_data": self.models}
 
 
-def row_objects(s3, bucket: str, prefix: str) -> Iterable[tuple[str, str]]:
-    """(key, format) of every object under the prefix that holds customer rows."""
+def row_objects(s3, bucket: str, prefix: str) -> Iterable[tuple[str, str, list[dict]]]:
+    """(key, format, every version) of every object under the prefix that holds customer rows; one listing
+    of the versions per area, not one per object."""
     root = f"{prefix}/" if prefix else ""
     for area in ("runs/", "scores/"):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root + area):
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(root):]
-                for pattern, kind in ROW_OBJECTS:
-                    if fnmatch.fnmatchcase(relative, pattern):
-                        yield item["Key"], kind
-                        break
+        versions: dict[str, list[dict]] = {}
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=root + area):
+            for version in page.get("Versions", []):
+                versions.setdefault(version["Key"], []).append(version)
+        for key, found in versions.items():
+            relative = key[len(root):]
+            kind = next((kind for pattern, kind in ROW_OBJECTS if fnmatch.fnmatchcase(relative, pattern)), None)
+            if kind is not None:
+                yield key, kind, found
 
 
 def _versions(s3, bucket: str, key: str) -> list[dict]:
@@ -212,8 +215,8 @@ def erase(ids: Iterable[int], *, s3, bucket: str, prefix: str, collections: dict
         done.mongodb[name] = count
     snapshots_holding = set()
     with tempfile.TemporaryDirectory(prefix="erasure-") as tmp:  # S3, every version
-        for object_key, kind in row_objects(s3, bucket, prefix):
-            for version in _versions(s3, bucket, object_key):
+        for object_key, kind, versions in row_objects(s3, bucket, prefix):
+            for version in versions:
                 found, rewritten = _scan_version(s3, bucket, version, kind, ids, id_set, Path(tmp),
                                                  rewrite=version["IsLatest"] and not dry_run)
                 if found.removed:
