@@ -12,7 +12,7 @@ WORKERS ?= 2
 
 # Quiet unless it fails: pip's output goes to $(VENV)/install.log and is shown only on an error.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@echo "installing into $(VENV) (about a minute; log in $(VENV)/install.log) ..."
+	@echo "installing into $(VENV) (1-4 minutes, depending on pip's cache; log in $(VENV)/install.log) ..."
 	@$(PYTHON) -m venv $(VENV)
 	@( $(BIN)/python -m pip install --upgrade pip \
 	   && $(BIN)/python -m pip install -r requirements.txt \
