@@ -120,6 +120,7 @@ def test_only_the_housekeeping_user_deletes_and_only_customer_data(clients, sign
     assert "old-run" in {d.unit for d in planned.deletions if d.data_class == "runs"}
     record = retention.apply(s3, BUCKET, PREFIX, planned, by="policy test")  # deletes, records
     assert record["deleted_object_versions"] >= 1
-    for key in (f"{PREFIX}/models/v3/model.onnx", f"{PREFIX}/champion.json", f"{PREFIX}/audit/champion/000000000001.json"):
+    for key in (f"{PREFIX}/models/v3/model.onnx", f"{PREFIX}/champion.json",
+                f"{PREFIX}/audit/champion/000000000001.json"):
         assert _denied(lambda key=key: s3.delete_object(Bucket=BUCKET, Key=key)), key
         assert _denied(lambda key=key: s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")), key
