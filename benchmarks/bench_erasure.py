@@ -22,15 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "include")]
+sys.path[:0] = [str(ROOT), str(ROOT / "include"), str(ROOT / "benchmarks")]
 
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_pipeline import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 
 
 def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, out: str) -> None:
@@ -63,16 +57,15 @@ def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, ou
     import ctypes
 
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    baseline, started = _status_mb("VmRSS"), time.perf_counter()
+    reset_peak_rss()
+    baseline, started = rss_mb(), time.perf_counter()
     done = erasure.erase(ids, s3=s3, bucket=bucket, prefix="vi", collections={"customers": database["customers"]},
                          erased=database["erased_customers"], key=key,
                          registry=registry, request="bench", reason="benchmark", by="bench", signer=signer)
     wall = time.perf_counter() - started
     changed = [f for f in done.objects if f.action != "kept"]
     Path(out).write_text(json.dumps({
-        "wall_seconds": wall, "baseline_mb": baseline, "peak_above_mb": _status_mb("VmHWM") - baseline,
+        "wall_seconds": wall, "baseline_mb": baseline, "peak_above_mb": peak_rss_mb() - baseline,
         "object_versions_scanned": len(done.objects), "object_versions_changed": len(changed),
         "rows_scanned": sum(f.rows for f in done.objects), "rows_removed": sum(f.removed for f in changed),
         "mongodb": done.mongodb}))
