@@ -30,7 +30,7 @@ def excluded(consent, contacts=None, contacted_within_days: int | None = None,
 
 
 def record_consent(collection, customer_id: int, allowed: bool, updated_at: str | None = None) -> None:
-    """One customer's current choice (the CRM writes these; tests and the CLI use this)."""
+    """One customer's current choice (the CRM writes these documents; this is their shape)."""
     stamp = updated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     collection.replace_one({"_id": int(customer_id)},
                            {"_id": int(customer_id), "id": int(customer_id), "contact_allowed": bool(allowed),

@@ -32,8 +32,6 @@ from .artifacts import safe_run_id
 
 log = logging.getLogger(__name__)
 
-CLASSES = {"runs": "runs/", "scores": "scores/", "serving_samples": "serving-samples/",
-           "reports": "monitoring/daily/"}
 NONCURRENT_DAYS = 1  # an older version of a retained object (rewritten by erasure, or overwritten)
 
 
