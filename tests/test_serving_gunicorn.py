@@ -26,6 +26,9 @@ def service(tmp_path, s3_server, s3, bucket, signer, verifier):
     env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": bucket, "CROSS_SELL_S3_PREFIX": PREFIX,
            "SERVING_POLL_SECONDS": str(POLL_SECONDS)}
     server = local_services.start_serving(env, workers=2, log_path=str(tmp_path / "gunicorn.log"))
+    # /ready answered from one worker; the other may still be loading. Both serve v1 before a test changes
+    # the champion, or a worker that boots late loads whatever the pointer says by then (a 503 if tampered).
+    assert _until_converged(server, "v1", []), "both workers did not come to serve v1"
     yield server, registry
     server.stop()
 
@@ -37,8 +40,8 @@ def _predict(connection) -> tuple[int, str | None]:
     return response.status, json.loads(body).get("model_version") if response.status == 200 else None
 
 
-def _until_converged(server, version: str, log: list, timeout: float = scaled(30)) -> None:
-    """Send requests until 40 in a row came from `version` (both workers answer in turn)."""
+def _until_converged(server, version: str, log: list, timeout: float = scaled(30)) -> bool:
+    """Send requests until 40 in a row came from `version` (both workers answer in turn); whether they did."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(10))
     in_a_row, deadline = 0, time.monotonic() + timeout
     while in_a_row < 40 and time.monotonic() < deadline:
@@ -47,6 +50,7 @@ def _until_converged(server, version: str, log: list, timeout: float = scaled(30
         in_a_row = in_a_row + 1 if served == version else 0
         if in_a_row == 0:
             time.sleep(0.005)
+    return in_a_row >= 40
 
 
 def test_hot_swap_under_load_drops_no_request(service):
@@ -81,7 +85,7 @@ def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(service, s3)
     promote(registry, "v3")
     time.sleep(POLL_SECONDS * 3)
     log: list = []
-    _until_converged(server, "v1", log, timeout=10)
+    _until_converged(server, "v1", log, timeout=scaled(10))
     assert {(status, version) for _, status, version in log} == {(200, "v1")}
     model = json.loads(_get(server, "/model"))
     assert model["version"] == "v1" and "does not match the signed manifest" in model["last_reload_error"]
