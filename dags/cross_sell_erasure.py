@@ -48,11 +48,8 @@ def cross_sell_erasure():
     @task(multiple_outputs=False, retries=0)
     def erase() -> dict:
         def call(erasure, run):
-            from airflow.sdk import get_current_context
-
             from cross_sell.suppression import read_key
 
-            by = get_current_context()["dag_run"].triggering_user_name or "airflow"
             conn = SETTINGS.erasure_mongo_conn_id
             collections = {name: run.collection(name, conn) for name in (
                 SETTINGS.mongo_collection, SETTINGS.scores_collection, SETTINGS.outcomes_collection,
@@ -60,7 +57,8 @@ def cross_sell_erasure():
             return erasure.run_request(run.params["request"], registry=run.housekeeping_registry,
                                        collections=collections, erased=run.collection(SETTINGS.erased_collection,
                                                                                       conn),
-                                       key=read_key(SETTINGS.erasure_key_file), reason=run.params["reason"], by=by,
+                                       key=read_key(SETTINGS.erasure_key_file), reason=run.params["reason"],
+                                       by=run.triggered_by,
                                        dry_run=run.params["dry_run"], signer=run.signer,
                                        lock_days=SETTINGS.audit_lock_days)
         return run_stage(call, module="cross_sell.erasure")

@@ -67,11 +67,15 @@ def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier, m
         publish(registry, version, train_model(1), signer)
     registry.set_champion("v1", None, "promote", signer, run_id="r1")
     registry.set_champion("v2", registry.champion().etag, "promote", signer, run_id="r2")
-    assert cli(["champion", "rollback", "v1", "--reason", "drill"]) == 2  # the pointer is signed: needs the key
+    assert cli(["champion", "rollback", "v1", "--reason", "drill", "--by", "alice"]) == 2  # signed: needs the key
     assert "needs the model-signing private key" in capsys.readouterr().err
     monkeypatch.setenv("CROSS_SELL_SIGNING_KEY", str(SIGNING_KEY))
+    assert cli(["champion", "rollback", "v1", "--reason", "drill"]) == 2  # who decided is not optional
+    assert "rollback needs --by NAME" in capsys.readouterr().err
     assert cli(["champion", "rollback", "v1", "--reason", "drill", "--by", "alice"]) == 0
-    rolled = _json(capsys)
+    out, err = capsys.readouterr()
+    rolled = json.loads(out)
+    assert "airflow dags trigger cross_sell_scoring" in err  # how the CRM's scores follow
     assert rolled["version"] == "v1" and rolled["by"] == "alice"
     assert cli(["champion", "show"]) == 0
     shown = _json(capsys)
@@ -79,9 +83,9 @@ def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier, m
     assert cli(["champion", "history"]) == 0
     assert [(e["version"], e["action"]) for e in _json(capsys)] == [("v1", "promote"), ("v2", "promote"),
                                                                    ("v1", "rollback")]
-    assert cli(["champion", "rollback", "v7"]) == 2
+    assert cli(["champion", "rollback", "v7", "--by", "alice"]) == 2
     assert "no model version 'v7'" in capsys.readouterr().err
-    assert cli(["champion", "rollback"]) == 2  # every refusal the same way: "error: ..." and exit 2
+    assert cli(["champion", "rollback", "--by", "alice"]) == 2  # every refusal the same way: "error: ..." and exit 2
     assert capsys.readouterr().err.startswith("error: rollback needs a VERSION")
 
 

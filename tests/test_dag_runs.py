@@ -111,6 +111,40 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     assert (after.version, after.etag) == (before.version, before.etag)
 
 
+def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_served(stack, signer):
+    """Issue #23: rollback through Airflow. Only a version that served before (not a never-promoted one, not
+    the current shadow) unless `force`; the audit record names the run and its user; the champion Asset is
+    its outlet, so scoring follows."""
+    import copy
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from serving_support import publish, train_model
+
+    registry = stack["registry"]
+    original = registry.champion()
+    rollback = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_rollback"]
+    assert [o.name for o in rollback.get_task("rollback").outlets] == ["cross_sell_champion"]
+    for version, seed in (("hotfix-1", 2), ("never-served", 3)):
+        publish(registry, version, train_model(seed), signer)
+    registry.set_champion("hotfix-1", original.etag, "promote", signer, run_id="hotfix", reason="drill")
+    registry.set_shadow("never-served", signer, reason="a challenger")
+
+    for version in ("never-served", "no-such-version"):
+        refused = copy.deepcopy(rollback).test(run_conf={"version": version, "reason": "drill"})
+        assert str(refused.state) == "failed" and registry.champion().version == "hotfix-1", version
+
+    run = copy.deepcopy(rollback).test(run_conf={"version": original.version, "reason": "hotfix-1 misbehaves"})
+    assert str(run.state) == "success", _states(run)
+    restored = registry.champion()
+    assert restored.version == original.version
+    record = registry.history()[-1]
+    assert record == restored.pointer
+    assert (record["action"], record["run_id"], record["by"], record["previous_version"], record["reason"]) == (
+        "rollback", run.run_id, "dag_test", "hotfix-1", "hotfix-1 misbehaves")  # dag.test's triggering user
+    registry.clear_shadow(signer)
+
+
 def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack, dag, monkeypatch, alert_sink):
     """Issue #20's first break, through Airflow: the splits relabelled in the bucket after `transform`
     (age >= 60 -> buyer) were trained on, blessed and signed. Now `train` refuses them, naming the key and

@@ -113,7 +113,7 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
     assert cli(["evaluate", "--csv", str(csv), "--model", "evil"]) == 2
     assert refusal in capsys.readouterr().err
     promote(registry, "v1")  # the training side puts v1 back, then someone tries to roll back to the plant
-    assert cli(["champion", "rollback", "evil", "--reason", "test"]) == 2
+    assert cli(["champion", "rollback", "evil", "--reason", "test", "--by", "mallory", "--force"]) == 2
     assert refusal in capsys.readouterr().err and registry.champion().version == "v1"
     assert not marker.exists()
 

@@ -109,6 +109,27 @@ def test_rollback_moves_the_pointer_and_is_audited(registry, tmp_path):
         registry.rollback("v9", registry.signer)
 
 
+def test_rollback_refuses_a_never_served_version_or_the_shadow_unless_forced(registry, tmp_path):
+    """Issue #23: `champion rollback` accepted a never-promoted shadow that scored below the champion."""
+    for version in ("v1", "v2", "challenger"):
+        _publish(registry, tmp_path, version, {"model": version})
+    registry.set_champion("v1", None, "promote", registry.signer, run_id="r1")
+    registry.set_champion("v2", registry.champion().etag, "promote", registry.signer, run_id="r2")
+    registry.set_shadow("challenger", registry.signer, reason="0.0038 below the champion")
+    with pytest.raises(RegistryError, match="never served as champion"):
+        registry.rollback("challenger", registry.signer, by="alice")
+    registry.set_shadow("v1", registry.signer, reason="v1 in shadow")
+    with pytest.raises(RegistryError, match="is the current shadow"):
+        registry.rollback("v1", registry.signer, by="alice")
+    assert registry.champion().version == "v2" and len(registry.history()) == 2
+    record = registry.rollback("challenger", registry.signer, by="alice", reason="decided", force=True)
+    assert record["note"] == {"forced": True} and registry.champion().version == "challenger"
+    # A retried rollback task whose first try wrote the pointer finds its own change, not an error.
+    again = registry.rollback("v2", registry.signer, by="bob", run_id="rb")
+    assert registry.rollback("v2", registry.signer, by="bob", run_id="rb") == again
+    assert [r["version"] for r in registry.history()] == ["v1", "v2", "challenger", "v2"]
+
+
 @pytest.mark.parametrize("planted", [b"[1]", b"null", b"7", b'{"version": "v1"}', b"not json",
                                      b'{"record": {"kind": "champion", "version": "../x", "sequence": 1}, '
                                      b'"signature": ""}'])

@@ -212,7 +212,13 @@ def cmd_champion(args, settings: Settings) -> int:
     else:
         if not args.version:
             raise UsageError("rollback needs a VERSION")
-        _print(registry.rollback(args.version, _signer(args), reason=args.reason, by=args.by))
+        if not args.by:
+            raise UsageError("rollback needs --by NAME (who decided: recorded in the audit trail)")
+        # Break-glass: the rollback DAG is the governed path (its run records the user and re-scores).
+        _print(registry.rollback(args.version, _signer(args), reason=args.reason, by=args.by, force=args.force))
+        print(f"champion is {args.version}; the CRM's scores still come from the previous model until the "
+              "scoring DAG runs: airflow dags trigger cross_sell_scoring (or roll back with the "
+              "cross_sell_rollback DAG, which re-scores by itself)", file=sys.stderr)
     return 0
 
 
@@ -347,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     champion.add_argument("action", choices=("show", "history", "rollback"))
     champion.add_argument("version", nargs="?")
     champion.add_argument("--reason", default="manual rollback")
-    champion.add_argument("--by", default=getpass.getuser(), help="rollback: who decided (recorded; default: you)")
+    champion.add_argument("--by", help="rollback: who decided (recorded in the audit trail; required)")
+    champion.add_argument("--force", action="store_true",
+                          help="rollback: also to a version that never served, or the current shadow")
     _signing_argument(champion)
     champion.set_defaults(handler=cmd_champion)
 

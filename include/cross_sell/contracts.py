@@ -114,6 +114,16 @@ class Shadowed(TypedDict):
     set_at: str
 
 
+class RolledBack(TypedDict):
+    """The rollback DAG's change: the champion record it wrote (`registry.rollback`)."""
+
+    version: str
+    previous_version: str | None
+    sequence: int
+    by: str
+    forced: bool
+
+
 # The scoring DAG (cross_sell.scoring).
 class Scored(TypedDict):
     scores: Artifact

@@ -555,10 +555,31 @@ class ModelRegistry:
         record = {"kind": "shadow", "version": None, "reason": reason, "run_id": None, "updated_at": _now()}
         objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
 
+    def served_versions(self) -> set[str]:
+        """Every version the audit trail records as champion at some time (a rollback's candidates)."""
+        return {record["version"] for record in self.history() if record.get("version")}
+
     def rollback(self, version: str, signer: ManifestSigner, reason: str = "manual rollback",
-                 by: str | None = None, run_id: str | None = None) -> dict:
+                 by: str | None = None, run_id: str | None = None, force: bool = False) -> dict:
+        """Point the champion back at `version`: one that served before, and not the current shadow (a
+        challenger that lost its comparison), unless `force` says a person decided otherwise (recorded)."""
         current = self.champion()
         if current is not None and current.version == version:
+            if run_id and current.pointer.get("run_id") == run_id:  # a retried task whose first try wrote it
+                return self.set_champion(version, current.etag, "rollback", signer, run_id=run_id, reason=reason,
+                                         by=by)
             raise RegistryError(f"{version} is already the champion")
+        self.manifest(version)  # an unknown or unsigned version is refused before anything else
+        if not force:
+            served = self.served_versions()
+            if version not in served:
+                named = ", ".join(sorted(served)) or "none"
+                raise RegistryError(f"{version} never served as champion (served: {named}); force it if a person "
+                                    "decided so")
+            shadow = self.shadow()
+            if shadow is not None and shadow.version == version:
+                raise RegistryError(f"{version} is the current shadow (a challenger that did not win its "
+                                    "comparison); force it if a person decided so")
+        note = {"forced": True} if force else None
         return self.set_champion(version, current.etag if current else None, "rollback", signer, run_id=run_id,
-                                 reason=reason, by=by)
+                                 reason=reason, by=by, note=note)

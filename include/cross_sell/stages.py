@@ -25,6 +25,7 @@ from .contracts import (
     Extracted,
     Lineage,
     Pushed,
+    RolledBack,
     Shadowed,
     Splits,
     Trained,
@@ -388,3 +389,13 @@ def shadow(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision,
     result = Shadowed(shadow=trained["version"], champion=decision["champion_version"], set_at=pointer["updated_at"])
     artifacts.put_json(result, "push", "shadow.json")
     return result
+
+
+def rollback(registry: ModelRegistry, version: str, signer: ManifestSigner, reason: str, by: str, run_id: str,
+             force: bool = False) -> RolledBack:
+    """The champion set back to `version` by a person (`by`), through the rollback DAG: a version that
+    served before and is not the current shadow, unless `force`. Scoring follows the champion Asset."""
+    record = registry.rollback(version, signer, reason=reason, by=by, run_id=run_id, force=force)
+    log.warning("champion rolled back to %s (was %s) by %s: %s", version, record["previous_version"], by, reason)
+    return RolledBack(version=version, previous_version=record["previous_version"], sequence=record["sequence"],
+                      by=by, forced=force)

@@ -32,6 +32,7 @@ class StageRun:
     run_id: str
     run_started: datetime
     params: dict
+    triggered_by: str = "airflow"  # the user who triggered the run (the UI's or REST API's login), else "airflow"
 
     @cached_property
     def artifacts(self):
@@ -120,7 +121,7 @@ def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.s
         raise AirflowFailException(f"unknown param(s) {unknown} in the run's conf; valid: "
                                    f"{', '.join(sorted(context['dag'].params))}")
     run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
-                   dict(context["params"]))
+                   dict(context["params"]), getattr(context["dag_run"], "triggering_user_name", None) or "airflow")
     try:
         from cross_sell import params
 
