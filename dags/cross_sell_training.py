@@ -1,7 +1,7 @@
 """
 ### Vehicle-insurance cross-sell: training
 
-`extract → validate + check_drift → transform → train → evaluate → (should_push) → push`
+`extract → validate + check_drift → transform → train → evaluate → (should_push) → [approve] → push`
 
 * **extract** streams the MongoDB customers collection (projection, batches) into one Parquet snapshot
   under the run's S3 prefix: rows and a content fingerprint.
@@ -14,10 +14,15 @@
 * **transform** makes the stratified, seeded train / validation / test split.
 * **train** fits one scikit-learn estimator with an F1-tuned threshold, converts it to ONNX (what serves)
   and compares the two on the test split and on every value the serving schema admits.
-* **evaluate** scores candidate and champion, both as they serve, on the same test split; the decision
-  with its reason and an HTML report (its address is in the log).
-* **push**, only when blessed: a new registry version with a signed manifest, then the champion pointer
-  (a conditional write).
+* **evaluate** scores candidate and champion, both as they serve, on the same test split, with fairness
+  per protected attribute (fairlearn); the decision with its reason and an HTML report (its address is
+  in the log). A candidate past `max_equalized_odds_difference` on a gated attribute is never blessed.
+* **approve**, only with `require_approval`: Airflow's human-in-the-loop ApprovalOperator shows a reviewer
+  the decision, both models' metrics, fairness, drift and links to the report and model card; Approve
+  pushes (the approver goes into the signed manifest and the audit record), Reject or no answer within
+  the response timeout does not.
+* **push**, only when blessed (and approved, when required): a new registry version with a signed
+  manifest, then the champion pointer (a conditional write).
 * **shadow**, only for a challenger (above the floor, a model of its own, not better by the margin): a
   registry version that the service scores sampled requests with beside the champion (`shadow.json`).
 
@@ -28,7 +33,8 @@ pointer exists, `evaluate` must verify and score its champion, or it fails (the 
 
 Tasks that touch MongoDB or S3 retry with growing pauses; a failure that retrying cannot fix (bad
 data, drift set to fail, a broken signature or hash) fails at once. Params: `min_roc_auc`,
-`promotion_margin`, `min_rows`, `seed`, `drift_action`, `drift_thresholds`, `replace_unreadable_champion`.
+`promotion_margin`, `min_rows`, `seed`, `drift_action`, `drift_thresholds`, `replace_unreadable_champion`,
+`exclude_features`, `max_equalized_odds_difference`, `require_approval`.
 Connections: `mongo_default`, `aws_default`, `cross_sell_signing` (the model-signing key; override the ids
 with CROSS_SELL_*_CONN_ID).
 """
@@ -51,6 +57,7 @@ from cross_sell.contracts import (
 )
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
+from cross_sell_airflow.approval import push_approval
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import run_stage
@@ -80,6 +87,15 @@ SETTINGS = Settings.from_env()
             False, type="boolean",
             description="Let the candidate replace a champion that cannot be verified or scored, on the floor "
                         "alone (recorded in the decision and the audit record). Off: evaluate fails closed."),
+        "exclude_features": Param(list(SETTINGS.exclude_features), type="array", items={"type": "string"},
+                                  description='Features the model must not use, e.g. ["Gender"] (its input stays '
+                                              "the same; recorded in the manifest)."),
+        "max_equalized_odds_difference": Param(
+            SETTINGS.max_equalized_odds_difference, type="number", minimum=0.0, maximum=1.0,
+            description="Largest equalized-odds difference a blessed candidate may show on a gated protected "
+                        "attribute (Gender)."),
+        "require_approval": Param(SETTINGS.require_approval, type="boolean",
+                                  description="A person approves the push (human-in-the-loop task 'approve')."),
     },
 )
 def cross_sell_training():
@@ -110,23 +126,42 @@ def cross_sell_training():
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
     def train(transformed: Transformed) -> Trained:
         return run_stage(lambda stages, run: stages.train(run.artifacts, transformed, run.params["seed"],
-                                                           run.run_started))
+                                                           run.run_started, run.params["exclude_features"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
         return run_stage(lambda stages, run: stages.evaluate(
             run.artifacts, run.registry, trained, transformed["splits"]["test"], run.params["min_roc_auc"],
-            run.params["promotion_margin"], validated["summary"], run.params["replace_unreadable_champion"]))
+            run.params["promotion_margin"], validated["summary"], run.params["replace_unreadable_champion"],
+            run.params["max_equalized_odds_difference"]))
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def should_push(decision: Decision) -> bool:
         print(f"{'push' if decision['bless'] else 'skip push'}: {decision['reason']}")
         return decision["bless"]
 
-    @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def push(decision: Decision, trained: Trained, extracted: Extracted) -> Pushed:
-        return run_stage(lambda stages, run: stages.push(run.artifacts, run.registry, decision, trained, extracted,
-                                                          run.signer))
+    @task.branch(execution_timeout=timedelta(minutes=1))
+    def route_push(**context) -> str:
+        return "describe_for_approval" if context["params"]["require_approval"] else "push"
+
+    @task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
+    def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
+                              drift: DriftChecked) -> str:
+        return run_stage(lambda stages, run: stages.describe_for_approval(
+            run.artifacts, decision, trained, extracted, drift, int(SETTINGS.approval_timeout_hours * 3600)))
+
+    # After the branch: runs with or without the approval task (skipped when none is required); a
+    # rejection skips it. It checks the answer itself: no approval record, no push.
+    @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
+          trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+    def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
+        def call(stages, run):
+            from cross_sell.approval import approval_record
+
+            approved = approval_record(run.params["require_approval"],
+                                       context["ti"].xcom_pull(task_ids="approve"))
+            return stages.push(run.artifacts, run.registry, decision, trained, extracted, run.signer, approved)
+        return run_stage(call)
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def should_shadow(decision: Decision) -> bool:
@@ -140,10 +175,15 @@ def cross_sell_training():
     extracted = extract()
     transformed = transform(extracted)
     validated = validate(extracted)
-    [validated, check_drift(extracted)] >> transformed  # nothing runs on data that failed either
+    drift = check_drift(extracted)
+    [validated, drift] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
     decision = evaluate(trained, transformed, validated)
-    should_push(decision) >> push(decision, trained, extracted)
+    pushed = push(decision, trained, extracted)
+    route = route_push()
+    should_push(decision) >> route >> pushed
+    described = describe_for_approval(decision, trained, extracted, drift)
+    route >> described >> push_approval(described, SETTINGS) >> pushed
     should_shadow(decision) >> shadow(decision, trained, extracted)
 
 

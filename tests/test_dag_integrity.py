@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 DAG_ID = "cross_sell_training"
-ORDER = ["extract", "validate", "transform", "train", "evaluate", "should_push", "push"]
+ORDER = ["extract", "validate", "transform", "train", "evaluate", "should_push", "route_push", "push"]
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,22 @@ def dag():
 
 
 def test_tasks_and_their_order(dag):
-    assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift", "should_shadow", "shadow"])
+    assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift", "should_shadow", "shadow",
+                                                   "describe_for_approval", "approve"])
     assert dag.get_task("shadow").upstream_task_ids >= {"should_shadow", "evaluate"}
     for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert dag.get_task("push").upstream_task_ids >= {"should_push", "evaluate"}
+    assert dag.get_task("push").upstream_task_ids >= {"route_push", "evaluate", "approve"}
+    # Issue #23: with require_approval, the human-in-the-loop approval stands between the decision and the push;
+    # the push runs after either path of the branch, and a timeout answers Reject (no push).
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    approve = dag.get_task("approve")
+    assert isinstance(approve, ApprovalOperator) and approve.defaults == ["Reject"]
+    assert approve.response_timeout.total_seconds() == 72 * 3600 and "comment" in approve.params
+    assert dag.get_task("describe_for_approval").upstream_task_ids >= {"route_push", "evaluate", "check_drift"}
+    assert dag.get_task("push").trigger_rule == "none_failed_min_one_success"
+    assert dag.params["require_approval"] is False
     assert dag.get_task("check_drift").upstream_task_ids == {"extract"}
     assert "check_drift" in dag.get_task("transform").upstream_task_ids  # drifted data stops a "fail" run
 

@@ -82,10 +82,17 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert str(run.state) == "success", _states(run)
     states = _states(run)
     assert states.pop("shadow") == "skipped"  # no champion yet: nothing to be a challenger to
+    # require_approval is off by default (on in compose): no approval task, the push runs on the decision
+    assert (states.pop("describe_for_approval"), states.pop("approve")) == ("skipped", "skipped")
     assert set(states.values()) == {"success"}
     champion = stack["registry"].champion()
     assert champion is not None and champion.pointer["run_id"] == run.run_id
     manifest = stack["registry"].manifest(champion.version)
+    assert manifest["approval"] is None and champion.pointer["by"] == f"run {run.run_id}"
+    # Fairness (issue #23), measured on the test split and kept in the signed manifest.
+    assert set(manifest["fairness"]) == {"Gender", "Age"}
+    assert 0 <= manifest["fairness"]["Gender"]["equalized_odds_difference"] <= manifest["max_equalized_odds_difference"]
+    assert (manifest["seed"], manifest["excluded_features"]) == (42, [])
     extracted = _artifact(stack, run.run_id, "raw", "snapshot.json")
     assert manifest["rows"] == extracted["rows"] == ROWS
     assert manifest["data_fingerprint"] == extracted["fingerprint"]

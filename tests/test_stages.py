@@ -81,8 +81,8 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
         from sklearn.preprocessing import FunctionTransformer
 
         build = training.build_pipeline
-        monkeypatch.setattr(training, "build_pipeline", lambda seed: Pipeline(
-            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed).steps]))
+        monkeypatch.setattr(training, "build_pipeline", lambda seed, exclude=(): Pipeline(
+            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed, exclude).steps]))
     else:
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
     trained = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
@@ -162,7 +162,7 @@ def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
     decision_facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
     s3.put_object(Bucket=artifacts.bucket, Key=trained["profile"]["key"], Body=b'{"features": {}}')
     decision = {"candidate": {}, "champion": None, "champion_version": None, "champion_etag": None,
-                "reason": "test", "facts": decision_facts}
+                "reason": "test", "facts": decision_facts, "fairness": {"candidate": {}}}
     with pytest.raises(CustodyError, match="model/profile.json"):
         stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
     assert registry.champion() is None
@@ -187,12 +187,19 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
     assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
-    assert 'href="../validation/report.html"' in html and html.count("data:image/png;base64,") == 3
+    assert 'href="../validation/report.html"' in html and html.count("data:image/png;base64,") == 4
     assert "52 expectations met" in " ".join(html.split())  # this run's validation verdict, in the report
     for slice_label in ("Vehicle_Age = 1-2 Year", "Gender = Female", "Previously_Insured = 0"):
         assert slice_label in html
     facts = artifacts.read_json(decision["facts"])["candidate"]
     assert {row["feature"] for row in facts["importance"]} == set(schema.FEATURES)
+    # Fairness (issue #23): per group of each protected attribute, the figures fairlearn gives, in the report.
+    fairness = facts["fairness"]
+    assert {g["group"] for g in fairness["Age"]["groups"]} <= {"18-29", "30-39", "40-49", "50-59", "60-69", "70+"}
+    assert sum(g["rows"] for g in fairness["Gender"]["groups"]) == decision["candidate"]["rows"]
+    assert decision["fairness"]["candidate"]["Gender"] == {k: fairness["Gender"][k] for k in (
+        "demographic_parity_ratio", "equalized_odds_difference")}
+    assert "Fairness by protected attribute" in html and "Gender (gated)" in html and "Age = 18-29" in html
     assert sum(map(sum, facts["confusion"])) == decision["candidate"]["rows"]
 
     stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
@@ -201,6 +208,7 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
     card = card.decode()
     assert trained["version"] in card and f"{decision['candidate']['roc_auc']:.4f}" in card
     assert "Previously_Insured = 1" in card
+    assert "### Fairness" in card and "Gender = Female" in card and "No approval was required" in card
     profile = registry.version_json(trained["version"], "profile.json")
     assert profile == artifacts.read_json(trained["profile"]) and set(profile["features"]) == set(schema.FEATURES)
 
@@ -261,7 +269,7 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
         metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["validation_metrics"]
         facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
         decision = {"bless": True, "reason": "test", "candidate": metrics, "champion": None,
-                    "champion_version": None, "champion_etag": None, "facts": facts}
+                    "champion_version": None, "champion_etag": None, "facts": facts, "fairness": {"candidate": {}}}
         rivals.append((artifacts, trained, decision))
     start = threading.Barrier(2)
     results = {}

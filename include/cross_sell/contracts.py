@@ -76,6 +76,8 @@ class Trained(TypedDict):
     threshold: float
     trained_at: str
     lineage: Lineage
+    seed: int
+    excluded_features: list[str]  # features the model was trained without (its input stays the same)
 
 
 class Decision(TypedDict):
@@ -94,7 +96,13 @@ class Decision(TypedDict):
     # Set when the `replace_unreadable_champion` param let a candidate replace a champion that could not
     # be verified or scored: the version and why (recorded in the decision and the audit record).
     replaced_unreadable: dict | None
-    facts: Artifact  # both models' figures on the test split, calibration included
+    facts: Artifact  # both models' figures on the test split, calibration and fairness included
+    # Per model ("candidate", "champion"), per protected attribute: demographic-parity ratio and
+    # equalized-odds difference (the per-group figures are in `facts`).
+    fairness: dict[str, dict]
+    max_equalized_odds_difference: float
+    fairness_gated: list[str]  # attributes the cap applies to (schema.PROTECTED_ATTRIBUTES)
+    excluded_features: list[str]
     report_key: str
     evaluation_key: str
 

@@ -36,16 +36,27 @@ def features_and_label(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return model_input.from_frame(frame), frame[schema.LABEL].to_numpy()
 
 
-def preprocessor(seed: int) -> ColumnTransformer:
-    """All features as they are, then the out-of-fold target encoding of the `TARGET_ENCODED` codes.
+def check_excluded(exclude: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The features a run trains without (sorted), each a schema feature, at least one feature left."""
+    unknown = sorted(set(exclude) - set(schema.FEATURES))
+    if unknown:
+        raise ValueError(f"exclude_features names no feature: {unknown} (features: {', '.join(schema.FEATURES)})")
+    if set(exclude) >= set(schema.FEATURES):
+        raise ValueError("exclude_features leaves no feature to train on")
+    return tuple(sorted(set(exclude)))
+
+
+def preprocessor(seed: int, exclude: tuple[str, ...] = ()) -> ColumnTransformer:
+    """The features as they are, then the out-of-fold target encoding of the `TARGET_ENCODED` codes;
+    `exclude`d features are dropped here, so the model input (what the service sends) stays the same.
 
     Cross-fitting (5 stratified folds, seeded) keeps a row's own label out of its encoding during fit;
     an unseen code at serving time gets the training response rate.
     """
     position = {name: i for i, name in enumerate(schema.FEATURES)}  # columns of the model input
     encoder = TargetEncoder(target_type="binary", cv=StratifiedKFold(5, shuffle=True, random_state=seed))
-    return ColumnTransformer([
-        ("features", "passthrough", list(range(len(schema.FEATURES)))),
-        ("response_rate", encoder, [position[name] for name in TARGET_ENCODED]),
-    ])
+    kept = [i for name, i in position.items() if name not in exclude]
+    encoded = [position[name] for name in TARGET_ENCODED if name not in exclude]
+    return ColumnTransformer([("features", "passthrough", kept)]
+                             + ([("response_rate", encoder, encoded)] if encoded else []))
 

@@ -33,3 +33,10 @@ def check(params: dict) -> None:
     for name in FEATURE_LIMITS:
         if name in params:
             check_feature_limits(params[name], name)
+    if "exclude_features" in params:
+        from .features import check_excluded
+
+        try:
+            check_excluded(params["exclude_features"] or ())
+        except ValueError as error:
+            raise ParamError(str(error)) from None

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from . import evaluation, features, schema
+from . import evaluation, fairness, features, schema
 from .pages import png, render
 
 
@@ -26,6 +26,7 @@ def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
         "slices": evaluation.slice_metrics(test, y, probability, threshold),
         "importance": evaluation.feature_importance(model, test, seed=seed),
         "calibration": evaluation.calibration_table(y, probability),
+        "fairness": fairness.assess(test, y, probability, threshold),
         "_y": y, "_probability": probability,  # for the figures only; dropped before saving
     }
 
@@ -72,7 +73,29 @@ def _figures(facts: dict[str, dict]) -> dict[str, str]:
     axis.set(title="Permutation importance", xlabel="ROC-AUC drop when the feature is shuffled")
     axis.legend(fontsize=8)
     figures["importance"] = png(figure)
+    figures["fairness"] = _fairness_figure(facts, plt)
     return figures
+
+
+def _fairness_figure(facts: dict[str, dict], plt) -> str:
+    """Per protected attribute: selection, true- and false-positive rate by group, each model's bars."""
+    attributes = list(facts["candidate"]["fairness"])
+    rates = (("selection_rate", "selection rate"), ("true_positive_rate", "true positive rate"),
+             ("false_positive_rate", "false positive rate"))
+    figure, axes = plt.subplots(len(attributes), len(rates), figsize=(15, 3.4 * len(attributes)), squeeze=False)
+    width = 0.8 / len(facts)
+    for row, attribute in zip(axes, attributes, strict=True):
+        names = [group["group"] for group in facts["candidate"]["fairness"][attribute]["groups"]]
+        for axis, (key, title) in zip(row, rates, strict=True):
+            for i, (name, fact) in enumerate(facts.items()):
+                values = {g["group"]: g[key] for g in fact["fairness"][attribute]["groups"]}
+                axis.bar(np.arange(len(names)) + i * width, [values.get(n) or 0.0 for n in names], width=width,
+                         label=name)
+            axis.set_xticks(np.arange(len(names)) + width * (len(facts) - 1) / 2, names)
+            axis.set(title=f"{attribute}: {title}", ylim=(0, 1))
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    return png(figure)
 
 
 def public(facts: dict) -> dict:

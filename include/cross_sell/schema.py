@@ -77,6 +77,28 @@ FEATURES = tuple(c.name for c in COLUMNS if c.role == "feature")
 CONTINUOUS_FEATURES = tuple(c.name for c in COLUMNS
                             if c.role == "feature" and c.kind != "category" and c.allowed is None and not c.categorical)
 DISCRETE_FEATURES = tuple(name for name in FEATURES if name not in CONTINUOUS_FEATURES)
+
+
+@dataclass(frozen=True)
+class ProtectedAttribute:
+    """A column fairness is measured on (`fairness`): per group, for candidate and champion, every run.
+
+    A category's groups are its values; a number is cut into `bands` (lower edges; each band runs to the
+    next edge, the last is open). `gated`: the blessing rule caps its equalized-odds difference
+    (`max_equalized_odds_difference`). Age is measured but not gated: buying genuinely differs by age (4 %
+    of under-30s buy, 20 % of 30-50s), so any useful model has a large gap there; a reviewer reads it in
+    the report. Whether an attribute is also a model input is the training run's choice (`exclude_features`).
+    """
+
+    name: str
+    bands: tuple[int, ...] | None = None
+    gated: bool = False
+
+
+PROTECTED_ATTRIBUTES: tuple[ProtectedAttribute, ...] = (
+    ProtectedAttribute("Gender", gated=True),
+    ProtectedAttribute("Age", bands=(18, 30, 40, 50, 60, 70)),
+)
 # Raw-snapshot column holding values that could not take their declared type (see `cast_frame`).
 INVALID_VALUES_COLUMN = "_invalid_values"
 # Sane bounds for the share of positive labels in a training snapshot (real data: 12.26 %).

@@ -16,7 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
-from . import drift, evaluation, features, model_input, onnx_export, provenance, report, schema, snapshot, training
+from . import (
+    approval,
+    drift,
+    evaluation,
+    fairness,
+    features,
+    model_input,
+    onnx_export,
+    provenance,
+    report,
+    schema,
+    snapshot,
+    training,
+)
 from .artifacts import RunArtifacts
 from .contracts import (
     Artifact,
@@ -161,14 +174,17 @@ def _read_split(artifacts: RunArtifacts, split: Artifact, tmp: str):
     return pd.read_parquet(artifacts.download(split, Path(tmp) / Path(split["key"]).name))
 
 
-def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_started: datetime) -> Trained:
-    """Fit the candidate, convert it to ONNX (what serves) and measure the conversion on the test split."""
+def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_started: datetime,
+          exclude_features: tuple[str, ...] | list[str] = ()) -> Trained:
+    """Fit the candidate, convert it to ONNX (what serves) and measure the conversion on the test split.
+    `exclude_features`: features the model must not use (recorded; the input it takes stays the same)."""
+    excluded = features.check_excluded(exclude_features)
     splits = transformed["splits"]
     with tempfile.TemporaryDirectory() as tmp:
         train_frame = _read_split(artifacts, splits["train"], tmp)
         validation_frame = _read_split(artifacts, splits["validation"], tmp)
         test_frame = _read_split(artifacts, splits["test"], tmp)  # for the ONNX parity check only
-        model = training.train(train_frame, validation_frame, seed)
+        model = training.train(train_frame, validation_frame, seed, excluded)
         path = Path(tmp) / "model.joblib"
         training.save(model, str(path))
         estimator = artifacts.upload_file(path, "model", "model.joblib")
@@ -190,6 +206,7 @@ def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_star
         "trained_at": run_started.isoformat(),
         "lineage": Lineage(snapshot=transformed["snapshot"], splits=splits),
         "seed": seed,
+        "excluded_features": list(excluded),
         "estimator_params": training.ESTIMATOR_PARAMS,
         "validation_metrics": validation_metrics,
     }
@@ -240,7 +257,8 @@ def _downgrade(registry: ModelRegistry, champion: Champion) -> str | None:
 
 def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained, test: Artifact,
              min_roc_auc: float, margin: float, validation: Artifact | None = None,
-             replace_unreadable: bool = False) -> Decision:
+             replace_unreadable: bool = False,
+             max_equalized_odds_difference: float = fairness.DEFAULT_MAX_EQUALIZED_ODDS_DIFFERENCE) -> Decision:
     """Score candidate and champion, both as they serve (ONNX), on the same test split; decide; report.
 
     The gate fails closed: when a pointer exists, its champion must verify and be scored on this split,
@@ -266,11 +284,12 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
                 "(recorded in the decision and the audit record).")
         replaced = {"version": baseline, "reason": distrust}
         log.warning("replacing an unreadable champion (replace_unreadable_champion): %s", distrust)
-    bless, reason = _decide(facts, trained, replaced, min_roc_auc, margin)
+    bless, reason = _decide(facts, trained, replaced, min_roc_auc, margin, max_equalized_odds_difference)
     candidate, incumbent = facts["candidate"]["metrics"], facts.get("champion", {}).get("metrics")
     # A challenger: faithful, above the floor, a model of its own (not the champion's twin), yet not
     # better by the margin. It can be scored in shadow; promotion stays this rule's.
     challenger = (not bless and incumbent is not None and not trained.get("serving_problem")
+                  and fairness.gate(facts["candidate"]["fairness"], max_equalized_odds_difference) is None
                   and candidate[evaluation.PRIMARY_METRIC] >= min_roc_auc and candidate != incumbent)
     facts_ref = artifacts.put_json({k: report.public(v) for k, v in facts.items()}, "evaluation", "facts.json")
     decision = Decision(
@@ -278,6 +297,10 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
         min_roc_auc=min_roc_auc, margin=margin, candidate_version=trained["version"], candidate=candidate,
         onnx_parity=trained.get("onnx_parity"), champion_version=baseline, champion_etag=etag,
         champion=incumbent, replaced_unreadable=replaced, facts=facts_ref,
+        fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
+        max_equalized_odds_difference=max_equalized_odds_difference,
+        fairness_gated=[a.name for a in schema.PROTECTED_ATTRIBUTES if a.gated],
+        excluded_features=trained.get("excluded_features", []),
         report_key=artifacts.key("evaluation", "report.html"),
         evaluation_key=artifacts.key("evaluation", "decision.json"))
     _save_evaluation(artifacts, decision, facts, validation)
@@ -287,11 +310,16 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
 
 
 def _decide(facts: dict, trained: Trained, replaced: dict | None, min_roc_auc: float,
-            margin: float) -> tuple[bool, str]:
-    """The blessing rule, then the two things that override it: a champion replaced unread (the floor
-    decides, by a person's explicit param) and a candidate that cannot be served faithfully (never blessed)."""
+            margin: float, max_equalized_odds_difference: float) -> tuple[bool, str]:
+    """The blessing rule, then what overrides it: a champion replaced unread (the floor decides, by a
+    person's explicit param), a candidate past the fairness cap, and a candidate that cannot be served
+    faithfully (neither is ever blessed)."""
     champion = facts["champion"]["metrics"] if "champion" in facts else None
     bless, reason = evaluation.decide(facts["candidate"]["metrics"], champion, min_roc_auc, margin)
+    unfair = fairness.gate(facts["candidate"]["fairness"], max_equalized_odds_difference)
+    if unfair and bless:
+        bless, reason = False, f"{reason}, but not blessed: {unfair}"
+        log.warning(reason)
     if replaced:
         reason = (f"{replaced['reason']}; replace_unreadable_champion is set, so judged against the floor: "
                   f"{reason}")
@@ -334,14 +362,21 @@ def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, 
         "library_versions": provenance.library_versions(),
         "features": list(schema.FEATURES),
         "model_input": model_input.LAYOUT,
+        # What `python -m cross_sell reproduce` retrains it from (with `lineage`'s snapshot).
+        "seed": trained["seed"],
+        "excluded_features": trained.get("excluded_features", []),
+        "estimator_params": training.ESTIMATOR_PARAMS,
+        "split_fractions": features.SPLIT_FRACTIONS,
+        "fairness": decision["fairness"]["candidate"],
+        "max_equalized_odds_difference": decision.get("max_equalized_odds_difference"),
     }
 
 
 def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
-             extracted: Extracted, signer: ManifestSigner) -> None:
+             extracted: Extracted, signer: ManifestSigner, approved: dict | None = None) -> None:
     """The candidate as a registry version: its files, every one checked against what the task that
     wrote it recorded, then the signed manifest (immutable; a retry writes the same)."""
-    manifest = manifest_for(artifacts, decision, trained, extracted)
+    manifest = {**manifest_for(artifacts, decision, trained, extracted), "approval": approved}
     facts = artifacts.read_json(decision["facts"])["candidate"]
     files = {
         registry.ONNX: artifacts.read(trained["onnx"]),
@@ -354,18 +389,42 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
     registry.publish(manifest, files, signer)
 
 
+def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: Trained, extracted: Extracted,
+                          drift: DriftChecked | None, link_seconds: int) -> str:
+    """The approval request's markdown body (`approval.request_body`), with links valid `link_seconds` to
+    the evaluation report and to the model card the version would be published with (saved beside it)."""
+    facts = artifacts.read_json(decision["facts"])["candidate"]
+    card = report.model_card(manifest_for(artifacts, decision, trained, extracted), facts)
+    artifacts.put_bytes(card.encode(), "text/markdown", "evaluation", "model_card.md")
+    expires = max(60, min(int(link_seconds), 7 * 24 * 3600))  # S3 presigned URLs live at most 7 days
+
+    def link(key: str) -> str:
+        return artifacts.s3.generate_presigned_url("get_object", Params={"Bucket": artifacts.bucket, "Key": key},
+                                                   ExpiresIn=expires)
+
+    links = {"evaluation report": link(decision["report_key"]),
+             "model card": link(artifacts.key("evaluation", "model_card.md")),
+             "run artifacts": artifacts.uri(artifacts.root)}
+    return approval.request_body(decision, drift, links)
+
+
 def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
-         extracted: Extracted, signer: ManifestSigner) -> Pushed:
+         extracted: Extracted, signer: ManifestSigner, approved: dict | None = None) -> Pushed:
     """Publish the blessed model's version (files, then the signed manifest), then move the champion
-    pointer: only if it is still the pointer whose champion `evaluate` scored (its etag), last."""
+    pointer: only if it is still the pointer whose champion `evaluate` scored (its etag), last.
+    `approved`: the approver's record (`approval.approval_record`) when the run required one."""
     version = trained["version"]
-    _publish(artifacts, registry, decision, trained, extracted, signer)
+    _publish(artifacts, registry, decision, trained, extracted, signer, approved)
+    note = {}
+    if decision.get("replaced_unreadable"):
+        note["replaced_unreadable_champion"] = decision["replaced_unreadable"]
+    if approved:
+        note["approval"] = approved
     try:
         pointer = registry.set_champion(version, decision["champion_etag"], "promote", signer,
                                         run_id=artifacts.run_id, reason=decision["reason"],
-                                        by=f"run {artifacts.run_id}",
-                                        note=({"replaced_unreadable_champion": decision["replaced_unreadable"]}
-                                              if decision.get("replaced_unreadable") else None))
+                                        by=approved["approved_by"] if approved else f"run {artifacts.run_id}",
+                                        note=note or None)
     except ChampionChanged as lost:
         log.warning("not promoted: %s", lost)
         result = Pushed(pushed=False, version=version, reason=str(lost))
