@@ -88,6 +88,29 @@ class AirflowApi:
             return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
         return str(content)
 
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """The human-in-the-loop request of a task (subject, body, options, and the answer once given)."""
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
+                        f"{task_id}/-1/hitlDetails")
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, option: str, params_input: dict | None = None) -> dict:
+        """Answer a human-in-the-loop task as this user (what the UI's Required Actions page does)."""
+        return self.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/"
+                                  f"taskInstances/{task_id}/-1/hitlDetails",
+                         {"chosen_options": [option], "params_input": params_input or {}})
+
+    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...],
+                            timeout: float) -> dict:
+        def reached(api):
+            task = api.task_instances(dag_id, run_id).get(task_id)
+            if task and task["state"] in states:
+                return task
+            if api.run(dag_id, run_id)["state"] in ("success", "failed"):
+                raise AssertionError(f"run {run_id} finished before {task_id} reached {states}: "
+                                     f"{ {k: t['state'] for k, t in api.task_instances(dag_id, run_id).items()} }")
+            return None
+        return self.wait(reached, timeout, f"{task_id} of {run_id} to be {'/'.join(states)}", every=1.0)
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict:
         return self.wait(lambda api: (lambda run: run if run["state"] in ("success", "failed") else None)(
             api.run(dag_id, run_id)), timeout, f"run {run_id} to finish", every=2.0)

@@ -43,8 +43,13 @@ def _sourced(env_file) -> dict:
     return dict(re.findall(r"^export (\w+)='(.*)'$", env_file.read_text(), re.M))
 
 
-@pytest.fixture
-def readme_section(tmp_path):
+# A short response timeout for the approval tests (issue #23); scaled, so a slow machine gets a slow test.
+APPROVAL_TIMEOUT_SECONDS = scaled(120)
+
+
+@pytest.fixture(scope="module")
+def readme_section(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("standalone")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CROSS_SELL_", "AWS_"))}
     env_file = tmp_path / "services.env"
     front_port = local_services.free_port()
@@ -68,7 +73,8 @@ def readme_section(tmp_path):
                "AIRFLOW__API__PORT": str(api_port),
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
-               "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port())}
+               "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
+               "CROSS_SELL_APPROVAL_TIMEOUT_HOURS": str(APPROVAL_TIMEOUT_SECONDS / 3600)}
         loaded = subprocess.run([sys.executable, "-m", "cross_sell", "load", "--synthetic", "5000", "--seed", "1"],
                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=scaled(300))
         assert loaded.returncode == 0 and json.loads(loaded.stdout)["inserted"] == 5000, loaded.stderr
@@ -90,7 +96,7 @@ def readme_section(tmp_path):
 
         probe = AirflowApi(f"http://127.0.0.1:{api_port}", "", "")
         api = probe.wait(signed_in, scaled(180), "the API server and the admin password")
-        yield api, tmp_path, f"http://127.0.0.1:{front_port}"
+        yield api, tmp_path, f"http://127.0.0.1:{front_port}", env
     finally:
         if standalone is not None:
             _stop(standalone, group=True)  # standalone runs its components in its own session
@@ -98,7 +104,7 @@ def readme_section(tmp_path):
 
 
 def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_section):
-    api, tmp_path, front = readme_section
+    api, tmp_path, front, _ = readme_section
     api.wait(lambda a: a.get(f"/api/v2/dags/{DAG_ID}"), scaled(120), "the DAG to be parsed")
     assert api.get(f"/api/v2/dags/{DAG_ID}")["is_paused"] is False  # no unpause step needed
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -154,3 +160,117 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
     assert re.search(r"(\d+)\s+Failed Dags", home).group(1) == "0", home[:3000]
     assert "Import Error" not in home, home[:3000]  # the banner the UI shows for plugin or DAG import errors
     assert all(part in home for part in ("MetaDatabase", "Scheduler", "Triggerer", "Dag Processor"))
+
+
+def _registry(env: dict):
+    import boto3
+
+    from cross_sell.registry import ModelRegistry
+    from cross_sell.settings import Settings
+    from cross_sell.signing import ManifestVerifier
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    settings = Settings()
+    return ModelRegistry(s3, settings.s3_bucket, settings.s3_prefix,
+                         ManifestVerifier.from_file(env["CROSS_SELL_SIGNING_PUBLIC_KEY"]))
+
+
+# A blessed run that asks for approval: the twin of the champion (same data, same seed) passes a zero margin.
+APPROVAL_RUN = {"require_approval": True, "promotion_margin": 0.0, "min_roc_auc": 0.7, "min_rows": 500}
+
+
+def _awaiting_approval(api, conf: dict) -> str:
+    run_id = api.trigger(DAG_ID, conf)
+    api.wait_for_task_state(DAG_ID, run_id, "approve", ("awaiting_input",), scaled(400))
+    return run_id
+
+
+def test_a_push_waits_for_a_named_approver(readme_section):
+    """Issue #23: with require_approval, the human-in-the-loop task shows the decision and waits; the REST
+    API's answer (as the UI's Required Actions page sends it) pushes, and the approver is in the signed
+    manifest and the audit record."""
+    api, tmp_path, _, env = readme_section
+    registry = _registry(env)
+    before = registry.champion()
+    assert before is not None  # the README run above pushed the first champion
+    run_id = _awaiting_approval(api, APPROVAL_RUN)
+    detail = api.hitl_detail(DAG_ID, run_id, "approve")
+    body = detail["body"]
+    assert detail["options"] == ["Approve", "Reject"] and detail["responded_by_user"] is None
+    for shown in ("Decision: BLESS", f"vs champion `{before.version}`", "| roc_auc |", "| Gender |", "| Age |",
+                  "**Drift:**", "[evaluation report](http", "[model card](http"):
+        assert shown in body, (shown, body)
+    if browser.chromium() is not None:  # what the reviewer sees: the body on the task's Required Actions page
+        with browser.Browser() as page:
+            page.set_cookie(api.url, "_token", api.token())
+            page.open(f"{api.url}/dags/{DAG_ID}/runs/{run_id}/tasks/approve/required_actions")
+            shown = page.wait_for_text("equalized-odds", 90)
+            print(f"approval page screenshot: {page.screenshot(tmp_path / 'approval-page.png')}")
+        assert "Approve" in shown and "Reject" in shown and "Gender" in shown, shown[:3000]
+
+    answer = api.respond(DAG_ID, run_id, "approve", "Approve", {"comment": "figures and fairness checked"})
+    assert answer["responded_by"]["name"] == "admin"
+    finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
+    tasks = api.task_instances(DAG_ID, run_id)
+    states = {k: t["state"] for k, t in tasks.items()}
+    assert finished["state"] == "success" and states["push"] == "success", states
+    champion = registry.champion()
+    assert champion.version != before.version and champion.pointer["run_id"] == run_id
+    approval = registry.manifest(champion.version)["approval"]
+    assert (approval["approved_by"], approval["comment"]) == ("admin", "figures and fairness checked")
+    assert champion.pointer["by"] == "admin" and champion.pointer["note"]["approval"] == approval
+    assert registry.history()[-1] == champion.pointer  # the audit record says the same
+    assert "approved by admin: figures and fairness checked" in api.log(DAG_ID, run_id, "approve", 1)
+
+
+def test_a_rejection_or_no_answer_pushes_nothing(readme_section):
+    api, _, _, env = readme_section
+    registry = _registry(env)
+    before = registry.champion()
+    run_id = _awaiting_approval(api, APPROVAL_RUN)
+    api.respond(DAG_ID, run_id, "approve", "Reject", {"comment": "wait for the Q4 data"})
+    finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
+    tasks = api.task_instances(DAG_ID, run_id)
+    assert finished["state"] == "success", {k: t["state"] for k, t in tasks.items()}
+    assert (tasks["approve"]["state"], tasks["push"]["state"]) == ("success", "skipped")
+    assert "rejected by admin: wait for the Q4 data" in api.log(DAG_ID, run_id, "approve", 1)
+    assert registry.champion().version == before.version
+
+    run_id = _awaiting_approval(api, APPROVAL_RUN)  # nobody answers
+    finished = api.wait_for_run(DAG_ID, run_id, APPROVAL_TIMEOUT_SECONDS + scaled(300))
+    tasks = api.task_instances(DAG_ID, run_id)
+    assert finished["state"] == "success", {k: t["state"] for k, t in tasks.items()}
+    assert (tasks["approve"]["state"], tasks["push"]["state"]) == ("success", "skipped")
+    detail = api.hitl_detail(DAG_ID, run_id, "approve")
+    assert detail["chosen_options"] == ["Reject"] and detail["responded_by_user"] is None  # the timeout's default
+    assert "no answer within the response timeout" in api.log(DAG_ID, run_id, "approve", 1)
+    assert registry.champion().version == before.version
+
+
+def test_a_rollback_through_airflow_records_the_user_and_rescores(readme_section):
+    """Issue #23: the rollback DAG, triggered through the REST API, names the user in the audit record and
+    emits the champion Asset: scoring runs again with the restored model."""
+    api, _, _, env = readme_section
+    registry = _registry(env)
+    current = registry.champion()
+    previous = current.pointer["previous_version"]
+    scoring_before = api.get("/api/v2/dags/cross_sell_scoring/dagRuns")["total_entries"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api.trigger("cross_sell_rollback", {"version": previous})  # no reason
+    assert refused.value.code == 400
+    run_id = api.trigger("cross_sell_rollback", {"version": previous, "reason": "drill: the approved twin"})
+    assert api.wait_for_run("cross_sell_rollback", run_id, scaled(300))["state"] == "success"
+    restored = registry.champion()
+    assert (restored.version, restored.pointer["by"], restored.pointer["action"]) == (previous, "admin", "rollback")
+
+    def rescored(api):
+        runs = api.get("/api/v2/dags/cross_sell_scoring/dagRuns?order_by=-run_after")["dag_runs"]
+        newest = runs[0] if len(runs) > scoring_before else None
+        if newest is None or newest["state"] not in ("success", "failed"):
+            return None
+        return newest if f"scored 5,000 customers with {previous}" in api.log(
+            "cross_sell_scoring", newest["dag_run_id"], "score", 1) else None
+
+    scoring = api.wait(rescored, scaled(400), f"a scoring run with the restored {previous}", every=2.0)
+    assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring

@@ -1,5 +1,6 @@
 """The stage functions the DAG calls, run directly against the local S3 server."""
 
+import re
 import threading
 from datetime import datetime, timezone
 
@@ -324,3 +325,42 @@ def test_every_object_written_is_encrypted_at_rest(run, s3, bucket):
                    if s3.head_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]).get(
                        "ServerSideEncryption") != "AES256"]
     assert unencrypted == []
+
+
+def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_card(run):
+    """Issue #23: what the reviewer reads in the approval task's body, and the links that open."""
+    import urllib.request
+
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    drift = {"checked": True, "champion_version": "v0", "drifted": ["Age"]}
+    body = stages.describe_for_approval(artifacts, decision, trained, run["extracted"], drift, 3600)
+    assert f"**Candidate `{trained['version']}`** vs champion `none yet`" in body
+    assert "Decision: BLESS" in body and decision["reason"] in body
+    assert f"| roc_auc | {decision['candidate']['roc_auc']:.4f} | n/a |" in body
+    gender = decision["fairness"]["candidate"]["Gender"]
+    assert f"| Gender | {gender['demographic_parity_ratio']:.4f} | {gender['equalized_odds_difference']:.4f} |" in body
+    assert "**Drift:** Age past their thresholds against champion v0" in body
+    links = dict(re.findall(r"- \[([^]]+)\]\((http[^)]+)\)", body))
+    with urllib.request.urlopen(links["evaluation report"], timeout=30) as response:
+        assert b"Fairness by protected attribute" in response.read()
+    with urllib.request.urlopen(links["model card"], timeout=30) as response:
+        assert b"Awaiting a reviewer's answer" in response.read()
+
+
+def test_push_takes_only_an_explicit_approval_by_a_named_user():
+    """Issue #23: a required approval fails closed: no answer (the task marked successful by hand), a
+    rejection or the timeout's default answer never lets the push through."""
+    from datetime import datetime, timezone
+
+    from cross_sell.approval import NotApproved, approval_record
+
+    assert approval_record(False, None) is None
+    when = datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc)
+    approved = {"chosen_options": ["Approve"], "params_input": {"comment": "ok"}, "responded_at": when,
+                "responded_by_user": {"id": "7", "name": "alice"}}
+    assert approval_record(True, approved) == {"approved_by": "alice", "approver_id": "7",
+                                               "approved_at": "2026-12-02T10:00:00+00:00", "comment": "ok"}
+    for answer in (None, {**approved, "chosen_options": ["Reject"]}, {**approved, "responded_by_user": None}):
+        with pytest.raises(NotApproved):
+            approval_record(True, answer)
