@@ -101,6 +101,10 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert manifest["code_version"].startswith(cross_sell.__version__)
     served, _ = stack["registry"].served_model(champion.version)  # signed, verified, and it answers
     assert 0.0 <= served.probability(model_input.example())[0] <= 1.0
+    from cross_sell.reproduce import reproduce  # issue #23: the DAG's champion, rebuilt from its manifest
+
+    rebuilt = reproduce(stack["registry"], champion.version)
+    assert rebuilt["identical"] and rebuilt["onnx_sha256"]["identical"], rebuilt
 
 
 def test_identical_second_run_keeps_the_champion(stack, dag):

@@ -82,8 +82,8 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
         from sklearn.preprocessing import FunctionTransformer
 
         build = training.build_pipeline
-        monkeypatch.setattr(training, "build_pipeline", lambda seed, exclude=(): Pipeline(
-            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed, exclude).steps]))
+        monkeypatch.setattr(training, "build_pipeline", lambda seed, exclude=(), params=None: Pipeline(
+            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed, exclude, params).steps]))
     else:
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
     trained = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
@@ -364,3 +364,41 @@ def test_push_takes_only_an_explicit_approval_by_a_named_user():
     for answer in (None, {**approved, "chosen_options": ["Reject"]}, {**approved, "responded_by_user": None}):
         with pytest.raises(NotApproved):
             approval_record(True, answer)
+
+
+def test_a_pushed_version_is_reproduced_identically_and_its_lineage_shown(run, s3_env, bucket, monkeypatch, capsys):
+    """Issue #23: `reproduce` rebuilds a version from its recorded, hash-verified snapshot, seed and params;
+    `lineage` shows where it came from and where it went. A changed recorded snapshot is refused."""
+    import json
+
+    from cross_sell import lineage, reproduce
+    from cross_sell.__main__ import main as cli
+    from cross_sell.objects import CustodyError
+
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002,
+                               validation=run["validated"]["summary"])
+    stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
+    version = trained["version"]
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", "vi")
+    assert cli(["reproduce", version]) == 0
+    out, err = capsys.readouterr()
+    found = json.loads(out)
+    assert found["identical"] and found["onnx_sha256"]["identical"] and found["largest_metric_difference"] == 0.0
+    assert found["splits_identical"] == {"train": True, "validation": True, "test": True}
+    assert found["recorded_with"]["seed"] == 3 and found["library_differences"] == []
+    assert f"{version}: identical" in err
+
+    shown = lineage.of_version(registry, version, "vi")
+    upstream = shown["upstream"]
+    assert upstream["snapshot"]["sha256"] == run["extracted"]["snapshot"]["sha256"]
+    assert upstream["snapshot"]["now"] == "verified" and upstream["validation"]["verdict"]["success"] is True
+    assert upstream["params"]["seed"] == 3 and upstream["approval"] is None
+    assert shown["downstream"]["champion_periods"][0]["until"] is None  # the champion since its push
+
+    s3 = registry.s3  # the snapshot rewritten after the push: no rebuild from data that is not the recorded
+    s3.put_object(Bucket=bucket, Key=run["extracted"]["snapshot"]["key"], Body=b"other rows")
+    with pytest.raises(CustodyError):
+        reproduce.reproduce(registry, version)
+    assert lineage.of_version(registry, version, "vi")["upstream"]["snapshot"]["now"].startswith("differs")

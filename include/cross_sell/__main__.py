@@ -305,6 +305,27 @@ def cmd_skew(args, settings: Settings) -> int:
     return 1 if found.drifted and args.fail_on_skew else 0
 
 
+def cmd_reproduce(args, settings: Settings) -> int:
+    """Retrain VERSION from its recorded snapshot, seed and params; exit 1 when the result differs."""
+    from .reproduce import reproduce
+
+    found = reproduce(_registry(settings), args.version)
+    _print(found)
+    print(f"{args.version}: {'identical' if found['identical'] else 'DIFFERS'} (ONNX "
+          f"{'byte-identical' if found['onnx_sha256']['identical'] else 'differs'}, largest metric difference "
+          f"{found['largest_metric_difference']:.2e}; library versions differing from the recorded ones: "
+          f"{', '.join(found['library_differences']) or 'none'})", file=sys.stderr)
+    return 0 if found["identical"] else 1
+
+
+def cmd_lineage(args, settings: Settings) -> int:
+    """Upstream and downstream of VERSION (see cross_sell.lineage)."""
+    from .lineage import of_version
+
+    _print(of_version(_registry(settings), args.version, settings.s3_prefix))
+    return 0
+
+
 def _model_arguments(parser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", default="champion", metavar="champion|VERSION",
@@ -402,6 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     erasure_key.add_argument("file")
     erasure_key.add_argument("--force", action="store_true")
     erasure_key.set_defaults(handler=cmd_erasure_key)
+
+    reproduce = sub.add_parser("reproduce", help="retrain VERSION from its recorded snapshot, seed and params, "
+                                                 "and say whether the ONNX file and metrics come out the same")
+    reproduce.add_argument("version")
+    reproduce.set_defaults(handler=cmd_reproduce)
+
+    lineage = sub.add_parser("lineage", help="where VERSION came from (data, validation, params, approver) and "
+                                             "where it went (champion periods, scoring runs, campaign lists)")
+    lineage.add_argument("version")
+    lineage.set_defaults(handler=cmd_lineage)
 
     keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
     keygen.add_argument("directory")

@@ -55,7 +55,8 @@ def request_body(decision: dict, drift: dict | None, links: dict[str, str]) -> s
                      f"{_figure(other.get('demographic_parity_ratio'))} | "
                      f"{_figure(other.get('equalized_odds_difference'))} |")
     lines += ["", f"**Drift:** {_drift_line(drift)}", ""]
-    lines += [f"- [{name}]({url})" for name, url in links.items()]
+    lines += [f"- [{name}]({url})" if url.startswith(("http://", "https://")) else f"- {name}: `{url}`"
+              for name, url in links.items()]
     lines += ["", "Approve: the candidate becomes champion (you are recorded as its approver). Reject: nothing "
               "is pushed; say why in the comment."]
     return "\n".join(lines)

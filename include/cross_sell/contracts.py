@@ -103,6 +103,7 @@ class Decision(TypedDict):
     max_equalized_odds_difference: float
     fairness_gated: list[str]  # attributes the cap applies to (schema.PROTECTED_ATTRIBUTES)
     excluded_features: list[str]
+    validation: Artifact | None  # the snapshot's validation verdict (the manifest's lineage keeps it)
     report_key: str
     evaluation_key: str
 

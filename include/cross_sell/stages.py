@@ -300,7 +300,7 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
         fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
         max_equalized_odds_difference=max_equalized_odds_difference,
         fairness_gated=[a.name for a in schema.PROTECTED_ATTRIBUTES if a.gated],
-        excluded_features=trained.get("excluded_features", []),
+        excluded_features=trained.get("excluded_features", []), validation=validation,
         report_key=artifacts.key("evaluation", "report.html"),
         evaluation_key=artifacts.key("evaluation", "decision.json"))
     _save_evaluation(artifacts, decision, facts, validation)
@@ -353,8 +353,9 @@ def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, 
         "replaced_unreadable_champion": decision.get("replaced_unreadable"),
         "decision_reason": decision["reason"],
         "data_fingerprint": extracted["fingerprint"],
-        # The exact objects it was trained and tested on (sha256 and size), as their writers recorded them.
-        "lineage": trained["lineage"],
+        # The exact objects it was trained and tested on (sha256 and size), as their writers recorded them,
+        # and the validation verdict of that snapshot.
+        "lineage": {**trained["lineage"], "validation": decision.get("validation")},
         "rows": extracted["rows"],
         "run_id": artifacts.run_id,
         "run_artifacts": artifacts.uri(artifacts.root),

@@ -30,19 +30,20 @@ ESTIMATOR_PARAMS = {
 }
 
 
-def build_pipeline(seed: int, exclude: tuple[str, ...] = ()) -> Pipeline:
+def build_pipeline(seed: int, exclude: tuple[str, ...] = (), params: dict | None = None) -> Pipeline:
     return Pipeline([
         ("preprocess", features.preprocessor(seed, exclude)),
-        ("model", HistGradientBoostingClassifier(random_state=seed, **ESTIMATOR_PARAMS)),
+        ("model", HistGradientBoostingClassifier(random_state=seed, **(params or ESTIMATOR_PARAMS))),
     ])
 
 
 def train(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, seed: int,
-          exclude: tuple[str, ...] = ()) -> TunedThresholdClassifierCV:
+          exclude: tuple[str, ...] = (), params: dict | None = None) -> TunedThresholdClassifierCV:
     """Fit on the training split, then choose the F1-optimal threshold on the validation split. `exclude`:
-    features the model must not use (e.g. a protected attribute); it still takes the same input."""
+    features the model must not use (e.g. a protected attribute); it still takes the same input. `params`:
+    the estimator's (default `ESTIMATOR_PARAMS`; `reproduce` passes a version's recorded ones)."""
     x_train, y_train = features.features_and_label(train_frame)
-    pipeline = build_pipeline(seed, features.check_excluded(exclude)).fit(x_train, y_train)
+    pipeline = build_pipeline(seed, features.check_excluded(exclude), params).fit(x_train, y_train)
     x_val, y_val = features.features_and_label(validation_frame)
     return TunedThresholdClassifierCV(
         pipeline, scoring="f1", cv="prefit", refit=False, thresholds=200
