@@ -85,7 +85,8 @@ def cross_sell_scoring():
     @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def publish(scored: Scored) -> Published:
         published = run_stage(lambda scoring, run: scoring.publish(
-            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id)),
+            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id,
+                                                           written=True)),
             module="cross_sell.scoring")
         record_scores(scored)  # monitoring reads these scores back, checked against their recorded sha256
         return published

@@ -43,12 +43,48 @@ def _sourced(env_file) -> dict:
     return dict(re.findall(r"^export (\w+)='(.*)'$", env_file.read_text(), re.M))
 
 
+README_RUN: dict[str, str] = {}  # the run ids of the README section's training and scoring runs
 # A short response timeout for the approval tests (issue #23); scaled, so a slow machine gets a slow test.
 APPROVAL_TIMEOUT_SECONDS = scaled(120)
 
 
+class LineageReceiver:
+    """A local HTTP endpoint of the OpenLineage provider's `http` transport: keeps every event it is sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        events = self.events = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                events.append(json.loads(body))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
-def readme_section(tmp_path_factory):
+def lineage_receiver():
+    receiver = LineageReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def readme_section(tmp_path_factory, lineage_receiver):
     tmp_path = tmp_path_factory.mktemp("standalone")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CROSS_SELL_", "AWS_"))}
     env_file = tmp_path / "services.env"
@@ -74,7 +110,11 @@ def readme_section(tmp_path_factory):
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
-               "CROSS_SELL_APPROVAL_TIMEOUT_HOURS": str(APPROVAL_TIMEOUT_SECONDS / 3600)}
+               "CROSS_SELL_APPROVAL_TIMEOUT_HOURS": str(APPROVAL_TIMEOUT_SECONDS / 3600),
+               # OpenLineage through the provider's own configuration, to the local receiver (issue #23)
+               "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": lineage_receiver.url,
+                                                             "endpoint": "api/v1/lineage"}),
+               "AIRFLOW__OPENLINEAGE__NAMESPACE": "cross-sell"}
         loaded = subprocess.run([sys.executable, "-m", "cross_sell", "load", "--synthetic", "5000", "--seed", "1"],
                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=scaled(300))
         assert loaded.returncode == 0 and json.loads(loaded.stdout)["inserted"] == 5000, loaded.stderr
@@ -120,6 +160,7 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
     assert "validation passed: 52/52 expectations passed" in validate_log
     assert "Skipping registering function" not in validate_log  # GX's noise stays out of the task log
     assert "decision: BLESS" in api.log(DAG_ID, run_id, "evaluate", 1)
+    README_RUN["training"] = run_id
 
     # The loop closes on this machine (issue #21): the new champion is scored for the CRM, and the service
     # that `devstack services --serve` runs answers with it through its front.
@@ -129,6 +170,7 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
 
     scoring = api.wait(scored, scaled(300), "the scoring run the new champion triggers", every=2.0)
     assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring
+    README_RUN["scoring"] = scoring["dag_run_id"]
     champion = api.log(DAG_ID, run_id, "push", 1).split("champion is now ", 1)[1].split()[0]
 
     def answered(_):
@@ -274,3 +316,99 @@ def test_a_rollback_through_airflow_records_the_user_and_rescores(readme_section
 
     scoring = api.wait(rescored, scaled(400), f"a scoring run with the restored {previous}", every=2.0)
     assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring
+
+
+def _validated(event: dict):
+    """The event rebuilt with the openlineage-python client's models (what a receiver such as Marquez
+    parses): the run event, its run, job and datasets, and the dataset facets this project sets. A field
+    of the wrong type or a missing one raises; re-serialised, the dataset facets must be what was sent."""
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.generated import (
+        data_quality_assertions_dataset,
+        data_quality_metrics_dataset,
+        dataset_version_dataset,
+        schema_dataset,
+    )
+    from openlineage.client.serde import Serde
+
+    def facet(name: str, value: dict):
+        clean = {k: v for k, v in value.items() if not k.startswith("_")}
+        if name == "schema":
+            return schema_dataset.SchemaDatasetFacet(fields=[schema_dataset.SchemaDatasetFacetFields(
+                name=f["name"], type=f.get("type")) for f in clean["fields"]])
+        if name == "version":
+            return dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=clean["datasetVersion"])
+        if name == "dataQualityAssertions":
+            return data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=[
+                data_quality_assertions_dataset.Assertion(**a) for a in clean["assertions"]])
+        if name == "dataQualityMetrics":
+            return data_quality_metrics_dataset.DataQualityMetricsDatasetFacet(
+                rowCount=clean.get("rowCount"), columnMetrics={})
+        return None
+
+    def datasets(kind, items):
+        built = []
+        for item in items or []:
+            facets = {n: f for n, v in (item.get("facets") or {}).items() if (f := facet(n, v)) is not None}
+            for name, rebuilt in facets.items():
+                sent = {k: v for k, v in item["facets"][name].items() if not k.startswith("_")}
+                again = {k: v for k, v in Serde.to_dict(rebuilt).items() if not k.startswith("_")}
+                assert again == {k: v for k, v in sent.items() if k in again}, (item["name"], name, sent, again)
+            built.append(kind(namespace=item["namespace"], name=item["name"], facets=facets))
+        return built
+
+    return RunEvent(eventType=RunState(event["eventType"]), eventTime=event["eventTime"],
+                    run=Run(runId=event["run"]["runId"]), job=Job(namespace=event["job"]["namespace"],
+                                                                  name=event["job"]["name"]),
+                    producer=event["producer"], inputs=datasets(InputDataset, event.get("inputs")),
+                    outputs=datasets(OutputDataset, event.get("outputs")))
+
+
+def test_openlineage_events_describe_the_training_and_scoring_runs(readme_section, lineage_receiver):
+    """Issue #23: every task of the README's training and scoring runs reports, through the OpenLineage
+    provider, what it read and wrote, named by the OpenLineage naming spec, with schema, version and
+    data-quality facets; every event the receiver got parses with the client's models."""
+    api, _, _, env = readme_section
+    events = list(lineage_receiver.events)
+    assert events, "the OpenLineage provider sent nothing"
+    for event in events:
+        _validated(event)
+
+    def completed(dag_id: str, run_id: str) -> dict[str, dict]:
+        found = {}
+        for event in events:
+            airflow = event["run"]["facets"].get("airflow", {})
+            if event["eventType"] == "COMPLETE" and airflow.get("dagRun", {}).get("run_id") == run_id:
+                found[event["job"]["name"].split(".", 1)[1] if "." in event["job"]["name"] else ""] = event
+        return found
+
+    bucket, prefix, mongo = "s3://cross-sell", "vehicle-insurance", "insurance"
+    training = completed(DAG_ID, README_RUN["training"])
+    names = {task: ({d["name"] for d in e.get("inputs", [])}, {d["name"] for d in e.get("outputs", [])})
+             for task, e in training.items()}
+    extract = training["extract"]
+    assert names["extract"][0] == {f"{mongo}.customers"}
+    assert extract["inputs"][0]["namespace"].startswith("mongodb://127.0.0.1:")
+    snapshot = extract["outputs"][0]
+    assert snapshot["namespace"] == bucket and snapshot["name"].endswith("/raw/snapshot.parquet")
+    assert snapshot["facets"]["dataQualityMetrics"]["rowCount"] == 5000
+    assert {f["name"] for f in snapshot["facets"]["schema"]["fields"]} == set(schema.column_names(schema.TRAINING))
+    checked = next(d for d in training["validate"]["inputs"] if d["name"] == snapshot["name"])
+    assertions = checked["facets"]["dataQualityAssertions"]["assertions"]
+    assert len(assertions) == 52 and all(a["success"] for a in assertions)
+    assert {"Gender", "Age"} <= {a.get("column") for a in assertions}
+    assert checked["facets"]["version"] == snapshot["facets"]["version"]  # the same bytes (sha256)
+    splits = {n for n in names["transform"][1] if "/features/" in n}
+    assert len(splits) == 3 and names["transform"][0] == {snapshot["name"]}
+    assert splits <= names["train"][0] and any(n.endswith("model/model.onnx") for n in names["train"][1])
+    version = api.log(DAG_ID, README_RUN["training"], "push", 1).split("champion is now ", 1)[1].split()[0]
+    model = f"{prefix}/models/{version}"
+    assert model in names["push"][1] and f"{prefix}/champion.json" in names["push"][1]  # + the champion Asset
+
+    scoring = completed("cross_sell_scoring", README_RUN["scoring"])
+    assert {f"{mongo}.customers", model} <= {d["name"] for d in scoring["score"]["inputs"]}
+    scores = next(d for d in scoring["score"]["outputs"] if d["name"].endswith("scores.parquet"))
+    assert scores["facets"]["dataQualityMetrics"]["rowCount"] == 5000
+    assert any(d["name"].endswith("campaign.csv") for d in scoring["campaign"]["outputs"])
+    assert f"{mongo}.customer_scores" in {d["name"] for d in scoring["publish"]["outputs"]}
+    assert scores["name"] in {d["name"] for d in scoring["publish"]["inputs"]}

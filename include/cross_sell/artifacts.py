@@ -31,6 +31,9 @@ class RunArtifacts:
         self.bucket = bucket
         self.run_id = run_id
         self.root = "/".join(p for p in (prefix, area, safe_run_id(run_id)) if p)
+        # What this task read and wrote, as recorded (OpenLineage reports the data among them).
+        self.read_log: list[Artifact] = []
+        self.write_log: list[Artifact] = []
 
     def key(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -43,6 +46,7 @@ class RunArtifacts:
         key = self.key(*parts)
         recorded = Artifact(key=key, sha256=objects.sha256_file(path), bytes=Path(path).stat().st_size)
         objects.upload(self.s3, self.bucket, key, path)
+        self.write_log.append(recorded)
         return recorded
 
     def upload_dir(self, directory: str | Path, *parts: str) -> str:
@@ -55,17 +59,23 @@ class RunArtifacts:
     def put_bytes(self, body: bytes, content_type: str, *parts: str) -> Artifact:
         key = self.key(*parts)
         objects.put(self.s3, self.bucket, key, body, content_type)
-        return objects.artifact(key, body)
+        recorded = objects.artifact(key, body)
+        self.write_log.append(recorded)
+        return recorded
 
     def put_json(self, payload: dict, *parts: str) -> Artifact:
         return self.put_bytes(json_bytes(payload), "application/json", *parts)
 
     # -- reading another task's objects: verified against its record ----------------------------
     def download(self, artifact: Artifact, path: str | Path) -> Path:
-        return objects.download_artifact(self.s3, self.bucket, artifact, path)
+        downloaded = objects.download_artifact(self.s3, self.bucket, artifact, path)
+        self.read_log.append(artifact)
+        return downloaded
 
     def read(self, artifact: Artifact) -> bytes:
-        return objects.read_artifact(self.s3, self.bucket, artifact)
+        body = objects.read_artifact(self.s3, self.bucket, artifact)
+        self.read_log.append(artifact)
+        return body
 
     def read_json(self, artifact: Artifact) -> dict:
         return json.loads(self.read(artifact))

@@ -143,6 +143,9 @@ class ModelRegistry:
         self.prefix = prefix.strip("/")
         self.verifier = verifier
         self.audit_lock_days = audit_lock_days
+        # Versions whose model this client loaded or published (what a task reports to OpenLineage).
+        self.loaded_versions: list[str] = []
+        self.published_versions: list[str] = []
 
     # -- keys -------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -324,6 +327,7 @@ class ModelRegistry:
         onnx = self.artifact(version, self.ONNX, manifest)
         if onnx is None:
             raise RegistryError(f"model {version} has no {self.ONNX} (pushed by an older release?)")
+        self.loaded_versions.append(version)
         return OnnxModel(onnx, manifest["threshold"], threads=threads), manifest
 
     def versions(self) -> list[str]:
@@ -457,6 +461,7 @@ class ModelRegistry:
         objects.put(self.s3, self.bucket, self.manifest_key(version), body, "application/json")
         objects.put(self.s3, self.bucket, self.version_file_key(version, SIGNATURE), signer.sign(body),
                     "application/json")
+        self.published_versions.append(version)
         return manifest
 
     @staticmethod

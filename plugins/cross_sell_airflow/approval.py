@@ -23,19 +23,21 @@ class PushApproval(ApprovalOperator):
     """ApprovalOperator whose outcome is logged (and a timeout alerted); `push` reads its answer."""
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
-        answer = super().execute_complete(context=context, event=event)
-        user = (answer.get("responded_by_user") or {}).get("name")
-        comment = (answer.get("params_input") or {}).get("comment") or ""
-        chosen = answer["chosen_options"][0]
-        if user is None:
-            from cross_sell_airflow.alerts import alert
+        # Said before the operator acts on the answer: a rejection skips the push by raising (Airflow 3's
+        # SkipMixin), so nothing after super() would run.
+        if "chosen_options" in event:
+            user = (event.get("responded_by_user") or {}).get("name")
+            comment = (event.get("params_input") or {}).get("comment") or ""
+            chosen = event["chosen_options"][0]
+            if user is None:
+                from cross_sell_airflow.alerts import alert
 
-            self.log.warning("no answer within the response timeout: %s, nothing is pushed", chosen)
-            alert("the push approval timed out (no answer): nothing is pushed", "approval_timeout")
-        else:
-            self.log.info("%s by %s%s", "approved" if chosen == self.APPROVE else "rejected", user,
-                          f": {comment}" if comment else "")
-        return answer
+                self.log.warning("no answer within the response timeout: %s, nothing is pushed", chosen)
+                alert("the push approval timed out (no answer): nothing is pushed", "approval_timeout")
+            else:
+                self.log.info("%s by %s%s", "approved" if chosen == self.APPROVE else "rejected", user,
+                              f": {comment}" if comment else "")
+        return super().execute_complete(context=context, event=event)
 
 
 def push_approval(body, settings: Settings, **kwargs) -> PushApproval:

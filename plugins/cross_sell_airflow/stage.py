@@ -71,13 +71,15 @@ class StageRun:
     def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None):
         from cross_sell_airflow.hooks import customer_documents
 
+        self.mongo_used.append((conn_id or self.settings.mongo_conn_id, self.settings.mongo_collection, False))
         return customer_documents(self.settings, fields, conn_id)
 
-    def collection(self, name: str, conn_id: str | None = None):
+    def collection(self, name: str, conn_id: str | None = None, written: bool = False):
         """A MongoDB collection of the customers' database through `conn_id` (the DAG's role; default the
-        training side's), open until the stage returns."""
+        training side's), open until the stage returns. `written`: the stage writes it (lineage output)."""
         from airflow.providers.mongo.hooks.mongo import MongoHook
 
+        self.mongo_used.append((conn_id or self.settings.mongo_conn_id, name, written))
         hook = MongoHook(mongo_conn_id=conn_id or self.settings.mongo_conn_id)
         self._closing.append(hook)
         return hook.get_collection(name, mongo_db=self.settings.mongo_database)
@@ -91,6 +93,11 @@ class StageRun:
 
     @cached_property
     def _closing(self) -> list:
+        return []
+
+    @cached_property
+    def mongo_used(self) -> list[tuple[str, str, bool]]:
+        """(connection id, collection, written) of every collection the stage used (OpenLineage)."""
         return []
 
     def close(self) -> None:
@@ -126,7 +133,11 @@ def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.s
         from cross_sell import params
 
         params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
-        return call(importlib.import_module(module), run)
+        result = call(importlib.import_module(module), run)
+        from cross_sell_airflow import lineage
+
+        lineage.report(context, run, result)  # OpenLineage inputs and outputs, when the provider is on
+        return result
     except NotRetryable as failure:
         raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
     except NothingToDo as idle:  # e.g. no champion yet: skipped with the reason, no alert
