@@ -402,3 +402,27 @@ def test_a_pushed_version_is_reproduced_identically_and_its_lineage_shown(run, s
     with pytest.raises(CustodyError):
         reproduce.reproduce(registry, version)
     assert lineage.of_version(registry, version, "vi")["upstream"]["snapshot"]["now"].startswith("differs")
+
+
+def test_the_fairness_section_of_the_report_as_a_person_sees_it(run, tmp_path):
+    """Issue #23: the report's fairness section, opened in headless Chromium: the tables and the plot render."""
+    import browser
+    from conftest import skip_unless_available
+
+    if browser.chromium() is None:
+        skip_unless_available("chromium is not installed (.ci/run installs it)")
+    artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    page_file = tmp_path / "report.html"
+    page_file.write_bytes(artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read())
+    with browser.Browser() as page:
+        page.open(page_file.as_uri())
+        page.evaluate("document.getElementById('fairness').scrollIntoView()")
+        shot = page.screenshot(tmp_path / "report-fairness.png", full_page=False)
+        section = page.evaluate("(() => { let e = document.getElementById('fairness'), t = '';"
+                                " for (let n = e; n && !(n !== e && n.tagName === 'H2'); n = n.nextElementSibling)"
+                                " t += n.innerText + '\\n'; return t; })()")
+        plot_width = page.evaluate("document.querySelector('img[alt^=\"selection\"]').naturalWidth")
+    print(f"fairness section screenshot: {shot}")
+    assert "Gender (gated)" in section and "Gender = Female" in section and "Age = 18-29" in section
+    assert "equalized-odds difference" in section and plot_width > 500
