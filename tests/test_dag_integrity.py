@@ -216,3 +216,14 @@ def test_the_data_governance_dags():
     assert housekeeping.timetable.expression == "0 4 * * *" and housekeeping.get_task("retain").retries >= 2
     for dag in (erasure, housekeeping):
         assert dag.get_task(dag.task_ids[0]).on_failure_callback and "data-governance" in dag.tags
+
+
+def test_approvers_become_the_approval_tasks_assigned_users():
+    """Issue #23: optional named approvers (CROSS_SELL_APPROVERS); none: any user may answer."""
+    from cross_sell.settings import Settings
+    from cross_sell_airflow.approval import push_approval
+
+    assert push_approval("body", Settings()).assigned_users is None
+    assigned = push_approval("body", Settings(approvers=("7", "alice"), approval_timeout_hours=1.5))
+    assert assigned.assigned_users == [{"id": "7", "name": "7"}, {"id": "alice", "name": "alice"}]
+    assert assigned.response_timeout.total_seconds() == 5400 and assigned.defaults == ["Reject"]
