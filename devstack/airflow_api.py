@@ -111,6 +111,17 @@ class AirflowApi:
             return None
         return self.wait(reached, timeout, f"{task_id} of {run_id} to be {'/'.join(states)}", every=1.0)
 
+    def wait_for_input_request(self, dag_id: str, run_id: str, task_id: str, timeout: float, settle: float) -> dict:
+        """Wait until a human-in-the-loop task asks for input, then `settle` seconds more, as a person would.
+
+        On Airflow 3.3.2 an answer that lands before the scheduler has processed the executor's event for
+        the parked try gets the resumed task failed ("finished with state success, but the task instance's
+        state attribute is queued"; seen with the LocalExecutor and an answer 1 s after parking); the
+        push then does not run: it fails closed."""
+        task = self.wait_for_task_state(dag_id, run_id, task_id, ("awaiting_input",), timeout)
+        time.sleep(settle)
+        return task
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict:
         return self.wait(lambda api: (lambda run: run if run["state"] in ("success", "failed") else None)(
             api.run(dag_id, run_id)), timeout, f"run {run_id} to finish", every=2.0)

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -225,12 +224,7 @@ APPROVAL_RUN = {"require_approval": True, "promotion_margin": 0.0, "min_roc_auc"
 
 def _awaiting_approval(api, conf: dict) -> str:
     run_id = api.trigger(DAG_ID, conf)
-    api.wait_for_task_state(DAG_ID, run_id, "approve", ("awaiting_input",), scaled(400))
-    # A person answers after seconds, not within one: on Airflow 3.3.2 with the LocalExecutor, an answer that
-    # lands before the scheduler has processed the executor's event for the parked try gets the resumed task
-    # failed ("finished with state success, but the task instance's state attribute is queued"; seen here
-    # with an answer 1 s after parking). The push then does not run: it fails closed.
-    time.sleep(scaled(5))
+    api.wait_for_input_request(DAG_ID, run_id, "approve", scaled(400), settle=scaled(5))
     return run_id
 
 

@@ -106,7 +106,11 @@ def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):
     victim = train["hostname"]
     killed_at = time.time()
     topology.kill(victim)  # SIGKILL to the worker and its task processes: a lost container
-    finished = api.wait_for_run(DAG_ID, run_id, scaled(600))
+    # Compose asks a person to approve each push: answered through the REST API, as the UI's Required
+    # Actions page does, once the retried train and the evaluation have run on the surviving worker.
+    api.wait_for_input_request(DAG_ID, run_id, "approve", scaled(600), settle=scaled(5))
+    api.respond(DAG_ID, run_id, "approve", "Approve", {"comment": "topology test"})
+    finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
     assert finished["state"] == "success"
     tis = _on_workers(api, run_id, set(topology.worker_hostnames))
     tries = {t["try_number"]: t for t in api.tries(DAG_ID, run_id, "train")}
@@ -119,6 +123,7 @@ def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):
     # Pushed exactly once, by this run.
     history = registry.history()
     assert [entry["run_id"] for entry in history] == [run_id]
+    assert history[0]["by"] == "admin" and tis["approve"]["state"] == "success"
     print(f"killed {victim} {killed_at - time.mktime(time.strptime(train['start_date'][:19], '%Y-%m-%dT%H:%M:%S')):.0f}"
           f" s into train; retried on {tries[2]['hostname']}")
     topology.start_worker(victim.replace("worker-", "worker-restarted-"))  # back to two workers
