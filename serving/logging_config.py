@@ -5,7 +5,9 @@ LOGCONFIG = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            # orjson's encoder: the access line of every request is the service's largest logging cost
+            # (benchmarks/README.md, "Where a one-row request's CPU goes").
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
         },

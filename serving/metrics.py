@@ -6,6 +6,7 @@ every metric it names is exported.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -26,20 +27,32 @@ MODEL_VERSION = Gauge("serving_model_version_info", "1 for the model version a w
 _BOUNDS = np.asarray(PROBABILITY._upper_bounds)
 
 
+@functools.cache
+def _request_series(endpoint: str, status: int):
+    """The children of one endpoint and status (few of each): `labels()` takes a lock and builds keys."""
+    return REQUESTS.labels(endpoint, str(status)), LATENCY.labels(endpoint)
+
+
+@functools.cache
+def _prediction_series(version: str):
+    return PREDICTIONS.labels(version, "1"), PREDICTIONS.labels(version, "0"), PROBABILITY.labels(version)
+
+
 def observe_request(endpoint: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(endpoint, str(status)).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    requests, latency = _request_series(endpoint, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 def observe_predictions(version: str, probabilities: list[float], labels: list[int]) -> None:
     """The distribution and positive rate the dashboard shows, in a few increments per request."""
     PREDICTED_ROWS.inc(len(probabilities))
+    positive, negative, histogram = _prediction_series(version)
     positives = int(sum(labels))
     if positives:
-        PREDICTIONS.labels(version, "1").inc(positives)
+        positive.inc(positives)
     if len(labels) - positives:
-        PREDICTIONS.labels(version, "0").inc(len(labels) - positives)
-    histogram = PROBABILITY.labels(version)
+        negative.inc(len(labels) - positives)
     if len(probabilities) == 1:
         histogram.observe(probabilities[0])
         return

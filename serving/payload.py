@@ -10,7 +10,11 @@ The answer: {"model_version", "threshold", "predictions": [{"probability", "labe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
+
+from cross_sell import casting
 
 RECORDS = "records"
 DATAFRAME_SPLIT = "dataframe_split"
@@ -41,7 +45,23 @@ def decode_json(body: bytes):
         raise ClientError(400, f"malformed JSON: {error}") from None
 
 
-def records_from_payload(payload, max_rows: int) -> list[dict]:
+@dataclass(frozen=True)
+class RequestRows:
+    """The rows of a request, as sent (`records`, or `dataframe_split`'s names and data): the engine
+    takes either straight to columns (`casting.check_records`, `casting.check_split`)."""
+
+    count: int
+    records: list[dict] | None = None
+    names: list[str] | None = None
+    data: list[list] | None = None
+
+    def check(self, allow_text: bool = False) -> casting.CheckedRequest:
+        if self.records is not None:
+            return casting.check_records(self.records, allow_text=allow_text)
+        return casting.check_split(self.names, self.data, allow_text=allow_text)
+
+
+def rows_from_payload(payload, max_rows: int) -> RequestRows:
     """The rows of a decoded request in either format; 413 over `max_rows`, 422 for a wrong shape."""
     if not isinstance(payload, dict):
         raise ClientError(422, f"the body must be a JSON object with {RECORDS!r} or {DATAFRAME_SPLIT!r}")
@@ -49,22 +69,24 @@ def records_from_payload(payload, max_rows: int) -> list[dict]:
         records = payload[RECORDS]
         if not isinstance(records, list):
             raise ClientError(422, f"{RECORDS!r} must be a list of objects")
+        rows = RequestRows(len(records), records=records)
     elif DATAFRAME_SPLIT in payload:
-        records = _split_records(payload[DATAFRAME_SPLIT], max_rows)
+        rows = _split_rows(payload[DATAFRAME_SPLIT], max_rows)
     else:
         raise ClientError(422, f"the body must have {RECORDS!r} or {DATAFRAME_SPLIT!r}")
-    if not records:
+    if not rows.count:
         raise ClientError(422, "no rows to predict")
-    if len(records) > max_rows:
-        raise ClientError(413, f"{len(records)} rows; at most {max_rows} per request")
-    not_objects = [{"row": i, "field": None, "message": "expected an object"}
-                   for i, record in enumerate(records) if not isinstance(record, dict)]
-    if not_objects:
-        raise ClientError(422, "invalid input", not_objects)
-    return records
+    if rows.count > max_rows:
+        raise ClientError(413, f"{rows.count} rows; at most {max_rows} per request")
+    if rows.records is not None and set(map(type, rows.records)) != {dict}:  # one pass in C when all are
+        not_objects = [{"row": i, "field": None, "message": "expected an object"}
+                       for i, record in enumerate(rows.records) if not isinstance(record, dict)]
+        if not_objects:
+            raise ClientError(422, "invalid input", not_objects)
+    return rows
 
 
-def _split_records(split, max_rows: int) -> list[dict]:
+def _split_rows(split, max_rows: int) -> RequestRows:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
             or not isinstance(split.get("data"), list):
         raise ClientError(422, f"{DATAFRAME_SPLIT!r} must be an object with lists 'columns' and 'data'")
@@ -77,7 +99,7 @@ def _split_records(split, max_rows: int) -> list[dict]:
                 for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns)]
     if problems:
         raise ClientError(422, "invalid input", problems)
-    return [dict(zip(columns, row, strict=True)) for row in data]
+    return RequestRows(len(data), names=columns, data=data)
 
 
 def predictions_body(version: str, threshold: float, probabilities: list[float], labels: list[int]) -> dict:

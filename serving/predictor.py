@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from cross_sell import model_input, schema
 
 from . import metrics
 from .champion import ChampionHolder, LoadedModel
-from .payload import ClientError
+from .payload import ClientError, RequestRows
 from .sampling import RequestSampler
 
 
@@ -24,28 +26,21 @@ class Predictor:
         self.holder = holder
         self.sampler = sampler
 
-    def predict(self, records: list[dict], allow_text: bool = False) -> Prediction:
+    def predict(self, rows: RequestRows, allow_text: bool = False) -> Prediction:
         """Rows checked against the schema's serving environment (422 listing every problem), then
         predicted by the model current when the call started, whatever a swap does meanwhile."""
         model = self.holder.current
         if model is None:
             raise ClientError(503, "no champion model is loaded yet")
-        small = len(records) <= schema.SMALL_BATCH  # plain Python beats pandas' fixed cost on a few rows
-        if small:
-            rows, problems = schema.cast_records(records, schema.SERVING, allow_text=allow_text)
-        else:
-            typed, problems = schema.validate_records(records, schema.SERVING, allow_text=allow_text)
-        if problems:
+        checked = rows.check(allow_text)
+        if checked.problems:
             raise ClientError(422, "invalid input",
-                              [{"row": p.row, "field": p.column, "message": p.reason} for p in problems])
-        picks = self.sampler.choose(len(records))
-        if small:
-            matrix, sampled = model_input.from_rows(rows), [rows[i] for i in picks]
-        else:
-            matrix, sampled = model_input.from_frame(typed), typed.iloc[picks].to_dict("records") if picks else []
+                              [{"row": p.row, "field": p.column, "message": p.reason} for p in checked.problems])
+        matrix = model_input.from_columns(checked.columns, np.empty((checked.rows, len(schema.FEATURES)),
+                                                                    dtype=np.float32))
         probabilities, labels = model.predict(matrix)
+        picks = self.sampler.choose(checked.rows)
         if picks:  # the rows and what was answered (monitoring: skew, prediction drift, shadow agreement)
-            self.sampler.add([{**row, "probability": probabilities[i]} for row, i in zip(sampled, picks, strict=True)],
-                             model.version)
+            self.sampler.add([{**checked.record(i), "probability": probabilities[i]} for i in picks], model.version)
         metrics.observe_predictions(model.version, probabilities, labels)
         return Prediction(model, probabilities, labels)

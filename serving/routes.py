@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, current_app, g, jsonify, render_template, request
+import orjson
+from flask import Blueprint, current_app, g, render_template, request
 
 from cross_sell import schema
 
@@ -32,7 +33,9 @@ def read_body(max_bytes: int) -> bytes:
     if request.content_length is not None:
         if request.content_length > max_bytes:
             raise ClientError(413, f"body of {request.content_length} bytes; at most {max_bytes}")
-        return request.get_data(cache=False)
+        # Straight from the server's stream (gunicorn ends it at Content-Length), without werkzeug's
+        # wrapping stream: a quarter of the route's own time on a one-row request.
+        return request.environ["wsgi.input"].read(request.content_length)
     if not request.environ.get("wsgi.input_terminated"):
         return b""  # neither a length nor a terminated stream: there is no body to read safely
     body = request.environ["wsgi.input"].read(max_bytes + 1)
@@ -93,12 +96,13 @@ def predict():
     check_api_key(request.headers.get("X-API-Key"))
     if not request.is_json:
         raise ClientError(415, f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}")
-    records = payload.records_from_payload(payload.decode_json(read_body(service.config.max_body_bytes)),
-                                           service.config.max_rows)
-    result = service.predictor.predict(records)
-    g.rows, g.model_version = len(records), result.model.version
-    return jsonify(payload.predictions_body(result.model.version, result.model.threshold, result.probabilities,
-                                            result.labels))
+    rows = payload.rows_from_payload(payload.decode_json(read_body(service.config.max_body_bytes)),
+                                     service.config.max_rows)
+    result = service.predictor.predict(rows)
+    g.rows, g.model_version = rows.count, result.model.version
+    # orjson's bytes as the body: `jsonify` would decode them to str and Flask encode them again
+    body = payload.predictions_body(result.model.version, result.model.threshold, result.probabilities, result.labels)
+    return current_app.response_class(orjson.dumps(body), mimetype="application/json")
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -111,7 +115,7 @@ def form():
         record = {name: (value if value != "" else None) for name, value in values.items()}
         try:
             check_api_key(request.form.get("api_key"))
-            found = service.predictor.predict([record], allow_text=True)
+            found = service.predictor.predict(payload.RequestRows(1, records=[record]), allow_text=True)
             result = {"probability": found.probabilities[0], "label": found.labels[0],
                       "version": found.model.version, "threshold": found.model.threshold}
         except ClientError as error:

@@ -1,6 +1,6 @@
 import pytest
 
-from cross_sell import schema, synthetic
+from cross_sell import casting, schema, synthetic
 
 
 def test_environments_differ_only_by_key_and_label():
@@ -15,7 +15,7 @@ def test_environments_differ_only_by_key_and_label():
 
 def test_clean_frame_has_no_problems_and_canonical_types():
     frame = synthetic.generate(500, seed=1)
-    typed, problems = schema.validate_frame(frame)
+    typed, problems = casting.validate_frame(frame)
     assert problems == []
     for column in schema.COLUMNS:
         assert str(typed[column.name].dtype) == column.pandas_dtype
@@ -25,7 +25,7 @@ def test_kaggle_float_codes_are_integers_but_fractions_are_not():
     raw = synthetic.generate(3, seed=2).astype("object")
     raw.loc[0, "Region_Code"] = "28.0"
     raw.loc[1, "Region_Code"] = 28.5
-    typed, problems = schema.validate_frame(raw)
+    typed, problems = casting.validate_frame(raw)
     assert typed.loc[0, "Region_Code"] == 28
     assert [(p.row, p.column) for p in problems] == [(1, "Region_Code")]
     assert "integer" in problems[0].reason
@@ -45,7 +45,7 @@ def test_kaggle_float_codes_are_integers_but_fractions_are_not():
 def test_each_bad_value_is_named_with_row_and_column(column, value, fragment):
     raw = synthetic.generate(4, seed=3).astype("object")
     raw.loc[2, column] = value
-    _, problems = schema.validate_frame(raw)
+    _, problems = casting.validate_frame(raw)
     assert len(problems) == 1
     assert (problems[0].row, problems[0].column) == (2, column)
     assert fragment in problems[0].reason
@@ -53,18 +53,23 @@ def test_each_bad_value_is_named_with_row_and_column(column, value, fragment):
 
 def test_missing_column_is_reported_once():
     raw = synthetic.generate(5, seed=4).drop(columns=["Vintage"])
-    _, problems = schema.validate_frame(raw)
+    _, problems = casting.validate_frame(raw)
     assert [(p.row, p.column, p.reason) for p in problems] == [(None, "Vintage", "missing column")]
 
 
 def test_serving_records_reject_unknown_and_missing_fields_but_not_id_or_label():
     good = synthetic.generate(2, seed=5)[list(schema.FEATURES)].to_dict("records")
-    typed, problems = schema.validate_records(good)
-    assert problems == [] and len(typed) == 2
+    checked = casting.check_records(good)
+    assert checked.problems == [] and checked.rows == 2
     bad = [dict(good[0], colour="red"), {k: v for k, v in good[1].items() if k != "Age"}]
-    _, problems = schema.validate_records(bad)
-    assert {(p.row, p.column, p.reason) for p in problems} == {(0, "colour", "unknown field"),
-                                                               (1, "Age", "missing field")}
+    problems = casting.check_records(bad).problems
+    assert [(p.row, p.column, p.reason) for p in problems] == [(0, "colour", "unknown field"),
+                                                               (1, "Age", "missing field")]
+    names = list(schema.FEATURES)[1:] + ["colour"]  # dataframe_split: a column is every row's field
+    problems = casting.check_split(names, [[r[n] for n in names[:-1]] + ["red"] for r in good]).problems
+    assert [(p.row, p.column, p.reason) for p in problems] == [
+        (0, "Gender", "missing field"), (0, "colour", "unknown field"),
+        (1, "Gender", "missing field"), (1, "colour", "unknown field")]
 
 
 def test_arrow_schema_matches_columns():
@@ -72,11 +77,13 @@ def test_arrow_schema_matches_columns():
     assert names == schema.column_names(schema.TRAINING) + [schema.INVALID_VALUES_COLUMN]
 
 
-def test_columns_are_cast_and_judged_as_records_are():
-    """Batch scoring's column-wise cast (`cast_columns`) against the scalar rules (`cast_records`): the same
-    problems, and for the rows without one the same values and model input."""
+def test_columns_are_cast_and_judged_as_records_were():
+    """Batch scoring's documents through the engine (`cast_documents`) against the scalar rules as they
+    were (`reference_validation.cast_records`): the same problems, and for the rows without one the same
+    values and model input."""
     import bson
     import numpy as np
+    import reference_validation
 
     from cross_sell import model_input
 
@@ -91,8 +98,8 @@ def test_columns_are_cast_and_judged_as_records_are():
     }
     for row, (column, value) in odd.items():
         records[row][column] = value
-    cast, problems = schema.cast_columns(records, schema.SCORING)
-    typed, expected = schema.cast_records(records, schema.SCORING)
+    cast, problems = casting.cast_documents(records, schema.SCORING)
+    typed, expected = reference_validation.cast_records(records, schema.SCORING)
     assert sorted((p.row, p.column, p.reason) for p in problems) == \
         sorted((p.row, p.column, p.reason) for p in expected)
     assert {p.row for p in problems} == {3, 5, 9, 11, 12, 14, 15, 17, 18, 19, 22, 24, 30}
@@ -112,5 +119,5 @@ def test_columns_are_cast_and_judged_as_records_are():
 def test_an_absent_field_of_a_document_is_a_missing_value():
     record = synthetic.generate(1, seed=7)[schema.column_names(schema.SCORING)].iloc[0].to_dict()
     del record["Gender"]
-    _, problems = schema.cast_columns([record], schema.SCORING)
+    _, problems = casting.cast_documents([record], schema.SCORING)
     assert [(p.row, p.column, p.reason) for p in problems] == [(0, "Gender", "missing value")]

@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import evaluation, schema, scoring, synthetic
@@ -225,8 +227,7 @@ def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(re
     good = [d for i, d in enumerate(documents) if i not in (0, 99, 100, 640, 1_029)]
     assert np.concatenate([b.ids for b in batches]).tolist() == [d["id"] for d in good]
     assert [q["id"] for b in batches for q in b.quarantined] == [documents[i]["id"] for i in (0, 99, 100, 640, 1_029)]
-    typed, _ = schema.cast_records([{k: v for k, v in d.items() if k != "id"} for d in good])
-    expected = model.probability(model_input.from_rows(typed))
+    expected = model.probability(model_input.from_rows(good))
     np.testing.assert_allclose(np.concatenate([b.probability for b in batches]), expected, rtol=0, atol=1e-7)
     assert np.concatenate([b.labels for b in batches]).tolist() == model.labels(expected).tolist()
 
@@ -261,3 +262,38 @@ def test_customers_who_objected_are_neither_scored_nor_on_any_campaign_list(regi
     assert published["removed"] == 49 and mongo_db["customer_scores"].count_documents({"_id": {"$in": objected}}) == 0
     summary = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=scored["summary"]["key"])["Body"].read())
     assert summary["excluded"] == scored["excluded"]
+
+
+_CELLS = {  # CSV cells: well-formed, and the odd ones files hold
+    c.name: st.one_of(st.sampled_from([str(v) for v in c.allowed]) if c.allowed else
+                      st.integers(-5, 600).map(str) | st.floats(-10.0, 1e6, allow_nan=False).map(str),
+                      st.sampled_from(["", " 44 ", "28.0", "28.5", "1e1", "nan", "inf", "+7", "x",
+                                       "99999999999999999999", "Male", "Yes", "1-2 Year"]))
+    for c in schema.columns(schema.SCORING)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries(_CELLS), min_size=1, max_size=40),
+       drop=st.sampled_from([None, "Vintage", "Gender"]))
+def test_csv_frames_are_judged_as_the_frame_engine_judged_them(rows, drop):
+    """Issue #24: the CLI's CSV scoring (`BatchScorer.prepare`, now the column-wise engine) quarantines the
+    same rows with the same reasons as the pandas path it replaced (tests/reference_validation.py), and
+    the rows it keeps become the same model input."""
+    import reference_validation
+
+    raw = pd.DataFrame(rows, dtype=object)
+    if drop:
+        raw = raw.drop(columns=[drop])
+    prepared = scoring.BatchScorer(None).prepare(raw, allow_text=True)
+    typed, problems = reference_validation.validate_frame(raw, schema.SCORING, allow_text=True)
+    expected: dict[int, list[dict]] = {}
+    for problem in problems:
+        for row in range(len(raw)) if problem.row is None else [problem.row]:
+            expected.setdefault(row, []).append({"field": problem.column, "reason": problem.reason})
+    assert {i: q["problems"] for i, q in enumerate(prepared.quarantined)} == \
+        {i: reasons for i, (_, reasons) in enumerate(sorted(expected.items()))}
+    good = np.ones(len(raw), dtype=bool)
+    good[list(expected)] = False
+    if good.any():
+        np.testing.assert_array_equal(prepared.matrix, reference_validation._from_frame(typed[good]).astype(np.float32))
+        assert prepared.ids.tolist() == typed[schema.KEY][good].astype("int64").tolist()

@@ -402,3 +402,31 @@ def test_a_pointer_read_before_its_audit_record_is_written_is_checked_again(regi
     s3.put_object(Bucket=registry.bucket, Key=registry.audit_key(1), Body=record)
     assert holder.refresh() is False  # unchanged pointer (304), the record looked for again
     assert client.get("/model").json["pointer"]["problems"] == []
+
+
+def test_the_service_never_builds_a_dataframe(registry, s3_env):
+    """Issue #24: requests of every size, valid or not, go from JSON to columns without pandas (before, a
+    request of more than 32 rows built a DataFrame, so each worker imported pandas in a warm-up thread)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    promote(registry, "v1")
+    child = (
+        "import sys\n"
+        "from serving.app import create_app\n"
+        "from cross_sell import schema\n"
+        "client = create_app(start_poller=False).test_client()\n"
+        "for n in (1, 100, 1000):\n"
+        "    assert client.post('/predict', json={'records': [schema.example_record()] * n}).status_code == 200\n"
+        "assert client.post('/predict', json={'records': [dict(schema.example_record(), Age='x')] * 50}"
+        ").status_code == 422\n"
+        "print('pandas' in sys.modules)\n")
+    env = {**os.environ, **s3_env, "CROSS_SELL_S3_BUCKET": registry.bucket, "CROSS_SELL_S3_PREFIX": PREFIX,
+           "CROSS_SELL_SIGNING_PUBLIC_KEY": str(SIGNING_PUBLIC_KEY), "SERVING_SAMPLE_RATE": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "include")])}
+    answer = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, check=False)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    assert answer.stdout.strip() == "False"

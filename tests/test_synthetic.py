@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from cross_sell import evaluation, features, schema, synthetic, training
+from cross_sell import casting, evaluation, features, synthetic, training
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -10,7 +10,7 @@ def test_same_seed_same_rows_other_seed_other_rows():
 
 
 def test_rows_satisfy_the_contract():
-    _, problems = schema.validate_frame(synthetic.generate(5_000, seed=1))
+    _, problems = casting.validate_frame(synthetic.generate(5_000, seed=1))
     assert problems == []
 
 

@@ -2,7 +2,7 @@ import joblib
 import numpy as np
 import pytest
 
-from cross_sell import evaluation, features, model_input, schema, synthetic, training
+from cross_sell import casting, evaluation, features, model_input, schema, synthetic, training
 from cross_sell.registry import sha256_file
 
 
@@ -46,15 +46,18 @@ def test_unseen_category_codes_do_not_break_prediction(model, parts):
     assert 0.0 <= model.predict_proba(model_input.from_frame(row))[0, 1] <= 1.0
 
 
-def test_row_and_frame_model_inputs_agree():
-    """The serving path's plain-Python input equals the vectorised one, column for column."""
+def test_the_engines_columns_rows_and_frames_give_one_model_input():
+    """The engine's columns (service, batch scoring), plain rows (the request sampler) and a typed frame
+    (training, evaluation) become the same model input, column for column."""
     frame = synthetic.generate(300, seed=4)[list(schema.FEATURES)]
     records = [{k: getattr(v, "item", lambda v=v: v)() for k, v in r.items()} for r in frame.to_dict("records")]
-    rows, problems = schema.cast_records(records)
-    assert not problems
-    typed, _ = schema.validate_records(records)
-    np.testing.assert_array_equal(model_input.from_rows(rows), model_input.from_frame(typed))
-    vehicle_age = model_input.from_frame(typed)[:, list(schema.FEATURES).index("Vehicle_Age")]
+    checked = casting.check_records(records)
+    assert not checked.problems
+    columns = model_input.from_columns(checked.columns, np.empty((len(records), len(schema.FEATURES))))
+    np.testing.assert_array_equal(columns, model_input.from_frame(frame))
+    np.testing.assert_array_equal(columns, model_input.from_rows(records))
+    assert [checked.record(i) for i in (0, 299)] == [records[0], records[299]]
+    vehicle_age = columns[:, list(schema.FEATURES).index("Vehicle_Age")]
     assert set(np.unique(vehicle_age)) == {0.0, 1.0, 2.0}
 
 

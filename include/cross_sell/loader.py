@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import casting, schema
 from .errors import NotRetryable
 
 BATCH_SIZE = 5_000
@@ -111,7 +111,7 @@ def check_csv(path: str, rows: int = CHUNK_ROWS, progress: bool = False) -> int:
     total = 0
     bar = Progress(os.path.getsize(path), "checking", progress, unit="B")
     for frame, starts in raw_chunks(path, rows, problems, bar):
-        typed, found = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        typed, found = casting.validate_frame(frame, schema.TRAINING, allow_text=True)
         for problem in found:
             if problem.row is None:  # a missing column: the header, once
                 if not any(p.line is None and p.column == problem.column for p in problems):
@@ -140,7 +140,7 @@ def _duplicates(path: str, ids: np.ndarray, rows: int) -> list[Located]:
         return []
     seen, found = set(), []
     for frame, starts in raw_chunks(path, rows):  # only when there are duplicates: find their lines
-        typed, _ = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        typed, _ = casting.validate_frame(frame, schema.TRAINING, allow_text=True)
         for value, line in zip(typed[schema.KEY].to_numpy(dtype="int64"), starts, strict=True):
             if value in repeated:
                 if value in seen:
@@ -152,7 +152,7 @@ def _duplicates(path: str, ids: np.ndarray, rows: int) -> list[Located]:
 def read_csv_chunks(path: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Typed frames of a CSV that `check_csv` accepted, `rows` at a time."""
     for frame, starts in raw_chunks(path, rows):
-        typed, problems = schema.validate_frame(frame, schema.TRAINING, allow_text=True)
+        typed, problems = casting.validate_frame(frame, schema.TRAINING, allow_text=True)
         if problems:  # only if the file changed since it was checked (`checked_copy` prevents that)
             first = problems[0]
             where = "header" if first.row is None else f"line {int(starts[first.row])}"

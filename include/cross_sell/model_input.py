@@ -35,7 +35,7 @@ def mismatch(version: str, manifest: dict) -> str | None:
 
 
 def from_frame(frame: pd.DataFrame) -> np.ndarray:
-    """The model input of a typed frame (`schema.validate_frame` / `validate_records`)."""
+    """The model input of a typed frame (`casting.validate_frame`: training, evaluation)."""
     columns = []
     for name in schema.FEATURES:
         if name in CODES:
@@ -46,8 +46,8 @@ def from_frame(frame: pd.DataFrame) -> np.ndarray:
 
 
 def from_columns(columns: dict[str, np.ndarray], out: np.ndarray) -> np.ndarray:
-    """`from_frame` for the columns of `schema.cast_columns`, written into `out` (rows x features; batch
-    scoring passes a float32 slice of its batch, the type ONNX Runtime takes). A category's position in
+    """`from_frame` for the columns of the engine (`casting`), written into `out` (rows x features; the
+    service and batch scoring pass float32, the type ONNX Runtime takes). A category's position in
     `allowed` is its code by definition of `CODES`."""
     for j, name in enumerate(schema.FEATURES):
         out[:, j] = columns[name]
@@ -55,7 +55,7 @@ def from_columns(columns: dict[str, np.ndarray], out: np.ndarray) -> np.ndarray:
 
 
 def from_rows(rows: list[dict]) -> np.ndarray:
-    """`from_frame` for a few already cast records (`schema.cast_records`), without building a DataFrame."""
+    """`from_frame` for a few already cast records (the request sampler's rows), without a DataFrame."""
     def value(name: str, raw):
         if name in CODES:
             return CODES[name].get(raw, math.nan)
@@ -65,4 +65,4 @@ def from_rows(rows: list[dict]) -> np.ndarray:
 
 def example() -> np.ndarray:
     """One valid row (the schema's example record): warm-up input."""
-    return from_rows(schema.cast_records([schema.example_record()])[0])
+    return from_rows([schema.example_record()])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import evaluation, features, model_input, objects, onnx_export, provenance, schema, snapshot, training
+from . import casting, evaluation, features, model_input, objects, onnx_export, provenance, schema, snapshot, training
 from .errors import NotRetryable
 from .onnx_model import OnnxModel
 from .registry import ModelRegistry
@@ -37,7 +37,7 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         # CustodyError if the snapshot is gone or no longer the recorded bytes (e.g. rewritten by an erasure)
         path = objects.download_artifact(registry.s3, registry.bucket, lineage["snapshot"], Path(tmp) / "s.parquet")
-        frame, problems = schema.validate_frame(snapshot.read(str(path)), schema.TRAINING)
+        frame, problems = casting.validate_frame(snapshot.read(str(path)), schema.TRAINING)
         if problems:
             raise NotReproducible(f"the recorded snapshot breaks today's schema: {problems[:5]}")
         parts = features.split(frame, seed)

@@ -4,7 +4,7 @@ The stages of the `cross_sell_scoring` DAG (and `python -m cross_sell score` for
 
 * `score` streams customers in batches of bounded size, checks each piece of documents against the
   schema's scoring environment (the key and the serving features) column by column with the rules the
-  service applies (`schema.cast_columns`), quarantines the rows that fail with their reasons, and scores
+  service applies (`casting.cast_documents`), quarantines the rows that fail with their reasons, and scores
   the others with the model input the service builds (`model_input`) in the signed ONNX file. No
   DataFrame is built: a batch is a few NumPy arrays, reused from batch to batch. Scores go to
   `<prefix>/scores/<run id>/scores.parquet` with the decile of each customer; deciles come from a
@@ -31,7 +31,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import evaluation, model_input, schema
+from . import casting, evaluation, model_input, schema
 from .artifacts import RunArtifacts
 from .contracts import Campaign, Published, Scored
 from .errors import NotRetryable
@@ -81,12 +81,16 @@ class BatchScorer:
     def prepare(self, raw, allow_text: bool = False, lines=None) -> Prepared:
         """A frame of customers (CSV cells when `allow_text`) checked against the schema's scoring
         environment; `lines` gives a quarantined row's line in a file."""
-        typed, problems = schema.validate_frame(raw, schema.SCORING, allow_text=allow_text)
+        absent = [name for name in FIELDS if name not in raw.columns]
+        cast, problems = casting.cast_columns(
+            {name: raw[name].to_numpy() for name in FIELDS if name in raw.columns}, len(raw), schema.SCORING,
+            allow_text)
         bad: dict[int, list[dict]] = {}
+        if absent:  # a column the file lacks is every row's problem, named once per row, first
+            bad = {row: [{"field": name, "reason": "missing column"} for name in absent] for row in range(len(raw))}
         for problem in problems:
-            rows = range(len(raw)) if problem.row is None else [problem.row]
-            for row in rows:
-                bad.setdefault(row, []).append({"field": problem.column, "reason": problem.reason})
+            if problem.column not in absent:
+                bad.setdefault(problem.row, []).append({"field": problem.column, "reason": problem.reason})
         quarantined = []
         for row, reasons in sorted(bad.items()):
             document = {k: _plain(v) for k, v in raw.iloc[row].items()}
@@ -94,9 +98,9 @@ class BatchScorer:
                                 **({"line": int(lines[row])} if lines is not None else {})})
         good = np.ones(len(raw), dtype=bool)
         good[list(bad)] = False
-        typed = typed[good]
-        matrix = model_input.from_frame(typed) if len(typed) else np.empty((0, len(schema.FEATURES)))
-        return Prepared(typed[schema.KEY].to_numpy(dtype="int64"), matrix, quarantined)
+        kept = {name: values[good] for name, values in cast.items()}
+        matrix = model_input.from_columns(kept, np.empty((int(good.sum()), len(schema.FEATURES)), dtype=np.float32))
+        return Prepared(kept[schema.KEY], matrix, quarantined)
 
     def finish(self, prepared: Prepared, probability: np.ndarray) -> Batch:
         return Batch(prepared.ids, probability, self.model.labels(probability), prepared.quarantined)
@@ -110,7 +114,7 @@ class BatchScorer:
 
 class _Batch:
     """Room for `rows` customers' ids, model input (float32, the type ONNX Runtime takes), probabilities
-    and labels, filled piece by piece with the documents that pass `schema.cast_columns`. Every
+    and labels, filled piece by piece with the documents that pass `casting.cast_documents`. Every
     `INFERENCE_ROWS` rows go to `inference` (a one-thread executor; None: here and now), so the model
     scores them while the next pieces are checked. Only these arrays and the quarantined documents
     outlive a piece, and `clear` reuses them for the next batch."""
@@ -129,7 +133,7 @@ class _Batch:
         self.quarantined: list[dict] = []
 
     def add(self, documents: list[dict]) -> None:
-        cast, problems = schema.cast_columns(documents, schema.SCORING)
+        cast, problems = casting.cast_documents(documents, schema.SCORING)
         good = np.ones(len(documents), dtype=bool)
         for row, found in itertools.groupby(problems, key=lambda p: p.row):
             good[row] = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import model_input, monitoring, schema, skew
+from . import casting, model_input, monitoring, schema, skew
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -58,7 +58,7 @@ def _realized(registry, champion: str, shadow: str, outcomes, customers) -> dict
                                              batch_size=10_000)))
     if not len(found):
         return "no customer of the outcomes found"
-    typed, problems = schema.validate_frame(found, schema.SCORING, allow_text=False)
+    typed, problems = casting.validate_frame(found, schema.SCORING, allow_text=False)
     bad = {p.row for p in problems}
     typed = typed[[i not in bad for i in range(len(typed))]]
     joined = typed.merge(pd.DataFrame(known), on="id")

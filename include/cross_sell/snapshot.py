@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import casting, schema
 
 CHUNK_ROWS = 10_000  # documents held at once; bounds extraction memory
 
@@ -47,7 +47,7 @@ def typed_chunk(documents: list[dict]):
     import pyarrow as pa
 
     raw = pd.DataFrame.from_records(documents, columns=schema.column_names(schema.TRAINING))
-    typed, problems = schema.cast_frame(raw, schema.TRAINING)
+    typed, problems = casting.cast_frame(raw, schema.TRAINING)
     invalid: dict[int, dict] = {}
     for problem in problems:
         invalid.setdefault(problem.row, {})[problem.column] = raw.iloc[problem.row][problem.column]

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from . import (
     approval,
+    casting,
     drift,
     evaluation,
     fairness,
@@ -153,7 +154,7 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
 def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Transformed:
     with tempfile.TemporaryDirectory() as tmp:
         raw = _read_snapshot(artifacts, snapshot_ref, tmp)
-        frame, problems = schema.validate_frame(raw, schema.TRAINING)
+        frame, problems = casting.validate_frame(raw, schema.TRAINING)
         if problems:  # validation ran first, so this only trips if the two ever disagree
             raise NotRetryable(f"snapshot breaks the schema after validation: {problems[:5]}")
         parts = features.split(frame, seed)

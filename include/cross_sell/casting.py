@@ -1,0 +1,417 @@
+"""The one engine that casts raw values to the schema's types and checks its rules, column by column.
+
+Every path that takes customer values from outside goes through `cast_column`: the service's JSON
+requests in both formats (`check_records`, `check_split`), and batch scoring's MongoDB documents and CSV
+frames (`cast_documents`, `cast_columns`), the CLI's included. A column whose values
+all have its kind is cast and checked in NumPy; only a value that breaks a rule there, and every value of
+a column of mixed kinds (a stray string, boolean or null), goes through the scalar rules (`cast_value`,
+`rule_broken`), which are the wording of every problem. So the answers are the same whichever way the
+values came in, and the cost per row is NumPy's.
+
+Output: one array per column, integers int64, floats float64 and categories the position of the value in
+the column's `allowed` (int8), which is also the model's code for it (`model_input`). A row that has a
+problem holds an arbitrary value: drop it (the service refuses the request, scoring quarantines the row).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .schema import SERVING, TRAINING, Column, Problem, column_names, columns
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
+    import pandas as pd
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INTEGERS, _FLOATS = (int, np.integer), (float, np.floating)
+_DTYPES = {"integer": np.int64, "float": np.float64, "category": np.int8}
+# Below this many values a column goes straight to the scalar rules (the same rules the vectorised checks
+# defer to): a one-row request then costs no NumPy call per column (benchmarks/README.md, "Serving").
+VECTOR_ROWS = 8
+
+
+# -- the scalar rules: one value, and the wording of every problem ------------------------------------
+
+def is_missing(value: Any) -> bool:
+    # pandas.NA without importing pandas (a JSON request never holds it; a frame's cell may)
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
+
+
+def cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[Any, str | None]:
+    """Cast one raw value (from CSV text, JSON or BSON) to the column's type, or say why it cannot be.
+
+    `allow_text` accepts numbers written as strings ("44", "28.0"), as in CSV files and HTML forms;
+    JSON clients are held to real numbers. A missing value casts to None without a reason here
+    (`rule_broken` says it is missing)."""
+    if is_missing(value):
+        return None, None
+    if column.kind == "category":
+        if isinstance(value, str):
+            return value, None
+        return None, f"expected a string, got {type(value).__name__} {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        return None, f"expected a number, got boolean {value!r}"
+    number = value
+    if isinstance(value, str) and not allow_text:
+        return None, f"expected a number, got string {value!r}"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text) if column.kind == "integer" and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            return None, f"expected a number, got {value!r}"
+    elif not isinstance(value, (int, float, np.integer, np.floating)):
+        return None, f"expected a number, got {type(value).__name__} {value!r}"
+    if isinstance(number, (float, np.floating)) and not math.isfinite(number):
+        return None, f"expected a finite number, got {value!r}"
+    if column.kind == "integer":
+        if not isinstance(number, (int, np.integer)) and not float(number).is_integer():
+            return None, f"expected an integer, got {value!r}"
+        if not _INT64_MIN <= int(number) <= _INT64_MAX:
+            return None, f"integer too large: {value!r}"
+        return int(number), None
+    return float(number), None
+
+
+def rule_broken(column: Column, value: Any) -> str | None:
+    """Why an already cast value breaks the column's rules (missing, not allowed, out of range), or None."""
+    if value is None:
+        return "missing value"
+    if column.allowed is not None and value not in column.allowed:
+        return f"{not_allowed(column)}: {value!r}"
+    if column.minimum is None and column.maximum is None:
+        return None
+    low = -math.inf if column.minimum is None else column.minimum
+    high = math.inf if column.maximum is None else column.maximum
+    if not low <= value <= high:
+        return f"{out_of_range(column)}: {value!r}"
+    return None
+
+
+def not_allowed(column: Column) -> str:
+    return "not one of " + ", ".join(map(repr, column.allowed))
+
+
+def out_of_range(column: Column) -> str:
+    return f"out of range [{_bound(column.minimum)}, {_bound(column.maximum)}]"
+
+
+def _bound(bound: float | None) -> str:
+    if bound is None:
+        return "-inf"
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+# -- the engine: one column --------------------------------------------------------------------------
+
+def cast_column(values: Sequence | np.ndarray, column: Column,
+                allow_text: bool = False) -> tuple[np.ndarray, list[Problem]]:
+    """One column's values (a list or tuple as decoded from JSON or BSON, or a NumPy array of a frame's
+    column) cast to the column's array type and checked; the problems in row order."""
+    if len(values) < VECTOR_ROWS:  # NumPy's fixed cost per call is more than a few scalar checks
+        values = values.tolist() if isinstance(values, np.ndarray) else values
+        array, rows, values_at = np.zeros(len(values), dtype=_DTYPES[column.kind]), range(len(values)), None
+    elif isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # a frame's numeric column
+        array, suspect = _numeric(values, column)
+        rows, values_at = np.flatnonzero(suspect).tolist(), values.tolist  # only called if a value is suspect
+    else:
+        values = values.tolist() if isinstance(values, np.ndarray) else values
+        array, suspect = _vectorised(values, column)
+        rows, values_at = np.flatnonzero(suspect).tolist(), None
+    problems = []
+    if rows:
+        raw = values_at() if values_at is not None else values
+        for row in rows:
+            value, reason = cast_value(column, raw[row], allow_text)
+            reason = reason or rule_broken(column, value)
+            if reason:
+                problems.append(Problem(row, column.name, reason))
+            elif column.kind == "category":
+                array[row] = column.allowed.index(value)
+            else:
+                array[row] = value
+    return array, problems
+
+
+def _vectorised(values: Sequence, column: Column) -> tuple[np.ndarray, np.ndarray]:
+    """The array and the rows NumPy cannot vouch for (those go through the scalar rules)."""
+    if column.kind == "category":
+        if column.allowed is None:
+            raise ValueError(f"{column.name}: the engine needs the category's allowed values")
+        position = _positions(column)
+        try:  # anything but an allowed string (None, a number, another string) is a suspect
+            array = np.fromiter(map(position.get, values, repeat(-1)), dtype=np.int8, count=len(values))
+        except TypeError:  # an unhashable value (a JSON list or object): every value by the scalar rules
+            return np.zeros(len(values), dtype=np.int8), np.ones(len(values), dtype=bool)
+        return array, array < 0
+    kinds = set(map(type, values))
+    numbers = kinds and not any(issubclass(k, (bool, np.bool_)) for k in kinds) and \
+        all(issubclass(k, _INTEGERS) or issubclass(k, _FLOATS) for k in kinds)
+    if numbers:
+        exact = all(issubclass(k, _INTEGERS) for k in kinds) or column.kind == "float"
+        try:
+            array = np.array(values, dtype=_DTYPES[column.kind] if exact else np.float64)
+        except OverflowError:  # beyond int64 (or float64): the scalar rules say so
+            pass
+        else:
+            return (array, _breaks_numeric_rules(array, column)) if exact else _numeric(array, column)
+    # mixed kinds: every value by the scalar rules
+    return np.zeros(len(values), dtype=_DTYPES[column.kind]), np.ones(len(values), dtype=bool)
+
+
+@functools.cache
+def _positions(column: Column) -> dict:
+    return {value: code for code, value in enumerate(column.allowed)}
+
+
+def _numeric(values: np.ndarray, column: Column) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric array (a frame's column, or JSON numbers with a fraction somewhere) for a numeric or
+    category column. NaN (missing), a fraction in an integer column and a whole float beyond 2**53 (where
+    floats skip integers: the scalar rules see the value as sent) are suspects, like every value that
+    breaks a rule."""
+    if column.kind == "category":
+        return np.zeros(len(values), dtype=np.int8), np.ones(len(values), dtype=bool)
+    if values.dtype.kind in "iu" and column.kind == "integer":
+        if values.dtype.kind == "u" and len(values) and values.max() > _INT64_MAX:
+            return np.zeros(len(values), dtype=np.int64), np.ones(len(values), dtype=bool)
+        array = values.astype(np.int64, copy=False)
+        return array, _breaks_numeric_rules(array, column)
+    as_float = values.astype(np.float64, copy=False)
+    if column.kind == "float":
+        return as_float, _breaks_numeric_rules(as_float, column)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(as_float) & (as_float == np.floor(as_float)) & (np.abs(as_float) < 2.0**53)
+    array = np.where(whole, as_float, 0).astype(np.int64)
+    return array, ~whole | _breaks_numeric_rules(array, column)
+
+
+def _breaks_numeric_rules(array: np.ndarray, column: Column) -> np.ndarray:
+    suspect = ~np.isfinite(array) if array.dtype.kind == "f" else np.zeros(len(array), dtype=bool)
+    if column.allowed is not None:
+        suspect |= ~np.isin(array, column.allowed)
+    with np.errstate(invalid="ignore"):
+        if column.minimum is not None:
+            suspect |= array < column.minimum
+        if column.maximum is not None:
+            suspect |= array > column.maximum
+    return suspect
+
+
+# -- many columns: batch scoring (documents, CSV frames) --------------------------------------------
+
+def cast_columns(values: Mapping[str, Sequence | np.ndarray | None], rows: int, environment: str,
+                 allow_text: bool = False) -> tuple[dict[str, np.ndarray], list[Problem]]:
+    """Every column of `environment`, cast and checked; a column given as None is absent (a missing
+    value in every row). The problems sorted by row, in schema order within a row."""
+    problems: list[Problem] = []
+    cast = {}
+    for column in columns(environment):
+        found = values.get(column.name)
+        cast[column.name], found = cast_column([None] * rows if found is None else found,
+                                               column, allow_text)
+        problems += found
+    problems.sort(key=lambda p: p.row)  # stable: schema order within a row
+    return cast, problems
+
+
+def cast_documents(documents: list[dict], environment: str,
+                   allow_text: bool = False) -> tuple[dict[str, np.ndarray], list[Problem]]:
+    """`cast_columns` for documents as MongoDB holds them: an absent field is a missing value, an extra
+    one (`_id`, the scores written back) is not this contract's business."""
+    return cast_columns({name: [document.get(name) for document in documents]
+                         for name in column_names(environment)}, len(documents), environment, allow_text)
+
+
+# -- the service's requests: fields must be exactly the environment's --------------------------------
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request's rows as model-ready columns, or every problem (sorted by row, then field name, the
+    order of the service's 422 list)."""
+
+    columns: dict[str, np.ndarray]
+    rows: int
+    problems: list[Problem]
+
+    def record(self, row: int) -> dict:
+        """One row as plain values (categories as their strings): what the request sampler keeps."""
+        out = {}
+        for column in columns(SERVING):
+            value = self.columns[column.name][row].item()
+            out[column.name] = column.allowed[value] if column.kind == "category" else value
+        return out
+
+
+def check_records(records: list[dict], environment: str = SERVING, allow_text: bool = False) -> CheckedRequest:
+    """`{"records": [...]}`: each record must have exactly the environment's fields ("unknown field",
+    "missing field"); every value is checked."""
+    names = column_names(environment)
+    known = set(names)
+    if len(names) > 1 and set(map(len, records)) == {len(names)}:
+        try:  # the usual case: every record has every field, so with as many keys it has no other
+            by_column = list(zip(*map(itemgetter(*names), records), strict=True))
+        except KeyError:
+            pass
+        else:
+            return _checked(dict(zip(names, by_column, strict=True)), len(records), environment, allow_text, [],
+                            set())
+    problems, missing = [], set()
+    for i, record in enumerate(records):
+        if record.keys() == known:
+            continue
+        problems += [Problem(i, field, "unknown field") for field in record if field not in known]
+        missing.update((i, name) for name in names if name not in record)
+    problems += [Problem(i, name, "missing field") for i, name in missing]
+    by_name = {name: [record.get(name) for record in records] for name in names}
+    return _checked(by_name, len(records), environment, allow_text, problems, missing)
+
+
+def check_split(names: list[str], data: list[list], environment: str = SERVING,
+                allow_text: bool = False) -> CheckedRequest:
+    """`{"dataframe_split": {"columns": names, "data": rows}}` (rows already checked to be lists of
+    `len(names)` values, names distinct): transposed straight to columns. A column not in the
+    environment is an unknown field of every row; one the request lacks, a missing field of every row."""
+    wanted = column_names(environment)
+    position = {name: i for i, name in enumerate(names)}
+    by_column = list(zip(*data, strict=True)) if data else [() for _ in names]
+    problems = [Problem(i, name, "unknown field") for i in range(len(data)) for name in names if name not in wanted]
+    absent = [name for name in wanted if name not in position]
+    missing = {(i, name) for i in range(len(data)) for name in absent}
+    problems += [Problem(i, name, "missing field") for i, name in missing]
+    by_name = {name: by_column[position[name]] if name in position else [None] * len(data) for name in wanted}
+    return _checked(by_name, len(data), environment, allow_text, problems, missing)
+
+
+def _checked(by_name: dict[str, Sequence], rows: int, environment: str, allow_text: bool,
+             problems: list[Problem], missing: set) -> CheckedRequest:
+    cast = {}
+    for column in columns(environment):
+        cast[column.name], found = cast_column(by_name[column.name], column, allow_text)
+        problems += [p for p in found if (p.row, p.column) not in missing] if missing else found
+    problems.sort(key=lambda p: (p.row, p.column))
+    return CheckedRequest(cast, rows, problems)
+
+
+# -- typed frames: the training side (loader, snapshot, Great Expectations) ---------------------------
+
+def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
+               allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Give each column of the environment its declared type, for the suite to check.
+
+    Values that cannot take the type become missing and are reported as type problems; columns the
+    environment lacks are reported once each; extra columns are dropped. Integer columns that end up
+    holding missing values become float64 (that is how pandas represents them), which the suite flags.
+    Rule-breaking values of the right type stay as they are (the suite and `value_problems` judge them).
+    """
+    import pandas as pd
+
+    problems: list[Problem] = []
+    out: dict[str, pd.Series] = {}
+    for column in columns(environment):
+        if column.name not in raw.columns:
+            problems.append(Problem(None, column.name, "missing column"))
+            continue
+        fast = _fast_cast(raw[column.name], column)
+        if fast is not None:
+            out[column.name] = fast
+            continue
+        values = []
+        for row, value in enumerate(raw[column.name].tolist()):
+            cast, reason = cast_value(column, value, allow_text)
+            if reason:
+                problems.append(Problem(row, column.name, reason))
+            values.append(cast)
+        out[column.name] = _typed_series(values, column)
+    return pd.DataFrame(out, index=raw.index), problems
+
+
+def _fast_cast(series: pd.Series, column: Column) -> pd.Series | None:
+    """Vectorised path for a column that already has a compatible dtype (the common, large case)."""
+    import pandas as pd
+
+    if column.kind == "category":
+        return series.astype("str") if pd.api.types.is_string_dtype(series) and not series.isna().any() else None
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return None
+    if series.isna().any():
+        return None
+    as_float = series.astype("float64")
+    if not np.isfinite(as_float).all():
+        return None
+    if column.kind == "float":
+        return as_float
+    if (as_float != np.floor(as_float)).any() or (as_float.abs() >= 2.0**63).any():
+        return None
+    return series.astype("int64")
+
+
+def _typed_series(values: list, column: Column) -> pd.Series:
+    import pandas as pd
+
+    if column.kind == "category":
+        return pd.Series(values, dtype="str")
+    if any(v is None for v in values):
+        return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+    return pd.Series(values, dtype=column.pandas_dtype)
+
+
+def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Problem]:
+    """Missing values, unknown categories and out-of-range values of an already typed frame.
+
+    Boolean masks per column; a reason string is only made for a row that breaks a rule (a column of
+    reason strings for every row cost ~30 MB per 20,000 rows in batch scoring)."""
+    import pandas as pd
+
+    problems: list[Problem] = []
+    for column in columns(environment):
+        if column.name not in frame.columns:
+            continue
+        series = frame[column.name]
+        missing = series.isna().to_numpy()
+        present = ~missing
+        unknown = out_of_bounds = None
+        if column.allowed is not None:
+            unknown = present & ~series.isin(list(column.allowed)).to_numpy()
+        if column.minimum is not None or column.maximum is not None:
+            numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
+            low = -np.inf if column.minimum is None else column.minimum
+            high = np.inf if column.maximum is None else column.maximum
+            with np.errstate(invalid="ignore"):
+                out_of_bounds = present & ((numbers < low) | (numbers > high))
+        bad = missing | (unknown if unknown is not None else False) | \
+            (out_of_bounds if out_of_bounds is not None else False)
+        for row in np.flatnonzero(bad):
+            if missing[row]:
+                problems.append(Problem(int(row), column.name, "missing value"))
+                continue
+            # the later rule wins, as before: out of range is reported over not-allowed
+            reason = out_of_range(column) if out_of_bounds is not None and out_of_bounds[row] else not_allowed(column)
+            problems.append(Problem(int(row), column.name, f"{reason}: {_as_sent(column, series.iloc[row])!r}"))
+    return problems
+
+
+def _as_sent(column: Column, value: Any) -> Any:
+    """A value as the client sent it: a Python scalar, and an integer column's 3.0 shown as 3."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if column.kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
+                   allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Cast and check a frame against the contract: the typed frame and every problem, sorted by row."""
+    typed, problems = cast_frame(raw, environment, allow_text)
+    already = {(p.row, p.column) for p in problems}  # a value of the wrong type is not also "missing"
+    problems += [p for p in value_problems(typed, environment) if (p.row, p.column) not in already]
+    order = {name: i for i, name in enumerate(column_names(environment))}
+    problems.sort(key=lambda p: (-1 if p.row is None else p.row, order[p.column]))
+    return typed, problems
