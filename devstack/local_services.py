@@ -209,15 +209,16 @@ def create_bucket(service: Service, bucket: str) -> None:
 
 def start_serving(env: dict, port: int | None = None, workers: int = 2, log_path: str | None = None,
                   timeout: float = 60.0, app: str = "serving.app:create_app()",
-                  extra_path: tuple[str, ...] = (), ready_path: str = "/ready") -> Service:
+                  extra_path: tuple[str, ...] = (), ready_path: str = "/ready", root: str | None = None) -> Service:
     """A WSGI app (by default the prediction service) under gunicorn with serving/gunicorn.conf.py,
     returned once its `ready_path` answers 200 (/ready: a champion is loaded; /health: it runs, and will
     load the first champion when it is pushed). It listens on a loopback port and, for the nginx front, on
-    a unix socket (`env["SERVING_SOCKET"]` of the returned Service)."""
+    a unix socket (`env["SERVING_SOCKET"]` of the returned Service). `root`: another checkout to run
+    (benchmarks compare a former commit's service with this one)."""
     import tempfile
     import urllib.request
 
-    root = ROOT
+    root = str(root or ROOT)
     port = port or free_port()
     sockets = tempfile.mkdtemp(prefix="serving-socket-")
     os.chmod(sockets, 0o711)  # reachable by nginx's workers (`nobody` under a root master)

@@ -82,3 +82,22 @@ def test_version_is_sortable_and_content_addressed():
 
     stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert training.version_for(stamp, "ab" * 32) == "20260102T030405Z-ababababab"
+
+
+def test_small_calls_on_the_one_thread_session_answer_as_the_pool_does(model, parts):
+    """A model with threads scores calls below `PARALLEL_ROWS` on a one-thread session of the same bytes.
+    That session's answers do not depend on how many rows come together; the pool's differ from them by
+    float32 summation order only (at most 2**-23, as the pool's own answers to calls of 1 and 500 rows
+    already did before the split)."""
+    from cross_sell import onnx_export
+    from cross_sell.onnx_model import PARALLEL_ROWS, OnnxModel
+
+    x = model_input.from_frame(parts["test"])
+    onnx = onnx_export.export(model, 0.5, x).onnx
+    x = x[:500]
+    pooled, single = OnnxModel(onnx, 0.5, threads=2), OnnxModel(onnx, 0.5, threads=1)
+    alone = single.probability(x)
+    for size in (1, 10, PARALLEL_ROWS - 1):
+        pieces = np.concatenate([pooled.probability(x[i:i + size]) for i in range(0, len(x), size)])
+        np.testing.assert_array_equal(pieces, alone)
+    np.testing.assert_allclose(pooled.probability(x), alone, rtol=0, atol=2**-23)
