@@ -267,8 +267,7 @@ def one_row_cpu_profile(env: dict, model, rounds: int, seconds: float, workdir: 
     from serving import metrics, payload
 
     rungs = {"bare WSGI": ("ladder_apps:bare", {}), "Flask, fixed answer": ("ladder_apps:flask", {}),
-             "the service": ("serving.app:create_app()", {}),
-             "service, 1 ONNX thread": ("serving.app:create_app()", {"SERVING_ONNX_THREADS": "1"})}
+             "the service": ("serving.app:create_app()", {})}
     servers, fronts = {}, {}
     found = {name: {"nginx": [], "gunicorn": []} for name in rungs}
     try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .schema import SERVING, TRAINING, Column, Problem, column_names, columns
+from .schema import COLUMNS, SERVING, TRAINING, Column, Problem, column_names, columns
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
     import pandas as pd
@@ -50,6 +50,11 @@ def cast_value(column: Column, value: Any, allow_text: bool = True) -> tuple[Any
     `allow_text` accepts numbers written as strings ("44", "28.0"), as in CSV files and HTML forms;
     JSON clients are held to real numbers. A missing value casts to None without a reason here
     (`rule_broken` says it is missing)."""
+    kind = type(value)  # the usual cases first: exactly the column's type
+    if kind is int and column.kind == "integer" and _INT64_MIN <= value <= _INT64_MAX:
+        return value, None
+    if kind is str and column.kind == "category" or kind is float and column.kind == "float" and math.isfinite(value):
+        return value, None
     if is_missing(value):
         return None, None
     if column.kind == "category":
@@ -116,9 +121,8 @@ def cast_column(values: Sequence | np.ndarray, column: Column,
     """One column's values (a list or tuple as decoded from JSON or BSON, or a NumPy array of a frame's
     column) cast to the column's array type and checked; the problems in row order."""
     if len(values) < VECTOR_ROWS:  # NumPy's fixed cost per call is more than a few scalar checks
-        values = values.tolist() if isinstance(values, np.ndarray) else values
-        array, rows, values_at = np.zeros(len(values), dtype=_DTYPES[column.kind]), range(len(values)), None
-    elif isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # a frame's numeric column
+        return _scalar_column(values.tolist() if isinstance(values, np.ndarray) else values, column, allow_text)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # a frame's numeric column
         array, suspect = _numeric(values, column)
         rows, values_at = np.flatnonzero(suspect).tolist(), values.tolist  # only called if a value is suspect
     else:
@@ -138,6 +142,21 @@ def cast_column(values: Sequence | np.ndarray, column: Column,
             else:
                 array[row] = value
     return array, problems
+
+
+def _scalar_column(values: Sequence, column: Column, allow_text: bool) -> tuple[np.ndarray, list[Problem]]:
+    """A few values, each by the scalar rules (a one-row request: 10 columns of one value)."""
+    cast, problems = [], []
+    for row, raw in enumerate(values):
+        value, reason = cast_value(column, raw, allow_text)
+        reason = reason or rule_broken(column, value)
+        if reason:
+            problems.append(Problem(row, column.name, reason))
+            value = 0
+        elif column.kind == "category":
+            value = _positions(column)[value]
+        cast.append(value)
+    return np.array(cast, dtype=_DTYPES[column.kind]), problems
 
 
 def _vectorised(values: Sequence, column: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -167,8 +186,16 @@ def _vectorised(values: Sequence, column: Column) -> tuple[np.ndarray, np.ndarra
 
 
 @functools.cache
+def _names(environment: str) -> tuple[str, ...]:
+    return tuple(column_names(environment))
+
+
 def _positions(column: Column) -> dict:
-    return {value: code for code, value in enumerate(column.allowed)}
+    return _POSITIONS[column.name]
+
+
+# A category's value -> its position in `allowed` (by name: hashing a frozen Column costs more than this).
+_POSITIONS = {c.name: {value: code for code, value in enumerate(c.allowed)} for c in COLUMNS if c.allowed}
 
 
 def _numeric(values: np.ndarray, column: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -255,8 +282,7 @@ class CheckedRequest:
 def check_records(records: list[dict], environment: str = SERVING, allow_text: bool = False) -> CheckedRequest:
     """`{"records": [...]}`: each record must have exactly the environment's fields ("unknown field",
     "missing field"); every value is checked."""
-    names = column_names(environment)
-    known = set(names)
+    names = _names(environment)
     if len(names) > 1 and set(map(len, records)) == {len(names)}:
         try:  # the usual case: every record has every field, so with as many keys it has no other
             by_name = {name: [record[name] for record in records] for name in names}
@@ -264,6 +290,7 @@ def check_records(records: list[dict], environment: str = SERVING, allow_text: b
             pass
         else:
             return _checked(by_name, len(records), environment, allow_text, [], set())
+    known = set(names)
     problems, missing = [], set()
     for i, record in enumerate(records):
         if record.keys() == known:
@@ -296,8 +323,10 @@ def _checked(by_name: dict[str, Sequence], rows: int, environment: str, allow_te
     cast = {}
     for column in columns(environment):
         cast[column.name], found = cast_column(by_name[column.name], column, allow_text)
-        problems += [p for p in found if (p.row, p.column) not in missing] if missing else found
-    problems.sort(key=lambda p: (p.row, p.column))
+        if found:
+            problems += [p for p in found if (p.row, p.column) not in missing] if missing else found
+    if problems:
+        problems.sort(key=lambda p: (p.row, p.column))
     return CheckedRequest(cast, rows, problems)
 
 

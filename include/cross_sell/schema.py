@@ -7,6 +7,7 @@ files) are all derived from `COLUMNS` below.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,7 @@ def example_record(environment: str = SERVING) -> dict:
     return {c.name: c.example for c in columns(environment)}
 
 
+@functools.cache  # a tuple of frozen columns: the same answer every time, asked on every request
 def columns(environment: str = TRAINING) -> tuple[Column, ...]:
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}; expected one of {ENVIRONMENTS}")
