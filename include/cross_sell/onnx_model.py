@@ -20,8 +20,8 @@ PROBABILITIES = "probabilities"
 
 
 # Below this many rows a call runs on a one-thread session even when the model has more threads: waking
-# ONNX Runtime's pool costs more than it saves on a few rows (one row: 0.014 against 0.008 ms of CPU in
-# process, and 0.04 ms per one-row request of a loaded worker; at 100 rows two threads halve the time).
+# ONNX Runtime's pool costs more than it saves on a few rows, and from ~100 rows two threads halve the
+# time (benchmarks/README.md, "One validation engine").
 PARALLEL_ROWS = 64
 
 
