@@ -25,12 +25,32 @@ def service(tmp_path, s3_server, s3, bucket, signer, verifier):
     promote(registry, "v1")
     env = {**s3_server.env, "CROSS_SELL_S3_BUCKET": bucket, "CROSS_SELL_S3_PREFIX": PREFIX,
            "SERVING_POLL_SECONDS": str(POLL_SECONDS)}
-    server = local_services.start_serving(env, workers=2, log_path=str(tmp_path / "gunicorn.log"))
+    log_path = tmp_path / "gunicorn.log"
+    server = local_services.start_serving(env, workers=2, log_path=str(log_path))
     # /ready answered from one worker; the other may still be loading. Both serve v1 before a test changes
     # the champion, or a worker that boots late loads whatever the pointer says by then (a 503 if tampered).
-    assert _until_converged(server, "v1", []), "both workers did not come to serve v1"
+    # Requests cannot tell: a worker still booting accepts none, so 40 answers in a row can all come from
+    # the other one (seen in CI). Each worker logs its first load with its pid.
+    deadline = time.monotonic() + scaled(60)
+    while len(_first_loads(log_path, "v1")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_first_loads(log_path, "v1")) == 2, log_path.read_text()[-3000:]
+    assert _until_converged(server, "v1", []), "the workers did not serve v1"
     yield server, registry
     server.stop()
+
+
+def _first_loads(log_path, version: str) -> set[int]:
+    """The pids of the workers that have logged loading `version` as their first champion."""
+    pids = set()
+    for line in log_path.read_text().splitlines() if log_path.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # not a JSON line, or one still being written
+            continue
+        if str(entry.get("message", "")).startswith(f"serving champion {version} (was None)"):
+            pids.add(entry["pid"])
+    return pids
 
 
 def _predict(connection) -> tuple[int, str | None]:
