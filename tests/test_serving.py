@@ -297,6 +297,10 @@ def test_a_malformed_pointer_never_freezes_the_service(registry, s3, planted):
         assert client.post("/predict", json={"records": rows(1)}).json["model_version"] == "v1"
         promote(registry, "v2")
         assert _poll_until(holder, "v2", polls, timeout=30) <= 2
+        # A poll that lands between the pointer's write and its audit record's reports the change as
+        # unrecorded, and the next poll checks again (seen in CI): clean after at most one more poll.
+        if client.get("/model").json["pointer"]["problems"]:
+            _wait_for_polls(polls, 2, holder)
         assert client.get("/model").json["pointer"] == {"version": "v2", "problems": []}
     finally:
         holder.stop()
