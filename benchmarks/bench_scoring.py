@@ -70,7 +70,7 @@ def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | Non
     (as in the DAG) instead of the stand-in."""
     import pandas as pd
 
-    from cross_sell import features, model_input, onnx_export, scoring, synthetic, training
+    from cross_sell import batches, features, model_input, onnx_export, scoring, synthetic, training
     from cross_sell.artifacts import RunArtifacts
     from cross_sell.onnx_model import OnnxModel
     from devstack import local_services
@@ -90,7 +90,7 @@ def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | Non
             from pymongo import MongoClient
 
             collection = MongoClient(mongo_url)["bench"]["customers"]
-            projection = {"_id": False, **{f: True for f in scoring.FIELDS}}
+            projection = {"_id": False, **{f: True for f in batches.FIELDS}}
 
             def customers(count: int):
                 return collection.find({}, projection=projection, batch_size=5_000).limit(count)
@@ -100,7 +100,7 @@ def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | Non
             def customers(count: int):
                 return customer_stream(count, pool)
         sample = list(customers(batch_rows))
-        batch_mb = pd.DataFrame.from_records(sample, columns=scoring.FIELDS).memory_usage(deep=True).sum() / MB
+        batch_mb = pd.DataFrame.from_records(sample, columns=batches.FIELDS).memory_usage(deep=True).sum() / MB
         del sample, parts, estimator
         artifacts = RunArtifacts(local_services.s3_client_for(s3), "bench-scoring", "vi", f"bench-{rows}",
                                  area="scores")
@@ -151,7 +151,7 @@ def mongo_figures(rows: int, batch_rows: int, cold: bool) -> tuple[float, int, d
     score them from the server's cursor in a fresh process, as the DAG does."""
     from pymongo import MongoClient
 
-    from cross_sell import loader, scoring, synthetic
+    from cross_sell import batches, loader, synthetic
     from devstack import local_services
 
     mongo = local_services.start_mongo()
@@ -159,7 +159,7 @@ def mongo_figures(rows: int, batch_rows: int, cold: bool) -> tuple[float, int, d
         collection = MongoClient(mongo.url)["bench"]["customers"]
         loader.upsert(collection, synthetic.generate(rows, seed=3), progress=False)
         started = time.perf_counter()
-        count = sum(1 for _ in collection.find({}, projection={"_id": False, **{f: True for f in scoring.FIELDS}},
+        count = sum(1 for _ in collection.find({}, projection={"_id": False, **{f: True for f in batches.FIELDS}},
                                                batch_size=5_000))
         seconds = time.perf_counter() - started
         return seconds, count, run_child(rows, batch_rows, cold, mongo.url)

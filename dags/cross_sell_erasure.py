@@ -22,9 +22,11 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cross_sell.contracts import Erased
+from cross_sell.params import ErasureParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.defaults import dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 
@@ -46,22 +48,20 @@ def cross_sell_erasure():
     # No automatic retry: a try that failed half-way has changed things its receipt would not show; a person
     # triggers the request again (the new receipt records what was still left) after reading the log.
     @task(multiple_outputs=False, retries=0)
-    def erase() -> dict:
-        def call(erasure, run):
-            from cross_sell.suppression import read_key
+    def erase() -> Erased:
+        from cross_sell import erasure
+        from cross_sell.suppression import read_key
 
+        with stage_run(ErasureParams) as run:
             conn = SETTINGS.erasure_mongo_conn_id
             collections = {name: run.collection(name, conn) for name in (
                 SETTINGS.mongo_collection, SETTINGS.scores_collection, SETTINGS.outcomes_collection,
                 SETTINGS.consent_collection, SETTINGS.contacts_collection)}
-            return erasure.run_request(run.params["request"], registry=run.housekeeping_registry,
-                                       collections=collections, erased=run.collection(SETTINGS.erased_collection,
-                                                                                      conn),
-                                       key=read_key(SETTINGS.erasure_key_file), reason=run.params["reason"],
-                                       by=run.triggered_by,
-                                       dry_run=run.params["dry_run"], signer=run.signer,
-                                       lock_days=SETTINGS.audit_lock_days)
-        return run_stage(call, module="cross_sell.erasure")
+            return run.done(erasure.run_request(
+                run.params["request"], registry=run.housekeeping_registry, collections=collections,
+                erased=run.collection(SETTINGS.erased_collection, conn), key=read_key(SETTINGS.erasure_key_file),
+                reason=run.params["reason"], by=run.triggered_by, dry_run=run.params["dry_run"], signer=run.signer,
+                lock_days=SETTINGS.audit_lock_days))
 
     erase()
 

@@ -15,9 +15,11 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cross_sell.contracts import Retained
+from cross_sell.params import HousekeepingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 
@@ -32,10 +34,12 @@ SETTINGS = Settings.from_env()
 )
 def cross_sell_housekeeping():
     @task(multiple_outputs=False, **IO_RETRIES)
-    def retain() -> dict:
-        return run_stage(lambda retention, run: retention.run(
-            run.housekeeping_registry, retention.Policy.from_settings(run.settings), by=f"run {run.run_id}",
-            dry_run=run.params["dry_run"]), module="cross_sell.retention")
+    def retain() -> Retained:
+        from cross_sell import retention
+
+        with stage_run(HousekeepingParams) as run:
+            return run.done(retention.run(run.housekeeping_registry, retention.Policy.from_settings(run.settings),
+                                          by=f"run {run.run_id}", dry_run=run.params["dry_run"]))
 
     retain()
 

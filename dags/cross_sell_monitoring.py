@@ -19,11 +19,12 @@ from datetime import date, timedelta
 from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import Monitored
+from cross_sell.params import MonitoringParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import SCORES, recorded_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 
@@ -49,24 +50,26 @@ SETTINGS = Settings.from_env()
 def cross_sell_monitoring():
     @task(inlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def monitor() -> Monitored:
-        def call(monitoring, run):
+        from cross_sell import monitoring
+
+        with stage_run(MonitoringParams) as run:
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
                 run.run_started.date() - timedelta(days=1)
-            return monitoring.run_day(day, run.registry,
-                                      run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
-                                      recorded_scores(before=day + timedelta(days=2)),
-                                      run.params["min_roc_auc"], run.params["min_precision"],
-                                      run.params["skew_thresholds"])
-        result = run_stage(call, module="cross_sell.monitoring")
+            result = run.done(monitoring.run_day(
+                day, run.registry, run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
+                scoring_runs=recorded_scores(before=day + timedelta(days=2)), min_roc_auc=run.params["min_roc_auc"],
+                min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"]))
         for reason in result["alerts"]:
             alert(reason, "monitoring")
         return result
 
     @task(multiple_outputs=False, **IO_RETRIES)
     def report(result: Monitored) -> str:
-        return run_stage(lambda monitoring, run: monitoring.build_report(
-            run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix, today=result["daily"]),
-            module="cross_sell.monitoring")
+        from cross_sell import monitoring
+
+        with stage_run(MonitoringParams) as run:
+            return run.done(monitoring.build_report(run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix,
+                                                    today=result["daily"]))
 
     report(monitor())
 

@@ -21,9 +21,10 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import RolledBack
+from cross_sell.params import RollbackParams
 from cross_sell_airflow.assets import CHAMPION
 from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 
 @dag(
@@ -43,9 +44,12 @@ from cross_sell_airflow.stage import run_stage
 def cross_sell_rollback():
     @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=10), **IO_RETRIES)
     def rollback() -> RolledBack:
-        return run_stage(lambda stages, run: stages.rollback(
-            run.registry, run.params["version"], run.signer, run.params["reason"], run.triggered_by, run.run_id,
-            run.params["force"]))
+        from cross_sell import stages
+
+        with stage_run(RollbackParams) as run:
+            return run.done(stages.rollback(run.registry, run.params["version"], signer=run.signer,
+                                            reason=run.params["reason"], by=run.triggered_by, run_id=run.run_id,
+                                            force=run.params["force"]))
 
     rollback()
 

@@ -32,10 +32,11 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 
 from cross_sell.contracts import Campaign, Published, Scored
+from cross_sell.params import ScoringParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHAMPION) if SETTINGS.scoring_cron \
@@ -64,30 +65,33 @@ SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHA
 def cross_sell_scoring():
     @task(multiple_outputs=False, **IO_RETRIES)
     def score() -> Scored:
-        def call(scoring, run):
-            from cross_sell import consent
+        from cross_sell import batches, consent, scoring
 
+        with stage_run(ScoringParams) as run:
             model, version, calibration = scoring.served(run.registry, run.params["model"])
             conn = SETTINGS.scoring_mongo_conn_id
             excluded = consent.excluded(run.collection(SETTINGS.consent_collection, conn),
                                         run.collection(SETTINGS.contacts_collection, conn),
-                                        run.params["exclude_contacted_days"], run.run_started)
-            return scoring.score(run.customer_documents(scoring.FIELDS, conn), run.scores_artifacts, model, version,
-                                 run.run_started, calibration, run.params["batch_rows"], excluded)
-        return run_stage(call, module="cross_sell.scoring")
+                                        contacted_within_days=run.params["exclude_contacted_days"], now=run.run_started)
+            return run.done(scoring.score(run.customer_documents(batches.FIELDS, conn), run.scores_artifacts, model,
+                                          model_version=version, scored_at=run.run_started, calibration=calibration,
+                                          batch_rows=run.params["batch_rows"], excluded=excluded))
 
     @task(multiple_outputs=False, **IO_RETRIES)
     def campaign(scored: Scored) -> Campaign:
-        return run_stage(lambda scoring, run: scoring.campaign(
-            run.scores_artifacts, scored, run.params["campaign_top_share"], run.params["campaign_top_n"]),
-            module="cross_sell.scoring")
+        from cross_sell import scoring
+
+        with stage_run(ScoringParams) as run:
+            return run.done(scoring.campaign(run.scores_artifacts, scored, top_share=run.params["campaign_top_share"],
+                                             top_n=run.params["campaign_top_n"]))
 
     @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def publish(scored: Scored) -> Published:
-        published = run_stage(lambda scoring, run: scoring.publish(
-            run.scores_artifacts, scored, run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id,
-                                                           written=True)),
-            module="cross_sell.scoring")
+        from cross_sell import scoring
+
+        with stage_run(ScoringParams) as run:
+            scores = run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id, written=True)
+            published = run.done(scoring.publish(run.scores_artifacts, scored, scores))
         record_scores(scored)  # monitoring reads these scores back, checked against their recorded sha256
         return published
 

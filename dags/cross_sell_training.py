@@ -55,12 +55,13 @@ from cross_sell.contracts import (
     Transformed,
     Validated,
 )
+from cross_sell.params import TrainingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.approval import push_approval
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
-from cross_sell_airflow.stage import run_stage
+from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 
@@ -99,41 +100,63 @@ SETTINGS = Settings.from_env()
     },
 )
 def cross_sell_training():
+    # Each task imports its stage inside the body (never at parse time) and calls it with keywords:
+    # go-to-definition on `stages.validate` lands on the function that does the work.
     @task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
     def extract() -> Extracted:
-        return run_stage(lambda stages, run: stages.extract(run.customer_documents(), run.artifacts,
-                                                             suppression=run.suppression()))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.extract(run.customer_documents(), run.artifacts, suppression=run.suppression()))
 
     @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
     def validate(extracted: Extracted) -> Validated:
-        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["snapshot"],
-                                                              run.params["min_rows"]))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
+                                            min_rows=run.params["min_rows"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def check_drift(extracted: Extracted) -> DriftChecked:
-        checked = run_stage(lambda stages, run: stages.check_drift(
-            run.artifacts, run.registry, extracted["snapshot"], run.params["drift_thresholds"],
-            run.params["drift_action"]))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
+                                                  thresholds=run.params["drift_thresholds"],
+                                                  action=run.params["drift_action"]))
         if checked.get("drifted"):  # drift_action "warn": the run goes on, and someone is told
-            alert(f"drift in {', '.join(checked['drifted'])} against champion {checked['champion_version']} "
-                  f"(report: {checked['report_key']})", "drift_warning")
+            alert(f"drift in {', '.join(checked['drifted'])} against champion {checked.get('champion_version')} "
+                  f"(report: {checked.get('report_key')})", "drift_warning")
         return checked
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def transform(extracted: Extracted) -> Transformed:
-        return run_stage(lambda stages, run: stages.transform(run.artifacts, extracted["snapshot"], run.params["seed"]))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
+                                             seed=run.params["seed"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
     def train(transformed: Transformed) -> Trained:
-        return run_stage(lambda stages, run: stages.train(run.artifacts, transformed, run.params["seed"],
-                                                           run.run_started, run.params["exclude_features"]))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
+                                         run_started=run.run_started,
+                                         exclude_features=run.params["exclude_features"]))
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
-        return run_stage(lambda stages, run: stages.evaluate(
-            run.artifacts, run.registry, trained, transformed["splits"]["test"], run.params["min_roc_auc"],
-            run.params["promotion_margin"], validated["summary"], run.params["replace_unreadable_champion"],
-            run.params["max_equalized_odds_difference"]))
+        from cross_sell import evaluation, stages
+
+        with stage_run(TrainingParams) as run:
+            gate = evaluation.Gate(min_roc_auc=run.params["min_roc_auc"], margin=run.params["promotion_margin"],
+                               max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
+                               replace_unreadable=run.params["replace_unreadable_champion"])
+            return run.done(stages.evaluate(run.artifacts, run.registry, trained, test=transformed["splits"]["test"],
+                                            gate=gate, validation=validated["summary"]))
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def should_push(decision: Decision) -> bool:
@@ -147,21 +170,25 @@ def cross_sell_training():
     @task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
     def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
                               drift: DriftChecked) -> str:
-        return run_stage(lambda stages, run: stages.describe_for_approval(
-            run.artifacts, decision, trained, extracted, drift, int(SETTINGS.approval_timeout_hours * 3600)))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.describe_for_approval(
+                run.artifacts, decision, trained, extracted, drift=drift,
+                link_seconds=int(SETTINGS.approval_timeout_hours * 3600)))
 
     # After the branch: runs with or without the approval task (skipped when none is required); a
     # rejection skips it. It checks the answer itself: no approval record, no push.
     @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
           trigger_rule="none_failed_min_one_success", **IO_RETRIES)
     def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
-        def call(stages, run):
-            from cross_sell.approval import approval_record
+        from cross_sell import stages
+        from cross_sell.approval import approval_record
 
-            approved = approval_record(run.params["require_approval"],
-                                       context["ti"].xcom_pull(task_ids="approve"))
-            return stages.push(run.artifacts, run.registry, decision, trained, extracted, run.signer, approved)
-        return run_stage(call)
+        with stage_run(TrainingParams) as run:
+            approved = approval_record(run.params["require_approval"], context["ti"].xcom_pull(task_ids="approve"))
+            return run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
+                                        approved=approved))
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def should_shadow(decision: Decision) -> bool:
@@ -169,8 +196,11 @@ def cross_sell_training():
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
     def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
-        return run_stage(lambda stages, run: stages.shadow(run.artifacts, run.registry, decision, trained,
-                                                            extracted, run.signer))
+        from cross_sell import stages
+
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
+                                          signer=run.signer))
 
     extracted = extract()
     transformed = transform(extracted)

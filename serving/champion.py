@@ -28,6 +28,14 @@ from cross_sell.onnx_model import OnnxModel
 from cross_sell.registry import UNCHANGED, ModelRegistry, PointerError
 
 log = logging.getLogger(__name__)
+
+
+class _StateFailed(Exception):
+    """`cause` went wrong for the pointer state `etag` naming `version`: the poller backs off on that state."""
+
+    def __init__(self, cause: Exception, etag: str | None, version: str | None):
+        super().__init__(str(cause))
+        self.cause, self.etag, self.version = cause, etag, version
 MAX_BACKOFF_SECONDS = 3600.0
 
 
@@ -113,8 +121,11 @@ class ChampionHolder:
             self.status.last_check_at = _now()
             try:
                 swapped = self._refresh()
+            except _StateFailed as failed:
+                self._record_failure(failed.etag, failed.version, failed.cause)
+                swapped = False
             except Exception as error:  # keep serving the old model whatever went wrong
-                self._record_failure(getattr(error, "etag", None), getattr(error, "version", None), error)
+                self._record_failure(error.etag if isinstance(error, PointerError) else None, None, error)
                 swapped = False
             self.status.last_poll_completed = self.clock()
             self.status.last_poll_completed_at = _now()
@@ -144,8 +155,7 @@ class ChampionHolder:
         try:
             loaded = self._load(champion.version)
         except Exception as error:
-            error.etag, error.version = champion.etag, champion.version  # the pointer state to back off on
-            raise
+            raise _StateFailed(error, champion.etag, champion.version) from error
         previous = self._version()
         self._current = loaded  # the swap: one reference assignment
         self._etag = champion.etag
@@ -168,9 +178,7 @@ class ChampionHolder:
             log.error("champion pointer: %s", problem.message, extra={"pointer_problem": problem.kind})
         downgrade = next((p for p in problems if p.kind == "downgrade"), None)
         if downgrade is not None:
-            refused = PointerError(downgrade.message, champion.etag)
-            refused.version = champion.version
-            raise refused
+            raise _StateFailed(PointerError(downgrade.message, champion.etag), champion.etag, champion.version)
 
     def _waiting(self, etag: str) -> bool:
         failed = self._failed

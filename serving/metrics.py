@@ -68,7 +68,7 @@ def observe_predictions(version: str, probabilities: list[float], labels: list[i
 def record_reload(result: str, model) -> None:
     RELOADS.labels(result).inc()
     if result == "success":
-        for sample in MODEL_VERSION.collect()[0].samples:
+        for sample in next(iter(MODEL_VERSION.collect())).samples:
             if sample.labels.get("version") != model.version:
                 MODEL_VERSION.labels(sample.labels["version"]).set(0)
         MODEL_VERSION.labels(model.version).set(1)

@@ -18,7 +18,6 @@ from cross_sell import casting
 
 RECORDS = "records"
 DATAFRAME_SPLIT = "dataframe_split"
-FORMATS = (RECORDS, DATAFRAME_SPLIT)
 
 
 class ClientError(Exception):
@@ -31,7 +30,7 @@ class ClientError(Exception):
         self.problems = problems
 
     def body(self) -> dict:
-        body = {"error": self.message}
+        body: dict = {"error": self.message}
         if self.problems is not None:
             body["problems"] = self.problems
         return body
@@ -58,6 +57,7 @@ class RequestRows:
     def check(self, allow_text: bool = False) -> casting.CheckedRequest:
         if self.records is not None:
             return casting.check_records(self.records, allow_text=allow_text)
+        assert self.names is not None and self.data is not None  # `rows_from_payload` sets one form or the other
         return casting.check_split(self.names, self.data, allow_text=allow_text)
 
 

@@ -36,7 +36,7 @@ class RequestSampler:
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._wake = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def choose(self, count: int) -> list[int]:
         """Which of `count` rows to keep: each with probability `rate`."""

@@ -102,27 +102,31 @@ def test_dag_file_imports_nothing_heavy():
     assert result["heavy"] == [], result
 
 
-def test_run_stage_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
-    """One helper maps every NotRetryable to AirflowFailException; other errors are left to the retries."""
+def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
+    """One helper maps every NotRetryable to AirflowFailException and NothingToDo to a skip; other errors
+    are left to the retries."""
     import airflow.sdk
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from cross_sell.errors import NotRetryable
+    from cross_sell.errors import NothingToDo, NotRetryable
+    from cross_sell.params import TrainingParams
     from cross_sell.validation import DataValidationError
-    from cross_sell_airflow.stage import run_stage
+    from cross_sell_airflow.stage import stage_run
 
     class Run:
         run_after = None
 
     monkeypatch.setattr(airflow.sdk, "get_current_context",
                         lambda: {"run_id": "r", "dag_run": Run(), "params": {"seed": 1}})
-    assert run_stage(lambda stages, run: (stages.__name__, run.run_id, run.params["seed"])) == \
-        ("cross_sell.stages", "r", 1)
+    with stage_run(TrainingParams) as run:
+        assert run.done((run.run_id, run.params["seed"])) == ("r", 1)
     for failure in (DataValidationError("3 expectations failed"), NotRetryable("bad param")):
-        with pytest.raises(AirflowFailException, match=str(failure)):
-            run_stage(lambda stages, run, failure=failure: (_ for _ in ()).throw(failure))
-    with pytest.raises(ConnectionError):  # transient: the task's retries handle it
-        run_stage(lambda stages, run: (_ for _ in ()).throw(ConnectionError("S3 unreachable")))
+        with pytest.raises(AirflowFailException, match=str(failure)), stage_run(TrainingParams):
+            raise failure
+    with pytest.raises(AirflowSkipException, match="no champion yet"), stage_run(TrainingParams):
+        raise NothingToDo("no champion yet")
+    with pytest.raises(ConnectionError), stage_run(TrainingParams):  # transient: the task's retries handle it
+        raise ConnectionError("S3 unreachable")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from conftest import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
+from cross_sell.evaluation import Gate
 from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
 from cross_sell.signing import SignatureError
 from serving_support import PREFIX, promote, publish, train_model
@@ -98,7 +99,7 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
 
     trained = stages.train(artifacts, transformed, seed=1, run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
     with pytest.raises(stages.UnreadableChampion, match="fails closed"):
-        stages.evaluate(artifacts, registry, trained, transformed["splits"]["test"], 0.6, 0.002)
+        stages.evaluate(artifacts, registry, trained, transformed["splits"]["test"], Gate(0.6, 0.002))
 
     # The CLI: evaluate the champion (the pointer is refused) or the planted version by name (its manifest
     # is refused), roll back to the planted version (refused).

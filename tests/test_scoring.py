@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SIGNING_PUBLIC_KEY
-from cross_sell import evaluation, schema, scoring, synthetic
+from cross_sell import batches, deciles, evaluation, schema, scoring, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from serving_support import PREFIX, promote, train_model
@@ -49,7 +49,7 @@ def test_invalid_customers_are_quarantined_with_reasons_and_never_scored(registr
     del documents[9]["Gender"]
     documents[11]["id"] = -5
     model, version, calibration = scoring.served(registry)
-    batch = scoring.BatchScorer(model).score(documents)
+    batch = batches.BatchScorer(model).score(documents)
     assert len(batch.ids) == 196 and len(batch.probability) == 196
     reasons = {row["id"]: row["problems"] for row in batch.quarantined}
     assert set(reasons) == {documents[i]["id"] for i in (3, 7, 9)} | {-5}
@@ -198,16 +198,16 @@ def test_score_cli_scores_a_file_like_the_dag(registry, s3_env, tmp_path, monkey
     written = pd.read_csv(out).set_index("id")
     model, version, calibration = scoring.served(registry)
     documents = [d for d in customers(500, seed=8) if str(d["id"]) != bad["document"]["id"]]  # CSV text
-    batch = scoring.BatchScorer(model).score(documents)
+    batch = batches.BatchScorer(model).score(documents)
     assert np.max(np.abs(written.loc[batch.ids, "probability"].to_numpy() - batch.probability)) <= 1e-12
 
 
 def test_the_in_place_histogram_counts_as_numpys_does():
-    probability = np.concatenate([np.random.default_rng(0).random(50_000), scoring._BIN_BOUNDS[::97],
+    probability = np.concatenate([np.random.default_rng(0).random(50_000), deciles.BIN_BOUNDS[::97],
                                   [0.0, 1.0, np.nextafter(1.0, 0.0)]])  # bin bounds themselves, both ends
-    histogram = np.zeros(scoring.HISTOGRAM_BINS, dtype=np.int64)
-    scoring.add_to_histogram(histogram, probability)
-    np.testing.assert_array_equal(histogram, np.histogram(probability, bins=scoring.HISTOGRAM_BINS, range=(0, 1))[0])
+    histogram = np.zeros(deciles.HISTOGRAM_BINS, dtype=np.int64)
+    deciles.add_to_histogram(histogram, probability)
+    np.testing.assert_array_equal(histogram, np.histogram(probability, bins=deciles.HISTOGRAM_BINS, range=(0, 1))[0])
 
 
 def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(registry):
@@ -220,16 +220,16 @@ def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(re
     for row in (0, 99, 100, 640, 1_029):  # first and last rows of pieces and of the stream
         documents[row]["Vehicle_Damage"] = "Maybe"
     with ThreadPoolExecutor(max_workers=1) as inference:
-        batches = [scoring.Batch(b.ids.copy(), b.probability.copy(), b.labels.copy(), b.quarantined)
-                   for b in scoring.scored_batches(iter(documents), model, rows=250, clock={"reading": 0.0},
+        scored = [batches.ScoredBatch(b.ids.copy(), b.probability.copy(), b.labels.copy(), b.quarantined)
+                   for b in batches.scored_batches(iter(documents), model, rows=250, clock={"reading": 0.0},
                                                    inference=inference, piece=100)]  # one buffer, reused
-    assert [len(b.ids) + len(b.quarantined) for b in batches] == [250, 250, 250, 250, 30]
+    assert [len(b.ids) + len(b.quarantined) for b in scored] == [250, 250, 250, 250, 30]
     good = [d for i, d in enumerate(documents) if i not in (0, 99, 100, 640, 1_029)]
-    assert np.concatenate([b.ids for b in batches]).tolist() == [d["id"] for d in good]
-    assert [q["id"] for b in batches for q in b.quarantined] == [documents[i]["id"] for i in (0, 99, 100, 640, 1_029)]
+    assert np.concatenate([b.ids for b in scored]).tolist() == [d["id"] for d in good]
+    assert [q["id"] for b in scored for q in b.quarantined] == [documents[i]["id"] for i in (0, 99, 100, 640, 1_029)]
     expected = model.probability(model_input.from_rows(good))
-    np.testing.assert_allclose(np.concatenate([b.probability for b in batches]), expected, rtol=0, atol=1e-7)
-    assert np.concatenate([b.labels for b in batches]).tolist() == model.labels(expected).tolist()
+    np.testing.assert_allclose(np.concatenate([b.probability for b in scored]), expected, rtol=0, atol=1e-7)
+    assert np.concatenate([b.labels for b in scored]).tolist() == model.labels(expected).tolist()
 
 
 def test_customers_who_objected_are_neither_scored_nor_on_any_campaign_list(registry, mongo_db):
@@ -284,7 +284,7 @@ def test_csv_frames_are_judged_as_the_frame_engine_judged_them(rows, drop):
     raw = pd.DataFrame(rows, dtype=object)
     if drop:
         raw = raw.drop(columns=[drop])
-    prepared = scoring.BatchScorer(None).prepare(raw, allow_text=True)
+    prepared = batches.BatchScorer(None).prepare(raw, allow_text=True)
     typed, problems = reference_validation.validate_frame(raw, schema.SCORING, allow_text=True)
     expected: dict[int, list[dict]] = {}
     for problem in problems:

@@ -8,6 +8,7 @@ import pytest
 
 from cross_sell import drift, model_input, onnx_export, schema, stages, synthetic, training
 from cross_sell.artifacts import RunArtifacts
+from cross_sell.evaluation import Gate
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
 
@@ -47,7 +48,7 @@ def test_rerunning_a_stage_reproduces_its_result(run):
 def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
     test_key = run["transformed"]["splits"]["test"]
-    decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    decision = stages.evaluate(artifacts, registry, trained, test_key, Gate(min_roc_auc=0.7, margin=0.002))
     assert decision["bless"] and decision["champion"] is None
     pushed = stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
     assert pushed["pushed"] and registry.champion().version == trained["version"]
@@ -62,13 +63,13 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
     assert manifest["onnx_parity"]["test_split"]["rows"] == run["transformed"]["rows"]["test"]
     # Clearing evaluate after the push reproduces the first decision (judged against what it replaced).
-    rerun = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    rerun = stages.evaluate(artifacts, registry, trained, test_key, Gate(min_roc_auc=0.7, margin=0.002))
     assert {k: rerun[k] for k in ("bless", "reason", "champion_version")} == \
         {k: decision[k] for k in ("bless", "reason", "champion_version")}
     # A later run with the same model faces it as the champion (scored from the registry's signed ONNX
     # file) and does not beat it.
     later = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "later-run")
-    again = stages.evaluate(later, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    again = stages.evaluate(later, registry, trained, test_key, Gate(min_roc_auc=0.7, margin=0.002))
     assert not again["bless"] and again["champion_version"] == trained["version"]
     assert again["candidate"] == again["champion"]
 
@@ -88,7 +89,7 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
     trained = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
-                                 min_roc_auc=0.5, margin=0.0)
+                                 Gate(min_roc_auc=0.5, margin=0.0))
     expected = "ONNX conversion failed" if flaw == "unconvertible" else "ONNX disagrees with scikit-learn"
     assert not decision["bless"] and decision["reason"].startswith("candidate cannot be served faithfully")
     assert expected in decision["reason"] and decision["candidate"]["roc_auc"] > 0.7  # still reported on
@@ -102,9 +103,9 @@ def test_a_champion_that_cannot_be_scored_fails_the_gate_unless_a_person_says_re
     registry.set_champion("old", None, "promote", signer, run_id="old-run")
     test_split = run["transformed"]["splits"]["test"]
     with pytest.raises(stages.UnreadableChampion, match="takes model input 'object-array/0'.*fails closed"):
-        stages.evaluate(artifacts, registry, trained, test_split, min_roc_auc=0.7, margin=0.002)
-    decision = stages.evaluate(artifacts, registry, trained, test_split, min_roc_auc=0.7, margin=0.002,
-                               replace_unreadable=True)
+        stages.evaluate(artifacts, registry, trained, test_split, Gate(min_roc_auc=0.7, margin=0.002))
+    decision = stages.evaluate(artifacts, registry, trained, test_split, Gate(min_roc_auc=0.7, margin=0.002,
+                                                                                replace_unreadable=True))
     assert decision["bless"] and decision["champion"] is None and decision["champion_version"] == "old"
     assert "takes model input 'object-array/0'" in decision["reason"] and "floor" in decision["reason"]
     assert decision["replaced_unreadable"]["version"] == "old"
@@ -122,7 +123,7 @@ def test_planted_pointer_cannot_skip_gate(run, s3, bucket, pointer):
 
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
     test_split = run["transformed"]["splits"]["test"]
-    stages.push(artifacts, registry, stages.evaluate(artifacts, registry, trained, test_split, 0.7, 0.002),
+    stages.push(artifacts, registry, stages.evaluate(artifacts, registry, trained, test_split, Gate(0.7, 0.002)),
                 trained, run["extracted"], signer)
     champion = registry.champion()
     if pointer == "missing version":  # a validly signed record copied and edited would fail its signature;
@@ -133,7 +134,7 @@ def test_planted_pointer_cannot_skip_gate(run, s3, bucket, pointer):
     s3.put_object(Bucket=bucket, Key=registry.pointer_key, Body=json.dumps(planted).encode())
     later = RunArtifacts(s3, bucket, "vi", "after-the-plant")
     with pytest.raises(stages.UnreadableChampion, match="fails closed"):
-        stages.evaluate(later, registry, trained, test_split, min_roc_auc=0.5, margin=0.0)
+        stages.evaluate(later, registry, trained, test_split, Gate(min_roc_auc=0.5, margin=0.0))
     assert s3.get_object(Bucket=bucket, Key=registry.pointer_key)["Body"].read() == json.dumps(planted).encode()
 
 
@@ -158,7 +159,7 @@ def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
         stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
     assert splits["train"]["sha256"] in str(bad.value)  # both hashes named
     with pytest.raises(CustodyError, match="features/test.parquet"):
-        stages.evaluate(artifacts, registry, trained, splits["test"], min_roc_auc=0.7, margin=0.002)
+        stages.evaluate(artifacts, registry, trained, splits["test"], Gate(min_roc_auc=0.7, margin=0.002))
     # The candidate's own files, the profile and the evaluation facts are checked the same way by push.
     decision_facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
     s3.put_object(Bucket=artifacts.bucket, Key=trained["profile"]["key"], Body=b'{"features": {}}')
@@ -171,7 +172,7 @@ def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
 
 def test_the_manifest_records_the_data_the_model_was_trained_and_tested_on(run):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
     lineage = registry.manifest(trained["version"])["lineage"]
     assert lineage["snapshot"] == run["extracted"]["snapshot"]
@@ -184,7 +185,7 @@ def test_the_manifest_records_the_data_the_model_was_trained_and_tested_on(run):
 def test_evaluation_report_and_model_card_hold_the_figures(run):
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
-                               min_roc_auc=0.7, margin=0.002, validation=run["validated"]["summary"])
+                               Gate(min_roc_auc=0.7, margin=0.002), validation=run["validated"]["summary"])
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
     assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
@@ -218,7 +219,7 @@ def test_drift_against_the_champion_warns_or_fails_as_configured(run, s3, bucket
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     assert stages.check_drift(artifacts, registry, run["extracted"]["snapshot"])["checked"] is False  # no champion
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"],
-                                 min_roc_auc=0.7, margin=0.002)
+                                 Gate(min_roc_auc=0.7, margin=0.002))
     stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
 
     fresh = RunArtifacts(s3, bucket, "vi", "fresh-run")
@@ -294,17 +295,17 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
 def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
     artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
     test_key = run["transformed"]["splits"]["test"]
-    decision = stages.evaluate(artifacts, registry, trained, test_key, min_roc_auc=0.7, margin=0.002)
+    decision = stages.evaluate(artifacts, registry, trained, test_key, Gate(min_roc_auc=0.7, margin=0.002))
     stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
-    again = stages.evaluate(RunArtifacts(s3, bucket, "vi", "twin"), registry, trained, test_key, 0.7, 0.002)
+    again = stages.evaluate(RunArtifacts(s3, bucket, "vi", "twin"), registry, trained, test_key, Gate(0.7, 0.002))
     assert again["challenger"] is False  # the champion's twin is nothing to shadow
 
     other = RunArtifacts(s3, bucket, "vi", "other-data")
     extracted = stages.extract(synthetic.generate(6_000, seed=77).to_dict("records"), other)
     transformed = stages.transform(other, extracted["snapshot"], seed=4)
     challenger = stages.train(other, transformed, seed=4, run_started=RUN_STARTED)
-    decision = stages.evaluate(other, registry, challenger, transformed["splits"]["test"], min_roc_auc=0.7,
-                               margin=0.2)  # no challenger can beat the champion by 0.2
+    decision = stages.evaluate(other, registry, challenger, transformed["splits"]["test"], Gate(min_roc_auc=0.7,
+                               margin=0.2))  # no challenger can beat the champion by 0.2
     assert not decision["bless"] and decision["challenger"] is True
     result = stages.shadow(other, registry, decision, challenger, extracted, signer)
     assert registry.shadow().version == challenger["version"] == result["shadow"]
@@ -316,7 +317,8 @@ def test_every_object_written_is_encrypted_at_rest(run, s3, bucket):
     """Issue #22: server-side encryption on every PUT the project makes (SSE-S3 here; SSE-KMS with
     CROSS_SELL_S3_SSE=aws:kms), the run's artifacts, the registry's files, pointers and audit records."""
     artifacts, registry = run["artifacts"], run["registry"]
-    decision = stages.evaluate(artifacts, registry, run["trained"], run["transformed"]["splits"]["test"], 0.7, 0.002)
+    decision = stages.evaluate(artifacts, registry, run["trained"], run["transformed"]["splits"]["test"],
+                               Gate(0.7, 0.002))
     stages.push(artifacts, registry, decision, run["trained"], run["extracted"], run["signer"])
     versions = [v for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
                 for v in page.get("Versions", [])]
@@ -332,7 +334,7 @@ def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_
     import urllib.request
 
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     drift = {"checked": True, "champion_version": "v0", "drifted": ["Age"]}
     body = stages.describe_for_approval(artifacts, decision, trained, run["extracted"], drift, 3600)
     assert f"**Candidate `{trained['version']}`** vs champion `none yet`" in body
@@ -376,7 +378,7 @@ def test_a_pushed_version_is_reproduced_identically_and_its_lineage_shown(run, s
     from cross_sell.objects import CustodyError
 
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002,
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002),
                                validation=run["validated"]["summary"])
     stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
     version = trained["version"]
@@ -412,7 +414,7 @@ def test_the_fairness_section_of_the_report_as_a_person_sees_it(run, tmp_path):
     if browser.chromium() is None:
         skip_unless_available("chromium is not installed (.ci/run installs it)")
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
-    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], 0.7, 0.002)
+    decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     page_file = tmp_path / "report.html"
     page_file.write_bytes(artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read())
     with browser.Browser() as page:

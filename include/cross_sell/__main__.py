@@ -33,7 +33,7 @@ def cmd_load(args, settings: Settings) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     from .suppression import Suppression, read_key
 
-    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         database = client[args.database or settings.mongo_database]
         collection = database[args.collection or settings.mongo_collection]
@@ -108,7 +108,7 @@ def cmd_score(args, settings: Settings) -> int:
     """Score a file of customers with the champion (or a version, or a local estimator you trust)."""
     from datetime import datetime, timezone
 
-    from . import scoring
+    from . import file_scoring, scoring
 
     if args.model_file:
         from . import onnx_export
@@ -119,7 +119,7 @@ def cmd_score(args, settings: Settings) -> int:
         model, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), args.model_file
     else:
         model, version, _ = scoring.served(_registry(settings), args.model)
-    result = scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
+    result = file_scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
     _print(result)
     return 0
 
@@ -131,7 +131,7 @@ def cmd_load_outcomes(args, settings: Settings) -> int:
     from . import loader
 
     outcomes = loader.read_outcomes(args.csv, default_observed_at=args.observed_at)
-    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         database = client[args.database or settings.mongo_database]
         stats = loader.upsert_outcomes(database[settings.outcomes_collection], outcomes)
@@ -169,7 +169,8 @@ def cmd_shadow(args, settings: Settings) -> int:
         if args.mongo_uri:
             from pymongo import MongoClient
 
-            database = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)[settings.mongo_database]
+            client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+            database = client[settings.mongo_database]
             outcomes, customers = database[settings.outcomes_collection], database[settings.mongo_collection]
         report = shadow_report.report(registry, since, outcomes, customers)
         if report is None:
@@ -230,7 +231,7 @@ def cmd_erase(args, settings: Settings) -> int:
     from .suppression import read_key
 
     ids = erasure.read_ids(args.ids_file)
-    client = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         database = client[settings.mongo_database]
         collections = {name: database[name] for name in (settings.mongo_collection, settings.scores_collection,

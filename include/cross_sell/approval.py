@@ -9,6 +9,10 @@ manifest and the champion's audit record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from .errors import NotRetryable
 
 APPROVE = "Approve"  # the ApprovalOperator's options
@@ -24,7 +28,7 @@ def _figure(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def request_body(decision: dict, drift: dict | None, links: dict[str, str]) -> str:
+def request_body(decision: Mapping[str, Any], drift: Mapping[str, Any] | None, links: dict[str, str]) -> str:
     """The approval request as markdown (the Airflow UI renders it on the task's Required Action)."""
     champion = decision.get("champion") or {}
     lines = [
@@ -62,7 +66,7 @@ def request_body(decision: dict, drift: dict | None, links: dict[str, str]) -> s
     return "\n".join(lines)
 
 
-def _drift_line(drift: dict | None) -> str:
+def _drift_line(drift: Mapping[str, Any] | None) -> str:
     if not drift:
         return "not checked"
     if not drift.get("checked"):
@@ -87,5 +91,5 @@ def approval_record(required: bool, response: dict | None) -> dict | None:
     comment = (response.get("params_input") or {}).get("comment") or ""
     responded_at = response.get("responded_at")
     return {"approved_by": user["name"], "approver_id": str(user.get("id", "")),
-            "approved_at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else str(responded_at),
+            "approved_at": responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at),
             "comment": comment}

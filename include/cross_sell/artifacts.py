@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from . import objects
 from .contracts import Artifact
@@ -21,7 +23,7 @@ def safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]", "_", run_id)
 
 
-def json_bytes(payload: dict) -> bytes:
+def json_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
 
 
@@ -30,13 +32,13 @@ class RunArtifacts:
         self.s3 = s3
         self.bucket = bucket
         self.run_id = run_id
-        self.root = "/".join(p for p in (prefix, area, safe_run_id(run_id)) if p)
+        self.root = objects.join_key(prefix, area, safe_run_id(run_id))
         # What this task read and wrote, as recorded (OpenLineage reports the data among them).
         self.read_log: list[Artifact] = []
         self.write_log: list[Artifact] = []
 
     def key(self, *parts: str) -> str:
-        return "/".join((self.root, *parts))
+        return objects.join_key(self.root, *parts)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -63,7 +65,7 @@ class RunArtifacts:
         self.write_log.append(recorded)
         return recorded
 
-    def put_json(self, payload: dict, *parts: str) -> Artifact:
+    def put_json(self, payload: Mapping[str, Any], *parts: str) -> Artifact:
         return self.put_bytes(json_bytes(payload), "application/json", *parts)
 
     # -- reading another task's objects: verified against its record ----------------------------

@@ -101,7 +101,7 @@ def rule_broken(column: Column, value: Any) -> str | None:
 
 
 def not_allowed(column: Column) -> str:
-    return "not one of " + ", ".join(map(repr, column.allowed))
+    return "not one of " + ", ".join(map(repr, column.choices))
 
 
 def out_of_range(column: Column) -> str:
@@ -138,7 +138,7 @@ def cast_column(values: Sequence | np.ndarray, column: Column,
             if reason:
                 problems.append(Problem(row, column.name, reason))
             elif column.kind == "category":
-                array[row] = column.allowed.index(value)
+                array[row] = column.choices.index(value)
             else:
                 array[row] = value
     return array, problems
@@ -247,7 +247,7 @@ def cast_columns(values: Mapping[str, Sequence | np.ndarray | None], rows: int, 
         cast[column.name], found = cast_column([None] * rows if found is None else found,
                                                column, allow_text)
         problems += found
-    problems.sort(key=lambda p: p.row)  # stable: schema order within a row
+    problems.sort(key=lambda p: -1 if p.row is None else p.row)  # stable: schema order within a row
     return cast, problems
 
 
@@ -275,7 +275,7 @@ class CheckedRequest:
         out = {}
         for column in columns(SERVING):
             value = self.columns[column.name][row].item()
-            out[column.name] = column.allowed[value] if column.kind == "category" else value
+            out[column.name] = column.choices[value] if column.kind == "category" else value
         return out
 
 
@@ -291,7 +291,8 @@ def check_records(records: list[dict], environment: str = SERVING, allow_text: b
         else:
             return _checked(by_name, len(records), environment, allow_text, [], set())
     known = set(names)
-    problems, missing = [], set()
+    problems: list[Problem] = []
+    missing: set[tuple[int, str]] = set()
     for i, record in enumerate(records):
         if record.keys() == known:
             continue
@@ -318,7 +319,7 @@ def check_split(names: list[str], data: list[list], environment: str = SERVING,
     return _checked(by_name, len(data), environment, allow_text, problems, missing)
 
 
-def _checked(by_name: dict[str, Sequence], rows: int, environment: str, allow_text: bool,
+def _checked(by_name: Mapping[str, Sequence], rows: int, environment: str, allow_text: bool,
              problems: list[Problem], missing: set) -> CheckedRequest:
     cast = {}
     for column in columns(environment):

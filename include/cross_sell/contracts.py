@@ -166,3 +166,27 @@ class Monitored(TypedDict):
     day: str
     daily: Artifact  # monitoring/daily/<day>.json
     alerts: list[str]
+
+
+# The erasure DAG (cross_sell.erasure.run_request): counts and keys, never an id.
+class Erased(TypedDict):
+    request: str
+    dry_run: bool
+    customers: int
+    mongodb: dict[str, int]  # collection -> documents deleted (or found, in a dry run)
+    object_versions_changed: int
+    rows_removed: int
+    receipt_key: str | None  # None in a dry run
+    models_trained_on_their_data: list[str]
+
+
+# The housekeeping DAG (cross_sell.retention.run): what went, by data class, and what stayed and why.
+class Retained(TypedDict, total=False):
+    dry_run: bool
+    kind: str
+    at: str
+    by: str
+    deleted_object_versions: int
+    delete: dict[str, dict]  # data class -> units, object versions, bytes
+    kept_because: dict[str, str]
+    record_key: str

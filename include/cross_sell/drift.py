@@ -43,7 +43,7 @@ def profile(frame: pd.DataFrame) -> dict:
         values = frame[name].dropna().to_numpy(dtype="float64")
         edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1])) if len(values) else np.array([])
         features[name] = {"kind": "numeric", "edges": edges.tolist(),
-                          "proportions": _binned(values, edges).tolist(), "mean": float(np.mean(values)),
+                          "proportions": binned(values, edges).tolist(), "mean": float(np.mean(values)),
                           "missing": float(frame[name].isna().mean())}
     for name in schema.DISCRETE_FEATURES:
         shares = frame[name].map(_key).value_counts(normalize=True, dropna=False)
@@ -64,9 +64,16 @@ def reference_profile(registry, version: str | None = None) -> tuple[str, dict]:
     return version, reference
 
 
-def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The share of `values` in each bin between `edges` (len(edges) + 1 bins; a value on an edge goes up)."""
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return counts / max(counts.sum(), 1)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index of two distributions over the same bins (shares summing to 1)."""
+    expected, actual = np.asarray(expected) + _EPSILON, np.asarray(actual) + _EPSILON
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 @dataclass
@@ -117,21 +124,21 @@ def compare(reference: dict, frame: pd.DataFrame, thresholds: dict | None = None
     for name, ref in reference["features"].items():
         if ref["kind"] == "numeric":
             edges = np.asarray(ref["edges"])
-            expected = np.asarray(ref["proportions"]) + _EPSILON
-            actual = _binned(frame[name].dropna().to_numpy(dtype="float64"), edges) + _EPSILON
-            distance = float(np.sum((actual - expected) * np.log(actual / expected)))
+            expected = np.asarray(ref["proportions"])
+            actual = binned(frame[name].dropna().to_numpy(dtype="float64"), edges)
+            distance = psi(expected, actual)
             limit = float(thresholds.get(name, DEFAULT_PSI))
-            js = float(jensenshannon(expected, actual, base=2))
+            js = float(jensenshannon(expected + _EPSILON, actual + _EPSILON, base=2))
             detail = f"mean {ref['mean']:.4g} -> {frame[name].mean():.4g}"
             report.features.append(FeatureDrift(name, "psi", distance, limit, distance > limit, js, detail))
         else:
-            expected = ref["frequencies"]
-            actual = frame[name].map(_key).value_counts(normalize=True, dropna=False)
-            actual = {str(k): float(v) for k, v in actual.items()}
-            changes = {k: actual.get(k, 0.0) - expected.get(k, 0.0) for k in set(expected) | set(actual)}
+            before: dict[str, float] = ref["frequencies"]
+            shares = frame[name].map(_key).value_counts(normalize=True, dropna=False)
+            now = {str(k): float(v) for k, v in shares.items()}
+            changes = {k: now.get(k, 0.0) - before.get(k, 0.0) for k in set(before) | set(now)}
             worst = max(changes, key=lambda k: abs(changes[k]))
             distance = abs(changes[worst])
             limit = float(thresholds.get(name, DEFAULT_LINF))
-            detail = f"{worst!r}: {expected.get(worst, 0.0):.1%} -> {actual.get(worst, 0.0):.1%}"
+            detail = f"{worst!r}: {before.get(worst, 0.0):.1%} -> {now.get(worst, 0.0):.1%}"
             report.features.append(FeatureDrift(name, "linf", distance, limit, distance > limit, None, detail))
     return report

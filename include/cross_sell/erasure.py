@@ -32,6 +32,7 @@ from typing import Iterable
 import numpy as np
 
 from . import objects
+from .contracts import Erased
 from .errors import NotRetryable
 from .memory import lean_allocators
 from .suppression import digest
@@ -260,7 +261,7 @@ def _models_trained_on(registry, snapshot_keys: set[str]) -> list[str]:
 
 def receipt_key(prefix: str, erasure: Erasure) -> str:
     stamp = erasure.at.replace(":", "").replace("-", "").replace("+0000", "Z")
-    return "/".join(p for p in (prefix, RECEIPTS, f"{stamp}_{erasure.request}.json") if p)
+    return objects.join_key(prefix, RECEIPTS, f"{stamp}_{erasure.request}.json")
 
 
 def _write_receipt(s3, bucket: str, prefix: str, erasure: Erasure, signer, lock_days: int) -> str:
@@ -300,12 +301,12 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def run_request(request_key: str, *, registry, collections: dict, erased, key: bytes | None, reason: str, by: str,
-                dry_run: bool, signer, lock_days: int = 0) -> dict:
+                dry_run: bool, signer, lock_days: int = 0) -> Erased:
     """The `cross_sell_erasure` DAG's stage: the ids of an erasure request (a text file put under
     `<prefix>/erasure/requests/`, so no id ever sits in Airflow's database), erased, then the request file
     deleted (every version) once the receipt is written. What it returns holds no id."""
     s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
-    root = "/".join(p for p in (prefix, REQUESTS) if p) + "/"
+    root = objects.folder(prefix, REQUESTS)
     if not request_key.startswith(root) or ".." in request_key:
         raise ErasureError(f"an erasure request is a file under {root}, not {request_key!r}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,6 +320,7 @@ def run_request(request_key: str, *, registry, collections: dict, erased, key: b
         for version in _versions(s3, bucket, request_key):
             s3.delete_object(Bucket=bucket, Key=request_key, VersionId=version["VersionId"])
     changed = [f for f in done.objects if f.action != "kept"]
-    return {"request": done.request, "dry_run": dry_run, "customers": len(done.hashes), "mongodb": done.mongodb,
-            "object_versions_changed": len(changed), "rows_removed": sum(f.removed for f in changed),
-            "receipt_key": None if dry_run else receipt_key(prefix, done), "models_trained_on_their_data": done.models}
+    return Erased(request=done.request, dry_run=dry_run, customers=len(done.hashes), mongodb=done.mongodb,
+                  object_versions_changed=len(changed), rows_removed=sum(f.removed for f in changed),
+                  receipt_key=None if dry_run else receipt_key(prefix, done),
+                  models_trained_on_their_data=done.models)

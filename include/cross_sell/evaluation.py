@@ -1,13 +1,15 @@
-"""Scoring a model on labelled data, and the rule that blesses a candidate."""
+"""Scoring a model on labelled data, and the promotion gate: the one rule that blesses a candidate."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from . import features, schema
+from . import fairness, features, schema
 
 PRIMARY_METRIC = "roc_auc"
 
@@ -64,7 +66,8 @@ def metrics_of(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict
 
 
 def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: float) -> tuple[bool, str]:
-    """Bless a first model that reaches the floor, or a challenger that beats the champion by the margin."""
+    """Bless a first model that reaches the floor, or a challenger that beats the champion by the margin
+    (metrics only; `Gate.judge` adds what overrides this)."""
     value = candidate[PRIMARY_METRIC]
     if champion is None:
         if value >= min_roc_auc:
@@ -76,6 +79,53 @@ def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: f
                       f"by {value - incumbent:+.4f} >= margin {margin:.4f}")
     return False, (f"candidate {PRIMARY_METRIC} {value:.4f} vs champion {incumbent:.4f}: "
                    f"{value - incumbent:+.4f} < margin {margin:.4f}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    bless: bool
+    challenger: bool  # not blessed, but good enough to be scored in shadow beside the champion
+    reason: str
+    overrides: tuple[str, ...] = ()  # what overrode the metric rule, worded (each also logged by the caller)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The promotion policy of a training run (its DAG params): the floor, the margin, the fairness cap, and
+    whether a champion that cannot be verified or scored may be replaced on the floor alone."""
+
+    min_roc_auc: float = 0.75
+    margin: float = 0.002
+    max_equalized_odds_difference: float = fairness.DEFAULT_MAX_EQUALIZED_ODDS_DIFFERENCE
+    replace_unreadable: bool = False
+
+    def judge(self, candidate: dict, champion: dict | None, serving_problem: str | None,
+              replaced: dict | None = None) -> Verdict:
+        """`candidate` / `champion`: `report.model_facts` (metrics and fairness on the same test split);
+        `serving_problem`: why the candidate has no faithful ONNX file; `replaced`: the unreadable champion
+        (version and reason) the candidate may replace because `replace_unreadable` is set.
+
+        The metric rule (`decide`), then what overrides it: a candidate past the fairness cap and one that
+        cannot be served faithfully are never blessed (nor shadowed). A challenger is faithful, fair, above
+        the floor and a model of its own (not the champion's twin), yet not better by the margin."""
+        metrics = candidate["metrics"]
+        incumbent = champion["metrics"] if champion is not None else None
+        bless, reason = decide(metrics, incumbent, self.min_roc_auc, self.margin)
+        overrides = []
+        unfair = fairness.gate(candidate["fairness"], self.max_equalized_odds_difference)
+        if unfair and bless:
+            bless, reason = False, f"{reason}, but not blessed: {unfair}"
+            overrides.append(reason)
+        if replaced:
+            reason = (f"{replaced['reason']}; replace_unreadable_champion is set, so judged against the floor: "
+                      f"{reason}")
+            overrides.append(reason)
+        if serving_problem:
+            bless, reason = False, f"candidate cannot be served faithfully: {serving_problem}"
+            overrides.append(reason)
+        challenger = (not bless and incumbent is not None and not serving_problem and unfair is None
+                      and metrics[PRIMARY_METRIC] >= self.min_roc_auc and metrics != incumbent)
+        return Verdict(bless=bless, challenger=challenger, reason=reason, overrides=tuple(overrides))
 
 
 def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 20) -> dict:

@@ -9,8 +9,11 @@ OpenLineage backend (Marquez) as events while the DAGs run; this command needs o
 
 from __future__ import annotations
 
+from typing import cast
+
 from . import objects
 from .artifacts import RunArtifacts
+from .contracts import Artifact
 from .objects import CustodyError
 from .registry import ModelRegistry
 
@@ -27,7 +30,7 @@ def _verified(registry: ModelRegistry, artifact: dict | None) -> dict | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:  # streamed to disk, hashed, bounded by the recorded size
-            objects.download_artifact(registry.s3, registry.bucket, artifact, Path(tmp) / "object")
+            objects.download_artifact(registry.s3, registry.bucket, cast(Artifact, artifact), Path(tmp) / "object")
         state = "verified"
     except CustodyError as error:
         state = f"differs: {error}"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # mis-predict on this one, so the service refuses to load it and evaluation does not score it.
 LAYOUT = "schema-codes-float64/1"
 # Vehicle_Age's allowed values are listed youngest first, so its code is also an order.
-CODES = {c.name: {value: float(code) for code, value in enumerate(c.allowed)}
+CODES = {c.name: {value: float(code) for code, value in enumerate(c.choices)}
          for c in schema.COLUMNS if c.role == "feature" and c.kind == "category"}
 
 

@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import objects, skew
+from . import drift, objects, skew
 from .contracts import Artifact, Monitored, Scored
 from .pages import png, render
 from .registry import NoChampionYet
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 DAILY = "monitoring/daily"
 REPORT = "monitoring/report.html"
 PSI_LIMIT = 0.2
-_EPSILON = 1e-4
 
 
 def realized(y: np.ndarray, probability: np.ndarray, threshold: float, top: np.ndarray | None = None) -> dict:
@@ -59,12 +58,8 @@ def prediction_psi(probability: np.ndarray, calibration: dict) -> float | None:
     over the test split's own equal-count bins."""
     if calibration is None or not len(probability):
         return None
-    edges = np.asarray(calibration["edges"])
     expected = np.asarray(calibration["rows"], dtype=float)
-    expected = expected / expected.sum() + _EPSILON
-    actual = np.bincount(np.searchsorted(edges, probability, side="right"), minlength=len(edges) + 1)
-    actual = actual / max(actual.sum(), 1) + _EPSILON
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return drift.psi(expected / expected.sum(), drift.binned(probability, np.asarray(calibration["edges"])))
 
 
 def outcomes_of(collection, day: date):
@@ -168,7 +163,7 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
     result["pointer_problems"] = pointer_problems
     alerts = [*pointer_problems, *alerts]
     result["alerts"] = alerts
-    key = "/".join(p for p in (prefix, DAILY, f"{day.isoformat()}.json") if p)
+    key = objects.join_key(prefix, DAILY, f"{day.isoformat()}.json")
     body = json.dumps(result, indent=2).encode()
     objects.put(s3, bucket, key, body, "application/json")
     log.info("monitoring %s: %s", day, json.dumps({k: v for k, v in result.items() if k != "skew"}))
@@ -178,12 +173,12 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
 def build_report(s3, bucket: str, prefix: str, days: int = 30, today: Artifact | None = None) -> str:
     """The trend page of the last `days` daily results; returns its key. `today`: this run's day, checked
     against what `run_day` recorded (earlier days are earlier runs' files, read bounded in size)."""
-    root = "/".join(p for p in (prefix, DAILY) if p) + "/"
+    root = objects.folder(prefix, DAILY)
     keys = sorted(item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
                   for item in page.get("Contents", []))[-days:]
     daily = [json.loads(objects.read_artifact(s3, bucket, today) if today and key == today["key"]
                         else objects.read(s3, bucket, key)[0]) for key in keys]
-    key = "/".join(p for p in (prefix, REPORT) if p)
+    key = objects.join_key(prefix, REPORT)
     objects.put(s3, bucket, key, trend_report(daily).encode(), "text/html")
     return key
 

@@ -37,6 +37,16 @@ class CustodyError(NotRetryable):
     """A run's artifact is not the one its writer recorded: the bucket changed between two tasks."""
 
 
+def join_key(*parts: str) -> str:
+    """An S3 key from its parts, empty ones (an empty prefix) left out: `join_key("vi", "audit", "x.json")`."""
+    return "/".join(part.strip("/") for part in parts if part and part.strip("/"))
+
+
+def folder(*parts: str) -> str:
+    """The key prefix of a folder (`join_key` with a trailing slash), for listing under it."""
+    return join_key(*parts) + "/"
+
+
 def _refuse_length(key: str, length: int | None, max_bytes: int) -> None:
     if length is not None and length > max_bytes:
         raise TooLarge(key, length, max_bytes)

@@ -37,10 +37,12 @@ def parity_rows(seed: int = 0) -> np.ndarray:
             values = list(model_input.CODES[name].values())
         elif column.allowed:
             values = [float(v) for v in column.allowed]
-        elif column.kind == "integer" and column.maximum - column.minimum <= 1_000:
-            values = list(np.arange(column.minimum, column.maximum + 1, dtype="float64"))
         else:
-            values = list(np.linspace(column.minimum, column.maximum, 501))
+            assert column.minimum is not None and column.maximum is not None, f"{name}: a numeric feature needs bounds"
+            if column.kind == "integer" and column.maximum - column.minimum <= 1_000:
+                values = list(np.arange(column.minimum, column.maximum + 1, dtype="float64"))
+            else:
+                values = list(np.linspace(column.minimum, column.maximum, 501))
         block = np.tile(base, (len(values) + 2, 1))
         block[:, position] = [*values, -1.0, np.nan]
         blocks.append(block)
@@ -66,10 +68,6 @@ class Export:
     parity: dict = field(default_factory=dict)  # max |difference| per row set, and the tolerance
     problem: str | None = None  # why it cannot be served faithfully
 
-    @property
-    def faithful(self) -> bool:
-        return self.onnx is not None and self.problem is None
-
 
 def export(model, threshold: float, test_matrix: np.ndarray) -> Export:
     """Convert `model` and compare ONNX Runtime with scikit-learn on the test split and `parity_rows()`."""
@@ -78,7 +76,7 @@ def export(model, threshold: float, test_matrix: np.ndarray) -> Export:
         served = OnnxModel(onnx, threshold)
     except Exception as error:  # an estimator skl2onnx cannot express
         return Export(None, {"tolerance": TOLERANCE}, f"ONNX conversion failed: {type(error).__name__}: {error}")
-    parity = {"tolerance": TOLERANCE}
+    parity: dict = {"tolerance": TOLERANCE}
     for name, rows in (("test_split", test_matrix), ("schema_sweep", parity_rows())):
         difference = np.abs(served.probability(rows) - model.predict_proba(rows)[:, 1])
         parity[name] = {"rows": int(len(rows)), "max_abs_diff": float(np.max(difference)) if len(rows) else 0.0}

@@ -1,13 +1,73 @@
 """Checks of a run's params that the DAG files' JSON schemas leave to the run: per-feature limits must name
 features of the schema (the DAG files do not import schema.py, to stay cheap to parse). Every task of every
-DAG runs `check` first (`cross_sell_airflow.stage.run_stage`), so a misspelt feature fails the first task
+DAG runs `check` first (`cross_sell_airflow.stage.stage_run`), so a misspelt feature fails the first task
 at once, naming the valid ones, instead of being ignored or failing late.
+
+Each DAG's params as a typed record (`TrainingParams`, ...): a task reads `run.params["min_rows"]` with
+its type known, and a misspelt name is a type error. `FOR_DAG` ties each record to its DAG, and a test
+checks that the DAG file's `Param`s and the record name the same keys.
 """
 
 from __future__ import annotations
 
+from typing import Literal, TypedDict
+
 from . import schema
 from .errors import NotRetryable
+
+
+class TrainingParams(TypedDict):
+    min_roc_auc: float
+    promotion_margin: float
+    min_rows: int
+    seed: int
+    drift_action: Literal["warn", "fail"]
+    drift_thresholds: dict[str, float]
+    replace_unreadable_champion: bool
+    exclude_features: list[str]
+    max_equalized_odds_difference: float
+    require_approval: bool
+
+
+class ScoringParams(TypedDict):
+    model: str  # "champion" or a registry version
+    campaign_top_share: float
+    campaign_top_n: int | None
+    batch_rows: int
+    exclude_contacted_days: int | None
+
+
+class MonitoringParams(TypedDict):
+    day: str | None  # YYYY-MM-DD; None: the day before the run
+    min_roc_auc: float
+    min_precision: float
+    skew_thresholds: dict[str, float]
+
+
+class RollbackParams(TypedDict):
+    version: str
+    reason: str
+    force: bool
+
+
+class ErasureParams(TypedDict):
+    request: str  # the ids file's key under <prefix>/erasure/requests/
+    reason: str
+    dry_run: bool
+
+
+class HousekeepingParams(TypedDict):
+    dry_run: bool
+
+
+FOR_DAG: dict[str, type] = {
+    "cross_sell_training": TrainingParams,
+    "cross_sell_scoring": ScoringParams,
+    "cross_sell_monitoring": MonitoringParams,
+    "cross_sell_rollback": RollbackParams,
+    "cross_sell_erasure": ErasureParams,
+    "cross_sell_housekeeping": HousekeepingParams,
+}
 
 FEATURE_LIMITS = ("drift_thresholds", "skew_thresholds")  # params that map a feature to its limit
 
@@ -29,7 +89,8 @@ def check_feature_limits(limits: dict | None, what: str) -> dict:
     return limits
 
 
-def check(params: dict) -> None:
+def check(params) -> None:
+    """Raise ParamError for a per-feature limit or an excluded feature the schema does not have."""
     for name in FEATURE_LIMITS:
         if name in params:
             check_feature_limits(params[name], name)

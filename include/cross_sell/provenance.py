@@ -15,7 +15,7 @@ LIBRARIES = ("scikit-learn", "skl2onnx", "onnxruntime", "pandas", "numpy", "jobl
 
 
 def library_versions() -> dict:
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)

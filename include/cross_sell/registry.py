@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import overload
 
 from . import objects
 from .errors import NothingToDo, NotRetryable
@@ -149,7 +151,7 @@ class ModelRegistry:
 
     # -- keys -------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
+        return objects.join_key(self.prefix, *parts)
 
     def version_file_key(self, version: str, name: str) -> str:
         return self._key("models", version, name)
@@ -238,6 +240,10 @@ class ModelRegistry:
             raise PointerError(f"{what}: its signature is not base64", etag) from None
         return record
 
+    @overload
+    def _get(self, key: str, max_bytes: int, missing: str) -> bytes: ...
+    @overload
+    def _get(self, key: str, max_bytes: int, missing: None = None) -> bytes | None: ...
     def _get(self, key: str, max_bytes: int, missing: str | None = None) -> bytes | None:
         """An object's bytes (at most `max_bytes`); None when it does not exist (or RegistryError(`missing`))."""
         from botocore.exceptions import ClientError
@@ -441,7 +447,7 @@ class ModelRegistry:
         return max(recorded, default=0) + 1
 
     # -- writing ----------------------------------------------------------------------------
-    def publish(self, manifest: dict, files: dict[str, bytes | Path], signer: ManifestSigner) -> dict:
+    def publish(self, manifest: dict, files: Mapping[str, bytes | Path], signer: ManifestSigner) -> dict:
         """Upload a version's files, then its manifest (with every file's sha256 and size) and the manifest's
         signature, last. Versions are immutable: a retry re-uploads the same bytes."""
         if not isinstance(signer, ManifestSigner):

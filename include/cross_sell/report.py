@@ -6,7 +6,9 @@ embedded as PNG data URIs, so the report is one self-contained file next to the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,7 +105,7 @@ def public(facts: dict) -> dict:
     return {k: v for k, v in facts.items() if not k.startswith("_")}
 
 
-def evaluation_report(decision: dict, facts: dict[str, dict], run: dict) -> str:
+def evaluation_report(decision: Mapping[str, Any], facts: dict[str, dict], run: dict) -> str:
     """The HTML report: `facts` maps "candidate" (and "champion" when there is one) to `model_facts`."""
     return render("evaluation_report.html.j2",
         decision=decision, facts=facts, figures=_figures(facts), run=run,

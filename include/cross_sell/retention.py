@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 
 from . import objects
 from .artifacts import safe_run_id
+from .contracts import Retained
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Policy:
 
 
 def _root(prefix: str, area: str) -> str:
-    return "/".join(p for p in (prefix, area.rstrip("/")) if p) + "/"
+    return objects.folder(prefix, area)
 
 
 def lifecycle_rules(policy: Policy, prefix: str) -> dict:
@@ -168,7 +169,7 @@ def plan(s3, bucket: str, prefix: str, registry, policy: Policy, now: datetime |
     return Plan(deletions, kept)
 
 
-def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> dict:
+def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
     """Delete every version planned, then record what went under audit/retention/. One request per version:
     a policy that allows deleting only under some prefixes (the housekeeping user's) is judged per object
     that way everywhere, where moto judges a multi-object delete against the bucket."""
@@ -179,19 +180,20 @@ def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> dict:
     at = datetime.now(timezone.utc)
     record = {"kind": "retention", "at": at.isoformat(timespec="seconds"), "by": by,
               "deleted_object_versions": deleted, **planned.summary()}
-    key = "/".join(p for p in (prefix, "audit", "retention", f"{at:%Y%m%dT%H%M%S%fZ}.json") if p)
+    key = objects.join_key(prefix, "audit", "retention", f"{at:%Y%m%dT%H%M%S%fZ}.json")
     objects.put(s3, bucket, key, json.dumps(record, indent=2, default=str).encode(), "application/json",
                 IfNoneMatch="*")
     log.info("retention: deleted %s object versions (%s); record %s", f"{deleted:,}",
              {k: len(v["units"]) for k, v in record["delete"].items()}, key)
-    return {**record, "record_key": key}
+    return Retained(kind="retention", at=record["at"], by=by, deleted_object_versions=deleted,
+                    delete=record["delete"], kept_because=record["kept_because"], record_key=key)
 
 
-def run(registry, policy: Policy, by: str, dry_run: bool = False) -> dict:
+def run(registry, policy: Policy, by: str, dry_run: bool = False) -> Retained:
     """The `cross_sell_housekeeping` DAG's stage: plan, then (unless a dry run) apply."""
     planned = plan(registry.s3, registry.bucket, registry.prefix, registry, policy)
     summary = planned.summary()
     log.info("retention plan: %s", json.dumps(summary, default=str))
     if dry_run:
-        return {"dry_run": True, **summary}
+        return Retained(dry_run=True, delete=summary["delete"], kept_because=summary["kept_because"])
     return apply(registry.s3, registry.bucket, registry.prefix, planned, by)

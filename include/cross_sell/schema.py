@@ -36,6 +36,11 @@ class Column:
     def pandas_dtype(self) -> str:
         return {"integer": "int64", "float": "float64", "category": "str"}[self.kind]
 
+    @property
+    def choices(self) -> tuple:
+        """The allowed values in their order (a category's code is its position); () when any value goes."""
+        return self.allowed or ()
+
 
 COLUMNS: tuple[Column, ...] = (
     Column("id", "integer", "key", "Customer id; the natural key of a document.", minimum=1,

@@ -29,12 +29,11 @@ MAX_SAMPLE_BYTES = 64 * 1024 * 1024
 def sample_key(prefix: str, when: datetime, source: str) -> str:
     """Where one flush of sampled rows goes; `source` keeps writers (host, process) apart."""
     stamp = when.astimezone(timezone.utc)
-    parts = (prefix, SAMPLES, f"date={stamp:%Y-%m-%d}", f"{stamp:%H%M%S%f}-{source}.jsonl")
-    return "/".join(p for p in parts if p)
+    return objects.join_key(prefix, SAMPLES, f"date={stamp:%Y-%m-%d}", f"{stamp:%H%M%S%f}-{source}.jsonl")
 
 
 def samples_prefix(prefix: str) -> str:
-    return "/".join(p for p in (prefix, SAMPLES) if p) + "/"
+    return objects.folder(prefix, SAMPLES)
 
 
 def source_name(pid: int) -> str:

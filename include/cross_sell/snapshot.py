@@ -50,6 +50,7 @@ def typed_chunk(documents: list[dict]):
     typed, problems = casting.cast_frame(raw, schema.TRAINING)
     invalid: dict[int, dict] = {}
     for problem in problems:
+        assert problem.row is not None  # a frame's problems are a row's
         invalid.setdefault(problem.row, {})[problem.column] = raw.iloc[problem.row][problem.column]
     typed[schema.INVALID_VALUES_COLUMN] = pd.Series(
         [json.dumps(invalid[i], sort_keys=True, default=str) if i in invalid else None for i in range(len(typed))],

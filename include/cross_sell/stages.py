@@ -1,6 +1,6 @@
 """The training pipeline's stages as plain functions: S3 clients and documents in, typed records out.
 
-The Airflow DAG calls these through `cross_sell_airflow.stage.run_stage`, with clients built from its
+The Airflow DAGs call these inside `cross_sell_airflow.stage.stage_run`, with clients built from their
 connections; tests and benchmarks call them directly. Large data only moves through S3 under the run's
 prefix (`RunArtifacts`); what each stage returns (`contracts`) is small enough for XCom. Every stage
 rewrites the same keys when re-run, so clearing a task reproduces its result. A failure that retrying
@@ -97,26 +97,28 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
         outcome = run_suite(frame, min_rows=min_rows, docs_dir=Path(tmp) / "data_docs")
         result_key = artifacts.put_json(outcome.result, "validation", "result.json")["key"]
         docs_key = artifacts.upload_dir(Path(tmp) / "data_docs", "validation", "data_docs")
+    data_docs_key, report_key = f"{docs_key}/index.html", artifacts.key("validation", "report.html")
     summary = {
         "success": outcome.success,
         "statistics": outcome.statistics,
         "failures": [{k: f[k] for k in ("expectation", "detail")} for f in outcome.failures],
         "result_key": result_key,
-        "data_docs_key": f"{docs_key}/index.html",
+        "data_docs_key": data_docs_key,
+        "report_key": report_key,
     }
-    run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(summary["data_docs_key"]),
+    run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(data_docs_key),
            "result_uri": artifacts.uri(result_key)}
     html = report.validation_report(summary, outcome.result, run)
-    summary["report_key"] = artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")["key"]
+    artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")
     saved = artifacts.put_json(summary, "validation", "summary.json")
     if not outcome.success:
         raise DataValidationError(
             f"raw snapshot {artifacts.uri(snapshot_ref['key'])} failed validation: {outcome.summary()}\n"
-            f"report: {artifacts.uri(summary['report_key'])}\nresult: {artifacts.uri(result_key)}"
+            f"report: {artifacts.uri(report_key)}\nresult: {artifacts.uri(result_key)}"
         )
-    log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(summary["report_key"]))
-    return Validated(success=outcome.success, result_key=result_key, report_key=summary["report_key"],
-                     data_docs_key=summary["data_docs_key"], summary=saved)
+    log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(report_key))
+    return Validated(success=outcome.success, result_key=result_key, report_key=report_key,
+                     data_docs_key=data_docs_key, summary=saved)
 
 
 def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: Artifact,
@@ -138,17 +140,17 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
     with tempfile.TemporaryDirectory() as tmp:
         frame = _read_snapshot(artifacts, snapshot_ref, tmp)
     found = drift.compare(reference, frame, thresholds)
-    result = {"checked": True, "champion_version": version, "action": action, **found.as_dict()}
-    result["report_key"] = artifacts.key("validation", "drift.json")
-    artifacts.put_json(result, "validation", "drift.json")
+    report_key = artifacts.key("validation", "drift.json")
+    artifacts.put_json({"checked": True, "champion_version": version, "action": action, **found.as_dict(),
+                        "report_key": report_key}, "validation", "drift.json")
     log.info("drift against champion %s's training data:\n%s", version, found.table())
     if found.drifted:
         message = (f"drift in {', '.join(found.drifted)} against champion {version} "
-                   f"(report: {artifacts.uri(result['report_key'])})")
+                   f"(report: {artifacts.uri(report_key)})")
         if action == "fail":
             raise drift.DriftError(message)
         log.warning("%s; continuing (drift action 'warn')", message)
-    return DriftChecked(**{k: result[k] for k in ("checked", "champion_version", "drifted", "report_key")})
+    return DriftChecked(checked=True, champion_version=version, drifted=found.drifted, report_key=report_key)
 
 
 def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Transformed:
@@ -158,7 +160,7 @@ def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Tra
         if problems:  # validation ran first, so this only trips if the two ever disagree
             raise NotRetryable(f"snapshot breaks the schema after validation: {problems[:5]}")
         parts = features.split(frame, seed)
-        written = {}
+        written: dict[str, Artifact] = {}
         for name, part in parts.items():
             path = Path(tmp) / f"{name}.parquet"
             # Row groups of bounded size: whoever streams a split (erasure) holds one group, not the split.
@@ -166,7 +168,8 @@ def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Tra
             written[name] = artifacts.upload_file(path, "features", f"{name}.parquet")
     rows = {name: len(part) for name, part in parts.items()}
     log.info("split %s rows into %s (seed %s)", len(frame), rows, seed)
-    return Transformed(splits=Splits(**written), snapshot=snapshot_ref, rows=rows, seed=seed)
+    splits = Splits(train=written["train"], validation=written["validation"], test=written["test"])
+    return Transformed(splits=splits, snapshot=snapshot_ref, rows=rows, seed=seed)
 
 
 def _read_split(artifacts: RunArtifacts, split: Artifact, tmp: str):
@@ -196,33 +199,25 @@ def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_star
     onnx = None
     if exported.onnx is not None:
         onnx = artifacts.put_bytes(exported.onnx, "application/octet-stream", "model", "model.onnx")
-    info = {
-        "model": estimator,
-        "onnx": onnx,
-        "profile": profile,
-        "onnx_parity": exported.parity,
-        "serving_problem": exported.problem,
-        "version": training.version_for(run_started, estimator["sha256"]),
-        "threshold": threshold,
-        "trained_at": run_started.isoformat(),
-        "lineage": Lineage(snapshot=transformed["snapshot"], splits=splits),
-        "seed": seed,
-        "excluded_features": list(excluded),
-        "estimator_params": training.ESTIMATOR_PARAMS,
-        "validation_metrics": validation_metrics,
-    }
-    artifacts.put_json(info, "model", "training.json")
-    log.info("trained %s: threshold %.4f, validation roc_auc %.4f; ONNX %s", info["version"], threshold,
+    trained = Trained(
+        model=estimator, onnx=onnx, profile=profile, onnx_parity=exported.parity, serving_problem=exported.problem,
+        version=training.version_for(run_started, estimator["sha256"]), threshold=threshold,
+        trained_at=run_started.isoformat(), lineage=Lineage(snapshot=transformed["snapshot"], splits=splits),
+        seed=seed, excluded_features=list(excluded))
+    artifacts.put_json({**trained, "estimator_params": training.ESTIMATOR_PARAMS,
+                        "validation_metrics": validation_metrics}, "model", "training.json")
+    log.info("trained %s: threshold %.4f, validation roc_auc %.4f; ONNX %s", trained["version"], threshold,
              validation_metrics["roc_auc"], exported.problem or f"parity {exported.parity}")
-    return Trained(**{k: info[k] for k in Trained.__annotations__})
+    return trained
 
 
 def _candidate(artifacts: RunArtifacts, trained: Trained):
     """The candidate as it would serve (ONNX); when it has no faithful ONNX file, the run's own
     estimator, only to report on it: the one pickle the pipeline loads is the file this run's train
     task wrote, checked against the sha256 train recorded (through XCom, not S3)."""
-    if trained.get("onnx") and not trained.get("serving_problem"):
-        return evaluation.ServedClassifier(OnnxModel(artifacts.read(trained["onnx"]), trained["threshold"]))
+    onnx = trained.get("onnx")
+    if onnx and not trained.get("serving_problem"):
+        return evaluation.ServedClassifier(OnnxModel(artifacts.read(onnx), trained["threshold"]))
     import io
 
     import joblib
@@ -257,13 +252,12 @@ def _downgrade(registry: ModelRegistry, champion: Champion) -> str | None:
 
 
 def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained, test: Artifact,
-             min_roc_auc: float, margin: float, validation: Artifact | None = None,
-             replace_unreadable: bool = False,
-             max_equalized_odds_difference: float = fairness.DEFAULT_MAX_EQUALIZED_ODDS_DIFFERENCE) -> Decision:
-    """Score candidate and champion, both as they serve (ONNX), on the same test split; decide; report.
+             gate: evaluation.Gate, validation: Artifact | None = None) -> Decision:
+    """Score candidate and champion, both as they serve (ONNX), on the same test split; judge them by the
+    run's `gate`; report.
 
     The gate fails closed: when a pointer exists, its champion must verify and be scored on this split,
-    or this raises UnreadableChampion, unless `replace_unreadable` (a DAG param a person sets) says the
+    or this raises UnreadableChampion, unless `gate.replace_unreadable` (a DAG param a person sets) says the
     candidate may replace it on the floor alone, which the decision and the audit record then say."""
     etag, baseline, distrust = _baseline(registry, artifacts, trained)
     with tempfile.TemporaryDirectory() as tmp:
@@ -277,7 +271,7 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
             distrust = f"champion {baseline} cannot be scored here ({error})"
     replaced = None
     if distrust is not None:
-        if not replace_unreadable:
+        if not gate.replace_unreadable:
             raise UnreadableChampion(
                 f"{distrust}. The promotion gate fails closed: nothing is pushed while the champion cannot be "
                 "verified and scored. Repair the pointer (python -m cross_sell champion show), or trigger the "
@@ -285,50 +279,27 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
                 "(recorded in the decision and the audit record).")
         replaced = {"version": baseline, "reason": distrust}
         log.warning("replacing an unreadable champion (replace_unreadable_champion): %s", distrust)
-    bless, reason = _decide(facts, trained, replaced, min_roc_auc, margin, max_equalized_odds_difference)
-    candidate, incumbent = facts["candidate"]["metrics"], facts.get("champion", {}).get("metrics")
-    # A challenger: faithful, above the floor, a model of its own (not the champion's twin), yet not
-    # better by the margin. It can be scored in shadow; promotion stays this rule's.
-    challenger = (not bless and incumbent is not None and not trained.get("serving_problem")
-                  and fairness.gate(facts["candidate"]["fairness"], max_equalized_odds_difference) is None
-                  and candidate[evaluation.PRIMARY_METRIC] >= min_roc_auc and candidate != incumbent)
+    serving_problem = trained.get("serving_problem") or (None if trained.get("onnx") else "no ONNX file")
+    verdict = gate.judge(facts["candidate"], facts.get("champion"), serving_problem, replaced)
+    for override in verdict.overrides:
+        log.warning(override)
     facts_ref = artifacts.put_json({k: report.public(v) for k, v in facts.items()}, "evaluation", "facts.json")
     decision = Decision(
-        bless=bless, reason=reason, challenger=challenger, primary_metric=evaluation.PRIMARY_METRIC,
-        min_roc_auc=min_roc_auc, margin=margin, candidate_version=trained["version"], candidate=candidate,
+        bless=verdict.bless, reason=verdict.reason, challenger=verdict.challenger,
+        primary_metric=evaluation.PRIMARY_METRIC, min_roc_auc=gate.min_roc_auc, margin=gate.margin,
+        candidate_version=trained["version"], candidate=facts["candidate"]["metrics"],
         onnx_parity=trained.get("onnx_parity"), champion_version=baseline, champion_etag=etag,
-        champion=incumbent, replaced_unreadable=replaced, facts=facts_ref,
-        fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
-        max_equalized_odds_difference=max_equalized_odds_difference,
+        champion=facts["champion"]["metrics"] if "champion" in facts else None, replaced_unreadable=replaced,
+        facts=facts_ref, fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
+        max_equalized_odds_difference=gate.max_equalized_odds_difference,
         fairness_gated=[a.name for a in schema.PROTECTED_ATTRIBUTES if a.gated],
         excluded_features=trained.get("excluded_features", []), validation=validation,
         report_key=artifacts.key("evaluation", "report.html"),
         evaluation_key=artifacts.key("evaluation", "decision.json"))
     _save_evaluation(artifacts, decision, facts, validation)
-    log.info("decision: %s (%s)", "BLESS" if bless else "keep champion", reason)
+    log.info("decision: %s (%s)", "BLESS" if verdict.bless else "keep champion", verdict.reason)
     log.info("evaluation report: %s", artifacts.uri(decision["report_key"]))
     return decision
-
-
-def _decide(facts: dict, trained: Trained, replaced: dict | None, min_roc_auc: float,
-            margin: float, max_equalized_odds_difference: float) -> tuple[bool, str]:
-    """The blessing rule, then what overrides it: a champion replaced unread (the floor decides, by a
-    person's explicit param), a candidate past the fairness cap, and a candidate that cannot be served
-    faithfully (neither is ever blessed)."""
-    champion = facts["champion"]["metrics"] if "champion" in facts else None
-    bless, reason = evaluation.decide(facts["candidate"]["metrics"], champion, min_roc_auc, margin)
-    unfair = fairness.gate(facts["candidate"]["fairness"], max_equalized_odds_difference)
-    if unfair and bless:
-        bless, reason = False, f"{reason}, but not blessed: {unfair}"
-        log.warning(reason)
-    if replaced:
-        reason = (f"{replaced['reason']}; replace_unreadable_champion is set, so judged against the floor: "
-                  f"{reason}")
-        log.warning(reason)
-    if trained.get("serving_problem") or not trained.get("onnx"):
-        bless, reason = False, f"candidate cannot be served faithfully: {trained.get('serving_problem')}"
-        log.warning(reason)
-    return bless, reason
 
 
 def _save_evaluation(artifacts: RunArtifacts, decision: Decision, facts: dict, validation: Artifact | None) -> None:
@@ -378,10 +349,13 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
              extracted: Extracted, signer: ManifestSigner, approved: dict | None = None) -> None:
     """The candidate as a registry version: its files, every one checked against what the task that
     wrote it recorded, then the signed manifest (immutable; a retry writes the same)."""
+    onnx = trained["onnx"]
+    if onnx is None:  # evaluate never blesses nor shadows such a candidate
+        raise NotRetryable(f"candidate {trained['version']} has no ONNX file to publish")
     manifest = {**manifest_for(artifacts, decision, trained, extracted), "approval": approved}
     facts = artifacts.read_json(decision["facts"])["candidate"]
     files = {
-        registry.ONNX: artifacts.read(trained["onnx"]),
+        registry.ONNX: artifacts.read(onnx),
         registry.ESTIMATOR: artifacts.read(trained["model"]),
         "profile.json": artifacts.read(trained["profile"]),
         "model_card.md": report.model_card(manifest, facts).encode(),

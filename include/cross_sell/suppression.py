@@ -62,7 +62,7 @@ class Suppression:
         return bool(self.hashes)
 
     def erased(self, customer_id) -> bool:
-        if not self.hashes:
+        if not self.hashes or self.key is None:
             return False
         try:
             return digest(self.key, int(customer_id)) in self.hashes

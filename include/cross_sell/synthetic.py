@@ -10,6 +10,8 @@ synthetic rows learns what it would learn from real ones.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -18,13 +20,12 @@ from . import schema
 AGE_BANDS = ((20, 25), (26, 30), (31, 40), (41, 50), (51, 60), (61, 70), (71, 85))  # inclusive years
 TOP_CHANNELS = (152, 26, 124, 160, 156, 122, 157, 154, 151, 163)
 TOP_REGIONS = (28, 8, 46, 41, 15, 30, 29, 50, 3, 11)
-VEHICLE_AGES = ("< 1 Year", "1-2 Year", "> 2 Years")
 PREMIUM_FLOOR = 2630.0  # 17 % of real customers pay exactly this minimum premium
 PREMIUM_CAP = 540165.0
 VINTAGE_RANGE = (10, 299)  # uniform in the real data
 
 # Measured on the real sample (57,166 rows); regenerate with scripts/derive_synthetic_facts.py.
-FACTS = {
+FACTS: dict[str, Any] = {
     "rows": 57166,
     "age_band_probs": [0.301, 0.1238, 0.1436, 0.1996, 0.1191, 0.0712, 0.0416],
     "male_rate": 0.5401,

@@ -99,7 +99,7 @@ def run_suite(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="raw_snapshot", data=batch_definition, suite=suite)
     )
-    actions = []
+    actions: list = []
     if docs_dir is not None:
         from great_expectations.checkpoint import UpdateDataDocsAction
 

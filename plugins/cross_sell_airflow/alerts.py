@@ -14,6 +14,7 @@ the reason and a link to the task log, never a customer row.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseNotifier
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 _FAILURE_KINDS = {"task_failed"}
 
 
-def payload(context: dict, reason: str, kind: str) -> dict:
+def payload(context: Mapping[str, Any], reason: str, kind: str) -> dict:
     """The alert as a record (title and body for people, the fields for logs and tests)."""
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
+from typing import Any, cast
 
 from airflow.sdk import Asset
 
+from cross_sell.contracts import Scored
 from cross_sell.settings import Settings
 
 _SETTINGS = Settings.from_env()
@@ -16,19 +18,22 @@ CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json
 SCORES = Asset(name="cross_sell_scores", uri=f"{REGISTRY_ROOT}/scores")
 
 
-def record_scores(scored: dict) -> None:
+def record_scores(scored: Scored) -> None:
     """From inside the task that emits SCORES: keep the scoring run's record (its files' sha256) in the
     Asset event, in Airflow's database, where the monitoring DAG reads it back (`recorded_scores`)."""
     from airflow.sdk import get_current_context
 
-    get_current_context()["outlet_events"][SCORES].extra = {"scored": scored}
+    extra: dict[str, Any] = {"scored": scored}  # a TypedDict of JSON values
+    get_current_context()["outlet_events"][SCORES].extra = extra
 
 
-def recorded_scores(before: date, limit: int = 10) -> list[dict]:
+def recorded_scores(before: date, limit: int = 10) -> list[Scored]:
     """The `Scored` records of the latest scoring runs whose SCORES event came before the start of `before`
     (UTC), newest first; the task must list SCORES among its inlets."""
     from airflow.sdk import get_current_context
 
     start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
     events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(limit)
-    return [event.extra["scored"] for event in events if isinstance(event.extra, dict) and "scored" in event.extra]
+    # Written by `record_scores` from XCom's `Scored` record; each file is checked against its sha256 on read.
+    return [cast(Scored, event.extra["scored"]) for event in events
+            if isinstance(event.extra, dict) and "scored" in event.extra]

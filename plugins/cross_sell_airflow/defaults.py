@@ -4,6 +4,7 @@ alerts on failure, retries."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import overload
 
 from airflow.sdk import CronTriggerTimetable
 
@@ -21,6 +22,10 @@ IO_RETRIES = {
 }
 
 
+@overload
+def cron(expression: str) -> CronTriggerTimetable: ...
+@overload
+def cron(expression: str | None) -> CronTriggerTimetable | None: ...
 def cron(expression: str | None) -> CronTriggerTimetable | None:
     """A cron expression or preset (UTC) as a schedule whose first run is its next slot: a DAG that is
     deployed, or unpaused, does not run at once for a slot that has passed (before any champion exists,

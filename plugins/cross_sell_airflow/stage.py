@@ -1,59 +1,78 @@
 """Running a pipeline stage from an Airflow task: the one piece of glue every task body uses.
 
-    @task(multiple_outputs=False, **IO_RETRIES)
+    @task(multiple_outputs=False, retries=0)
     def validate(extracted: Extracted) -> Validated:
-        return run_stage(lambda stages, run: stages.validate(run.artifacts, extracted["raw_key"],
-                                                              run.params["min_rows"]))
+        from cross_sell import stages  # inside the task: never imported when the scheduler parses the DAG
 
-`run_stage` hands the lambda the stages module (imported only inside the task, never at DAG parse
-time) and a `StageRun` whose clients are built from the task's context and Airflow connections when
-first used. A `NotRetryable` failure (bad data, drift when told to fail, a broken signature) fails the
-task at once with its message; `NothingToDo` (no champion yet) skips it with the reason, and nobody is
-alerted; any other exception is left to the task's retries.
+        with stage_run(TrainingParams) as run:
+            return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
+                                            min_rows=run.params["min_rows"]))
+
+`stage_run` builds a `StageRun` from the task's context: its run, its params (typed by the DAG's
+params record, so a misspelt param is a type error), and clients for its Airflow connections, built when
+first used. Inside the block a `NotRetryable` failure (bad data, drift when told to fail, a broken
+signature) fails the task at once with its message; `NothingToDo` (no champion yet) skips it with the
+reason, and nobody is alerted; any other exception is left to the task's retries. `run.done(result)`
+hands the stage's result on and reports the task's OpenLineage inputs and outputs when the block ends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from cross_sell.settings import Settings
 
+if TYPE_CHECKING:  # types only: these import boto3, pymongo and the registry, not cheap at parse time
+    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.registry import ModelRegistry
+    from cross_sell.signing import ManifestSigner
+    from cross_sell.suppression import Suppression
+
 T = TypeVar("T")
+P = TypeVar("P", bound=Mapping[str, Any])
 
 
 @dataclass
-class StageRun:
+class StageRun(Generic[P]):
     """What a stage needs from the running task: its run and params, and clients for its connections."""
 
     settings: Settings
     run_id: str
     run_started: datetime
-    params: dict
+    params: P
     triggered_by: str = "airflow"  # the user who triggered the run (the UI's or REST API's login), else "airflow"
+    result: Any = field(default=None, init=False)  # what `done` was given: the task's OpenLineage outputs
+
+    def done(self, result: T) -> T:
+        """The stage's result, returned as is; its artifacts become the task's OpenLineage datasets."""
+        self.result = result
+        return result
 
     @cached_property
-    def artifacts(self):
+    def artifacts(self) -> RunArtifacts:
         from cross_sell_airflow.hooks import run_artifacts
 
         return run_artifacts(self.settings, self.run_id)
 
     @cached_property
-    def registry(self):
+    def registry(self) -> ModelRegistry:
         from cross_sell_airflow.hooks import model_registry
 
         return model_registry(self.settings)
 
     @cached_property
-    def signer(self):
+    def signer(self) -> ManifestSigner:
         from cross_sell_airflow.hooks import manifest_signer
 
         return manifest_signer(self.settings)
 
     @cached_property
-    def housekeeping_registry(self):
+    def housekeeping_registry(self) -> ModelRegistry:
         """The registry through the housekeeping user's connection: the one allowed to delete (retention,
         erasure) and to read what it needs to decide."""
         from cross_sell_airflow.hooks import model_registry
@@ -61,14 +80,14 @@ class StageRun:
         return model_registry(self.settings, aws_conn_id=self.settings.housekeeping_aws_conn_id)
 
     @cached_property
-    def scores_artifacts(self):
+    def scores_artifacts(self) -> RunArtifacts:
         """This run's folder under `<prefix>/scores/` (the scoring DAG)."""
         from cross_sell.artifacts import RunArtifacts
 
         return RunArtifacts(self.artifacts.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id,
                             area="scores")
 
-    def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None):
+    def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None) -> Iterator[dict]:
         from cross_sell_airflow.hooks import customer_documents
 
         self.mongo_used.append((conn_id or self.settings.mongo_conn_id, self.settings.mongo_collection, False))
@@ -84,7 +103,7 @@ class StageRun:
         self._closing.append(hook)
         return hook.get_collection(name, mongo_db=self.settings.mongo_database)
 
-    def suppression(self, conn_id: str | None = None):
+    def suppression(self, conn_id: str | None = None) -> Suppression:
         """The erased customers' keyed hashes (`cross_sell.suppression`), to leave them out."""
         from cross_sell.suppression import Suppression, read_key
 
@@ -112,14 +131,14 @@ def unknown_conf(context) -> list[str]:
     return sorted(set(conf) - set(dag.params)) if dag is not None else []
 
 
-def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.stages",
-              settings: Settings | None = None) -> T:
-    """`call(<module>, StageRun)`: the training stages by default, `cross_sell.scoring` for scoring."""
-    import importlib
-
+@contextmanager
+def stage_run(params: type[P], settings: Settings | None = None) -> Iterator[StageRun[P]]:
+    """The running task as a `StageRun` whose `params` are typed by the DAG's `params` record (e.g.
+    `cross_sell.params.TrainingParams`); failures inside the block mapped to what Airflow should do."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+    from cross_sell import params as run_params
     from cross_sell.errors import NothingToDo, NotRetryable
 
     context = get_current_context()
@@ -127,17 +146,15 @@ def run_stage(call: Callable[[object, StageRun], T], module: str = "cross_sell.s
     if unknown:  # Airflow passes conf keys that no Param declares straight through: a typo would be ignored
         raise AirflowFailException(f"unknown param(s) {unknown} in the run's conf; valid: "
                                    f"{', '.join(sorted(context['dag'].params))}")
-    run = StageRun(settings or Settings.from_env(), context["run_id"], context["dag_run"].run_after,
-                   dict(context["params"]), getattr(context["dag_run"], "triggering_user_name", None) or "airflow")
+    dag_run = context["dag_run"]
+    run = StageRun(settings or Settings.from_env(), context["run_id"], dag_run.run_after,
+                   cast(P, dict(context["params"])), getattr(dag_run, "triggering_user_name", None) or "airflow")
     try:
-        from cross_sell import params
-
-        params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
-        result = call(importlib.import_module(module), run)
+        run_params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
+        yield run
         from cross_sell_airflow import lineage
 
-        lineage.report(context, run, result)  # OpenLineage inputs and outputs, when the provider is on
-        return result
+        lineage.report(context, run, run.result)  # OpenLineage inputs and outputs, when the provider is on
     except NotRetryable as failure:
         raise AirflowFailException(f"{type(failure).__name__}: {failure}") from None
     except NothingToDo as idle:  # e.g. no champion yet: skipped with the reason, no alert
