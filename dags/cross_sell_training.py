@@ -66,6 +66,119 @@ from cross_sell_airflow.stage import stage_run
 SETTINGS = Settings.from_env()
 
 
+# The tasks. Each imports its stage inside the body (never at parse time) and calls it with keywords:
+# go-to-definition on `stages.validate` lands on the function that does the work.
+@task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
+def extract() -> Extracted:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.extract(run.customer_documents(), run.artifacts, suppression=run.suppression()))
+
+
+@task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
+def validate(extracted: Extracted) -> Validated:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
+                                        min_rows=run.params["min_rows"]))
+
+
+@task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+def check_drift(extracted: Extracted) -> DriftChecked:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
+                                              thresholds=run.params["drift_thresholds"],
+                                              action=run.params["drift_action"]))
+    if checked.get("drifted"):  # drift_action "warn": the run goes on, and someone is told
+        alert(f"drift in {', '.join(checked['drifted'])} against champion {checked.get('champion_version')} "
+              f"(report: {checked.get('report_key')})", "drift_warning")
+    return checked
+
+
+@task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+def transform(extracted: Extracted) -> Transformed:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
+                                         seed=run.params["seed"]))
+
+
+@task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
+def train(transformed: Transformed) -> Trained:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
+                                     run_started=run.run_started,
+                                     exclude_features=run.params["exclude_features"]))
+
+
+@task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
+    from cross_sell import evaluation, stages
+
+    with stage_run(TrainingParams) as run:
+        gate = evaluation.Gate(min_roc_auc=run.params["min_roc_auc"], margin=run.params["promotion_margin"],
+                           max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
+                           replace_unreadable=run.params["replace_unreadable_champion"])
+        return run.done(stages.evaluate(run.artifacts, run.registry, trained, test=transformed["splits"]["test"],
+                                        gate=gate, validation=validated["summary"]))
+
+
+@task.short_circuit(execution_timeout=timedelta(minutes=1))
+def should_push(decision: Decision) -> bool:
+    print(f"{'push' if decision['bless'] else 'skip push'}: {decision['reason']}")
+    return decision["bless"]
+
+
+@task.branch(execution_timeout=timedelta(minutes=1))
+def route_push(**context) -> str:
+    return "describe_for_approval" if context["params"]["require_approval"] else "push"
+
+
+@task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
+def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
+                          drift: DriftChecked) -> str:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.describe_for_approval(
+            run.artifacts, decision, trained, extracted, drift=drift,
+            link_seconds=int(SETTINGS.approval_timeout_hours * 3600)))
+
+# After the branch: runs with or without the approval task (skipped when none is required); a
+# rejection skips it. It checks the answer itself: no approval record, no push.
+@task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
+      trigger_rule="none_failed_min_one_success", **IO_RETRIES)
+def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
+    from cross_sell import stages
+    from cross_sell.approval import approval_record
+
+    with stage_run(TrainingParams) as run:
+        approved = approval_record(run.params["require_approval"], context["ti"].xcom_pull(task_ids="approve"))
+        return run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
+                                    approved=approved))
+
+
+@task.short_circuit(execution_timeout=timedelta(minutes=1))
+def should_shadow(decision: Decision) -> bool:
+    return decision["challenger"]
+
+
+@task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
+def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
+    from cross_sell import stages
+
+    with stage_run(TrainingParams) as run:
+        return run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
+                                      signer=run.signer))
+
+
 @dag(
     dag_id="cross_sell_training",
     schedule=cron(SETTINGS.schedule),
@@ -100,108 +213,6 @@ SETTINGS = Settings.from_env()
     },
 )
 def cross_sell_training():
-    # Each task imports its stage inside the body (never at parse time) and calls it with keywords:
-    # go-to-definition on `stages.validate` lands on the function that does the work.
-    @task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
-    def extract() -> Extracted:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.extract(run.customer_documents(), run.artifacts, suppression=run.suppression()))
-
-    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
-    def validate(extracted: Extracted) -> Validated:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
-                                            min_rows=run.params["min_rows"]))
-
-    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def check_drift(extracted: Extracted) -> DriftChecked:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
-                                                  thresholds=run.params["drift_thresholds"],
-                                                  action=run.params["drift_action"]))
-        if checked.get("drifted"):  # drift_action "warn": the run goes on, and someone is told
-            alert(f"drift in {', '.join(checked['drifted'])} against champion {checked.get('champion_version')} "
-                  f"(report: {checked.get('report_key')})", "drift_warning")
-        return checked
-
-    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def transform(extracted: Extracted) -> Transformed:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
-                                             seed=run.params["seed"]))
-
-    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
-    def train(transformed: Transformed) -> Trained:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
-                                         run_started=run.run_started,
-                                         exclude_features=run.params["exclude_features"]))
-
-    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
-        from cross_sell import evaluation, stages
-
-        with stage_run(TrainingParams) as run:
-            gate = evaluation.Gate(min_roc_auc=run.params["min_roc_auc"], margin=run.params["promotion_margin"],
-                               max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
-                               replace_unreadable=run.params["replace_unreadable_champion"])
-            return run.done(stages.evaluate(run.artifacts, run.registry, trained, test=transformed["splits"]["test"],
-                                            gate=gate, validation=validated["summary"]))
-
-    @task.short_circuit(execution_timeout=timedelta(minutes=1))
-    def should_push(decision: Decision) -> bool:
-        print(f"{'push' if decision['bless'] else 'skip push'}: {decision['reason']}")
-        return decision["bless"]
-
-    @task.branch(execution_timeout=timedelta(minutes=1))
-    def route_push(**context) -> str:
-        return "describe_for_approval" if context["params"]["require_approval"] else "push"
-
-    @task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
-    def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
-                              drift: DriftChecked) -> str:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.describe_for_approval(
-                run.artifacts, decision, trained, extracted, drift=drift,
-                link_seconds=int(SETTINGS.approval_timeout_hours * 3600)))
-
-    # After the branch: runs with or without the approval task (skipped when none is required); a
-    # rejection skips it. It checks the answer itself: no approval record, no push.
-    @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
-          trigger_rule="none_failed_min_one_success", **IO_RETRIES)
-    def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
-        from cross_sell import stages
-        from cross_sell.approval import approval_record
-
-        with stage_run(TrainingParams) as run:
-            approved = approval_record(run.params["require_approval"], context["ti"].xcom_pull(task_ids="approve"))
-            return run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
-                                        approved=approved))
-
-    @task.short_circuit(execution_timeout=timedelta(minutes=1))
-    def should_shadow(decision: Decision) -> bool:
-        return decision["challenger"]
-
-    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-    def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
-        from cross_sell import stages
-
-        with stage_run(TrainingParams) as run:
-            return run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
-                                          signer=run.signer))
-
     extracted = extract()
     transformed = transform(extracted)
     validated = validate(extracted)

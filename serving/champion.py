@@ -19,11 +19,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 
-from cross_sell import model_input
+from cross_sell import clock, model_input
 from cross_sell.onnx_model import OnnxModel
 from cross_sell.registry import UNCHANGED, ModelRegistry, PointerError
 
@@ -37,10 +36,6 @@ class _StateFailed(Exception):
         super().__init__(str(cause))
         self.cause, self.etag, self.version = cause, etag, version
 MAX_BACKOFF_SECONDS = 3600.0
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -118,7 +113,7 @@ class ChampionHolder:
 
         Nothing that goes wrong here escapes: the old model keeps serving and /model says why."""
         with self._refreshing:
-            self.status.last_check_at = _now()
+            self.status.last_check_at = clock.stamp()
             try:
                 swapped = self._refresh()
             except _StateFailed as failed:
@@ -128,7 +123,7 @@ class ChampionHolder:
                 self._record_failure(error.etag if isinstance(error, PointerError) else None, None, error)
                 swapped = False
             self.status.last_poll_completed = self.clock()
-            self.status.last_poll_completed_at = _now()
+            self.status.last_poll_completed_at = clock.stamp()
             return swapped
 
     def _refresh(self) -> bool:
@@ -195,7 +190,7 @@ class ChampionHolder:
             # retried on the next poll.
             self._failed = FailedLoad(etag, version, attempts, self.clock() + (backoff if etag else 0.0))
             self.status.last_error = f"{type(error).__name__}: {error}"[:2000]
-            self.status.last_error_at = _now()
+            self.status.last_error_at = clock.stamp()
             self.status.failed_version = version
             self.status.next_retry_in_seconds = backoff if etag else None
             self.status.reloads["failure"] += 1
@@ -219,7 +214,7 @@ class ChampionHolder:
         warm = model.probability(model_input.example())
         if not 0.0 <= warm[0] <= 1.0:
             raise ValueError(f"warm-up prediction of {version} is not a probability: {warm[0]}")
-        return LoadedModel(version, model, manifest, _now(), time.perf_counter() - started)
+        return LoadedModel(version, model, manifest, clock.stamp(), time.perf_counter() - started)
 
     def stale_since(self) -> str | None:
         """When the last poll completed, if none has for three intervals (the poller is stuck or S3 is

@@ -13,23 +13,23 @@ from gunicorn.glogging import Logger
 from serving.logging_config import LOGCONFIG
 
 # Comma-separated: behind the nginx front the service also binds a unix socket that nginx proxies to
-# (gunicorn's deployment docs do the same; measured 1,301-1,584 req/s at 8 clients vs 1,309-1,375 over
-# loopback TCP, benchmarks/README.md), and keeps TCP for health checks and Prometheus.
+# (gunicorn's deployment docs do the same; no slower than loopback TCP, benchmarks/README.md "Figures
+# behind the defaults"), and keeps TCP for health checks and Prometheus.
 bind = [address.strip() for address in os.environ.get("SERVING_BIND", "127.0.0.1:8000").split(",")]
 workers = int(os.environ.get("SERVING_WORKERS", "2"))
 # One request at a time per worker process (gunicorn's sync worker): with the model in ONNX Runtime a
-# one-row request is ~1 ms of Python, and threads only add hand-offs and GIL contention. Measured at
-# 8 clients on 2 cores (benchmarks/bench_serving.py): sync p99 8 ms and ~1,600 req/s; gthread with 4
-# threads p99 15-21 ms and ~1,200 req/s. A sync worker is held by a slow client for as long as it
-# trickles, so it always runs behind the buffering nginx front (docker/nginx/serving.conf.template), as
-# gunicorn advises. SERVING_THREADS > 1 switches to gthread (keep-alive without a front).
+# one-row request is under a millisecond of Python, and threads only add hand-offs and GIL contention
+# (sync had the lower p99 and the higher rate: benchmarks/README.md). A sync worker is held by a slow
+# client for as long as it trickles, so it always runs behind the buffering nginx front
+# (docker/nginx/serving.conf.template), as gunicorn advises. SERVING_THREADS > 1 switches to gthread
+# (keep-alive without a front).
 threads = int(os.environ.get("SERVING_THREADS", "1"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("SERVING_TIMEOUT", "30"))
 graceful_timeout = 20
 # With gthread, 0 closes each connection after its response: kept-alive connections pin their clients
-# to the worker that accepted them (measured with 4 threads at 8 clients: keepalive 5 gave 1,303 req/s
-# when the connections split 4/4 and 446 req/s when they did not). The sync worker never keeps alive.
+# to the worker that accepted them, and a lopsided split of connections cut the rate by two thirds
+# (benchmarks/README.md). The sync worker never keeps alive.
 keepalive = int(os.environ.get("SERVING_KEEPALIVE", "0"))
 preload_app = False  # each worker builds its own app, loads the champion and starts its own poller
 logconfig_dict = LOGCONFIG
@@ -74,8 +74,8 @@ def child_exit(server, worker):
 
 def post_worker_init(worker):
     # The worker has imported its libraries and loaded the champion: ~180,000 long-lived objects that
-    # every full garbage collection would walk again (measured 88 ms per pass here, hit every few
-    # hundred requests and by every large one). Frozen, they are skipped; requests' objects are not.
+    # every full garbage collection would walk again (tens of milliseconds per pass, hit every few hundred
+    # requests and by every large one). Frozen, they are skipped; requests' objects are not.
     # A champion replaced later is still freed: by reference counting (the model and its ONNX session
     # hold no reference cycles; checked with gc.collect() after a swap).
     # No request builds a DataFrame (the column-wise engine, `cross_sell.casting`): pandas is never imported.

@@ -15,9 +15,8 @@ import os
 import random
 import threading
 import time
-from datetime import datetime, timezone
 
-from cross_sell import objects, skew
+from cross_sell import clock, objects, skew
 
 log = logging.getLogger(__name__)
 SHADOW_PIECE = 50  # rows the shadow scores between two chances for the request threads to run
@@ -49,7 +48,7 @@ class RequestSampler:
         """Queue chosen rows (already cast by the schema) for the next write."""
         if not chosen:
             return
-        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        now = clock.stamp("milliseconds")
         with self._lock:
             self._rows += [{**row, "model_version": model_version, "sampled_at": now} for row in chosen]
             if len(self._rows) >= self.flush_rows:
@@ -81,7 +80,7 @@ class RequestSampler:
             if not rows:
                 return None
             self._score_in_shadow(rows)
-            key = skew.sample_key(self.prefix, datetime.now(timezone.utc), skew.source_name(os.getpid()))
+            key = skew.sample_key(self.prefix, clock.now(), skew.source_name(os.getpid()))
             body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
             try:
                 objects.put(self.s3, self.bucket, key, body, "application/x-ndjson")

@@ -1,5 +1,5 @@
-"""Command line: `python -m cross_sell {load,load-outcomes,evaluate,score,champion,shadow,skew,erase,retention,
-erasure-key,keygen} ...`.
+"""Command line: `python -m cross_sell COMMAND ...`; `--help` lists the commands (`COMMANDS`), each made by
+its `_add_<command>` function and run by its `cmd_<command>` handler.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -341,12 +341,7 @@ def _signing_argument(parser) -> None:
                         help=f"the model-signing private key that signs the pointer (default: ${SIGNING_KEY_ENV})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="python -m cross_sell", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_load(sub) -> None:
     load = sub.add_parser("load", help="load customers into MongoDB (idempotent upsert on id)")
     source = load.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="a Kaggle-format CSV (train.csv or the shared sample)")
@@ -360,17 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(handler=cmd_load)
 
+
+def _add_evaluate(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled Kaggle-format CSV")
     evaluate.add_argument("--csv", required=True)
     _model_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_score(sub) -> None:
     score = sub.add_parser("score", help="score a Kaggle-format CSV of customers into OUT (id, probability, label)")
     score.add_argument("--csv", required=True)
     score.add_argument("--out", required=True)
     _model_arguments(score)
     score.set_defaults(handler=cmd_score)
 
+
+def _add_champion(sub) -> None:
     champion = sub.add_parser("champion", help="show the champion, its history, or roll back")
     champion.add_argument("action", choices=("show", "history", "rollback"))
     champion.add_argument("version", nargs="?")
@@ -381,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     _signing_argument(champion)
     champion.set_defaults(handler=cmd_champion)
 
+
+def _add_skew(sub) -> None:
     skew = sub.add_parser("skew", help="compare sampled serving rows with the champion's training data")
     skew.add_argument("--since", help="only samples from this day on (YYYY-MM-DD)")
     skew.add_argument("--version", help="compare with this model's training data instead of the champion's")
@@ -388,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     skew.add_argument("--fail-on-skew", action="store_true", help="exit 1 when a feature crosses its limit")
     skew.set_defaults(handler=cmd_skew)
 
+
+def _add_outcomes(sub) -> None:
     outcomes = sub.add_parser("load-outcomes", help="load outcomes (id, Response[, observed_at]) for monitoring")
     outcomes.add_argument("--csv", required=True)
     outcomes.add_argument("--observed-at", help="for rows without observed_at (ISO date or time; default: now)")
@@ -395,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes.add_argument("--database")
     outcomes.set_defaults(handler=cmd_load_outcomes)
 
+
+def _add_shadow(sub) -> None:
     shadow = sub.add_parser("shadow", help="the challenger scored in shadow: set VERSION, clear, show, report")
     shadow.add_argument("action", choices=("set", "clear", "show", "report"))
     shadow.add_argument("version", nargs="?")
@@ -405,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     _signing_argument(shadow)
     shadow.set_defaults(handler=cmd_shadow)
 
+
+def _add_erase(sub) -> None:
     erase = sub.add_parser("erase", help="erase customers everywhere (GDPR art. 17), with a signed receipt")
     erase.add_argument("--ids-file", required=True, help="customer ids, one per line")
     erase.add_argument("--reason", required=True, help="why (e.g. the ticket of the request)")
@@ -415,33 +424,59 @@ def main(argv: list[str] | None = None) -> int:
     _signing_argument(erase)
     erase.set_defaults(handler=cmd_erase)
 
+
+def _add_retention(sub) -> None:
     retention = sub.add_parser("retention", help="the retention policy: rules (S3 lifecycle), plan, or apply")
     retention.add_argument("action", choices=("rules", "plan", "apply"))
     retention.add_argument("--by", default=getpass.getuser(), help="apply: who (recorded)")
     retention.set_defaults(handler=cmd_retention)
 
+
+def _add_erasure_key(sub) -> None:
     erasure_key = sub.add_parser("erasure-key", help="make the secret key of the erased customers' hashes")
     erasure_key.add_argument("file")
     erasure_key.add_argument("--force", action="store_true")
     erasure_key.set_defaults(handler=cmd_erasure_key)
 
+
+def _add_reproduce(sub) -> None:
     reproduce = sub.add_parser("reproduce", help="retrain VERSION from its recorded snapshot, seed and params, "
                                                  "and say whether the ONNX file and metrics come out the same")
     reproduce.add_argument("version")
     reproduce.set_defaults(handler=cmd_reproduce)
 
+
+def _add_lineage(sub) -> None:
     lineage = sub.add_parser("lineage", help="where VERSION came from (data, validation, params, approver) and "
                                              "where it went (champion periods, scoring runs, campaign lists)")
     lineage.add_argument("version")
     lineage.set_defaults(handler=cmd_lineage)
 
+
+def _add_keygen(sub) -> None:
     keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
     keygen.add_argument("directory")
     keygen.add_argument("--force", action="store_true", help="replace an existing pair")
     keygen.set_defaults(handler=cmd_keygen)
 
 
-    args = parser.parse_args(argv)
+# In the order `--help` lists them.
+COMMANDS = (_add_load, _add_evaluate, _add_score, _add_champion, _add_skew, _add_outcomes, _add_shadow,
+            _add_erase, _add_retention, _add_erasure_key, _add_reproduce, _add_lineage, _add_keygen)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cross_sell", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    args = _parser().parse_args(argv)
     from .registry import ChampionChanged
 
     try:

@@ -10,7 +10,9 @@ CRM could still read.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+
+from . import clock
 
 OPTED_OUT = "opted out of marketing"
 CONTACTED = "contacted recently"
@@ -23,7 +25,7 @@ def excluded(consent, contacts=None, contacted_within_days: int | None = None,
     for document in consent.find({"contact_allowed": False}, projection={"_id": False, "id": True}):
         reasons[int(document["id"])] = OPTED_OUT
     if contacts is not None and contacted_within_days:
-        since = ((now or datetime.now(timezone.utc)) - timedelta(days=contacted_within_days)).isoformat()
+        since = ((now or clock.now()) - timedelta(days=contacted_within_days)).isoformat()
         for document in contacts.find({"contacted_at": {"$gte": since}}, projection={"_id": False, "id": True}):
             reasons.setdefault(int(document["id"]), CONTACTED)
     return reasons
@@ -31,7 +33,7 @@ def excluded(consent, contacts=None, contacted_within_days: int | None = None,
 
 def record_consent(collection, customer_id: int, allowed: bool, updated_at: str | None = None) -> None:
     """One customer's current choice (the CRM writes these documents; this is their shape)."""
-    stamp = updated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = updated_at or clock.stamp()
     collection.replace_one({"_id": int(customer_id)},
                            {"_id": int(customer_id), "id": int(customer_id), "contact_allowed": bool(allowed),
                             "updated_at": stamp}, upsert=True)

@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import objects
+from . import clock, objects
 from .contracts import Erased
 from .errors import NotRetryable
 from .memory import lean_allocators
@@ -81,7 +81,7 @@ class Erasure:
     by: str
     hashes: list[str]
     dry_run: bool
-    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    at: str = field(default_factory=lambda: clock.stamp())
     mongodb: dict = field(default_factory=dict)
     objects: list[Found] = field(default_factory=list)
     models: list[str] = field(default_factory=list)

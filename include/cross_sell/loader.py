@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from . import casting, schema
+from . import casting, clock, schema
 from .errors import NotRetryable
 
 BATCH_SIZE = 5_000
@@ -129,7 +129,7 @@ def check_csv(path: str, rows: int = CHUNK_ROWS, progress: bool = False) -> int:
         ids.clear()
         problems += _duplicates(path, everything, rows)
     if problems:
-        raise LoadError(_describe(path, problems))
+        raise LoadError(_refusal(path, problems))
     return total
 
 
@@ -183,7 +183,7 @@ def read_csv(path: str) -> pd.DataFrame:
         return pd.concat(list(read_csv_chunks(copy)), ignore_index=True)
 
 
-def _describe(path: str, problems: list[Located]) -> str:
+def _refusal(path: str, problems: list[Located]) -> str:
     lines = [f"{path}: refused, {len(problems)} problem(s); nothing was loaded"]
     for problem in problems[:MAX_REPORTED_PROBLEMS]:
         where = "header" if problem.line is None else f"line {problem.line}"
@@ -196,13 +196,12 @@ def _describe(path: str, problems: list[Located]) -> str:
 def read_outcomes(path: str, default_observed_at: str | None = None) -> pd.DataFrame:
     """Outcomes of contacted customers: `id` (a customer), `Response` (0/1), `observed_at` (ISO date or
     time, UTC unless it says otherwise; `default_observed_at` or now for rows without one)."""
-    from datetime import datetime, timezone
 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = {"id", "Response"} - set(frame.columns)
     if missing:
         raise LoadError(f"{path}: refused; missing column(s) {sorted(missing)}; nothing was loaded")
-    default = default_observed_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    default = default_observed_at or clock.stamp()
     problems, rows = [], []
     for number, record in enumerate(frame.to_dict("records"), start=2):
         found = _outcome(record, default)
@@ -211,7 +210,7 @@ def read_outcomes(path: str, default_observed_at: str | None = None) -> pd.DataF
         else:
             rows.append(found)
     if problems:
-        raise LoadError(_describe(path, problems))
+        raise LoadError(_refusal(path, problems))
     return pd.DataFrame(rows, columns=["id", "Response", "observed_at"])
 
 

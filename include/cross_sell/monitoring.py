@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import drift, objects, skew
+from . import clock, drift, objects, skew
 from .contracts import Artifact, Monitored, Scored
 from .pages import png, render
 from .registry import NoChampionYet
@@ -228,7 +228,7 @@ def trend_report(days: list[dict]) -> str:
     rows = [{"day": d["day"], "champion": d["champion"], "values": [series[name][i] for name in series],
              "drifted": (d.get("skew") or {}).get("drifted", [])} for i, d in enumerate(days)]
     return render("monitoring_report.html.j2", days=days, names=list(series), rows=rows, image=image,
-                  missing=missing, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                  missing=missing, generated_at=clock.stamp())
 
 
 def _latest_reasons(days: list[dict]) -> list[tuple[str, str]]:

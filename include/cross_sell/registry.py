@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import overload
 
-from . import objects
+from . import clock, objects
 from .errors import NothingToDo, NotRetryable
 from .objects import sha256_bytes, sha256_file  # noqa: F401  (the registry's readers import them from here)
 from .signing import MANIFEST, SIGNATURE, ManifestSigner, ManifestVerifier, SignatureError
@@ -99,8 +99,10 @@ class Champion:
         return self.pointer.get("version")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _pointer_time() -> str:
+    """A pointer's `updated_at`: microseconds and a Z, the format every written pointer has (readers compare
+    them as text)."""
+    return clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _status(error) -> tuple[str, int]:
@@ -510,7 +512,7 @@ class ModelRegistry:
             "run_id": run_id,
             "by": by,
             "previous_version": current.version if current else None,
-            "updated_at": _now(),
+            "updated_at": _pointer_time(),
             **({"note": note} if note else {}),
         }
         condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}
@@ -557,13 +559,14 @@ class ModelRegistry:
         """Name the challenger to shadow; only a version whose signature verifies. Promotion stays the
         pipeline's: the shadow never answers a request."""
         self.manifest(version)
-        record = {"kind": "shadow", "version": version, "reason": reason, "run_id": run_id, "updated_at": _now()}
+        record = {"kind": "shadow", "version": version, "reason": reason, "run_id": run_id,
+                  "updated_at": _pointer_time()}
         objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
         return record
 
     def clear_shadow(self, signer: ManifestSigner, reason: str = "cleared") -> None:
         """No shadow any more (a pointer naming no version: the training side never deletes)."""
-        record = {"kind": "shadow", "version": None, "reason": reason, "run_id": None, "updated_at": _now()}
+        record = {"kind": "shadow", "version": None, "reason": reason, "run_id": None, "updated_at": _pointer_time()}
         objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
 
     def served_versions(self) -> set[str]:

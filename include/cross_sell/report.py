@@ -7,7 +7,6 @@ embedded as PNG data URIs, so the report is one self-contained file next to the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from . import evaluation, fairness, features, schema
+from . import clock, evaluation, fairness, features, schema
 from .pages import png, render
 
 
@@ -109,7 +108,7 @@ def evaluation_report(decision: Mapping[str, Any], facts: dict[str, dict], run: 
     """The HTML report: `facts` maps "candidate" (and "champion" when there is one) to `model_facts`."""
     return render("evaluation_report.html.j2",
         decision=decision, facts=facts, figures=_figures(facts), run=run,
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        generated_at=clock.stamp())
 
 
 def validation_report(summary: dict, result: dict, run: dict) -> str:
@@ -119,7 +118,7 @@ def validation_report(summary: dict, result: dict, run: dict) -> str:
 
     return render("validation_report.html.j2",
         summary=summary, failed=summary.get("failures", []), rows=expectation_rows(result), run=run,
-        suite=SUITE_NAME, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        suite=SUITE_NAME, generated_at=clock.stamp())
 
 
 def model_card(manifest: dict, facts: dict | None) -> str:

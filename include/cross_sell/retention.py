@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from . import objects
+from . import clock, objects
 from .artifacts import safe_run_id
 from .contracts import Retained
 
@@ -138,7 +138,7 @@ def protected_runs(registry, keep_versions: int) -> dict[str, str]:
 
 def plan(s3, bucket: str, prefix: str, registry, policy: Policy, now: datetime | None = None) -> Plan:
     """What retention deletes now (nothing is deleted here)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     kept = {}
     deletions = []
     protected = protected_runs(registry, policy.keep_versions)
@@ -177,7 +177,7 @@ def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
     for version in (v for d in planned.deletions for v in d.versions):
         s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
         deleted += 1
-    at = datetime.now(timezone.utc)
+    at = clock.now()
     record = {"kind": "retention", "at": at.isoformat(timespec="seconds"), "by": by,
               "deleted_object_versions": deleted, **planned.summary()}
     key = objects.join_key(prefix, "audit", "retention", f"{at:%Y%m%dT%H%M%S%fZ}.json")

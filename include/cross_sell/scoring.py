@@ -40,7 +40,7 @@ from .onnx_model import OnnxModel
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 100_000  # ~5.7 MB of arrays per batch (ids, float32 model input, probabilities, labels)
+BATCH_ROWS = 100_000  # customers per batch: what memory grows with (benchmarks/README.md)
 PAGE_BYTES = 64 * 1024  # Parquet data pages of the scores files
 # Rows per row group of the scores files, and so per step of the second pass (row group by row group).
 PASS_ROWS = 20_000
@@ -53,7 +53,7 @@ def served(registry, which: str = "champion") -> tuple[OnnxModel, str, dict | No
     test-split calibration table (None for versions pushed before it existed)."""
     version = registry.resolve(which)
     # One ONNX Runtime thread: batch scoring overlaps inference with checking the next pieces instead
-    # (measured 281k rows/s with one thread, 226k with two, on 20,000-row calls).
+    # (a second thread was slower: benchmarks/README.md, "Figures behind the defaults").
     model, _ = registry.served_model(version, threads=1)
     return model, version, registry.version_json(version, "calibration.json")
 

@@ -114,7 +114,7 @@ def run_suite(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = 
     return ValidationReport(
         success=bool(result.success),
         statistics=payload.get("statistics", {}),
-        failures=[_describe(r) for r in payload["results"] if not r["success"]],
+        failures=[_failure(r) for r in payload["results"] if not r["success"]],
         result=payload,
     )
 
@@ -140,7 +140,7 @@ def expectation_rows(result: dict) -> list[dict]:
     return sorted(rows, key=lambda row: row["success"])  # failures first
 
 
-def _describe(result: dict) -> dict:
+def _failure(result: dict) -> dict:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format")}
     name = config["type"]

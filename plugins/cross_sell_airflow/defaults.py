@@ -4,7 +4,7 @@ alerts on failure, retries."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import overload
+from typing import Any, overload
 
 from airflow.sdk import CronTriggerTimetable
 
@@ -14,7 +14,7 @@ from cross_sell_airflow.alerts import AlertNotifier
 _SETTINGS = Settings.from_env()
 
 # Tasks that talk to MongoDB or S3 retry transient faults with growing pauses.
-IO_RETRIES = {
+IO_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay": timedelta(seconds=_SETTINGS.retry_delay_seconds),
     "retry_exponential_backoff": True,
