@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import scaled
+from support import scaled
 
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -1,50 +1,13 @@
-"""Test set-up. Airflow reads its configuration at import, so the environment is set first."""
+"""Fixtures shared by the tests. `support` sets the environment up first (Airflow reads it at import)."""
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import tempfile
-from pathlib import Path
+from support import _AIRFLOW_HOME, ALERT_TEXT, SAMPLE_CSV, SIGNING_KEY, SIGNING_PUBLIC_KEY  # isort: skip
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "include", ROOT / "plugins"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# Every wait on a server scales with this factor (devstack reads it too): slow machine, slow tests, no errors.
-os.environ.setdefault("CROSS_SELL_TIMEOUT_FACTOR", "3" if IN_CI else "1")
+import pytest
 
-from cross_sell import signing  # noqa: E402  (no Airflow import yet)
-from devstack import local_services  # noqa: E402
-
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
-# One model-signing key pair for the session: the private key reaches the pipeline the way it does in
-# production (an Airflow connection), the public key every reader (CROSS_SELL_SIGNING_PUBLIC_KEY).
-SIGNING_KEY, SIGNING_PUBLIC_KEY = signing.generate_key_pair(_AIRFLOW_HOME / "signing")
-os.environ.update({
-    **local_services.airflow_config(_AIRFLOW_HOME),
-    **local_services.signing_env(SIGNING_KEY, SIGNING_PUBLIC_KEY),
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-    "CROSS_SELL_S3_BUCKET": "cross-sell-test",
-    "CROSS_SELL_S3_PREFIX": "vehicle-insurance",
-    "CROSS_SELL_MONGO_DATABASE": "cross_sell_test",
-})
-
-import pytest  # noqa: E402
-
-SAMPLE_CSV = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
-scaled = local_services.scaled
-
-
-def skip_unless_available(reason: str | None) -> None:
-    """Skip with `reason` when a required server is absent; under CI=true that is a failure instead."""
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
+from cross_sell import signing
+from devstack import local_services
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -121,10 +84,6 @@ def sample_csv():
     if not SAMPLE_CSV.exists():
         pytest.skip(f"real sample not present at {SAMPLE_CSV}")
     return SAMPLE_CSV
-
-
-ALERT_TEXT = re.compile(r"^\[cross-sell\] (?P<kind>[\w ]+): (?P<dag_id>[^/]+)/(?P<task_id>\S+) in run (?P<run_id>\S+) "
-                        r"\(try (?P<try_number>\d+|None)\): (?P<reason>.*?)(?:\nlog: (?P<log_url>\S+))?$", re.S)
 
 
 @pytest.fixture

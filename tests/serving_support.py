@@ -37,8 +37,8 @@ def publish(registry: ModelRegistry, version: str, trained: dict, signer, **mani
 
 @cache
 def session_signer() -> ManifestSigner:
-    """The training side's key of this test session (conftest makes the pair)."""
-    from conftest import SIGNING_KEY
+    """The training side's key of this test session (tests/support.py makes the pair)."""
+    from support import SIGNING_KEY
 
     return ManifestSigner.from_file(SIGNING_KEY)
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from conftest import SIGNING_KEY
 from cross_sell.__main__ import main as cli
 from cross_sell.registry import ModelRegistry
 from serving_support import publish, train_model
+from support import SIGNING_KEY
 
 
 @pytest.fixture

@@ -6,19 +6,45 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import ROOT
+from support import DAG_IDS, ROOT, parse_dags
 
 DAG_ID = "cross_sell_training"
 ORDER = ["extract", "validate", "transform", "train", "evaluate", "should_push", "route_push", "push"]
 
 
-@pytest.fixture(scope="module")
-def dag():
-    from airflow.dag_processing.dagbag import DagBag
+@pytest.fixture(scope="session")
+def dag_bag():
+    """The DAG folder parsed once for the read-only checks of this module (runs parse their own)."""
+    return parse_dags()
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+
+@pytest.fixture
+def dag(dag_bag):
+    return dag_bag.dags[DAG_ID]
+
+
+def test_the_dag_folder_holds_exactly_the_project_dags(dag_bag):
+    assert sorted(dag_bag.dags) == sorted(DAG_IDS)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_dag_alerts_times_out_runs_alone_and_says_what_it_does(dag_bag, dag_id):
+    """What `defaults.dag_defaults` gives every DAG: no catch-up, one active run, every task bounded in time
+    and alerting on failure; and a doc page in the UI."""
+    dag = dag_bag.dags[dag_id]
+    assert dag.catchup is False and dag.max_active_runs == 1 and "cross-sell" in dag.tags
+    assert dag.doc_md and dag.doc_md.strip().startswith("###"), dag_id
+    for task in dag.tasks:
+        assert task.execution_timeout is not None and task.on_failure_callback, (dag_id, task.task_id)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_dags_params_are_its_typed_params_record(dag_bag, dag_id):
+    """The tasks read `run.params` through the DAG's record in `cross_sell.params` (a misspelt name is a
+    type error there): the DAG's Params and the record name the same keys."""
+    from cross_sell.params import FOR_DAG
+
+    assert set(dag_bag.dags[dag_id].params) == set(FOR_DAG[dag_id].__annotations__), dag_id
 
 
 def test_tasks_and_their_order(dag):
@@ -85,21 +111,26 @@ def test_invalid_trigger_params_are_refused(dag, conf, fragment):
         params.validate()
 
 
-def test_dag_file_imports_nothing_heavy():
+def test_no_dag_file_imports_anything_heavy():
+    """What keeps the scheduler's parse cheap (its time is machine-dependent, so a benchmark's business, not
+    a test's): nothing heavy is imported at module level by any DAG file. One process loads them in turn and
+    names the first file after which a heavy module is loaded."""
+    files = sorted(str(path) for path in (ROOT / "dags").glob("cross_sell_*.py"))
     probe = (
-        "import sys, importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('d', {str(ROOT / 'dags' / 'cross_sell_training.py')!r})\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-        "heavy = [m for m in ('great_expectations', 'sklearn', 'pyarrow', 'pymongo', 'joblib', 'onnxruntime')\n"
-        "         if m in sys.modules]\n"
-        "print(__import__('json').dumps({'heavy': heavy}))\n"
+        "import sys, json, importlib.util\n"
+        "heavy = ('great_expectations', 'sklearn', 'pyarrow', 'pymongo', 'joblib', 'onnxruntime', 'pandas')\n"
+        "found = {}\n"
+        f"for path in {files!r}:\n"
+        "    spec = importlib.util.spec_from_file_location('d', path)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "    found[path] = [m for m in heavy if m in sys.modules]\n"
+        "print(json.dumps(found))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "include")})
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    # What keeps the scheduler's parse of this file cheap (its time is machine-dependent, so a
-    # benchmark's business, not a test's): nothing heavy is imported at module level.
-    assert result["heavy"] == [], result
+                         env={**__import__("os").environ,
+                              "PYTHONPATH": f"{ROOT / 'include'}{__import__('os').pathsep}{ROOT / 'plugins'}"})
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(found) == len(DAG_IDS) and all(heavy == [] for heavy in found.values()), found
 
 
 def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
@@ -129,13 +160,9 @@ def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
         raise ConnectionError("S3 unreachable")
 
 
-@pytest.fixture(scope="module")
-def scoring_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["cross_sell_scoring"]
+@pytest.fixture
+def scoring_dag(dag_bag):
+    return dag_bag.dags["cross_sell_scoring"]
 
 
 def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
@@ -154,10 +181,8 @@ def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
     assert params["model"] == "champion" and params["campaign_top_share"] == 0.1 and params["campaign_top_n"] is None
 
 
-def test_monitoring_runs_daily_and_alerts_on_failure():
-    from airflow.dag_processing.dagbag import DagBag
-
-    monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+def test_monitoring_runs_daily_and_alerts_on_failure(dag_bag):
+    monitoring = dag_bag.dags["cross_sell_monitoring"]
     assert monitoring.timetable.expression == "0 6 * * *" and monitoring.catchup is False
     assert sorted(monitoring.task_ids) == ["monitor", "report"]
     assert monitoring.get_task("monitor").on_failure_callback
@@ -191,15 +216,14 @@ def test_a_parsing_airflow_reports_no_plugin_or_dag_import_error(tmp_path):
 
 @pytest.mark.parametrize("dag_id", ["cross_sell_training", "cross_sell_scoring", "cross_sell_monitoring",
                                     "cross_sell_housekeeping"])
-def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_id):
+def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_bag, dag_id):
     """Issue #21: a fresh `airflow standalone` ran scoring and monitoring for the last slot at once, before
     any champion existed. With no run yet, each DAG's first scheduled run is its next slot, not a past one."""
     from datetime import datetime, timezone
 
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.timetables.base import TimeRestriction
 
-    timetable = DagBag(dag_folder=str(ROOT / "dags")).dags[dag_id].timetable
+    timetable = dag_bag.dags[dag_id].timetable
     timetable = getattr(timetable, "timetable", timetable)  # scoring: the time half of asset-or-time
     from airflow.serialization.encoders import coerce_to_core_timetable
 
@@ -208,13 +232,10 @@ def test_a_new_or_unpaused_dag_waits_for_its_next_slot(dag_id):
     assert first.run_after > datetime.now(timezone.utc), (dag_id, first)
 
 
-def test_the_data_governance_dags():
+def test_the_data_governance_dags(dag_bag):
     """Issue #22: erasure only when triggered, with a request file and a reason, never retried on its own;
     housekeeping daily; both alert on failure."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    erasure, housekeeping = bag.dags["cross_sell_erasure"], bag.dags["cross_sell_housekeeping"]
+    erasure, housekeeping = dag_bag.dags["cross_sell_erasure"], dag_bag.dags["cross_sell_housekeeping"]
     assert erasure.schedule is None and erasure.get_task("erase").retries == 0
     assert set(erasure.params) == {"request", "reason", "dry_run"} and erasure.params["dry_run"] is False
     assert housekeeping.timetable.expression == "0 4 * * *" and housekeeping.get_task("retain").retries >= 2

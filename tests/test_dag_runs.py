@@ -10,12 +10,12 @@ import os
 import pytest
 
 import cross_sell
-from conftest import ROOT, SIGNING_KEY
 from cross_sell import loader, model_input, synthetic
 from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
 from cross_sell.signing import ManifestVerifier
 from devstack import local_services
+from support import SIGNING_KEY, parse_dags
 
 pytestmark = pytest.mark.dagrun
 ROWS = 8_000
@@ -44,10 +44,7 @@ def stack(mongo_server, s3_server):
 
 @pytest.fixture(scope="module")
 def dag(stack):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
+    bag = parse_dags()
     return bag.dags["cross_sell_training"]
 
 
@@ -66,9 +63,7 @@ def _artifact(stack, run_id, *parts):
 def test_before_the_first_champion_scoring_and_monitoring_skip_and_alert_nobody(stack, alert_sink):
     """Issue #21: on a fresh start, scoring and monitoring failed ("no champion yet") and alerted. No
     champion yet is not a failure: their tasks are skipped with the reason, the runs succeed."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = parse_dags()
     for dag_id in ("cross_sell_scoring", "cross_sell_monitoring"):
         run = bag.dags[dag_id].test()
         states = _states(run)
@@ -128,13 +123,11 @@ def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_serve
     its outlet, so scoring follows."""
     import copy
 
-    from airflow.dag_processing.dagbag import DagBag
-
     from serving_support import publish, train_model
 
     registry = stack["registry"]
     original = registry.champion()
-    rollback = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_rollback"]
+    rollback = parse_dags().dags["cross_sell_rollback"]
     assert [o.name for o in rollback.get_task("rollback").outlets] == ["cross_sell_champion"]
     for version, seed in (("hotfix-1", 2), ("never-served", 3)):
         publish(registry, version, train_model(seed), signer)
@@ -255,9 +248,7 @@ def test_a_misspelt_param_fails_the_first_task_at_once_naming_it(stack, dag):
     assert str(run.state) == "failed" and states["extract"] == "failed", states
     assert {states[t] for t in ("train", "evaluate", "push")} == {"upstream_failed"}
     assert stack["registry"].champion().etag == before.etag
-    from airflow.dag_processing.dagbag import DagBag  # the same in every DAG (each task runs the check)
-
-    scoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_scoring"]
+    scoring = parse_dags().dags["cross_sell_scoring"]
     assert str(scoring.test(run_conf={"campaign_top": 5}).state) == "failed"
 
 
@@ -276,11 +267,9 @@ def test_an_unknown_feature_in_the_thresholds_fails_at_once(stack, dag, capfd):
 
 
 def test_scoring_dag_scores_every_customer_with_the_champion(stack):
-    from airflow.dag_processing.dagbag import DagBag
-
     from cross_sell.artifacts import RunArtifacts
 
-    scoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_scoring"]
+    scoring = parse_dags().dags["cross_sell_scoring"]
     champion = stack["registry"].champion()
     run = scoring.test(run_conf={"campaign_top_n": 50})
     assert str(run.state) == "success", _states(run)
@@ -297,9 +286,7 @@ def test_scoring_dag_scores_every_customer_with_the_champion(stack):
 
 
 def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack, alert_sink):
-    from airflow.dag_processing.dagbag import DagBag
-
-    monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+    monitoring = parse_dags().dags["cross_sell_monitoring"]
     from datetime import datetime, timezone
 
     # Outcomes observed today (after the scoring run above), contradicting the scores: realized ROC-AUC
@@ -325,8 +312,6 @@ def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack,
 def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, alert_sink):
     """Whoever can write the bucket can put an older signed pointer back (a downgrade): the monitoring DAG
     finds the newer change in the audit log and alerts."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from cross_sell.signing import ManifestSigner
 
     registry = stack["registry"]
@@ -336,7 +321,7 @@ def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, 
     newest = registry.s3.get_object(Bucket=registry.bucket, Key=registry.pointer_key)["Body"].read()
     registry.s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=champion.signed)
     try:
-        monitoring = DagBag(dag_folder=str(ROOT / "dags")).dags["cross_sell_monitoring"]
+        monitoring = parse_dags().dags["cross_sell_monitoring"]
         run = monitoring.test()
     finally:
         registry.s3.put_object(Bucket=registry.bucket, Key=registry.pointer_key, Body=newest)
@@ -369,8 +354,6 @@ def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, d
     """Issue #22: three customers erased through the cross_sell_erasure DAG: gone from every collection and
     every object version in the bucket, a signed receipt holding no id, and a new load, training run and
     scoring run do not bring them back; the champion still verifies."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from cross_sell.registry import record_bytes
     from cross_sell.suppression import Suppression, make_key, read_key
 
@@ -388,7 +371,7 @@ def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, d
                for v in holding if v["Key"].endswith(".parquet"))  # the runs so far hold them
     request = f"{settings.s3_prefix}/erasure/requests/ticket-4711.txt"
     registry.s3.put_object(Bucket=registry.bucket, Key=request, Body="\n".join(map(str, gone)).encode())
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = parse_dags()
     run = bag.dags["cross_sell_erasure"].test(run_conf={"request": request, "reason": "data subject request 4711"})
     assert str(run.state) == "success", _states(run)
 

@@ -9,11 +9,11 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, scaled
 from cross_sell import schema, synthetic
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
+from support import ROOT, scaled
 
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "cross-sell-serving.json"
 SCRAPE_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
@@ -60,7 +60,7 @@ def test_every_metric_the_dashboard_queries_is_exported(service):
 
 def test_prometheus_scrapes_the_service_with_the_compose_scrape_config(service, tmp_path):
     if shutil.which("prometheus") is None:
-        from conftest import skip_unless_available
+        from support import skip_unless_available
 
         skip_unless_available("Debian's prometheus is not installed (.ci/run installs it)")
     prometheus = local_services.start_prometheus(

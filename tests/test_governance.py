@@ -85,7 +85,7 @@ def test_lifecycle_rules_are_the_policy_and_minio_init_installs_them(s3_server):
     """The lifecycle configuration (what S3 enforces by age alone) is generated from the same policy;
     compose's minio-init installs docker/minio/lifecycle.json, which must be exactly that with the defaults.
     moto stores and returns it (it does not run lifecycle expiry)."""
-    from conftest import ROOT
+    from support import ROOT
 
     rules = retention.lifecycle_rules(retention.Policy(), "vehicle-insurance")
     template = (ROOT / "docker" / "minio" / "lifecycle.json").read_text()

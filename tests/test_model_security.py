@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
@@ -23,6 +22,7 @@ from cross_sell.evaluation import Gate
 from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
 from cross_sell.signing import SignatureError
 from serving_support import PREFIX, promote, publish, train_model
+from support import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 
 
 class _RunsACommand:
@@ -188,7 +188,7 @@ def test_signing_leaves_no_key_material_on_disk_even_when_killed(tmp_path, monke
     kill would strike), no file under TMPDIR holds it, and a process killed there leaves nothing behind."""
     import tempfile
 
-    from conftest import SIGNING_KEY
+    from support import SIGNING_KEY
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pem = Path(SIGNING_KEY).read_bytes()

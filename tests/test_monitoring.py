@@ -7,12 +7,12 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 
-from conftest import SIGNING_KEY, SIGNING_PUBLIC_KEY
 from cross_sell import drift, monitoring, schema, scoring, synthetic
 from cross_sell.__main__ import main as cli
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from serving_support import PREFIX, promote, session_signer, train_model
+from support import SIGNING_KEY, SIGNING_PUBLIC_KEY
 
 DAY = date(2026, 11, 29)
 

@@ -17,11 +17,11 @@ import urllib.error
 
 import pytest
 
-from conftest import scaled, skip_unless_available
 from cross_sell import loader, signing, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from devstack import airflow_stack, local_services
+from support import scaled, skip_unless_available
 
 pytestmark = pytest.mark.dagrun
 DAG_ID = "cross_sell_training"
@@ -158,7 +158,7 @@ def test_airflows_own_metrics_reach_prometheus_and_the_dashboard(stack, tmp_path
     dashboard is valid PromQL, and the scheduler, task and run panels have data."""
     import json
 
-    from conftest import ROOT
+    from support import ROOT
 
     statsd = stack["statsd"]
     config = (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text()

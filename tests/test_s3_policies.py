@@ -13,12 +13,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROOT, SIGNING_PUBLIC_KEY
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
 from serving.champion import ChampionHolder
 from serving.sampling import RequestSampler
 from serving_support import promote, publish, train_model
+from support import ROOT, SIGNING_PUBLIC_KEY
 
 BUCKET, PREFIX = "policy-registry", "vehicle-insurance"
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import batches, deciles, evaluation, schema, scoring, synthetic
 from cross_sell.artifacts import RunArtifacts
 from cross_sell.registry import ModelRegistry
 from serving_support import PREFIX, promote, train_model
+from support import SIGNING_PUBLIC_KEY
 
 SCORED_AT = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 CUSTOMERS = 6_000

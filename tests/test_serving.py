@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import model_input, onnx_export, schema, synthetic
 from cross_sell.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving_support import PREFIX, promote, publish, train_model
 from serving_support import session_signer as registry_signer
+from support import SIGNING_PUBLIC_KEY
 
 MAX_ROWS = 50
 
@@ -246,7 +246,7 @@ def _poll_until(holder, version, polls: list, timeout: float) -> int:
     """Wait (bounded, scaled) until the holder's own poller serves `version`; the number of polls it took."""
     import time
 
-    from conftest import scaled
+    from support import scaled
 
     start, deadline = len(polls), time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
@@ -260,7 +260,7 @@ def _wait_for_polls(polls: list, count: int, holder) -> None:
     """Until the poller has run `count` more polls (bounded: a dead poller fails the test, not hangs it)."""
     import time
 
-    from conftest import scaled
+    from support import scaled
 
     target, deadline = len(polls) + count, time.monotonic() + scaled(30)
     while len(polls) < target:
@@ -415,7 +415,7 @@ def test_the_service_never_builds_a_dataframe(registry, s3_env):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from support import ROOT
 
     promote(registry, "v1")
     child = (

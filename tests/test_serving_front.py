@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from conftest import scaled
 from cross_sell import schema
 from cross_sell.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
+from support import scaled
 
 BODY = json.dumps({"records": [schema.example_record()]})
 MAX_BODY = 64 * 1024

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from conftest import SIGNING_PUBLIC_KEY
 from cross_sell import __main__ as cli
 from cross_sell import drift, schema, skew, synthetic
 from cross_sell.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving_support import PREFIX, promote, train_model
+from support import SIGNING_PUBLIC_KEY
 
 
 @pytest.fixture
