@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 WORKERS ?= 2
 
-.PHONY: demo test lint bench stack install clean
+.PHONY: demo test test-fast lint bench stack install clean
 
 # Quiet unless it fails: pip's output goes to $(VENV)/install.log and is shown only on an error.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -36,6 +36,10 @@ demo: $(VENV)/.installed
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop while editing: lint and every test that needs no DAG run and no server (about a minute).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not dagrun and not servers" $(PYTEST_ARGS)
 
 stack: $(VENV)/.installed
 	$(BIN)/python scripts/run_stack.py --workers $(WORKERS) $(ARGS)

@@ -9,6 +9,16 @@ import pytest
 from cross_sell import signing
 from devstack import local_services
 
+# A test that uses one of these (directly or through another fixture) talks to a local server: `make
+# test-fast` (-m "not dagrun and not servers") leaves it out.
+SERVER_FIXTURES = {"s3_server", "mongo_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
 
 def pytest_sessionfinish(session, exitstatus):
     import shutil

@@ -15,6 +15,8 @@ from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 from support import ROOT, scaled
 
+pytestmark = pytest.mark.servers  # processes of their own (see conftest.SERVER_FIXTURES)
+
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "cross-sell-serving.json"
 SCRAPE_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
 

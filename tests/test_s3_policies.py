@@ -20,6 +20,8 @@ from serving.sampling import RequestSampler
 from serving_support import promote, publish, train_model
 from support import ROOT, SIGNING_PUBLIC_KEY
 
+pytestmark = pytest.mark.servers  # processes of their own (see conftest.SERVER_FIXTURES)
+
 BUCKET, PREFIX = "policy-registry", "vehicle-insurance"
 
 

@@ -19,6 +19,8 @@ from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 from support import scaled
 
+pytestmark = pytest.mark.servers  # processes of their own (see conftest.SERVER_FIXTURES)
+
 BODY = json.dumps({"records": [schema.example_record()]})
 MAX_BODY = 64 * 1024
 

@@ -13,6 +13,8 @@ from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 from support import scaled
 
+pytestmark = pytest.mark.servers  # processes of their own (see conftest.SERVER_FIXTURES)
+
 POLL_SECONDS = 1.0
 BODY = json.dumps({"records": [schema.example_record()]})
 
