@@ -19,15 +19,19 @@ from serving_support import PREFIX, promote, publish, train_model
 FUZZ = settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.fixture(scope="module")
-def client(s3_server, signer, verifier):
-    bucket = "fuzz"
+def _served_app(s3_server, signer, verifier, bucket: str, seed: int, **limits):
+    """The service on a bucket of its own holding one small real champion, with the given request limits."""
     local_services.create_bucket(s3_server, bucket)
     registry = ModelRegistry(local_services.s3_client_for(s3_server), bucket, PREFIX, verifier)
-    publish(registry, "v1", train_model(5, rows=3_000), signer)
+    publish(registry, "v1", train_model(seed, rows=3_000), signer)
     promote(registry, "v1")
-    config = ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, max_rows=20, max_body_bytes=32 * 1024)
-    return create_app(config, holder=ChampionHolder(registry, 3600), start_poller=False).test_client()
+    config = ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, **limits)
+    return create_app(config, holder=ChampionHolder(registry, 3600), start_poller=False)
+
+
+@pytest.fixture(scope="module")
+def client(s3_server, signer, verifier):
+    return _served_app(s3_server, signer, verifier, "fuzz", 5, max_rows=20, max_body_bytes=32 * 1024).test_client()
 
 
 scalars = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=12)
@@ -79,13 +83,7 @@ def test_form_posts_never_5xx(client, form):
 @pytest.fixture(scope="module")
 def wide_client(s3_server, signer, verifier):
     """The service with room for requests on both sides of the old engine's 32-row switch."""
-    bucket = "fuzz-wide"
-    local_services.create_bucket(s3_server, bucket)
-    registry = ModelRegistry(local_services.s3_client_for(s3_server), bucket, PREFIX, verifier)
-    publish(registry, "v1", train_model(6, rows=3_000), signer)
-    promote(registry, "v1")
-    config = ServingConfig(s3_bucket=bucket, s3_prefix=PREFIX, max_rows=200)
-    app = create_app(config, holder=ChampionHolder(registry, 3600), start_poller=False)
+    app = _served_app(s3_server, signer, verifier, "fuzz-wide", 6, max_rows=200)
     return app.test_client(), app.extensions["cross_sell"].holder.current
 
 
