@@ -1,7 +1,7 @@
 """The one base class of failures that retrying cannot fix.
 
 Bad data, parameters the run cannot honour, and files that fail their integrity or signature checks
-fail the same way on every try; the Airflow glue (`cross_sell_airflow.stage.run_stage`) fails such a
+fail the same way on every try; the Airflow glue (`cross_sell_airflow.stage.stage_run`) fails such a
 task at once instead of retrying it. Anything else (a network error, a server that is down) is retried.
 """
 

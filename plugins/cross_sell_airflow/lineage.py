@@ -1,6 +1,6 @@
 """OpenLineage: each task's inputs and outputs, as datasets with facets, for the OpenLineage provider.
 
-`run_stage` calls `report` when a stage returns. It turns what the task read and wrote (`RunArtifacts`'
+`stage_run` calls `report` when its block ends after `run.done(result)`. It turns what the task read and wrote (`RunArtifacts`'
 read and write logs, the registry versions it loaded or published, the MongoDB collections it used) into
 OpenLineage datasets named by the OpenLineage naming spec (S3: namespace `s3://<bucket>`, name the key;
 MongoDB: `mongodb://<host>:<port>`, `<database>.<collection>`), and sets them as the task's inlets and
