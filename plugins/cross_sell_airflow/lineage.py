@@ -1,13 +1,13 @@
 """OpenLineage: each task's inputs and outputs, as datasets with facets, for the OpenLineage provider.
 
-`stage_run` calls `report` when its block ends after `run.done(result)`. It turns what the task read and wrote (`RunArtifacts`'
-read and write logs, the registry versions it loaded or published, the MongoDB collections it used) into
-OpenLineage datasets named by the OpenLineage naming spec (S3: namespace `s3://<bucket>`, name the key;
-MongoDB: `mongodb://<host>:<port>`, `<database>.<collection>`), and sets them as the task's inlets and
-outlets. The provider's listener reads those when the task completes and sends them with its own run, job
-and Airflow facets, through the transport its configuration names ([openlineage] transport; compose:
-Marquez; locally: off unless configured). Facets: schema (from schema.py), dataset version (the sha256),
-row counts, and the validation's data-quality assertions (expectation, column, success: never a value).
+`stage_run` calls `report` when its block ends after `run.done(result)`. It turns what the task read and wrote
+(`RunArtifacts`' read and write logs, the registry versions it loaded or published, the MongoDB collections it
+used) into OpenLineage datasets named by the OpenLineage naming spec (S3: namespace `s3://<bucket>`, name the
+key; MongoDB: `mongodb://<host>:<port>`, `<database>.<collection>`), and sets them as the task's inlets and
+outlets. The provider's listener reads those when the task completes and sends them with its own run, job and
+Airflow facets, through the transport its configuration names ([openlineage] transport; compose: Marquez;
+locally: off unless configured). Facets: schema (from schema.py), dataset version (the sha256), row counts,
+and the validation's data-quality assertions (expectation, column, success: never a value).
 """
 
 from __future__ import annotations
