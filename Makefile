@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 WORKERS ?= 2
+# pytest workers of make test; each runs whole test files (--dist loadfile), so a module's servers
+# (the Airflow topology, the standalone stack) start once, and the long waits on them overlap other files.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-fast lint bench stack install clean
 
@@ -35,7 +38,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python scripts/run_pipeline.py $(ARGS)
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The quick loop while editing: lint and every test that needs no DAG run and no server (about a minute).
 test-fast: lint
