@@ -86,7 +86,7 @@ def build(s3, bucket: str, runs: int, rows: int, customers: int, work: Path, pre
     documents = frame.to_dict("records")
     snapshot.write(documents, str(files / "snapshot.parquet"))
     del documents
-    typed, _ = __import__("cross_sell.schema", fromlist=["x"]).validate_frame(frame, "training")
+    typed, _ = __import__("cross_sell.casting", fromlist=["x"]).validate_frame(frame, "training")
     from cross_sell.stages import SPLIT_ROW_GROUP
 
     for name, part in features.split(typed, 42).items():  # as transform writes them
