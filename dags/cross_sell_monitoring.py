@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -21,6 +22,7 @@ from airflow.sdk import Param, dag, task
 from cross_sell.contracts import Monitored
 from cross_sell.params import MonitoringParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow import tracking
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import SCORES, recorded_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
@@ -59,6 +61,12 @@ def cross_sell_monitoring():
                 day, run.registry, run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
                 scoring_runs=recorded_scores(before=day + timedelta(days=2)), min_roc_auc=run.params["min_roc_auc"],
                 min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"]))
+            if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
+                from cross_sell import objects
+                from cross_sell.tracking import log_monitoring
+
+                daily = json.loads(objects.read_artifact(run.registry.s3, run.registry.bucket, result["daily"]))
+                tracking.report(log_monitoring(daily=daily, airflow=tracking.airflow_ids()))
         for reason in result["alerts"]:
             alert(reason, "monitoring")
         return result

@@ -34,6 +34,7 @@ from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.params import ScoringParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow import tracking
 from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import stage_run
@@ -73,9 +74,16 @@ def cross_sell_scoring():
             excluded = consent.excluded(run.collection(SETTINGS.consent_collection, conn),
                                         run.collection(SETTINGS.contacts_collection, conn),
                                         contacted_within_days=run.params["exclude_contacted_days"], now=run.run_started)
-            return run.done(scoring.score(run.customer_documents(batches.FIELDS, conn), run.scores_artifacts, model,
-                                          model_version=version, scored_at=run.run_started, calibration=calibration,
-                                          batch_rows=run.params["batch_rows"], excluded=excluded))
+            scored = run.done(scoring.score(run.customer_documents(batches.FIELDS, conn), run.scores_artifacts,
+                                            model, model_version=version, scored_at=run.run_started,
+                                            calibration=calibration, batch_rows=run.params["batch_rows"],
+                                            excluded=excluded))
+            if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
+                from cross_sell.tracking import log_scoring
+
+                tracking.report(log_scoring(summary=run.scores_artifacts.read_json(scored["summary"]),
+                                            params=run.params, airflow=tracking.airflow_ids()))
+            return scored
 
     @task(multiple_outputs=False, **IO_RETRIES)
     def campaign(scored: Scored) -> Campaign:

@@ -57,6 +57,7 @@ from cross_sell.contracts import (
 )
 from cross_sell.params import TrainingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
+from cross_sell_airflow import tracking
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.approval import push_approval
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
@@ -119,15 +120,23 @@ def train(transformed: Transformed) -> Trained:
 
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-def evaluate(trained: Trained, transformed: Transformed, validated: Validated) -> Decision:
+def evaluate(trained: Trained, transformed: Transformed, validated: Validated, extracted: Extracted,
+             drift: DriftChecked) -> Decision:
     from cross_sell import evaluation, stages
 
     with stage_run(TrainingParams) as run:
         gate = evaluation.Gate(min_roc_auc=run.params["min_roc_auc"], margin=run.params["promotion_margin"],
-                           max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
-                           replace_unreadable=run.params["replace_unreadable_champion"])
-        return run.done(stages.evaluate(run.artifacts, run.registry, trained, test=transformed["splits"]["test"],
-                                        gate=gate, validation=validated["summary"]))
+                               max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
+                               replace_unreadable=run.params["replace_unreadable_champion"])
+        decision = run.done(stages.evaluate(run.artifacts, run.registry, trained,
+                                            test=transformed["splits"]["test"], gate=gate,
+                                            validation=validated["summary"]))
+        if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
+            from cross_sell.tracking import track_evaluation
+
+            tracking.report(track_evaluation(run.artifacts, trained, extracted, validated, drift, decision,
+                                             params=run.params, airflow=tracking.airflow_ids()))
+        return decision
 
 
 @task.short_circuit(execution_timeout=timedelta(minutes=1))
@@ -161,8 +170,14 @@ def push(decision: Decision, trained: Trained, extracted: Extracted, **context) 
 
     with stage_run(TrainingParams) as run:
         approved = approval_record(run.params["require_approval"], context["ti"].xcom_pull(task_ids="approve"))
-        return run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
-                                    approved=approved))
+        pushed = run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
+                                      approved=approved))
+        if pushed["pushed"] and tracking.configured():
+            from cross_sell.tracking import track_publication
+
+            tracking.report(track_publication(run.registry, pushed["version"], run.run_id, "champion", approved),
+                            alert_on_problem=False)  # evaluate alerted already if the server is down
+        return pushed
 
 
 @task.short_circuit(execution_timeout=timedelta(minutes=1))
@@ -175,8 +190,14 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
     from cross_sell import stages
 
     with stage_run(TrainingParams) as run:
-        return run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
-                                      signer=run.signer))
+        shadowed = run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
+                                          signer=run.signer))
+        if tracking.configured():
+            from cross_sell.tracking import track_publication
+
+            tracking.report(track_publication(run.registry, shadowed["shadow"], run.run_id, "shadow"),
+                            alert_on_problem=False)
+        return shadowed
 
 
 @dag(
@@ -219,7 +240,7 @@ def cross_sell_training():
     drift = check_drift(extracted)
     [validated, drift] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
-    decision = evaluate(trained, transformed, validated)
+    decision = evaluate(trained, transformed, validated, extracted, drift)
     pushed = push(decision, trained, extracted)
     route = route_push()
     should_push(decision) >> route >> pushed

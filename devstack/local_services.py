@@ -149,6 +149,43 @@ def start_s3(port: int | None = None, bucket: str | None = None, state_file: str
     return service
 
 
+MLFLOW_SERVER = os.path.join(ROOT, ".local", "mlflow-server", "bin", "mlflow")
+
+
+def mlflow_server_missing() -> str | None:
+    """Why `start_mlflow` cannot run here (its virtualenv is made by `make mlflow-server`), or None."""
+    return None if os.path.exists(MLFLOW_SERVER) else f"no MLflow server at {MLFLOW_SERVER} (make mlflow-server)"
+
+
+def start_mlflow(backend_store_uri: str, artifacts: str | os.PathLike, port: int | None = None,
+                 log_path: str | os.PathLike | None = None) -> Service:
+    """`mlflow server` as a plain process on loopback: runs and metrics in `backend_store_uri` (PostgreSQL
+    here, as in compose), artifacts served by the server itself from `artifacts` (clients need no storage
+    credentials: compose points it at MinIO with a user of its own)."""
+    port = port or free_port()
+    log = open(log_path or os.devnull, "ab")
+    try:
+        process = subprocess.Popen(
+            [MLFLOW_SERVER, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", backend_store_uri, "--serve-artifacts",
+             "--artifacts-destination", Path(artifacts).resolve().as_uri()],
+            stdout=log, stderr=log, env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
+    finally:
+        log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(url + "/health", timeout=2) as answer:
+            return answer.status == 200
+
+    if not _wait_until(healthy, process, "mlflow server", "answering /health", 120, poll=0.5):
+        process.kill()
+        raise RuntimeError(f"mlflow server did not answer /health within {scaled(120):.0f} s")
+    return Service("mlflow", port, process, url, {"MLFLOW_TRACKING_URI": url})
+
+
 def start_statsd_exporter(udp_port: int | None = None, http_port: int | None = None) -> Service:
     """The StatsD-to-Prometheus stand-in (devstack/statsd_exporter.py) with compose's mapping file; its
     `env["STATSD_PORT"]` is where Airflow sends, its url + /metrics what Prometheus scrapes."""

@@ -42,3 +42,10 @@ def test_image_requirements_are_the_core_plus_their_extra_at_the_same_pins():
     assert set(airflow) == set(declared("airflow")) - {"apache-airflow"}  # the image brings Airflow itself
     assert all(main[name] == version for name, version in {**serving, **airflow}.items())
     assert not {"scikit-learn", "joblib", "skl2onnx"} & set(serving)  # the service never unpickles
+
+
+def test_the_mlflow_client_is_the_training_sides_only():
+    """Issue #26: mlflow-skinny where training runs, never in the serving image; the server in its own venv."""
+    assert "mlflow-skinny==" in (ROOT / "requirements-airflow.txt").read_text()
+    assert "mlflow" not in (ROOT / "requirements-serving.txt").read_text().lower()
+    assert "mlflow==" in (ROOT / "requirements-mlflow-server.txt").read_text()

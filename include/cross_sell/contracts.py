@@ -33,6 +33,7 @@ class Validated(TypedDict):
     success: bool
     result_key: str  # GX's result JSON
     report_key: str  # the self-contained HTML report
+    report: Artifact  # the same report, with its sha256 (MLflow tracking logs it)
     data_docs_key: str  # GX's Data Docs index
     summary: Artifact  # the verdict the evaluation report quotes
 
@@ -42,6 +43,7 @@ class DriftChecked(TypedDict, total=False):
     reason: str
     champion_version: str | None
     drifted: list[str]
+    max_distance: float  # the largest distance of any feature (PSI or L-infinity)
     report_key: str
 
 

@@ -109,7 +109,7 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
     run = {"run_id": artifacts.run_id, "data_docs_uri": artifacts.uri(data_docs_key),
            "result_uri": artifacts.uri(result_key)}
     html = report.validation_report(summary, outcome.result, run)
-    artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")
+    page = artifacts.put_bytes(html.encode(), "text/html", "validation", "report.html")
     saved = artifacts.put_json(summary, "validation", "summary.json")
     if not outcome.success:
         raise DataValidationError(
@@ -117,7 +117,7 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
             f"report: {artifacts.uri(report_key)}\nresult: {artifacts.uri(result_key)}"
         )
     log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(report_key))
-    return Validated(success=outcome.success, result_key=result_key, report_key=report_key,
+    return Validated(success=outcome.success, result_key=result_key, report_key=report_key, report=page,
                      data_docs_key=data_docs_key, summary=saved)
 
 
@@ -150,7 +150,8 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
         if action == "fail":
             raise drift.DriftError(message)
         log.warning("%s; continuing (drift action 'warn')", message)
-    return DriftChecked(checked=True, champion_version=version, drifted=found.drifted, report_key=report_key)
+    return DriftChecked(checked=True, champion_version=version, drifted=found.drifted, report_key=report_key,
+                        max_distance=max((f.distance for f in found.features), default=0.0))
 
 
 def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Transformed:

@@ -1,0 +1,217 @@
+"""Issue #26: training, scoring and monitoring runs tracked in MLflow, against a real `mlflow server` on
+PostgreSQL (its own database, made and dropped here) with the artifacts it serves itself; the DAGs run with
+`dag.test()` on local MongoDB-wire and S3 servers. Skipped locally without PostgreSQL or the server's
+virtualenv (`make mlflow-server`); under CI=true that is a failure."""
+
+import json
+import os
+import secrets
+import socket
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+import browser
+from cross_sell import loader, model_input, synthetic, tracking
+from cross_sell.onnx_model import OnnxModel
+from cross_sell.registry import ModelRegistry
+from cross_sell.settings import Settings
+from cross_sell.signing import ManifestVerifier
+from devstack import airflow_stack, local_services
+from support import parse_dags, scaled, skip_unless_available
+
+pytestmark = pytest.mark.dagrun
+ROWS = 6_000
+# A small synthetic sample: a loose fairness cap, so that the first run is blessed whatever its Gender gap.
+CONF = {"min_roc_auc": 0.7, "max_equalized_odds_difference": 0.5}
+ISOLATED = {"CROSS_SELL_S3_BUCKET": "cross-sell-tracking", "CROSS_SELL_MONGO_DATABASE": "cross_sell_tracking"}
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    skip_unless_available(airflow_stack.unreachable() or local_services.mlflow_server_missing())
+    database = f"cross_sell_mlflow_{secrets.token_hex(4)}"
+    airflow_stack.create_database(database)
+    home = tmp_path_factory.mktemp("mlflow")
+    server = None
+    try:
+        server = local_services.start_mlflow(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+                                             home / "artifacts", log_path=home / "mlflow.log")
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        airflow_stack.drop_database(database)
+
+
+@pytest.fixture(scope="module")
+def stack(mongo_server, s3_server):
+    """A bucket, a database and an Airflow metadata DB of this module's own, customers loaded."""
+    from airflow.utils.db import resetdb
+    from pymongo import MongoClient
+
+    saved = {name: os.environ.get(name) for name in ISOLATED}
+    os.environ.update(ISOLATED)
+    settings = Settings.from_env()
+    local_services.create_bucket(s3_server, settings.s3_bucket)
+    os.environ.update(local_services.airflow_connections(mongo_server, s3_server, settings.mongo_database))
+    client = MongoClient(mongo_server.url)
+    collection = client[settings.mongo_database][settings.mongo_collection]
+    collection.drop()
+    loader.upsert(collection, synthetic.generate(ROWS, seed=26), progress=False)
+    resetdb()
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix,
+                             ManifestVerifier.from_env())
+    yield {"registry": registry, "settings": settings, "collection": collection}
+    client.close()
+    for name, value in saved.items():
+        os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+
+
+@pytest.fixture
+def tracked_to(mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.url)
+
+
+def _states(run) -> dict:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _runs(client, experiment: str) -> list:
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment}"
+    return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def _artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    paths = set()
+    for item in client.list_artifacts(run_id, path):
+        paths |= _artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return paths
+
+
+def test_training_and_scoring_runs_are_tracked_and_the_model_loads(stack, tracked_to, tmp_path):
+    registry = stack["registry"]
+    bag = parse_dags()
+    training = bag.dags["cross_sell_training"]
+    first = training.test(run_conf=CONF)
+    assert str(first.state) == "success", _states(first)
+    second = training.test(run_conf=CONF)  # the same data: keeps the champion
+    assert str(second.state) == "success", _states(second)
+    scoring = bag.dags["cross_sell_scoring"].test()
+    assert str(scoring.state) == "success", _states(scoring)
+
+    runs = _runs(tracked_to, tracking.TRAINING)
+    assert [r.data.tags["airflow.run_id"] for r in runs] == [first.run_id, second.run_id]
+    champion = registry.champion()
+    pushed, kept = runs
+    # params: every DAG param, the data and the code that made it
+    params = pushed.data.params
+    assert {"min_roc_auc", "promotion_margin", "seed", "drift_action", "require_approval", "rows",
+            "snapshot_sha256", "data_fingerprint", "version.code", "version.scikit-learn"} <= set(params)
+    assert params["min_roc_auc"] == "0.7" and params["rows"] == str(ROWS)
+    manifest = registry.manifest(champion.version)
+    assert params["snapshot_sha256"] == manifest["lineage"]["snapshot"]["sha256"]
+    # metrics: both models and fairness, as the decision has them
+    metrics = pushed.data.metrics
+    assert metrics["candidate_roc_auc"] == pytest.approx(manifest["metrics"]["roc_auc"])
+    assert "champion_roc_auc" not in metrics  # the first run had no champion
+    assert kept.data.metrics["champion_roc_auc"] == pytest.approx(manifest["metrics"]["roc_auc"])
+    assert any(k.startswith("candidate_Gender_") for k in metrics)
+    # tags: the decision, the registry version, where the run is in Airflow
+    tags = pushed.data.tags
+    assert tags["decision"] == "bless" and tags["registry_version"] == champion.version == tags["candidate_version"]
+    assert tags["registry_role"] == "champion" and tags["airflow.dag_id"] == "cross_sell_training"
+    assert kept.data.tags["decision"] == "keep champion" and "registry_version" not in kept.data.tags
+    # artifacts: the reports, the decision, the signed manifest and model card, the model
+    files = _artifact_paths(tracked_to, pushed.info.run_id)
+    assert {"evaluation/report.html", "evaluation/decision.json", "validation/report.html",
+            "registry/manifest.json", "registry/model_card.md"} <= files, files
+    downloaded = tracked_to.download_artifacts(pushed.info.run_id, "registry/manifest.json", str(tmp_path))
+    logged = json.loads(open(downloaded).read())
+    assert logged["version"] == champion.version and logged["metrics"] == manifest["metrics"]
+
+    # The logged ONNX model, loaded back through MLflow, gives the probabilities the service gives.
+    import mlflow.onnx
+
+    loaded = mlflow.onnx.load_model(f"runs:/{pushed.info.run_id}/model")
+    served, _ = registry.served_model(champion.version)
+    rows = model_input.from_frame(synthetic.generate(500, seed=3))
+    from_mlflow = OnnxModel(loaded.SerializeToString(), served.threshold).probability(rows)
+    np.testing.assert_allclose(from_mlflow, served.probability(rows), rtol=0, atol=1e-6)
+    model_info = mlflow.models.get_model_info(f"runs:/{pushed.info.run_id}/model")
+    assert model_info.signature is not None and model_info.saved_input_example_info is not None
+
+    # Scoring: counts and the lift table, also as a history over the deciles.
+    (scored,) = _runs(tracked_to, tracking.SCORING)
+    assert scored.data.metrics["rows"] == ROWS and scored.data.tags["model_version"] == champion.version
+    lift = tracked_to.get_metric_history(scored.info.run_id, "lift")
+    assert sorted(m.step for m in lift) == list(range(1, 11)) and lift[0].value > 1
+
+    # What a data scientist sees: the two training runs side by side in MLflow's UI.
+    if browser.chromium() is not None:
+        experiment = tracked_to.get_experiment_by_name(tracking.TRAINING).experiment_id
+        ids = json.dumps([pushed.info.run_id, kept.info.run_id])
+        with browser.Browser() as page:
+            page.open(f"{tracked_to.tracking_uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
+            shown = page.wait_for_text("candidate_roc_auc", scaled(90))
+            print(f"MLflow run comparison screenshot: {page.screenshot(tmp_path / 'mlflow-compare.png')}")
+        assert first.run_id in shown and second.run_id in shown, shown[:2000]
+
+
+def test_each_monitored_day_is_a_point_of_the_champions_metric_history(stack, tracked_to):
+    registry, settings = stack["registry"], stack["settings"]
+    champion = registry.champion()
+    assert champion is not None  # the training run above
+    today = datetime.now(timezone.utc).date().isoformat()
+    truth = synthetic.generate(ROWS, seed=26)
+    outcomes = stack["collection"].database[settings.outcomes_collection]
+    outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": int(r.Response),
+                           "observed_at": f"{today}T12:00:00+00:00"} for r in truth.itertuples()])
+    run = parse_dags().dags["cross_sell_monitoring"].test(run_conf={"day": today})
+    assert str(run.state) == "success", _states(run)
+    (monitored,) = _runs(tracked_to, tracking.MONITORING)
+    assert monitored.data.tags["champion_version"] == champion.version
+    history = tracked_to.get_metric_history(monitored.info.run_id, "realized_roc_auc")
+    day = datetime.fromisoformat(today).date()
+    assert [(m.step, m.timestamp) for m in history] == [
+        (day.toordinal(), int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000))]
+    assert 0.5 < history[0].value <= 1.0
+    assert {"realized_precision", "observed_rate", "mean_probability"} <= set(monitored.data.metrics)
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never answers: a tracking server that has hung."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_hung_tracking_server_costs_at_most_the_timeout_and_alerts_once(stack, silent_server, monkeypatch,
+                                                                         alert_sink):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", silent_server)
+    monkeypatch.setattr(tracking, "TIMEOUT_SECONDS", 2.0)
+    started = time.monotonic()
+    result = tracking.log_scoring(summary={"model_version": "v", "rows": 1, "quarantined": 0, "excluded": {},
+                                           "deciles": []}, params={}, airflow={"run_id": "r"})
+    took = time.monotonic() - started
+    assert result.run_id is None and "unreachable within 2 s" in result.problem
+    assert took < 2.0 + scaled(3), took  # the health check's timeout, not MLflow's retries over minutes
+    # Through a DAG: the run succeeds; one alert says tracking failed.
+    run = parse_dags().dags["cross_sell_scoring"].test()
+    assert str(run.state) == "success", _states(run)
+    tracking_alerts = [a for a in alert_sink if a["kind"] == "tracking"]
+    assert len(tracking_alerts) == 1 and silent_server in tracking_alerts[0]["reason"], alert_sink
+
+
+def test_unset_tracks_nothing(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.log_monitoring(daily={"day": "2026-12-01", "champion": "v"}, airflow={}) == tracking.Tracked()
