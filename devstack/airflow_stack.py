@@ -38,7 +38,7 @@ REPLACED = {
     "AIRFLOW_CONN_CROSS_SELL_SIGNING", "CROSS_SELL_SIGNING_PUBLIC_KEY",
     "AIRFLOW__METRICS__STATSD_HOST", "AIRFLOW__METRICS__STATSD_PORT",
     "AIRFLOW_CONN_MONGO_SCORING", "AIRFLOW_CONN_MONGO_MONITORING", "AIRFLOW_CONN_MONGO_ERASURE",
-    "AIRFLOW_CONN_AWS_HOUSEKEEPING", "CROSS_SELL_ERASURE_KEY_FILE",
+    "AIRFLOW_CONN_AWS_HOUSEKEEPING", "CROSS_SELL_ERASURE_KEY_FILE", "MLFLOW_TRACKING_URI",
 }
 SERVICES = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
             "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer"}
@@ -195,8 +195,9 @@ def local_settings(home: Path, api_port: int) -> dict[str, str]:
 
 def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: dict, signing_key: Path,
           public_key: Path, statsd_port: int, workers: int = 2, api_port: int, admin_password: str,
-          overrides: dict | None = None, ready_timeout: float = 300.0) -> Topology:
-    """Migrate a fresh metadata DB, create the admin user, start every process, wait until healthy."""
+          overrides: dict | None = None, ready_timeout: float = 300.0, mlflow_url: str = "") -> Topology:
+    """Migrate a fresh metadata DB, create the admin user, start every process, wait until healthy.
+    `mlflow_url`: the tracking server (`local_services.start_mlflow`); empty: runs are not tracked."""
     import json
 
     home.mkdir(parents=True, exist_ok=True)
@@ -223,6 +224,7 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
         "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),  # local_services.start_statsd_exporter
+        "MLFLOW_TRACKING_URI": mlflow_url,
     }
     common = compose_environment("airflow-worker")
     unknown = set(replacements) - set(common)

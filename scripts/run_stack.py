@@ -22,6 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 from cross_sell import loader, signing, synthetic  # noqa: E402
 from devstack import airflow_stack, local_services  # noqa: E402
 
+MLFLOW_DATABASE = "cross_sell_stack_mlflow"
 DAG_ID = "cross_sell_training"
 
 
@@ -44,8 +45,12 @@ def main() -> int:
         signing.generate_key_pair(keys)
     mongo, s3 = local_services.start_mongo(log_dir=str(ROOT / ".local")), local_services.start_s3(bucket="cross-sell")
     statsd = local_services.start_statsd_exporter()  # compose runs prom/statsd-exporter
-    topology = None
+    topology = mlflow = None
     try:
+        # compose runs the mlflow image on the same PostgreSQL; here `mlflow server` from its own venv
+        airflow_stack.create_database(MLFLOW_DATABASE)
+        mlflow = local_services.start_mlflow(airflow_stack.postgres_url(MLFLOW_DATABASE), local / "mlflow-artifacts",
+                                             log_path=ROOT / ".local" / "mlflow.log")
         print(f"loading {args.synthetic:,} synthetic customers into {mongo.url} ...", flush=True)
         client = MongoClient(mongo.url)
         loader.upsert(client["insurance"]["customers"], synthetic.generate(args.synthetic, seed=1))
@@ -58,7 +63,7 @@ def main() -> int:
             local / "airflow", database="cross_sell_stack", redis_db=7, mongo_url=mongo.url, s3_env=s3.env,
             signing_key=keys / "signing.key", public_key=keys / "signing.pub", workers=args.workers,
             statsd_port=int(statsd.env["STATSD_PORT"]), api_port=args.port, admin_password=password,
-            overrides={"CROSS_SELL_SCHEDULE": "none"})
+            overrides={"CROSS_SELL_SCHEDULE": "none"}, mlflow_url=mlflow.url)
         topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), 300, "the DAG to be parsed", 2.0)
         topology.api.unpause(DAG_ID)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -66,7 +71,8 @@ def main() -> int:
               f"password {password}\n"
               f"{DAG_ID} is unpaused and runs when you trigger it (Trigger, with params if you like).\n"
               f"Process logs: {local / 'airflow' / 'logs'}; S3 at {s3.url}; Airflow's metrics (Prometheus "
-              f"format) at {statsd.url}/metrics.\nCtrl-C stops everything.", flush=True)
+              f"format) at {statsd.url}/metrics; MLflow (every run tracked) at {mlflow.url}.\nCtrl-C stops everything.",
+              flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         print("stopping ...", flush=True)
     finally:
@@ -77,6 +83,9 @@ def main() -> int:
         s3.stop()
         mongo.stop()
         statsd.stop()
+        if mlflow is not None:
+            mlflow.stop()
+        airflow_stack.drop_database(MLFLOW_DATABASE)
     return 0
 
 

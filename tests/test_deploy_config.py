@@ -15,7 +15,9 @@ COMPOSE = ROOT / "docker-compose.yaml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CODE_DIRS = ("include", "serving", "dags", "plugins")
 # Variables the code reads that are not deployment settings.
-NOT_SETTINGS = {"PYTHONPATH", "REQUEST_METHOD"}
+NOT_SETTINGS = {"PYTHONPATH", "REQUEST_METHOD",
+                # set by cross_sell.tracking for MLflow's client (its timeout and no retries), not read
+                "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"}
 
 
 def _compose() -> dict:
@@ -166,3 +168,27 @@ def test_encryption_at_rest_is_on_by_default_in_compose():
     assert "mc encrypt set sse-s3" in services["minio-init"]["command"][0]
     assert "mc ilm import" in services["minio-init"]["command"][0]  # the retention lifecycle rules
     assert _compose()["x-airflow-common"]["environment"]["CROSS_SELL_S3_SSE"] == "AES256"
+
+
+def test_the_mlflow_server_has_its_own_database_bucket_and_user_and_listens_on_loopback():
+    """Issue #26: compose's tracking server is the official image (the version the tests run), on the same
+    PostgreSQL in a database and with a user of its own, its artifacts in MinIO through a user that reaches
+    only its bucket, its UI on loopback; Airflow reaches it on the network; the service knows nothing of it."""
+    compose = _compose()
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    dockerfile = (ROOT / mlflow["build"]["dockerfile"]).read_text()
+    server_version = re.search(r"^mlflow==(\S+)", (ROOT / "requirements-mlflow-server.txt").read_text(), re.M)[1]
+    assert f"FROM ghcr.io/mlflow/mlflow:v{server_version}" in dockerfile
+    command = " ".join(mlflow["command"])
+    assert "--backend-store-uri=postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD}@postgres:5432/mlflow" in command
+    assert "--serve-artifacts" in command and "--artifacts-destination=s3://${MLFLOW_S3_BUCKET" in command
+    assert mlflow["environment"]["AWS_ACCESS_KEY_ID"] == "${MINIO_MLFLOW_ACCESS_KEY:-cross-sell-mlflow}"
+    assert not any("ROOT" in str(v) or "POSTGRES_PASSWORD" in str(v) for v in mlflow["environment"].values())
+    assert mlflow["ports"] == ["127.0.0.1:5050:5000"]
+    init = (ROOT / "docker" / "postgres" / "init-mlflow.sh").read_text()
+    assert "CREATE USER mlflow" in init and "CREATE DATABASE mlflow OWNER mlflow" in init
+    assert "./docker/postgres:/docker-entrypoint-initdb.d:ro" in services["postgres"]["volumes"]
+    assert "cross-sell-mlflow /tmp/mlflow.json" in services["minio-init"]["command"][0]
+    assert compose["x-airflow-common"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert not any("MLFLOW" in k for k in services["serving"].get("environment") or {})

@@ -23,11 +23,12 @@ from support import ROOT, SIGNING_PUBLIC_KEY
 pytestmark = pytest.mark.servers  # processes of their own (see conftest.SERVER_FIXTURES)
 
 BUCKET, PREFIX = "policy-registry", "vehicle-insurance"
+MLFLOW_BUCKET = "policy-mlflow"
 
 
 def policy(role: str) -> str:
     text = (ROOT / "docker" / "minio" / f"{role}-policy.json").read_text()
-    return text.replace("@BUCKET@", BUCKET).replace("@PREFIX@", PREFIX)
+    return text.replace("@BUCKET@", BUCKET).replace("@PREFIX@", PREFIX).replace("@MLFLOW_BUCKET@", MLFLOW_BUCKET)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def clients():
         iam = boto3.client("iam", endpoint_url=server.url, aws_access_key_id="setup", aws_secret_access_key="setup",
                            region_name="us-east-1")
         made = {}
-        for role in ("training", "serving", "housekeeping"):
+        local_services.create_bucket(server, MLFLOW_BUCKET)
+        for role in ("training", "serving", "housekeeping", "mlflow"):
             iam.create_user(UserName=role)
             iam.put_user_policy(UserName=role, PolicyName=f"cross-sell-{role}", PolicyDocument=policy(role))
             key = iam.create_access_key(UserName=role)["AccessKey"]
@@ -126,3 +128,13 @@ def test_only_the_housekeeping_user_deletes_and_only_customer_data(clients, sign
                 f"{PREFIX}/audit/champion/000000000001.json"):
         assert _denied(lambda key=key: s3.delete_object(Bucket=BUCKET, Key=key)), key
         assert _denied(lambda key=key: s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")), key
+
+
+def test_the_mlflow_server_reaches_its_artifacts_and_nothing_of_the_registry(clients):
+    """Issue #26: the tracking server's MinIO user writes and reads its own bucket only."""
+    s3 = clients["mlflow"]
+    s3.put_object(Bucket=MLFLOW_BUCKET, Key="artifacts/1/run/model.onnx", Body=b"x")
+    assert s3.get_object(Bucket=MLFLOW_BUCKET, Key="artifacts/1/run/model.onnx")["Body"].read() == b"x"
+    assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
+    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json", Body=b"{}"))
+    assert _denied(lambda: s3.list_objects_v2(Bucket=BUCKET))
