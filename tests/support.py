@@ -4,6 +4,7 @@ signing key pair, and helpers. Test modules import from here, never from conftes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -75,3 +76,32 @@ def expectation_count() -> int:
 
     gx.get_context(mode="ephemeral")  # a suite is built inside a context, as run_suite does
     return len(build_suite(min_rows=1).expectations)
+
+
+@contextlib.contextmanager
+def dag_run_stack(mongo_server, s3_server, rows: int, seed: int):
+    """What full `dag.test()` runs need, on the session's local servers: the bucket and customers the
+    settings name (loaded: `rows` synthetic ones from `seed`), Airflow connections to them, a fresh
+    metadata DB, and the registry. Yields {"collection", "registry", "settings"}."""
+    from airflow.utils.db import resetdb
+    from pymongo import MongoClient
+
+    from cross_sell import loader, synthetic
+    from cross_sell.registry import ModelRegistry
+    from cross_sell.settings import Settings
+    from cross_sell.signing import ManifestVerifier
+
+    settings = Settings.from_env()
+    local_services.create_bucket(s3_server, settings.s3_bucket)
+    os.environ.update(local_services.airflow_connections(mongo_server, s3_server, settings.mongo_database))
+    client = MongoClient(mongo_server.url)
+    collection = client[settings.mongo_database][settings.mongo_collection]
+    collection.drop()
+    loader.upsert(collection, synthetic.generate(rows, seed=seed), progress=False)
+    resetdb()
+    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix,
+                             ManifestVerifier.from_env())
+    try:
+        yield {"collection": collection, "registry": registry, "settings": settings}
+    finally:
+        client.close()

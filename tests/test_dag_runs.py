@@ -5,17 +5,12 @@ they run in file order on one database, bucket and Airflow metadata DB.
 """
 
 import json
-import os
 
 import pytest
 
 import cross_sell
 from cross_sell import loader, model_input, synthetic
-from cross_sell.registry import ModelRegistry
-from cross_sell.settings import Settings
-from cross_sell.signing import ManifestVerifier
-from devstack import local_services
-from support import SIGNING_KEY, parse_dags
+from support import SIGNING_KEY, dag_run_stack, parse_dags
 
 pytestmark = pytest.mark.dagrun
 ROWS = 8_000
@@ -23,23 +18,8 @@ ROWS = 8_000
 
 @pytest.fixture(scope="module")
 def stack(mongo_server, s3_server):
-    from pymongo import MongoClient
-
-    settings = Settings.from_env()
-    local_services.create_bucket(s3_server, settings.s3_bucket)
-    os.environ.update(local_services.airflow_connections(mongo_server, s3_server, settings.mongo_database))
-    client = MongoClient(mongo_server.url)
-    collection = client[settings.mongo_database][settings.mongo_collection]
-    collection.drop()
-    loader.upsert(collection, synthetic.generate(ROWS, seed=101))
-
-    from airflow.utils.db import resetdb
-
-    resetdb()
-    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix,
-                             ManifestVerifier.from_env())
-    yield {"collection": collection, "registry": registry, "settings": settings}
-    client.close()
+    with dag_run_stack(mongo_server, s3_server, ROWS, seed=101) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,10 @@ import numpy as np
 import pytest
 
 import browser
-from cross_sell import loader, model_input, synthetic, tracking
+from cross_sell import model_input, synthetic, tracking
 from cross_sell.onnx_model import OnnxModel
-from cross_sell.registry import ModelRegistry
-from cross_sell.settings import Settings
-from cross_sell.signing import ManifestVerifier
 from devstack import airflow_stack, local_services
-from support import parse_dags, scaled, skip_unless_available
+from support import dag_run_stack, parse_dags, scaled, skip_unless_available
 
 pytestmark = pytest.mark.dagrun
 ROWS = 6_000
@@ -49,23 +46,10 @@ def mlflow_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(mongo_server, s3_server):
     """A bucket, a database and an Airflow metadata DB of this module's own, customers loaded."""
-    from airflow.utils.db import resetdb
-    from pymongo import MongoClient
-
     saved = {name: os.environ.get(name) for name in ISOLATED}
     os.environ.update(ISOLATED)
-    settings = Settings.from_env()
-    local_services.create_bucket(s3_server, settings.s3_bucket)
-    os.environ.update(local_services.airflow_connections(mongo_server, s3_server, settings.mongo_database))
-    client = MongoClient(mongo_server.url)
-    collection = client[settings.mongo_database][settings.mongo_collection]
-    collection.drop()
-    loader.upsert(collection, synthetic.generate(ROWS, seed=26), progress=False)
-    resetdb()
-    registry = ModelRegistry(local_services.s3_client_for(s3_server), settings.s3_bucket, settings.s3_prefix,
-                             ManifestVerifier.from_env())
-    yield {"registry": registry, "settings": settings, "collection": collection}
-    client.close()
+    with dag_run_stack(mongo_server, s3_server, ROWS, seed=26) as stack:
+        yield stack
     for name, value in saved.items():
         os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
