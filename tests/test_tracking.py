@@ -4,7 +4,6 @@ PostgreSQL (its own database, made and dropped here) with the artifacts it serve
 virtualenv (`make mlflow-server`); under CI=true that is a failure."""
 
 import json
-import os
 import secrets
 import socket
 import time
@@ -46,12 +45,11 @@ def mlflow_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(mongo_server, s3_server):
     """A bucket, a database and an Airflow metadata DB of this module's own, customers loaded."""
-    saved = {name: os.environ.get(name) for name in ISOLATED}
-    os.environ.update(ISOLATED)
-    with dag_run_stack(mongo_server, s3_server, ROWS, seed=26) as stack:
-        yield stack
-    for name, value in saved.items():
-        os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ISOLATED.items():
+            patch.setenv(name, value)
+        with dag_run_stack(mongo_server, s3_server, ROWS, seed=26) as stack:
+            yield stack
 
 
 @pytest.fixture

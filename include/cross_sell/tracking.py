@@ -29,6 +29,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import clock
+
 log = logging.getLogger(__name__)
 
 TRAINING, SCORING, MONITORING = "cross-sell-training", "cross-sell-scoring", "cross-sell-monitoring"
@@ -112,7 +114,7 @@ def _log(client, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[s
     """One batch request: MLflow refuses None metrics, and params and tags are text."""
     from mlflow.entities import Metric, Param, RunTag
 
-    stamp = timestamp_ms if timestamp_ms is not None else int(datetime.now(timezone.utc).timestamp() * 1000)
+    stamp = timestamp_ms if timestamp_ms is not None else int(clock.now().timestamp() * 1000)
     client.log_batch(run_id,
                      metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None],
                      params=[Param(k, _param(v)[:6000]) for k, v in params.items()],
