@@ -89,7 +89,7 @@ def cross_sell_scoring():
     def campaign(scored: Scored) -> Campaign:
         from cross_sell import scoring
 
-        with stage_run(ScoringParams) as run:
+        with stage_run(ScoringParams, scored) as run:
             return run.done(scoring.campaign(run.scores_artifacts, scored, top_share=run.params["campaign_top_share"],
                                              top_n=run.params["campaign_top_n"]))
 
@@ -97,10 +97,11 @@ def cross_sell_scoring():
     def publish(scored: Scored) -> Published:
         from cross_sell import scoring
 
-        with stage_run(ScoringParams) as run:
+        with stage_run(ScoringParams, scored) as run:
             scores = run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id, written=True)
             published = run.done(scoring.publish(run.scores_artifacts, scored, scores))
-        record_scores(scored)  # monitoring reads these scores back, checked against their recorded sha256
+        # Monitoring reads these scores back: the record as `score` sealed it, its files' sha256 inside.
+        record_scores(run.sealed_inputs[0])
         return published
 
     scored = score()

@@ -46,6 +46,7 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import (
+    ApprovalRequest,
     Decision,
     DriftChecked,
     Extracted,
@@ -65,6 +66,7 @@ from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
+POLICY = SETTINGS.policy
 
 
 # The tasks. Each imports its stage inside the body (never at parse time) and calls it with keywords:
@@ -81,7 +83,7 @@ def extract() -> Extracted:
 def validate(extracted: Extracted) -> Validated:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, extracted) as run:
         return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
                                         min_rows=run.params["min_rows"]))
 
@@ -90,7 +92,7 @@ def validate(extracted: Extracted) -> Validated:
 def check_drift(extracted: Extracted) -> DriftChecked:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, extracted) as run:
         checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
                                               thresholds=run.params["drift_thresholds"],
                                               action=run.params["drift_action"]))
@@ -104,7 +106,7 @@ def check_drift(extracted: Extracted) -> DriftChecked:
 def transform(extracted: Extracted) -> Transformed:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, extracted) as run:
         return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
                                          seed=run.params["seed"]))
 
@@ -113,7 +115,7 @@ def transform(extracted: Extracted) -> Transformed:
 def train(transformed: Transformed) -> Trained:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, transformed) as run:
         return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
                                      run_started=run.run_started,
                                      exclude_features=run.params["exclude_features"]))
@@ -124,10 +126,8 @@ def evaluate(trained: Trained, transformed: Transformed, validated: Validated, e
              drift: DriftChecked) -> Decision:
     from cross_sell import evaluation, stages
 
-    with stage_run(TrainingParams) as run:
-        gate = evaluation.Gate(min_roc_auc=run.params["min_roc_auc"], margin=run.params["promotion_margin"],
-                               max_equalized_odds_difference=run.params["max_equalized_odds_difference"],
-                               replace_unreadable=run.params["replace_unreadable_champion"])
+    with stage_run(TrainingParams, trained, transformed, validated, extracted, drift) as run:
+        gate = evaluation.Gate.for_run(run.settings.policy, run.params)  # the policy, tightened by the params
         decision = run.done(stages.evaluate(run.artifacts, run.registry, trained,
                                             test=transformed["splits"]["test"], gate=gate,
                                             validation=validated["summary"]))
@@ -147,29 +147,32 @@ def should_push(decision: Decision) -> bool:
 
 @task.branch(execution_timeout=timedelta(minutes=1))
 def route_push(**context) -> str:
-    return "describe_for_approval" if context["params"]["require_approval"] else "push"
+    required = context["params"]["require_approval"] or SETTINGS.policy.require_approval
+    return "describe_for_approval" if required else "push"
 
 
 @task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
 def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
-                          drift: DriftChecked) -> str:
+                          drift: DriftChecked) -> ApprovalRequest:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, decision, trained, extracted, drift) as run:
         return run.done(stages.describe_for_approval(
             run.artifacts, decision, trained, extracted, drift=drift,
             link_seconds=int(SETTINGS.approval_timeout_hours * 3600)))
 
 # After the branch: runs with or without the approval task (skipped when none is required); a
-# rejection skips it. It checks the answer itself: no approval record, no push.
+# rejection skips it. It checks the answer itself: no signed approval of this very candidate, no push.
 @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
       trigger_rule="none_failed_min_one_success", **IO_RETRIES)
 def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
-    from cross_sell import stages
-    from cross_sell.approval import approval_record
+    from cross_sell import approval, stages
+    from cross_sell.signing import ManifestVerifier
 
-    with stage_run(TrainingParams) as run:
-        approved = approval_record(run.params["require_approval"], context["ti"].xcom_pull(task_ids="approve"))
+    with stage_run(TrainingParams, decision, trained, extracted) as run:
+        approved = approval.approval_record(run.params["require_approval"] or run.settings.policy.require_approval,
+                                            context["ti"].xcom_pull(task_ids="approve"),
+                                            approval.push_subject(run.run_id, trained), ManifestVerifier.from_env())
         pushed = run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
                                       approved=approved))
         if pushed["pushed"] and tracking.configured():
@@ -189,7 +192,7 @@ def should_shadow(decision: Decision) -> bool:
 def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
     from cross_sell import stages
 
-    with stage_run(TrainingParams) as run:
+    with stage_run(TrainingParams, decision, trained, extracted) as run:
         shadowed = run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
                                           signer=run.signer))
         if tracking.configured():
@@ -206,11 +209,13 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
     doc_md=__doc__,
     tags=["cross-sell", "training"],
     **dag_defaults(timeout=timedelta(minutes=30)),
-    params={
-        "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
-                             description="ROC-AUC a first model must reach to become champion."),
-        "promotion_margin": Param(0.002, type="number", minimum=0.0, maximum=0.2,
-                                  description="ROC-AUC gain a challenger needs over the champion."),
+    params={  # the gates' defaults are the deployment policy's (POLICY): a run may tighten them, never loosen
+        "min_roc_auc": Param(POLICY.min_roc_auc, type="number", minimum=0.5, maximum=1.0,
+                             description="ROC-AUC a first model must reach to become champion (policy: at least "
+                                         f"{POLICY.min_roc_auc}, CROSS_SELL_MIN_ROC_AUC)."),
+        "promotion_margin": Param(POLICY.promotion_margin, type="number", minimum=0.0, maximum=0.2,
+                                  description="ROC-AUC gain a challenger needs over the champion (policy: at least "
+                                              f"{POLICY.promotion_margin}, CROSS_SELL_PROMOTION_MARGIN)."),
         "min_rows": Param(1000, type="integer", minimum=100, description="Fewest rows a snapshot may have."),
         "seed": Param(42, type="integer", minimum=0, description="Seed of the split and the estimator."),
         "drift_action": Param("warn", type="string", enum=["warn", "fail"],
@@ -221,16 +226,20 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
         "replace_unreadable_champion": Param(
             False, type="boolean",
             description="Let the candidate replace a champion that cannot be verified or scored, on the floor "
-                        "alone (recorded in the decision and the audit record). Off: evaluate fails closed."),
-        "exclude_features": Param(list(SETTINGS.exclude_features), type="array", items={"type": "string"},
+                        "alone (recorded in the decision and the audit record); only where the policy allows it "
+                        "(CROSS_SELL_ALLOW_REPLACE_UNREADABLE_CHAMPION). Off: evaluate fails closed."),
+        "exclude_features": Param(list(POLICY.exclude_features), type="array", items={"type": "string"},
                                   description='Features the model must not use, e.g. ["Gender"] (its input stays '
-                                              "the same; recorded in the manifest)."),
+                                              "the same; recorded in the manifest); the policy's "
+                                              "(CROSS_SELL_EXCLUDE_FEATURES) always among them."),
         "max_equalized_odds_difference": Param(
-            SETTINGS.max_equalized_odds_difference, type="number", minimum=0.0, maximum=1.0,
+            POLICY.max_equalized_odds_difference, type="number", minimum=0.0, maximum=1.0,
             description="Largest equalized-odds difference a blessed candidate may show on a gated protected "
-                        "attribute (Gender)."),
-        "require_approval": Param(SETTINGS.require_approval, type="boolean",
-                                  description="A person approves the push (human-in-the-loop task 'approve')."),
+                        f"attribute (Gender); policy: at most {POLICY.max_equalized_odds_difference}, "
+                        "CROSS_SELL_MAX_EQUALIZED_ODDS_DIFFERENCE."),
+        "require_approval": Param(POLICY.require_approval, type="boolean",
+                                  description="A person approves the push (human-in-the-loop task 'approve'); "
+                                              "on whenever the policy says so (CROSS_SELL_REQUIRE_APPROVAL)."),
     },
 )
 def cross_sell_training():
@@ -245,7 +254,7 @@ def cross_sell_training():
     route = route_push()
     should_push(decision) >> route >> pushed
     described = describe_for_approval(decision, trained, extracted, drift)
-    route >> described >> push_approval(described, SETTINGS) >> pushed
+    route >> described >> push_approval(SETTINGS) >> pushed
     should_shadow(decision) >> shadow(decision, trained, extracted)
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import yaml
 
+from cross_sell import custody
+
+from . import local_services
 from .airflow_api import AirflowApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +42,7 @@ REPLACED = {
     "AIRFLOW__METRICS__STATSD_HOST", "AIRFLOW__METRICS__STATSD_PORT",
     "AIRFLOW_CONN_MONGO_SCORING", "AIRFLOW_CONN_MONGO_MONITORING", "AIRFLOW_CONN_MONGO_ERASURE",
     "AIRFLOW_CONN_AWS_HOUSEKEEPING", "CROSS_SELL_ERASURE_KEY_FILE", "MLFLOW_TRACKING_URI",
+    "CROSS_SELL_CUSTODY_KEY_FILE",
 }
 SERVICES = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
             "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer"}
@@ -222,6 +226,7 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
         "AIRFLOW_CONN_CROSS_SELL_SIGNING": json.dumps({"conn_type": "generic",
                                                        "extra": {"key_file": str(signing_key)}}),
         "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
+        "CROSS_SELL_CUSTODY_KEY_FILE": local_services.signing_env(signing_key, public_key)[custody.KEY_ENV],
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),  # local_services.start_statsd_exporter
         "MLFLOW_TRACKING_URI": mlflow_url,

@@ -366,12 +366,19 @@ def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:
 
 def signing_env(private_key: str | os.PathLike, public_key: str | os.PathLike,
                 conn_id: str = "cross_sell_signing") -> dict:
-    """The training side's signing connection (a key file) and the readers' public key, as variables."""
+    """The training side's signing connection (a key file), the readers' public key, and the workers' custody
+    key (`custody.key` beside the private key, made if missing), as variables."""
     import json
 
+    from cross_sell import custody
+
+    custody_key = Path(private_key).with_name("custody.key")
+    if not custody_key.exists():
+        custody.make_key(custody_key)
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "generic",
                                                           "extra": {"key_file": str(private_key)}}),
-            "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key)}
+            "CROSS_SELL_SIGNING_PUBLIC_KEY": str(public_key),
+            custody.KEY_ENV: str(Path(custody_key).resolve())}
 
 
 if __name__ == "__main__":  # python -m devstack.local_services s3 PORT

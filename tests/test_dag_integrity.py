@@ -147,8 +147,11 @@ def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
     class Run:
         run_after = None
 
+    class TaskInstance:
+        task_id = "extract"
+
     monkeypatch.setattr(airflow.sdk, "get_current_context",
-                        lambda: {"run_id": "r", "dag_run": Run(), "params": {"seed": 1}})
+                        lambda: {"run_id": "r", "dag_run": Run(), "params": {"seed": 1}, "ti": TaskInstance()})
     with stage_run(TrainingParams) as run:
         assert run.done((run.run_id, run.params["seed"])) == ("r", 1)
     for failure in (DataValidationError("3 expectations failed"), NotRetryable("bad param")):
@@ -243,12 +246,20 @@ def test_the_data_governance_dags(dag_bag):
         assert dag.get_task(dag.task_ids[0]).on_failure_callback and "data-governance" in dag.tags
 
 
-def test_approvers_become_the_approval_tasks_assigned_users():
-    """Issue #23: optional named approvers (CROSS_SELL_APPROVERS); none: any user may answer."""
+def test_approvers_become_the_approval_tasks_assigned_users_but_never_the_trigger():
+    """Issue #23 and #30: the policy's approvers (CROSS_SELL_APPROVERS) are asked, never the user who triggered
+    the run (maker-checker) unless the policy allows it; the timeout answers Reject."""
+    from cross_sell.policy import Policy, PolicyError
     from cross_sell.settings import Settings
-    from cross_sell_airflow.approval import push_approval
+    from cross_sell_airflow.approval import push_approval, rollback_approval
 
-    assert push_approval("body", Settings()).assigned_users is None
-    assigned = push_approval("body", Settings(approvers=("7", "alice"), approval_timeout_hours=1.5))
-    assert assigned.assigned_users == [{"id": "7", "name": "7"}, {"id": "alice", "name": "alice"}]
-    assert assigned.response_timeout.total_seconds() == 5400 and assigned.defaults == ["Reject"]
+    assert Policy().assignees("alice") == []  # none named: any user may answer (the signing step refuses alice)
+    policy = Policy(approvers=("7", "alice"))
+    assert policy.assignees("alice") == ["7"] and policy.assignees(None) == ["7", "alice"]
+    assert Policy(approvers=("alice",), allow_self_approval=True).assignees("alice") == ["alice"]
+    with pytest.raises(PolicyError, match="no approver left"):
+        Policy(approvers=("alice",)).assignees("alice")
+    task = push_approval(Settings(approval_timeout_hours=1.5))
+    assert task.task_id == "approve" and task.defaults == ["Reject"]
+    assert task.response_timeout.total_seconds() == 5400
+    assert rollback_approval(Settings()).task_id == "approve_forced_rollback"

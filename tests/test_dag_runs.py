@@ -23,9 +23,16 @@ def stack(mongo_server, s3_server):
 
 
 @pytest.fixture(scope="module")
-def dag(stack):
-    bag = parse_dags()
-    return bag.dags["cross_sell_training"]
+def parsed_dag(stack):
+    return parse_dags().dags["cross_sell_training"]
+
+
+@pytest.fixture
+def dag(parsed_dag):
+    """A copy per test: `dag.test(run_conf=...)` keeps the conf in the DAG's params, for the next run too."""
+    import copy
+
+    return copy.deepcopy(parsed_dag)
 
 
 def _states(dag_run) -> dict:
@@ -97,16 +104,20 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     assert (after.version, after.etag) == (before.version, before.etag)
 
 
-def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_served(stack, signer):
+def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_served(stack, signer, monkeypatch):
     """Issue #23: rollback through Airflow. Only a version that served before (not a never-promoted one, not
     the current shadow) unless `force`; the audit record names the run and its user; the champion Asset is
-    its outlet, so scoring follows."""
+    its outlet, so scoring follows. Issue #30: only the policy's rollback operators may."""
     import copy
 
     from serving_support import publish, train_model
 
     registry = stack["registry"]
     original = registry.champion()
+    rollback = parse_dags().dags["cross_sell_rollback"]
+    refused = copy.deepcopy(rollback).test(run_conf={"version": original.version, "reason": "not an operator"})
+    assert str(refused.state) == "failed" and _states(refused)["check_operator"] == "failed"
+    monkeypatch.setenv("CROSS_SELL_ROLLBACK_OPERATORS", "ops,dag_test")  # dag.test's triggering user
     rollback = parse_dags().dags["cross_sell_rollback"]
     assert [o.name for o in rollback.get_task("rollback").outlets] == ["cross_sell_champion"]
     for version, seed in (("hotfix-1", 2), ("never-served", 3)):
@@ -153,6 +164,7 @@ def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack,
         return real_train(artifacts, transformed, *args, **kwargs)
 
     monkeypatch.setattr(stages, "train", poison_then_train)
+    monkeypatch.setenv("CROSS_SELL_PROMOTION_MARGIN", "0")  # this deployment's policy lets a twin win
     run = dag.test(run_conf={"promotion_margin": 0.0})
     states = _states(run)
     assert str(run.state) == "failed" and states["train"] == "failed", states
@@ -218,6 +230,27 @@ def test_a_trigger_with_invalid_params_is_refused(dag, stack):
 
     with pytest.raises(ParamValidationError, match="min_roc_auc"):
         dag.test(run_conf={"min_roc_auc": 5})
+
+
+@pytest.mark.parametrize("conf", [{"require_approval": False}, {"max_equalized_odds_difference": 1.0},
+                                  {"min_roc_auc": 0.5}, {"replace_unreadable_champion": True}],
+                         ids=lambda conf: next(iter(conf)))
+def test_a_conf_that_loosens_the_policy_fails_the_first_task_naming_the_setting(stack, dag, monkeypatch, alert_sink,
+                                                                                conf):
+    """Issue #30 break 1: with CROSS_SELL_REQUIRE_APPROVAL=true, `{"require_approval": false}` pushed without
+    approval; a fairness cap of 1.0 and a lower floor were accepted too. Now the first task fails at once,
+    naming the setting and its value, and nothing else runs."""
+    monkeypatch.setenv("CROSS_SELL_REQUIRE_APPROVAL", "true")
+    before = stack["registry"].champion()
+    run = dag.test(run_conf=conf)
+    states = _states(run)
+    assert str(run.state) == "failed" and states["extract"] == "failed", states
+    assert {states[t] for t in ("train", "evaluate", "push")} == {"upstream_failed"}
+    [sent] = alert_sink
+    assert sent["try_number"] == 1 and "loosen the deployment policy" in sent["reason"]
+    assert f"{next(iter(conf))}=" in sent["reason"] and "CROSS_SELL_" in sent["reason"]
+    after = stack["registry"].champion()  # none before the first push: still none
+    assert getattr(after, "etag", None) == getattr(before, "etag", None)
 
 
 def test_a_misspelt_param_fails_the_first_task_at_once_naming_it(stack, dag):
@@ -382,6 +415,7 @@ def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, d
     reloaded = loader.upsert(collection, synthetic.generate(ROWS, seed=101), progress=False, suppression=erased)
     assert reloaded.suppressed == 3 and collection.count_documents({"_id": {"$in": gone}}) == 0
     collection.insert_one({**collection.find_one({"_id": 24}, {"_id": False}), "_id": 21, "id": 21})  # planted
+    monkeypatch.setenv("CROSS_SELL_PROMOTION_MARGIN", "0")  # this deployment's policy lets a twin win
     training = dag.test(run_conf={"promotion_margin": 0.0, "drift_thresholds": {}})
     assert str(training.state) == "success", _states(training)
     snapshot = _artifact(stack, training.run_id, "raw", "snapshot.json")

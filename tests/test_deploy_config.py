@@ -159,7 +159,8 @@ def test_each_component_gets_only_the_credentials_it_needs():
         assert f"{role}:" in script, role
     # Reading roles never remove: only the erasure and scoring roles have "remove", and only where they must.
     assert script.count('"remove"') == 6 and 'on("customer_scores", [...WRITE, "remove"])' in script
-    assert services["airflow-worker"]["secrets"] == ["model_signing_key", "model_signing_public_key", "erasure_key"]
+    assert services["airflow-worker"]["secrets"] == ["model_signing_key", "model_signing_public_key", "erasure_key",
+                                                     "custody_key"]
 
 
 def test_encryption_at_rest_is_on_by_default_in_compose():

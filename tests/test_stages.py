@@ -391,22 +391,37 @@ def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_
         assert b"Awaiting a reviewer's answer" in response.read()
 
 
-def test_push_takes_only_an_explicit_approval_by_a_named_user():
-    """Issue #23: a required approval fails closed: no answer (the task marked successful by hand), a
-    rejection or the timeout's default answer never lets the push through."""
+def test_push_takes_only_a_signed_approval_of_its_own_candidate(signer, verifier):
+    """Issue #23 and #30: a required approval fails closed. Only a record the approval task signed from
+    Airflow's record of an explicit "Approve" by a person, for this very run and candidate, lets the push
+    through: no answer, a rejection, the timeout's default, an unsigned (XCom-forged) record, another run's
+    approval or one with a changed field never does."""
     from datetime import datetime, timezone
 
-    from cross_sell.approval import NotApproved, approval_record
+    from cross_sell.approval import NotApproved, approval_record, push_subject, sign
+    from cross_sell.policy import Policy
 
-    assert approval_record(False, None) is None
+    trained = {"version": "v1", "model": {"sha256": "a" * 64}, "onnx": {"sha256": "b" * 64}}
+    subject = push_subject("run-1", trained)
+    assert approval_record(False, None, subject, verifier) is None
     when = datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc)
     approved = {"chosen_options": ["Approve"], "params_input": {"comment": "ok"}, "responded_at": when,
                 "responded_by_user": {"id": "7", "name": "alice"}}
-    assert approval_record(True, approved) == {"approved_by": "alice", "approver_id": "7",
-                                               "approved_at": "2026-12-02T10:00:00+00:00", "comment": "ok"}
-    for answer in (None, {**approved, "chosen_options": ["Reject"]}, {**approved, "responded_by_user": None}):
+    signed = sign(subject, approved, "bob", Policy(), signer)
+    record = approval_record(True, signed, subject, verifier)
+    assert (record["approved_by"], record["approver_id"], record["approved_at"], record["comment"]) == (
+        "alice", "7", "2026-12-02T10:00:00+00:00", "ok")
+    assert record["triggered_by"] == "bob" and record["self_approved"] is False
+    for answer in ({**approved, "chosen_options": ["Reject"]}, {**approved, "responded_by_user": None}):
         with pytest.raises(NotApproved):
-            approval_record(True, answer)
+            sign(subject, answer, "bob", Policy(), signer)
+    forged = {"record": {**signed["record"], "comment": "LGTM"}, "signature": signed["signature"]}
+    unsigned = {"record": signed["record"], "signature": ""}
+    other_run = sign(push_subject("run-2", trained), approved, "bob", Policy(), signer)
+    for bad in (None, {"chosen_options": ["Approve"], "responded_by_user": {"name": "alice"}}, forged, unsigned,
+                other_run):
+        with pytest.raises(NotApproved):
+            approval_record(True, bad, subject, verifier)
 
 
 def test_a_pushed_version_is_reproduced_identically_and_its_lineage_shown(run, s3_env, bucket, monkeypatch, capsys):

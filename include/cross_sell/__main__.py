@@ -190,8 +190,12 @@ def cmd_keygen(args, settings: Settings) -> int:
     if (Path(args.directory) / "signing.key").exists() and not args.force:
         print(f"error: {Path(args.directory) / 'signing.key'} exists (--force replaces it)", file=sys.stderr)
         return 2
+    from .custody import KEY_ENV, make_key
+
     private, public = generate_key_pair(args.directory)
-    _print({"private_key": str(private), "public_key": str(public),
+    sealing = make_key(Path(args.directory) / "custody.key")
+    _print({"private_key": str(private), "public_key": str(public), "custody_key": str(sealing),
+            "workers": f"{KEY_ENV}={sealing} (every Airflow worker; nobody else)",
             "training_side": f"Airflow connection {settings.signing_conn_id!r}: password = the PEM text of "
                              f"{private.name}, or extra {{\"key_file\": \"<path>\"}}",
             "readers": f"CROSS_SELL_SIGNING_PUBLIC_KEY={public}"})
@@ -454,7 +458,8 @@ def _add_lineage(sub) -> None:
 
 
 def _add_keygen(sub) -> None:
-    keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub)")
+    keygen = sub.add_parser("keygen", help="make a model-signing key pair (signing.key, signing.pub) and the "
+                                           "workers' custody key (custody.key)")
     keygen.add_argument("directory")
     keygen.add_argument("--force", action="store_true", help="replace an existing pair")
     keygen.set_defaults(handler=cmd_keygen)

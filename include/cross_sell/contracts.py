@@ -103,11 +103,17 @@ class Decision(TypedDict):
     # equalized-odds difference (the per-group figures are in `facts`).
     fairness: dict[str, dict]
     max_equalized_odds_difference: float
+    policy: dict  # the deployment policy in force (`cross_sell.policy`): the gates this run could only tighten
     fairness_gated: list[str]  # attributes the cap applies to (schema.PROTECTED_ATTRIBUTES)
     excluded_features: list[str]
     validation: Artifact | None  # the snapshot's validation verdict (the manifest's lineage keeps it)
     report_key: str
     evaluation_key: str
+
+
+class ApprovalRequest(TypedDict):
+    body: str  # markdown, shown to the reviewer (the Airflow UI's Required Actions)
+    subject: dict  # what an approval is bound to (`approval.push_subject`)
 
 
 class Pushed(TypedDict, total=False):

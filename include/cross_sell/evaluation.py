@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ from sklearn import metrics as skm
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from . import fairness, features, schema
+from .policy import Policy
 
 PRIMARY_METRIC = "roc_auc"
 
@@ -91,13 +94,25 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Gate:
-    """The promotion policy of a training run (its DAG params): the floor, the margin, the fairness cap, and
-    whether a champion that cannot be verified or scored may be replaced on the floor alone."""
+    """The promotion rule of a training run: the floor, the margin, the fairness cap, and whether a champion
+    that cannot be verified or scored may be replaced on the floor alone. A DAG run's gate is `for_run`: the
+    deployment policy, tightened by the run's params (which `Policy.check` refused if they loosened it)."""
 
-    min_roc_auc: float = 0.75
-    margin: float = 0.002
-    max_equalized_odds_difference: float = fairness.DEFAULT_MAX_EQUALIZED_ODDS_DIFFERENCE
+    min_roc_auc: float
+    margin: float
+    max_equalized_odds_difference: float = Policy.max_equalized_odds_difference
     replace_unreadable: bool = False
+    policy: dict[str, Any] = field(default_factory=lambda: Policy().record())  # the policy in force, recorded
+
+    @classmethod
+    def for_run(cls, policy: Policy, params: Mapping[str, Any]) -> "Gate":
+        """The run's gate: each rule the stricter of the policy and the run's params."""
+        strict = policy.tightened({"min_roc_auc": policy.min_roc_auc, "promotion_margin": policy.promotion_margin,
+                                   "max_equalized_odds_difference": policy.max_equalized_odds_difference,
+                                   "replace_unreadable_champion": False, **params})
+        return cls(min_roc_auc=strict["min_roc_auc"], margin=strict["promotion_margin"],
+                   max_equalized_odds_difference=strict["max_equalized_odds_difference"],
+                   replace_unreadable=strict["replace_unreadable_champion"], policy=policy.record())
 
     def judge(self, candidate: dict, champion: dict | None, serving_problem: str | None,
               replaced: dict | None = None) -> Verdict:

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .settings import Settings
 
-DEFAULT_MAX_EQUALIZED_ODDS_DIFFERENCE = Settings.max_equalized_odds_difference  # one owner: settings.py
 BY_NAME = {attribute.name: attribute for attribute in schema.PROTECTED_ATTRIBUTES}
 
 

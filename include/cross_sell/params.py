@@ -69,6 +69,8 @@ FOR_DAG: dict[str, type] = {
     "cross_sell_housekeeping": HousekeepingParams,
 }
 
+# The params records whose gates the deployment policy sets (`cross_sell.policy`): a run may only tighten them.
+GATED_BY_POLICY: tuple[type, ...] = (TrainingParams,)
 FEATURE_LIMITS = ("drift_thresholds", "skew_thresholds")  # params that map a feature to its limit
 
 

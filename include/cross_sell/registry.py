@@ -574,7 +574,8 @@ class ModelRegistry:
         return {record["version"] for record in self.history() if record.get("version")}
 
     def rollback(self, version: str, signer: ManifestSigner, reason: str = "manual rollback",
-                 by: str | None = None, run_id: str | None = None, force: bool = False) -> dict:
+                 by: str | None = None, run_id: str | None = None, force: bool = False,
+                 note: dict | None = None) -> dict:
         """Point the champion back at `version`: one that served before, and not the current shadow (a
         challenger that lost its comparison), unless `force` says a person decided otherwise (recorded)."""
         current = self.champion()
@@ -594,6 +595,6 @@ class ModelRegistry:
             if shadow is not None and shadow.version == version:
                 raise RegistryError(f"{version} is the current shadow (a challenger that did not win its "
                                     "comparison); force it if a person decided so")
-        note = {"forced": True} if force else None
+        note = {**(note or {}), **({"forced": True} if force else {})} or None
         return self.set_champion(version, current.etag if current else None, "rollback", signer, run_id=run_id,
                                  reason=reason, by=by, note=note)

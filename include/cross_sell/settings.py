@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .policy import Policy
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,10 @@ class Settings:
     erased_collection: str = "erased_customers"  # the suppression list: keyed hashes of erased ids
     # The secret key of those hashes (a file): whoever loads, extracts or erases customers needs it.
     erasure_key_file: str | None = None
-    # Model governance (docs/model-governance.md), the training DAG's param defaults:
-    exclude_features: tuple[str, ...] = ()  # CROSS_SELL_EXCLUDE_FEATURES=Gender,...: train without them
-    # The blessing rule's cap on the equalized-odds difference of a gated protected attribute (`fairness`):
-    # on the real sample the models show 0.05-0.10 on Gender over 5 CV folds (benchmarks/README.md, "Fairness").
-    max_equalized_odds_difference: float = 0.15
-    require_approval: bool = False  # CROSS_SELL_REQUIRE_APPROVAL=true: a person approves each push (compose)
-    approval_timeout_hours: float = 72.0  # no answer by then: no push
-    approvers: tuple[str, ...] = ()  # CROSS_SELL_APPROVERS=alice,bob: who may answer (empty: any user)
+    # Model governance (docs/model-governance.md): the gates of promotion and rollback, which a run's params
+    # may tighten, never loosen (`cross_sell.policy`).
+    policy: Policy = field(default_factory=Policy)
+    approval_timeout_hours: float = 72.0  # no answer by then: no push (nor forced rollback)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -94,18 +92,9 @@ class Settings:
             contacts_collection=env("CROSS_SELL_CONTACTS_COLLECTION", defaults.contacts_collection),
             erased_collection=env("CROSS_SELL_ERASED_COLLECTION", defaults.erased_collection),
             erasure_key_file=env("CROSS_SELL_ERASURE_KEY_FILE") or None,
-            exclude_features=_names(env("CROSS_SELL_EXCLUDE_FEATURES", "")),
-            max_equalized_odds_difference=float(env("CROSS_SELL_MAX_EQUALIZED_ODDS_DIFFERENCE",
-                                                    defaults.max_equalized_odds_difference)),
-            require_approval=env("CROSS_SELL_REQUIRE_APPROVAL", "false").strip().lower() in ("1", "true", "yes"),
+            policy=Policy.from_env(),
             approval_timeout_hours=float(env("CROSS_SELL_APPROVAL_TIMEOUT_HOURS", defaults.approval_timeout_hours)),
-            approvers=_names(env("CROSS_SELL_APPROVERS", "")),
         )
-
-
-def _names(value: str) -> tuple[str, ...]:
-    """A comma-separated list ("Gender, Age") as a tuple of names, blanks dropped."""
-    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def mongo_uri() -> str:

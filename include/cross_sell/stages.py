@@ -33,6 +33,7 @@ from . import (
 )
 from .artifacts import RunArtifacts
 from .contracts import (
+    ApprovalRequest,
     Artifact,
     Decision,
     DriftChecked,
@@ -48,6 +49,7 @@ from .contracts import (
 )
 from .errors import NotRetryable
 from .onnx_model import OnnxModel
+from .policy import Policy
 from .registry import Champion, ChampionChanged, IntegrityError, ModelRegistry, PointerError, RegistryError
 from .signing import ManifestSigner, SignatureError
 from .suppression import Suppression
@@ -292,7 +294,7 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
         onnx_parity=trained.get("onnx_parity"), champion_version=baseline, champion_etag=etag,
         champion=facts["champion"]["metrics"] if "champion" in facts else None, replaced_unreadable=replaced,
         facts=facts_ref, fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
-        max_equalized_odds_difference=gate.max_equalized_odds_difference,
+        max_equalized_odds_difference=gate.max_equalized_odds_difference, policy=gate.policy,
         fairness_gated=[a.name for a in schema.PROTECTED_ATTRIBUTES if a.gated],
         excluded_features=trained.get("excluded_features", []), validation=validation,
         report_key=artifacts.key("evaluation", "report.html"),
@@ -343,6 +345,8 @@ def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, 
         "split_fractions": features.SPLIT_FRACTIONS,
         "fairness": decision["fairness"]["candidate"],
         "max_equalized_odds_difference": decision.get("max_equalized_odds_difference"),
+        # The deployment policy in force when it was judged (the gates a run could only tighten).
+        "policy": decision.get("policy"),
     }
 
 
@@ -367,9 +371,10 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
 
 
 def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: Trained, extracted: Extracted,
-                          drift: DriftChecked | None, link_seconds: int) -> str:
-    """The approval request's markdown body (`approval.request_body`), with links valid `link_seconds` to
-    the evaluation report and to the model card the version would be published with (saved beside it)."""
+                          drift: DriftChecked | None, link_seconds: int) -> ApprovalRequest:
+    """The approval request: its markdown body (`approval.request_body`), with links valid `link_seconds` to
+    the evaluation report and to the model card the version would be published with (saved beside it), and
+    its subject (the candidate's files: what a signed approval is bound to)."""
     facts = artifacts.read_json(decision["facts"])["candidate"]
     card = report.model_card(manifest_for(artifacts, decision, trained, extracted), facts)
     artifacts.put_bytes(card.encode(), "text/markdown", "evaluation", "model_card.md")
@@ -382,17 +387,18 @@ def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: 
     links = {"evaluation report": link(decision["report_key"]),
              "model card": link(artifacts.key("evaluation", "model_card.md")),
              "run artifacts": artifacts.uri(artifacts.root)}
-    return approval.request_body(decision, drift, links)
+    return ApprovalRequest(body=approval.request_body(decision, drift, links),
+                           subject=approval.push_subject(artifacts.run_id, trained))
 
 
 def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, trained: Trained,
          extracted: Extracted, signer: ManifestSigner, approved: dict | None = None) -> Pushed:
     """Publish the blessed model's version (files, then the signed manifest), then move the champion
     pointer: only if it is still the pointer whose champion `evaluate` scored (its etag), last.
-    `approved`: the approver's record (`approval.approval_record`) when the run required one."""
+    `approved`: the verified approval record (`approval.approval_record`) when the run required one."""
     version = trained["version"]
     _publish(artifacts, registry, decision, trained, extracted, signer, approved)
-    note = {}
+    note: dict = {"policy": decision.get("policy")}
     if decision.get("replaced_unreadable"):
         note["replaced_unreadable_champion"] = decision["replaced_unreadable"]
     if approved:
@@ -428,10 +434,17 @@ def shadow(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision,
 
 
 def rollback(registry: ModelRegistry, version: str, signer: ManifestSigner, reason: str, by: str, run_id: str,
-             force: bool = False) -> RolledBack:
-    """The champion set back to `version` by a person (`by`), through the rollback DAG: a version that
-    served before and is not the current shadow, unless `force`. Scoring follows the champion Asset."""
-    record = registry.rollback(version, signer, reason=reason, by=by, run_id=run_id, force=force)
-    log.warning("champion rolled back to %s (was %s) by %s: %s", version, record["previous_version"], by, reason)
+             policy: Policy, force: bool = False, approved: dict | None = None) -> RolledBack:
+    """The champion set back to `version` through the rollback DAG by `by`, one of the policy's rollback
+    operators: a version the registry may restore without a second person (`ModelRegistry.rollback`), or,
+    with `force`, any signed version once a second person approved it (`approved`: the verified approval
+    record, bound to this run and version). Scoring follows the champion Asset."""
+    policy.check_rollback_operator(by)
+    if force and not approved:
+        raise approval.NotApproved(f"a forced rollback to {version} needs a second person's approval; none")
+    note = {"policy": policy.record(), **({"approval": approved} if approved else {})}
+    record = registry.rollback(version, signer, reason=reason, by=by, run_id=run_id, force=force, note=note)
+    log.warning("champion rolled back to %s (was %s) by %s%s", version, record["previous_version"], by,
+                f", approved by {approved['approved_by']}" if approved else "")
     return RolledBack(version=version, previous_version=record["previous_version"], sequence=record["sequence"],
                       by=by, forced=force)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timezone
 from typing import Any, cast
 
@@ -10,6 +11,7 @@ from airflow.sdk import Asset
 from cross_sell.contracts import Scored
 from cross_sell.settings import Settings
 
+log = logging.getLogger(__name__)
 _SETTINGS = Settings.from_env()
 REGISTRY_ROOT = f"s3://{_SETTINGS.s3_bucket}/{_SETTINGS.s3_prefix}"
 
@@ -18,7 +20,7 @@ CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json
 SCORES = Asset(name="cross_sell_scores", uri=f"{REGISTRY_ROOT}/scores")
 
 
-def record_scores(scored: Scored) -> None:
+def record_scores(scored: Scored | dict) -> None:
     """From inside the task that emits SCORES: keep the scoring run's record (its files' sha256) in the
     Asset event, in Airflow's database, where the monitoring DAG reads it back (`recorded_scores`)."""
     from airflow.sdk import get_current_context
@@ -33,7 +35,20 @@ def recorded_scores(before: date, limit: int = 10) -> list[Scored]:
     from airflow.sdk import get_current_context
 
     start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
+    from cross_sell.custody import Custody
+
     events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(limit)
-    # Written by `record_scores` from XCom's `Scored` record; each file is checked against its sha256 on read.
-    return [cast(Scored, event.extra["scored"]) for event in events
-            if isinstance(event.extra, dict) and "scored" in event.extra]
+    # Written by `record_scores` from the `Scored` record as the score task sealed it: an Asset event a User
+    # created through the REST API carries no such seal and is refused. Each file is then checked against
+    # the sha256 inside on read.
+    from cross_sell.objects import CustodyError
+
+    custody, records = Custody.from_env(), []
+    for event in events:
+        if not isinstance(event.extra, dict) or "scored" not in event.extra:
+            continue
+        try:
+            records.append(cast(Scored, custody.open(event.extra["scored"], None, "a SCORES Asset event's record")))
+        except CustodyError as forged:  # not trusted, and not allowed to stop monitoring either
+            log.warning("ignored: %s", forged)
+    return records

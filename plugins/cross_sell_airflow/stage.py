@@ -10,7 +10,11 @@
 
 `stage_run` builds a `StageRun` from the task's context: its run, its params (typed by the DAG's
 params record, so a misspelt param is a type error), and clients for its Airflow connections, built when
-first used. Inside the block a `NotRetryable` failure (bad data, drift when told to fail, a broken
+first used. Before the block runs, the params are checked against the deployment policy (a run may tighten
+a gate, never loosen it: `cross_sell.policy`) and every record the task received from XCom (`inputs`) is
+opened: its custody seal must be the workers' key's, over this very record and this run
+(`cross_sell.custody`), or the task fails. `run.done(result)` seals what the task hands on. Inside the
+block a `NotRetryable` failure (bad data, drift when told to fail, a broken
 signature) fails the task at once with its message; `NothingToDo` (no champion yet) skips it with the
 reason, and nobody is alerted; any other exception is left to the task's retries. `run.done(result)`
 hands the stage's result on and reports the task's OpenLineage inputs and outputs when the block ends.
@@ -29,6 +33,7 @@ from cross_sell.settings import Settings
 
 if TYPE_CHECKING:  # types only: these import boto3, pymongo and the registry, not cheap at parse time
     from cross_sell.artifacts import RunArtifacts
+    from cross_sell.custody import Custody
     from cross_sell.registry import ModelRegistry
     from cross_sell.signing import ManifestSigner
     from cross_sell.suppression import Suppression
@@ -46,12 +51,33 @@ class StageRun(Generic[P]):
     run_started: datetime
     params: P
     triggered_by: str = "airflow"  # the user who triggered the run (the UI's or REST API's login), else "airflow"
+    task_id: str = ""
     result: Any = field(default=None, init=False)  # what `done` was given: the task's OpenLineage outputs
+    # The records this task received, as sealed (e.g. to hand one on in an Asset event).
+    sealed_inputs: list[dict] = field(default_factory=list, init=False)
 
     def done(self, result: T) -> T:
-        """The stage's result, returned as is; its artifacts become the task's OpenLineage datasets."""
+        """The stage's result, sealed for XCom (`cross_sell.custody`); its artifacts become the task's
+        OpenLineage datasets. A plain string (a page, a message) is handed on as it is: no task trusts one."""
         self.result = result
+        if isinstance(result, Mapping):
+            return cast(T, self.custody.seal(result, self.run_id, self.task_id))
         return result
+
+    @cached_property
+    def custody(self) -> Custody:
+        from cross_sell.custody import Custody
+
+        return Custody.from_env()
+
+    def open_inputs(self, inputs: tuple[dict, ...]) -> None:
+        """Check each received record's seal and strip it, in place (the task body's own variables); a
+        record sealed by another run, by nobody, or changed since is refused (CustodyError)."""
+        for number, record in enumerate(inputs, start=1):
+            plain = self.custody.open(record, self.run_id, f"input {number} of task {self.task_id}")
+            self.sealed_inputs.append(dict(record))
+            record.clear()
+            record.update(plain)
 
     @cached_property
     def artifacts(self) -> RunArtifacts:
@@ -132,9 +158,10 @@ def unknown_conf(context) -> list[str]:
 
 
 @contextmanager
-def stage_run(params: type[P], settings: Settings | None = None) -> Iterator[StageRun[P]]:
+def stage_run(params: type[P], *inputs: Any, settings: Settings | None = None) -> Iterator[StageRun[P]]:
     """The running task as a `StageRun` whose `params` are typed by the DAG's `params` record (e.g.
-    `cross_sell.params.TrainingParams`); failures inside the block mapped to what Airflow should do."""
+    `cross_sell.params.TrainingParams`); `inputs`: every record the task received from XCom, opened
+    (checked and unsealed, in place) before the block runs; failures mapped to what Airflow should do."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -148,9 +175,14 @@ def stage_run(params: type[P], settings: Settings | None = None) -> Iterator[Sta
                                    f"{', '.join(sorted(context['dag'].params))}")
     dag_run = context["dag_run"]
     run = StageRun(settings or Settings.from_env(), context["run_id"], dag_run.run_after,
-                   cast(P, dict(context["params"])), getattr(dag_run, "triggering_user_name", None) or "airflow")
+                   cast(P, dict(context["params"])), getattr(dag_run, "triggering_user_name", None) or "airflow",
+                   task_id=context["ti"].task_id)
     try:
         run_params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
+        if params in run_params.GATED_BY_POLICY:  # a run's conf may tighten the deployment policy, never loosen it
+            run.settings.policy.check(getattr(dag_run, "conf", None) or {})
+            run.params = cast(P, run.settings.policy.tightened(run.params))  # what the run is judged by
+        run.open_inputs(inputs)
         yield run
         from cross_sell_airflow import lineage
 

@@ -1,0 +1,131 @@
+"""Issue #30: the deployment policy and the custody seal, without servers.
+
+The same controls are attacked through Airflow's REST API by tests/test_abuse_cases.py; these tests pin the
+rules themselves (what loosens a gate, what a seal covers) so `make test-fast` catches a regression.
+"""
+
+import pytest
+
+from cross_sell.custody import SEAL, Custody, CustodyKeyMissing
+from cross_sell.evaluation import Gate
+from cross_sell.objects import CustodyError
+from cross_sell.policy import Policy, PolicyError
+
+STRICT = Policy(require_approval=True, min_roc_auc=0.8, promotion_margin=0.01, max_equalized_odds_difference=0.1,
+                exclude_features=("Gender",))
+
+
+def test_the_policy_is_read_from_the_environment_only():
+    policy = Policy.from_env({"CROSS_SELL_REQUIRE_APPROVAL": "true", "CROSS_SELL_APPROVERS": "alice, 7",
+                              "CROSS_SELL_MIN_ROC_AUC": "0.8", "CROSS_SELL_ROLLBACK_OPERATORS": "ops",
+                              "CROSS_SELL_EXCLUDE_FEATURES": "Gender"})
+    assert policy.require_approval and policy.approvers == ("alice", "7") and policy.min_roc_auc == 0.8
+    assert policy.rollback_operators == ("ops",) and policy.exclude_features == ("Gender",)
+    assert Policy.from_env({}) == Policy()
+    with pytest.raises(PolicyError, match="not a boolean"):  # a typo never reads as "off"
+        Policy.from_env({"CROSS_SELL_REQUIRE_APPROVAL": "ture"})
+
+
+@pytest.mark.parametrize("param, value, setting", [
+    ("require_approval", False, "CROSS_SELL_REQUIRE_APPROVAL=true"),
+    ("min_roc_auc", 0.5, "CROSS_SELL_MIN_ROC_AUC=0.8"),
+    ("promotion_margin", 0.0, "CROSS_SELL_PROMOTION_MARGIN=0.01"),
+    ("max_equalized_odds_difference", 1.0, "CROSS_SELL_MAX_EQUALIZED_ODDS_DIFFERENCE=0.1"),
+    ("exclude_features", [], "CROSS_SELL_EXCLUDE_FEATURES=Gender"),
+    ("replace_unreadable_champion", True, "CROSS_SELL_ALLOW_REPLACE_UNREADABLE_CHAMPION=false"),
+])
+def test_a_run_may_not_loosen_a_gate(param, value, setting):
+    """Issue #30 break 1: `require_approval: false`, a fairness cap of 1.0, a lower floor or margin and
+    replacing an unreadable champion were run options."""
+    with pytest.raises(PolicyError, match=f"{param}=.*{setting}"):
+        STRICT.check({param: value})
+
+
+def test_a_run_may_tighten_every_gate_and_its_gate_is_the_stricter():
+    tighter = {"require_approval": True, "min_roc_auc": 0.9, "promotion_margin": 0.05,
+               "max_equalized_odds_difference": 0.05, "exclude_features": ["Gender", "Age"],
+               "replace_unreadable_champion": False}
+    STRICT.check(tighter)
+    gate = Gate.for_run(STRICT, tighter)
+    assert (gate.min_roc_auc, gate.margin, gate.max_equalized_odds_difference, gate.replace_unreadable) == (
+        0.9, 0.05, 0.05, False)
+    assert gate.policy == STRICT.record() and gate.policy["require_approval"] is True
+    assert Gate.for_run(STRICT, {}).min_roc_auc == 0.8  # no params: the policy itself
+    allowed = Policy(allow_replace_unreadable_champion=True)
+    assert Gate.for_run(allowed, {"replace_unreadable_champion": True}).replace_unreadable
+
+
+def test_maker_checker_and_rollback_operators():
+    assert Policy().check_approver("alice", "bob") is False
+    with pytest.raises(PolicyError, match="maker-checker"):
+        Policy().check_approver("alice", "alice")
+    assert Policy(allow_self_approval=True).check_approver("alice", "alice") is True  # allowed, and recorded
+    with pytest.raises(PolicyError, match="not an approver"):
+        Policy(approvers=("carol",)).check_approver("alice", None)
+    Policy(rollback_operators=("ops",)).check_rollback_operator("ops")
+    for user in ("alice", None):
+        with pytest.raises(PolicyError, match="only the rollback operators"):
+            Policy(rollback_operators=("ops",)).check_rollback_operator(user)
+    with pytest.raises(PolicyError, match="nobody"):
+        Policy().check_rollback_operator("admin")
+
+
+def test_a_sealed_record_opens_only_unchanged_in_its_own_run(monkeypatch):
+    """Issue #30, custody: XCom is writable by any User; what a task hands on is sealed with the workers' key."""
+    custody = Custody(b"k" * 32)
+    record = {"snapshot": {"key": "vi/runs/r1/raw/snapshot.parquet", "sha256": "a" * 64, "bytes": 10}, "rows": 3}
+    sealed = custody.seal(record, "r1", "extract")
+    assert sealed[SEAL]["task_id"] == "extract" and custody.open(sealed, "r1", "x") == record
+    assert custody.open(sealed, None, "x") == record  # another run's record (an Asset event), still authentic
+    changed = {**sealed, "snapshot": {**record["snapshot"], "sha256": "b" * 64}}
+    for forged, why in ((record, "no seal"), (changed, "does not match"), (Custody(b"x" * 32).seal(record, "r1", "t"),
+                                                                          "does not match")):
+        with pytest.raises(CustodyError, match=why):
+            custody.open(forged, "r1", "x")
+    with pytest.raises(CustodyError, match="not this run"):
+        custody.open(sealed, "r2", "x")
+    monkeypatch.delenv("CROSS_SELL_CUSTODY_KEY_FILE")
+    with pytest.raises(CustodyKeyMissing, match="CROSS_SELL_CUSTODY_KEY_FILE is not set"):  # fails closed
+        Custody.from_env()
+
+
+def test_a_task_refuses_an_unsealed_input_and_a_loosening_conf(monkeypatch):
+    """What every task does first (`stage_run`): the policy check, then each XCom input's seal."""
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cross_sell.params import TrainingParams
+    from cross_sell_airflow.stage import stage_run
+
+    class Run:
+        run_after = None
+        conf: dict = {}
+
+    class TaskInstance:
+        task_id = "push"
+
+    params = {"seed": 1, "min_roc_auc": 0.5}  # a stale default below the policy: judged by the policy
+    monkeypatch.setattr(airflow.sdk, "get_current_context",
+                        lambda: {"run_id": "r1", "dag_run": Run(), "params": params, "ti": TaskInstance()})
+    custody = Custody.from_env()
+    decision = {"bless": False, "reason": "kept"}
+    with stage_run(TrainingParams) as run:
+        sealed = run.done(decision)
+    received = dict(sealed)
+    with stage_run(TrainingParams, received) as run:
+        assert received == decision and run.sealed_inputs == [sealed]  # opened in place
+    forged = {**sealed, "bless": True}
+    with pytest.raises(AirflowFailException, match="CustodyError: .*seal does not match"), \
+            stage_run(TrainingParams, forged):
+        pass
+    with pytest.raises(AirflowFailException, match="carries no seal"), stage_run(TrainingParams, {"bless": True}):
+        pass
+    assert custody.open(sealed, "r1", "x") == decision
+    monkeypatch.setenv("CROSS_SELL_MIN_ROC_AUC", "0.8")
+    with stage_run(TrainingParams) as run:  # defaults are not the run's choice: tightened, not refused
+        assert run.params["min_roc_auc"] == 0.8
+    monkeypatch.setenv("CROSS_SELL_REQUIRE_APPROVAL", "true")
+    Run.conf = {"require_approval": False}
+    with pytest.raises(AirflowFailException, match="require_approval=False switches off the deployment policy "
+                                                   "CROSS_SELL_REQUIRE_APPROVAL=true"), stage_run(TrainingParams):
+        pass
