@@ -21,6 +21,15 @@ from cross_sell import signing  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
 from devstack import local_services  # noqa: E402
 
+# The workstation's deployment policy (cross_sell.policy) and the users who act under it: `admin` triggers and
+# may roll back, `reviewer` approves (never the user who triggered the run: maker-checker). Their passwords
+# are in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
+LOCAL_POLICY = {
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,reviewer:user",
+    "CROSS_SELL_APPROVERS": "reviewer",
+    "CROSS_SELL_ROLLBACK_OPERATORS": "admin",
+}
+
 
 def services(args) -> int:
     settings = Settings.from_env()
@@ -42,7 +51,7 @@ def services(args) -> int:
                **local_services.airflow_connections(mongo, s3, settings.mongo_database),
                **local_services.signing_env((keys / "signing.key").resolve(), public_key),
                **local_services.airflow_config(Path(args.airflow_home).resolve(), ui=True),
-               "PYTHONPATH": str(ROOT / "include")}
+               **LOCAL_POLICY, "PYTHONPATH": str(ROOT / "include")}
         env_file = Path(args.env_file)
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text("".join(f"export {name}='{value}'\n" for name, value in env.items()))

@@ -2,18 +2,19 @@
 
 The DAG parks Airflow's human-in-the-loop `ApprovalOperator` between `evaluate` and `push`; its body is
 `request_body` (markdown: the decision, both models' metrics, fairness, drift, links to the evaluation
-report and model card). When the answer comes, the approval task reads it from Airflow's own record (not
-from XCom, which any User may write), checks the approver against the policy (its approvers; not the
-user who triggered the run, unless the policy allows it) and signs an approval record bound to the run
-and the candidate's files (`sign`). `push` takes only such a record whose signature verifies and whose
-subject is its own candidate (`verified`): a task marked successful by hand, a forged XCom, a timeout or a
-rejection never pushes. The record goes into the signed manifest, the model card and the audit record.
-A forced rollback is approved the same way (`rollback_subject`).
+report and model card). When the answer comes, the approval task takes it from Airflow's own record (what
+Airflow resumes the task with; never XCom, which any User may write), checks the approver against the policy
+(its approvers; not the user who triggered the run, unless the policy allows it) and signs an approval
+record bound to the run and the candidate's files (`sign`). `push` takes only such a record whose signature
+verifies and whose subject is its own candidate (`verified`): a task marked successful by hand, a forged
+XCom, a timeout or a rejection never pushes. The record goes into the signed manifest, the model card and
+the audit record. A forced rollback is approved the same way (`rollback_subject`).
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -36,14 +37,23 @@ def _figure(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+
+
+def text(value: Any) -> str:
+    """A value shown in the markdown body as plain text: every markdown and HTML character escaped, one line
+    (a reason may quote what a bucket writer put in a pointer; it must never become a link or markup)."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
+
+
 def request_body(decision: Mapping[str, Any], drift: Mapping[str, Any] | None, links: dict[str, str]) -> str:
     """The approval request as markdown (the Airflow UI renders it on the task's Required Action)."""
     champion = decision.get("champion") or {}
     lines = [
-        f"**Candidate `{decision['candidate_version']}`** vs champion "
-        f"`{decision.get('champion_version') or 'none yet'}`",
+        f"**Candidate {text(decision['candidate_version'])}** vs champion "
+        f"{text(decision.get('champion_version') or 'none yet')}",
         "",
-        f"**Decision: {'BLESS' if decision['bless'] else 'keep the champion'}.** {decision['reason']}",
+        f"**Decision: {'BLESS' if decision['bless'] else 'keep the champion'}.** {text(decision['reason'])}",
         "",
         "| metric | candidate | champion |",
         "|---|---|---|",
@@ -66,7 +76,7 @@ def request_body(decision: Mapping[str, Any], drift: Mapping[str, Any] | None, l
                      f"{_figure(figures['equalized_odds_difference'])} | "
                      f"{_figure(other.get('demographic_parity_ratio'))} | "
                      f"{_figure(other.get('equalized_odds_difference'))} |")
-    lines += ["", f"**Drift:** {_drift_line(drift)}", ""]
+    lines += ["", f"**Drift:** {text(_drift_line(drift))}", ""]
     lines += [f"- [{name}]({url})" if url.startswith(("http://", "https://")) else f"- {name}: `{url}`"
               for name, url in links.items()]
     lines += ["", "Approve: the candidate becomes champion (you are recorded as its approver). Reject: nothing "
@@ -107,8 +117,8 @@ def decided(response: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
 
 def sign(subject: Mapping[str, Any], response: Mapping[str, Any], triggered_by: str | None, policy: Policy,
          signer) -> dict:
-    """An approval as evidence: Airflow's own record of the answer (read by the approval task from Airflow,
-    never from XCom), checked against the policy's approvers and maker-checker rule, bound to `subject` and
+    """An approval as evidence: Airflow's own record of the answer (what Airflow resumed the approval task
+    with, never XCom), checked against the policy's approvers and maker-checker rule, bound to `subject` and
     signed with the training side's key. NotApproved for anything but an explicit "Approve" by a person;
     PolicyError for an approver the policy does not allow."""
     chosen, user, comment = decided(response)

@@ -5,13 +5,13 @@ use it.
 The reviewer answers in the UI (Browse -> Required Actions, or the task's page) or through the REST API
 (`PATCH .../taskInstances/<task>/-1/hitlDetails`), with an optional comment. Only the policy's approvers are
 assigned (Airflow answers anyone else with 403), never the user who triggered the run unless the policy
-allows it. When the answer comes, the task reads it from **Airflow's own record** (the execution API), not
-from the event or XCom, checks it against the policy again, and returns an approval record bound to the
-run and its subject (the candidate's files, or the rollback's version), **signed** with the training
-side's key (`cross_sell.approval.sign`). The task that acts (`push`, `rollback`) accepts nothing else: an
-XCom a User writes cannot carry that signature. "Reject", or no answer within the response timeout (the
-default answer is Reject), skips what follows. Either way the log says who answered what, and a timeout
-alerts.
+allows it. When the answer comes, Airflow resumes the task with its record of it (written by Airflow's HITL
+endpoint for the assigned users only; no XCom, conf or clear reaches it); the task checks it against the
+policy again and returns an approval record bound to the run and its subject (the candidate's files, or the
+rollback's version), **signed** with the training side's key (`cross_sell.approval.sign`). The task that
+acts (`push`, `rollback`) accepts nothing else: an XCom a User writes cannot carry that signature. "Reject",
+or no answer within the response timeout (the default answer is Reject), skips what follows. Either way the
+log says who answered what, and a timeout alerts.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class SignedApproval(ApprovalOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
-        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
 
         from cross_sell import approval
         from cross_sell.errors import NotRetryable
@@ -71,13 +70,10 @@ class SignedApproval(ApprovalOperator):
 
         if "error" in event:  # e.g. the scheduler's timeout sweep: the operator decides
             return super().execute_complete(context=context, event=event)
-        # Airflow's record of the answer, not the event a resumed task was handed: the evidence signed below.
-        response = get_hitl_detail_content_detail(context["ti"].id).model_dump()
+        # Airflow resumes the task with its record of the answer, which only Airflow's HITL endpoint writes
+        # (for the assigned users) and no XCom or conf can reach: the evidence signed below.
+        response = event
         chosen, user, comment = approval.decided(response)
-        if chosen != event.get("chosen_options", [None])[0]:
-            raise AirflowFailException(f"the answer handed to the task ({event.get('chosen_options')}) is not "
-                                       f"Airflow's record of it ({response.get('chosen_options')}); "
-                                       "nothing is approved")
         if user is None:
             from cross_sell_airflow.alerts import alert
 
@@ -88,7 +84,7 @@ class SignedApproval(ApprovalOperator):
                           f": {comment!r}" if comment else "")
         # Said before the operator acts on the answer: a rejection skips what follows by raising (Airflow 3's
         # SkipMixin), so nothing after super() would run then.
-        answered = super().execute_complete(context=context, event={**event, **response})
+        answered = super().execute_complete(context=context, event=event)
         if chosen != self.APPROVE:
             return answered
         try:
