@@ -176,7 +176,8 @@ class AirflowUser:
                                                      XComCreateBody(key=key, value=value, map_index=-1))
 
     def read_xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
-        return self.api("XComApi").get_xcom_entry(dag_id, run_id, task_id, key, deserialize=True).value
+        return self.api("XComApi").get_xcom_entry(dag_id=dag_id, task_id=task_id, dag_run_id=run_id, xcom_key=key,
+                                                  deserialize=True).value
 
     def clear(self, dag_id: str, run_id: str, task_ids: list[str], downstream: bool = False):
         from airflow_client.client import ClearTaskInstancesBody, ClearTaskInstancesBodyTaskIdsInner
