@@ -5,8 +5,12 @@ in the `erased_customers` collection (CROSS_SELL_ERASED_COLLECTION). The loader 
 id they see with the same secret key and drop those on the list, so a later `load` of an old file or a
 later extraction cannot bring an erased customer back. The hash is keyed BLAKE2b (a MAC: without the key
 nobody can test an id against the list; ids are small integers, an unkeyed hash would be reversed by
-trying them all). The key is a secret file (CROSS_SELL_ERASURE_KEY_FILE) of whoever loads, extracts or
-erases; with erased customers on the list and no key, loading and extraction refuse to run.
+trying them all). The key is a secret file (CROSS_SELL_ERASURE_KEY_FILE) of whoever loads, extracts,
+scores or erases; with erased customers on the list and no key, loading, extraction and scoring refuse to run.
+
+Each record is `{_id: <keyed hash>, erased_at, request, opted_out, receipt}`: `opted_out` keeps a marketing
+objection (the consent "no") after the consent document itself is erased, and `receipt` names the erasure
+receipt that lists the hash (`receipts`: a receipt deleted from the bucket is found by that).
 """
 
 from __future__ import annotations
@@ -53,10 +57,18 @@ class Suppression:
             raise ErasureKeyMissing(f"{len(hashes):,} customers have been erased, but no erasure key is set "
                                     "(CROSS_SELL_ERASURE_KEY_FILE) to keep them out; refusing to go on")
         self.key, self.hashes = key, hashes
+        self.opted_out_hashes: set[str] = set()  # erased customers who had objected to marketing
 
     @classmethod
     def from_collection(cls, collection, key: bytes | None) -> "Suppression":
-        return cls(key, {document["_id"] for document in collection.find({}, projection={"_id": True})})
+        hashes, opted_out = set(), set()
+        for document in collection.find({}, projection={"_id": True, "opted_out": True}):
+            hashes.add(document["_id"])
+            if document.get("opted_out"):
+                opted_out.add(document["_id"])
+        found = cls(key, hashes)
+        found.opted_out_hashes = opted_out
+        return found
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
@@ -69,6 +81,15 @@ class Suppression:
         except (TypeError, ValueError):  # not an id at all: validation names it, this does not hide it
             return False
 
+    def opted_out(self, customer_id) -> bool:
+        """Whether an erased customer had objected to marketing (kept with the hash)."""
+        if not self.opted_out_hashes or self.key is None:
+            return False
+        try:
+            return digest(self.key, int(customer_id)) in self.opted_out_hashes
+        except (TypeError, ValueError):
+            return False
+
     def filter(self, documents: Iterable[dict], counter: list[int], field: str = "id") -> Iterator[dict]:
         """`documents` without the erased customers; `counter[0]` counts those left out."""
         if not self.hashes:  # nobody erased: nothing to hash
@@ -79,3 +100,19 @@ class Suppression:
                 counter[0] += 1
             else:
                 yield document
+
+
+def record(collection, hashes: Iterable[str], erased_at: str, request: str, opted_out: set[str]) -> None:
+    """Put erased customers on the list (before anything of theirs is deleted: a load, extraction or scoring
+    running meanwhile leaves them out already). An objection recorded earlier stays."""
+    for hashed in hashes:
+        update: dict = {"erased_at": erased_at, "request": request}
+        if hashed in opted_out:
+            update["opted_out"] = True
+        collection.update_one({"_id": hashed}, {"$set": update}, upsert=True)
+
+
+def name_receipt(collection, hashes: Iterable[str], sequence: int) -> None:
+    """Each hash's record names the receipt that lists it."""
+    for hashed in hashes:
+        collection.update_one({"_id": hashed}, {"$set": {"receipt": sequence}})
