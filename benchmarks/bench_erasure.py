@@ -38,8 +38,8 @@ def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, ou
     from pymongo import MongoClient
 
     from cross_sell import erasure, layout
-    from cross_sell.settings import Settings
     from cross_sell.registry import ModelRegistry
+    from cross_sell.settings import Settings
     from cross_sell.signing import ManifestSigner, ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",

@@ -70,8 +70,8 @@ AREAS: tuple[Area, ...] = (
          RUNS),
     # Validation results, Data Docs and the validate log quote samples of failed expectations: `validation`
     # masks the samples of identifier and personal columns, so they hold no id and no row (erasure relies on it).
-    Area("runs/*/validation/*", "validation results, Data Docs, drift: counts and masked samples, no id or row",
-         NO_CUSTOMER_DATA, None, RUNS),
+    Area("runs/*/validation/*", "validation results, Data Docs, drift: counts and samples of failed expectations, "
+         "identifier and personal columns masked (`validation`)", NO_CUSTOMER_DATA, None, RUNS),
     Area("runs/*/model/*", "the candidate model; its profile is aggregates (bin counts)", NO_CUSTOMER_DATA, None, RUNS),
     Area("runs/*/evaluation/*", "metrics, fairness, calibration, decision, reports, model card: aggregates",
          NO_CUSTOMER_DATA, None, RUNS),
