@@ -80,4 +80,5 @@ def record_run(registry: ModelRegistry, run: str, frame=None) -> dict:
 
 def publish_from_run(registry: ModelRegistry, version: str, run: str, signer, frame=None, seed: int = 1) -> dict:
     """A version as the pipeline pushes it: trained (`seed`) on a recorded run (`record_run`)."""
-    return publish(registry, version, train_model(seed), signer, run_id=run, lineage=record_run(registry, run, frame))
+    return publish(registry, version, train_model(seed), signer, run_id=run, lineage=record_run(registry, run, frame),
+                   seed=seed, estimator_params={}, excluded_features=[])
