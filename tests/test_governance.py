@@ -139,17 +139,18 @@ def test_retention_and_rollback_agree_on_what_stays_restorable(cli_env, s3, sign
     keeps, naming why."""
     registry = ModelRegistry(s3, cli_env, PREFIX, verifier)
     _served(registry, signer, ("v1", "v2", "v3"))
-    code, out, _ = _cli(capsys, "retention", "plan")  # today: every run is young, both older champions restorable
-    planned = json.loads(out)
-    assert code == 0 and set(planned["restorable"]) == {"v1", "v2"} and "runs" not in planned["delete"]
-
     monkeypatch.setenv("CROSS_SELL_RETENTION_RUNS_DAYS", "0")  # every run is now past its time: "+120 days"
+    code, _, err = _cli(capsys, "champion", "rollback", "v2", "--by", "alice", "--reason", "drill")
+    assert code == 2 and "has a training run (runs/run-v2) older than 0 days that no kept model needs" in err
     code, out, _ = _cli(capsys, "retention", "plan")
     planned = json.loads(out)
     assert planned["restorable"] == {} and planned["delete"]["runs"]["units"] == ["run-v1", "run-v2"]
     assert planned["kept_because"] == {"runs/run-v3": "trained the champion v3; a recent version, v3"}
-    code, _, err = _cli(capsys, "champion", "rollback", "v2", "--by", "alice", "--reason", "drill")
-    assert code == 2 and "has a training run (runs/run-v2) older than 0 days that no kept model needs" in err
+    monkeypatch.delenv("CROSS_SELL_RETENTION_RUNS_DAYS")  # the default 90 days: every run is young
+    code, out, _ = _cli(capsys, "retention", "plan")
+    planned = json.loads(out)
+    assert code == 0 and set(planned["restorable"]) == {"v1", "v2"} and "runs" not in planned["delete"]
+    monkeypatch.setenv("CROSS_SELL_RETENTION_RUNS_DAYS", "0")
     assert _cli(capsys, "retention", "apply")[0] == 0
     code, _, err = _cli(capsys, "champion", "rollback", "v1", "--by", "alice", "--reason", "drill")
     assert code == 2 and "v1 has lost its training run runs/run-v1, so it is not restorable" in err
@@ -179,8 +180,8 @@ def test_a_version_trained_on_customers_erased_since_is_not_restorable(cli_env, 
                           "--by", "dpo")
     assert code == 0, err
     assert json.loads(out)["models_trained_on_their_data"] == ["v1"]
-    code, out, _ = _cli(capsys, "retention", "plan")
-    assert set(json.loads(out)["restorable"]) == {"v2"}
     code, _, err = _cli(capsys, "champion", "rollback", "v1", "--by", "alice", "--reason", "drill")
     assert code == 2 and "v1 was trained on customers erased since (erasure receipt 1)" in err
+    code, out, _ = _cli(capsys, "retention", "plan")
+    assert set(json.loads(out)["restorable"]) == {"v2"}
     assert _cli(capsys, "champion", "rollback", "v2", "--by", "alice", "--reason", "drill")[0] == 0
