@@ -87,8 +87,8 @@ def _put_parquet(s3, bucket, key, frame):
     s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
-def _ids_file(tmp_path, ids):
-    path = tmp_path / "ticket-4711.txt"
+def _ids_file(tmp_path, ids, name="ticket-4711"):
+    path = tmp_path / f"{name}.txt"
     path.write_text("\n".join(map(str, ids)) + "\n")
     return path
 
@@ -186,21 +186,24 @@ def test_a_dry_run_changes_nothing_and_a_document_or_object_nobody_can_place_sto
     that the storage layout does not declare, stops the erasure before anything changes, with the reason."""
     db = world["db"]
     before = _all_versions(s3, bucket)
-    code, out, _ = _erase(capsys, world["ids_file"], "--dry-run")
-    assert code == 0 and out["dry_run"] is True and out["receipt_key"] is None
-    assert out["mongodb"]["customer_outcomes"]["found"] == 2 and out["left"]["total"] > 0
-    assert _all_versions(s3, bucket) == before and len(_documents_of(db, "customer_outcomes", set(GONE))) == 2
-
     db.customer_outcomes.insert_one({"customer": 21, "Response": 0})  # whose is it?
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "customer_outcomes: a document has no `id` field" in err
-    db.customer_outcomes.delete_many({"customer": 21})
+    for document in db.customer_outcomes.find({"customer": 21}, {"_id": True}):
+        db.customer_outcomes.delete_one({"_id": document["_id"]})
     s3.put_object(Bucket=bucket, Key=f"{PREFIX}/exports/crm-dump.csv", Body=b"id\n21\n")
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "in no area of the storage layout" in err
     assert [v for v in _all_versions(s3, bucket) if "/exports/" not in v["Key"]] == before
     assert db.customers.count_documents({"_id": 21}) == 1
     assert db.erased_customers.estimated_document_count() == 0  # nobody was put on the list either
+    for version in [v for v in _all_versions(s3, bucket) if "/exports/" in v["Key"]]:
+        s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+
+    code, out, _ = _erase(capsys, world["ids_file"], "--dry-run")
+    assert code == 0 and out["dry_run"] is True and out["receipt_key"] is None
+    assert out["mongodb"]["customer_outcomes"]["found"] == 2 and out["left"]["total"] > 0
+    assert _all_versions(s3, bucket) == before and len(_documents_of(db, "customer_outcomes", set(GONE))) == 2
 
 
 def test_a_deleted_or_overwritten_receipt_is_found(world, s3, bucket, capsys, tmp_path):
@@ -208,12 +211,12 @@ def test_a_deleted_or_overwritten_receipt_is_found(world, s3, bucket, capsys, tm
     checks every receipt: numbered without gaps, written once, signed, complete, and matching the
     suppression list (in MongoDB, out of a bucket writer's reach), so even the newest one's loss is found."""
     assert _erase(capsys, world["ids_file"])[0] == 0
-    code, out, _ = _erase(capsys, _ids_file(tmp_path, [40, 41]))
+    code, out, _ = _erase(capsys, _ids_file(tmp_path, [40, 41], "ticket-4712"))
     assert code == 0
     newest = out["receipt_key"]
-    assert newest.endswith("/erasure/receipts/000000000002.json")
     assert cli(["erase", "--verify"]) == 0
     assert json.loads(capsys.readouterr().out) == {"receipts_verified": 2, "problems": []}
+    assert newest.endswith("/erasure/receipts/000000000002.json")  # numbered
 
     s3.delete_object(Bucket=bucket, Key=newest)  # a delete marker hides it
     assert cli(["erase", "--verify"]) == 1
