@@ -9,8 +9,9 @@ trying them all). The key is a secret file (CROSS_SELL_ERASURE_KEY_FILE) of whoe
 scores or erases; with erased customers on the list and no key, loading, extraction and scoring refuse to run.
 
 Each record is `{_id: <keyed hash>, erased_at, request, opted_out, receipt}`: `opted_out` keeps a marketing
-objection (the consent "no") after the consent document itself is erased, and `receipt` names the erasure
-receipt that lists the hash (`receipts`: a receipt deleted from the bucket is found by that).
+objection (the consent "no") after the consent document itself is erased (scoring leaves every erased
+customer out in any case), and `receipt` names the erasure receipt that lists the hash (`receipts`: a receipt
+deleted from the bucket is found by that).
 """
 
 from __future__ import annotations
@@ -57,18 +58,10 @@ class Suppression:
             raise ErasureKeyMissing(f"{len(hashes):,} customers have been erased, but no erasure key is set "
                                     "(CROSS_SELL_ERASURE_KEY_FILE) to keep them out; refusing to go on")
         self.key, self.hashes = key, hashes
-        self.opted_out_hashes: set[str] = set()  # erased customers who had objected to marketing
 
     @classmethod
     def from_collection(cls, collection, key: bytes | None) -> "Suppression":
-        hashes, opted_out = set(), set()
-        for document in collection.find({}, projection={"_id": True, "opted_out": True}):
-            hashes.add(document["_id"])
-            if document.get("opted_out"):
-                opted_out.add(document["_id"])
-        found = cls(key, hashes)
-        found.opted_out_hashes = opted_out
-        return found
+        return cls(key, {document["_id"] for document in collection.find({}, projection={"_id": True})})
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
@@ -79,15 +72,6 @@ class Suppression:
         try:
             return digest(self.key, int(customer_id)) in self.hashes
         except (TypeError, ValueError):  # not an id at all: validation names it, this does not hide it
-            return False
-
-    def opted_out(self, customer_id) -> bool:
-        """Whether an erased customer had objected to marketing (kept with the hash)."""
-        if not self.opted_out_hashes or self.key is None:
-            return False
-        try:
-            return digest(self.key, int(customer_id)) in self.opted_out_hashes
-        except (TypeError, ValueError):
             return False
 
     def filter(self, documents: Iterable[dict], counter: list[int], field: str = "id") -> Iterator[dict]:
