@@ -37,8 +37,9 @@ def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, ou
     lean_allocators()
     from pymongo import MongoClient
 
-    from cross_sell import erasure
+    from cross_sell import erasure, layout
     from cross_sell.registry import ModelRegistry
+    from cross_sell.settings import Settings
     from cross_sell.signing import ManifestSigner, ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
@@ -52,14 +53,15 @@ def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, ou
     # A warm-up on a small copy (prefix "warm", a dry run: nothing changes) pages in every library the
     # erasure uses, so that the peak below is the data's, not the code's (as bench_scoring's warm-up).
     warm_ids = erasure.read_ids(Path(work) / "warm-ids.txt")
-    erasure.erase(warm_ids, s3=s3, bucket=bucket, prefix="warm", collections={}, erased=None, key=key,
+    erasure.erase(warm_ids, s3=s3, bucket=bucket, prefix="warm", collections=[], erased=None, key=key,
                   registry=registry, request="warm-up", reason="warm-up", by="bench", dry_run=True)
     import ctypes
 
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     reset_peak_rss()
     baseline, started = rss_mb(), time.perf_counter()
-    done = erasure.erase(ids, s3=s3, bucket=bucket, prefix="vi", collections={"customers": database["customers"]},
+    done = erasure.erase(ids, s3=s3, bucket=bucket, prefix="vi",
+                         collections=layout.erasure_collections(Settings(), database.__getitem__),
                          erased=database["erased_customers"], key=key,
                          registry=registry, request="bench", reason="benchmark", by="bench", signer=signer)
     wall = time.perf_counter() - started

@@ -5,12 +5,16 @@ Triggered with params, never scheduled: `request` names a text file of customer 
 under `<prefix>/erasure/requests/` (so no id is kept in Airflow's database), `reason` says why, `dry_run`
 only counts.
 
-* **erase** removes the customers from `customers`, `customer_scores`, `customer_outcomes`, the consent and
-  the contact history; rewrites every version of every object that holds their rows (snapshots, splits,
-  scores, campaign lists, quarantine files) without them, a row group at a time; adds their keyed hashes
-  to the suppression list (`load` and extraction leave them out from now on); writes a signed, write-once
-  erasure receipt (`erasure/receipts/`: the hashes, never the ids; what was removed where; old and new
-  sha256; who, when, why; the model versions trained on data that held them); deletes the request file.
+* **erase** works from the storage layout (`cross_sell.layout`, every place that holds customer data): adds
+  their keyed hashes to the suppression list first (`load`, extraction and scoring leave them out from now
+  on; an opt-out is kept with the hash); removes their documents from every customer collection, matched by
+  `id` and `_id`; rewrites every version of every object that holds their rows (snapshots, splits, scores,
+  campaign lists, quarantine files by id; serving samples by their feature rows, read before deletion)
+  without them, a row group at a time; scans everything again and writes a numbered, signed, write-once
+  erasure receipt (`erasure/receipts/`: the hashes, never the ids; what was found, removed and is left
+  where; old and new sha256; who, when, why; the model versions trained on data that held them); deletes
+  the request file (a dry run's too). If the re-scan finds anything left, the receipt says so and the task
+  fails.
 
 The run's triggering user is recorded as who asked. Connections: the housekeeping user's S3 connection
 (CROSS_SELL_HOUSEKEEPING_AWS_CONN_ID) and MongoDB's erasure user (CROSS_SELL_ERASURE_MONGO_CONN_ID).
@@ -49,14 +53,12 @@ def cross_sell_erasure():
     # triggers the request again (the new receipt records what was still left) after reading the log.
     @task(multiple_outputs=False, retries=0)
     def erase() -> Erased:
-        from cross_sell import erasure
+        from cross_sell import erasure, layout
         from cross_sell.suppression import read_key
 
         with stage_run(ErasureParams) as run:
             conn = SETTINGS.erasure_mongo_conn_id
-            collections = {name: run.collection(name, conn) for name in (
-                SETTINGS.mongo_collection, SETTINGS.scores_collection, SETTINGS.outcomes_collection,
-                SETTINGS.consent_collection, SETTINGS.contacts_collection)}
+            collections = layout.erasure_collections(SETTINGS, lambda name: run.collection(name, conn, written=True))
             return run.done(erasure.run_request(
                 run.params["request"], registry=run.housekeeping_registry, collections=collections,
                 erased=run.collection(SETTINGS.erased_collection, conn), key=read_key(SETTINGS.erasure_key_file),

@@ -9,6 +9,8 @@
   scores the latest scoring run gave those customers (realized ROC-AUC, precision at the threshold and in
   the top decile, observed vs predicted rate). Saved as `monitoring/daily/<day>.json`; skew past its
   limits, prediction drift past PSI 0.2, or realized figures below `min_roc_auc` / `min_precision` alert.
+  It also checks the champion's audit trail and the erasure receipts: a receipt deleted, hidden by a delete
+  marker, overwritten, unsigned, recording data left behind, or not matching the suppression list alerts.
 * **report**: `monitoring/report.html`, the trend of the last 30 days on one self-contained page.
 """
 
@@ -60,7 +62,8 @@ def cross_sell_monitoring():
             result = run.done(monitoring.run_day(
                 day, run.registry, run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
                 scoring_runs=recorded_scores(before=day + timedelta(days=2)), min_roc_auc=run.params["min_roc_auc"],
-                min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"]))
+                min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"],
+                erased=run.collection(SETTINGS.erased_collection, SETTINGS.monitoring_mongo_conn_id)))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
                 from cross_sell import objects
                 from cross_sell.tracking import log_monitoring

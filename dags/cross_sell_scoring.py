@@ -6,8 +6,10 @@
 Runs when `cross_sell_training` pushes a new champion (the `cross_sell_champion` Asset) and daily
 (`CROSS_SELL_SCORING_CRON`), or when triggered with params.
 
-* **score** leaves out every customer who objected to marketing (`customer_consent`; and, with
-  `exclude_contacted_days`, those contacted recently), counting who and why, streams the others from
+* **score** leaves out every erased customer (the suppression list's keyed hashes, whatever the
+  collections hold: a CRM writing one back does not bring them back), every customer who objected to
+  marketing (`customer_consent`; and, with `exclude_contacted_days`, those contacted recently), counting
+  who and why (the summary's `excluded`), streams the others from
   MongoDB in batches, checks each against the schema's scoring
   environment (the id and the serving features; rows that fail go to `quarantine.jsonl` with their
   reasons and are counted, never scored), scores the rest with the champion through the service's own
@@ -77,7 +79,7 @@ def cross_sell_scoring():
             scored = run.done(scoring.score(run.customer_documents(batches.FIELDS, conn), run.scores_artifacts,
                                             model, model_version=version, scored_at=run.run_started,
                                             calibration=calibration, batch_rows=run.params["batch_rows"],
-                                            excluded=excluded))
+                                            excluded=excluded, suppression=run.suppression(conn)))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
                 from cross_sell.tracking import log_scoring
 

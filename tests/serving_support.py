@@ -53,3 +53,32 @@ def promote(registry: ModelRegistry, version: str, signer: ManifestSigner | None
     except PointerError as unreadable:
         etag = unreadable.etag
     registry.set_champion(version, etag, "promote", signer or session_signer(), run_id=f"run-{version}")
+
+
+def record_run(registry: ModelRegistry, run: str, frame=None) -> dict:
+    """A training run's snapshot and splits in the bucket (`runs/<run>/`, Parquet with an `id` column, from
+    `frame` or a few synthetic customers), and their records as a manifest's `lineage` names them."""
+    import io
+
+    from cross_sell import objects
+
+    frame = synthetic.generate(30, seed=len(run)) if frame is None else frame
+    lineage: dict = {"splits": {}}
+    for name in ("snapshot", "train", "validation", "test"):
+        key = objects.join_key(registry.prefix, "runs", run, "raw/snapshot.parquet" if name == "snapshot"
+                               else f"features/{name}.parquet")
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        body = buffer.getvalue()
+        objects.put(registry.s3, registry.bucket, key, body)
+        if name == "snapshot":
+            lineage["snapshot"] = objects.artifact(key, body)
+        else:
+            lineage["splits"][name] = objects.artifact(key, body)
+    return lineage
+
+
+def publish_from_run(registry: ModelRegistry, version: str, run: str, signer, frame=None, seed: int = 1) -> dict:
+    """A version as the pipeline pushes it: trained (`seed`) on a recorded run (`record_run`)."""
+    return publish(registry, version, train_model(seed), signer, run_id=run, lineage=record_run(registry, run, frame),
+                   seed=seed, estimator_params={}, excluded_features=[])

@@ -6,7 +6,7 @@ import pytest
 
 from cross_sell.__main__ import main as cli
 from cross_sell.registry import ModelRegistry
-from serving_support import publish, train_model
+from serving_support import publish, publish_from_run, train_model
 from support import SIGNING_KEY
 
 
@@ -64,7 +64,7 @@ def test_champion_show_history_and_rollback(env, s3, capsys, signer, verifier, m
     assert cli(["champion", "show"]) == 0
     assert _json(capsys)["champion"] is None
     for version in ("v1", "v2"):
-        publish(registry, version, train_model(1), signer)
+        publish_from_run(registry, version, f"run-{version}", signer)  # restorable: its run is kept
     registry.set_champion("v1", None, "promote", signer, run_id="r1")
     registry.set_champion("v2", registry.champion().etag, "promote", signer, run_id="r2")
     assert cli(["champion", "rollback", "v1", "--reason", "drill", "--by", "alice"]) == 2  # signed: needs the key

@@ -101,3 +101,87 @@ def test_lifecycle_rules_are_the_policy_and_minio_init_installs_them(s3_server):
     assert by_id["cross-sell-serving-samples"]["Expiration"]["Days"] == 30
     assert by_id["cross-sell-runs-older-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
     assert "Expiration" not in by_id["cross-sell-runs-older-versions"]  # current runs: the housekeeping DAG's
+
+
+@pytest.fixture
+def cli_env(monkeypatch, s3_env, bucket):
+    from support import SIGNING_KEY
+
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    monkeypatch.setenv("CROSS_SELL_SIGNING_KEY", str(SIGNING_KEY))
+    monkeypatch.setenv("CROSS_SELL_RETENTION_KEEP_VERSIONS", "1")
+    return bucket
+
+
+def _served(registry, signer, versions, frames=None):
+    """Versions trained on recorded runs (`runs/run-<version>/`), each champion in turn."""
+    from serving_support import publish_from_run
+
+    for version in versions:
+        publish_from_run(registry, version, f"run-{version}", signer, frame=(frames or {}).get(version))
+        current = registry.champion()
+        registry.set_champion(version, current.etag if current else None, "promote", signer, run_id=f"r-{version}")
+
+
+def _cli(capsys, *argv):
+    from cross_sell.__main__ import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_retention_and_rollback_agree_on_what_stays_restorable(cli_env, s3, signer, verifier, monkeypatch, capsys):
+    """Issue #30, break 7: at +120 days housekeeping deleted the runs (snapshot, splits) of a version that
+    rollback still accepted without `force`, and `reproduce` of it then failed. One rule now decides what stays
+    restorable: retention keeps the runs of every version it keeps, and rollback refuses what it no longer
+    keeps, naming why."""
+    registry = ModelRegistry(s3, cli_env, PREFIX, verifier)
+    _served(registry, signer, ("v1", "v2", "v3"))
+    monkeypatch.setenv("CROSS_SELL_RETENTION_RUNS_DAYS", "0")  # every run is now past its time: "+120 days"
+    code, _, err = _cli(capsys, "champion", "rollback", "v2", "--by", "alice", "--reason", "drill")
+    assert code == 2 and "has a training run (runs/run-v2) older than 0 days that no kept model needs" in err
+    code, out, _ = _cli(capsys, "retention", "plan")
+    planned = json.loads(out)
+    assert planned["restorable"] == {} and planned["delete"]["runs"]["units"] == ["run-v1", "run-v2"]
+    assert planned["kept_because"] == {"runs/run-v3": "trained the champion v3; a recent version, v3"}
+    monkeypatch.delenv("CROSS_SELL_RETENTION_RUNS_DAYS")  # the default 90 days: every run is young
+    code, out, _ = _cli(capsys, "retention", "plan")
+    planned = json.loads(out)
+    assert code == 0 and set(planned["restorable"]) == {"v1", "v2"} and "runs" not in planned["delete"]
+    monkeypatch.setenv("CROSS_SELL_RETENTION_RUNS_DAYS", "0")
+    assert _cli(capsys, "retention", "apply")[0] == 0
+    code, _, err = _cli(capsys, "champion", "rollback", "v1", "--by", "alice", "--reason", "drill")
+    assert code == 2 and "v1 has lost its training run runs/run-v1, so it is not restorable" in err
+    code, _, err = _cli(capsys, "reproduce", "v1")  # what an accepted rollback would have led to
+    assert code == 2 and "raw/snapshot.parquet" in err
+    assert registry.champion().version == "v3"
+    code, out, _ = _cli(capsys, "champion", "rollback", "v1", "--by", "alice", "--reason", "decided", "--force")
+    assert code == 0 and json.loads(out)["note"] == {"forced": True}
+
+
+def test_a_version_trained_on_customers_erased_since_is_not_restorable(cli_env, s3, signer, verifier, mongo_db,
+                                                                       monkeypatch, capsys, tmp_path):
+    """The restorable rule's last clause: an erasure receipt naming a version (its snapshot held an erased
+    customer, now rewritten) takes it out of what a rollback restores without `force`."""
+    from cross_sell import synthetic
+    from cross_sell.suppression import make_key
+
+    monkeypatch.setenv("CROSS_SELL_MONGO_DATABASE", mongo_db.name)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://{mongo_db.client.address[0]}:{mongo_db.client.address[1]}")
+    monkeypatch.setenv("CROSS_SELL_ERASURE_KEY_FILE", str(make_key(tmp_path / "erasure.key")))
+    registry = ModelRegistry(s3, cli_env, PREFIX, verifier)
+    _served(registry, signer, ("v1", "v2", "v3"), frames={"v1": synthetic.generate(30, seed=1, first_id=1),
+                                                          "v2": synthetic.generate(30, seed=2, first_id=100),
+                                                          "v3": synthetic.generate(30, seed=3, first_id=200)})
+    (tmp_path / "ids.txt").write_text("5\n")
+    code, out, err = _cli(capsys, "erase", "--ids-file", str(tmp_path / "ids.txt"), "--reason", "ticket 9",
+                          "--by", "dpo")
+    assert code == 0, err
+    assert json.loads(out)["models_trained_on_their_data"] == ["v1"]
+    code, _, err = _cli(capsys, "champion", "rollback", "v1", "--by", "alice", "--reason", "drill")
+    assert code == 2 and "v1 was trained on customers erased since (erasure receipt 1)" in err
+    code, out, _ = _cli(capsys, "retention", "plan")
+    assert set(json.loads(out)["restorable"]) == {"v2"}
+    assert _cli(capsys, "champion", "rollback", "v2", "--by", "alice", "--reason", "drill")[0] == 0

@@ -22,8 +22,12 @@ def registry(s3, bucket, signer, verifier):
 
 
 def _publish(registry, tmp_path, version, payload):
+    """A version trained on a recorded run (`runs/run-<version>/`), as the pipeline pushes it."""
+    from serving_support import record_run
+
     body = repr(payload).encode()
-    return registry.publish({"version": version, "metrics": {}}, {"model.onnx": body}, registry.signer)
+    return registry.publish({"version": version, "metrics": {}, "run_id": f"run-{version}",
+                             "lineage": record_run(registry, f"run-{version}")}, {"model.onnx": body}, registry.signer)
 
 
 def test_first_champion_then_conditional_promotion(registry, tmp_path):

@@ -138,3 +138,39 @@ def test_the_mlflow_server_reaches_its_artifacts_and_nothing_of_the_registry(cli
     assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json"))
     assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json", Body=b"{}"))
     assert _denied(lambda: s3.list_objects_v2(Bucket=BUCKET))
+
+
+def test_the_housekeeping_user_erases_from_every_area_and_cannot_remove_a_receipt(clients, signer, verifier,
+                                                                                   mongo_db, tmp_path):
+    """Issue #30: erasure, as the housekeeping user, rewrites snapshots and serving samples (the service's
+    own flush) and writes its receipt, which that user then cannot delete (nor hide behind a delete marker;
+    a second version, which it could put, is what `erase --verify` reports)."""
+    import io
+
+    from cross_sell import casting, erasure, layout, loader, schema, synthetic
+    from cross_sell.settings import Settings
+    from cross_sell.suppression import make_key
+
+    frame = synthetic.generate(40, seed=9, first_id=9_000)
+    loader.upsert(mongo_db.customers, frame, progress=False)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    clients["training"].put_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/erasure-run/raw/snapshot.parquet",
+                                   Body=buffer.getvalue())
+    row = frame.loc[frame["id"] == 9_005].iloc[0]
+    checked = casting.check_records([{n: (row[n].item() if hasattr(row[n], "item") else row[n])
+                                      for n in schema.FEATURES}])
+    sampler = RequestSampler(clients["serving"], BUCKET, PREFIX, rate=1.0)
+    sampler.add([{**checked.record(0), "probability": 0.2}], "v3")
+    assert sampler.flush()
+    s3 = clients["housekeeping"]
+    done = erasure.erase([9_005], s3=s3, bucket=BUCKET, prefix=PREFIX,
+                         collections=layout.erasure_collections(Settings(), mongo_db.__getitem__),
+                         erased=mongo_db.erased_customers, key=make_key(tmp_path / "k").read_bytes(),
+                         registry=ModelRegistry(s3, BUCKET, PREFIX, verifier), request="policy", reason="test",
+                         by="test", signer=signer)
+    assert done.complete and done.samples["rows_found"] == 1
+    assert {f.key.split("/")[1] for f in done.objects if f.action != "kept"} >= {"runs", "serving-samples"}
+    version = s3.head_object(Bucket=BUCKET, Key=done.receipt_key)["VersionId"]
+    assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=done.receipt_key, VersionId=version))
+    assert _denied(lambda: s3.delete_object(Bucket=BUCKET, Key=done.receipt_key))

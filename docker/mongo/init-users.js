@@ -12,11 +12,12 @@ const ROLES = {
   crossSellLoader: [on("customers", WRITE), on("customer_outcomes", WRITE), on("erased_customers", READ)],
   // The training DAG's extract: customers out, erased ones left out.
   crossSellTraining: [on("customers", READ), on("erased_customers", READ)],
-  // The scoring DAG: customers and their consent and contacts read, scores written (and stale ones removed).
+  // The scoring DAG: customers and their consent and contacts read, erased ones left out (the suppression
+  // list), scores written (and stale ones removed).
   crossSellScoring: [on("customers", READ), on("customer_consent", READ), on("customer_contacts", READ),
-                     on("customer_scores", [...WRITE, "remove"])],
-  // The monitoring DAG: outcomes read.
-  crossSellMonitoring: [on("customer_outcomes", READ)],
+                     on("erased_customers", READ), on("customer_scores", [...WRITE, "remove"])],
+  // The monitoring DAG: outcomes read; the suppression list read to check the erasure receipts against it.
+  crossSellMonitoring: [on("customer_outcomes", READ), on("erased_customers", READ)],
   // The erasure DAG: customers removed everywhere, their keyed hashes added to the suppression list.
   crossSellErasure: [on("customers", ["find", "remove"]), on("customer_scores", ["find", "remove"]),
                      on("customer_outcomes", ["find", "remove"]), on("customer_consent", ["find", "remove"]),

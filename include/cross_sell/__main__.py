@@ -228,22 +228,25 @@ def cmd_champion(args, settings: Settings) -> int:
 
 
 def cmd_erase(args, settings: Settings) -> int:
-    """Erase customers everywhere (GDPR art. 17): MongoDB, every object version, a signed receipt."""
+    """Erase customers everywhere (GDPR art. 17): MongoDB, every object version, a signed receipt; or, with
+    --verify, check every receipt (exit 1 on a problem)."""
     from pymongo import MongoClient
 
-    from . import erasure
+    from . import erasure, layout
     from .suppression import read_key
 
+    if args.verify:
+        return _verify_receipts(args, settings)
+    if not args.ids_file or not args.reason:
+        raise UsageError("erase needs --ids-file and --reason (or --verify)")
     ids = erasure.read_ids(args.ids_file)
     client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
         database = client[settings.mongo_database]
-        collections = {name: database[name] for name in (settings.mongo_collection, settings.scores_collection,
-                                                         settings.outcomes_collection, settings.consent_collection,
-                                                         settings.contacts_collection)}
         registry = _registry(settings)
         done = erasure.erase(ids, s3=registry.s3, bucket=settings.s3_bucket, prefix=settings.s3_prefix,
-                             collections=collections, erased=database[settings.erased_collection],
+                             collections=layout.erasure_collections(settings, database.__getitem__),
+                             erased=database[settings.erased_collection],
                              key=read_key(settings.erasure_key_file), registry=registry,
                              request=args.request or os.path.splitext(os.path.basename(args.ids_file))[0],
                              reason=args.reason, by=args.by, dry_run=args.dry_run,
@@ -251,9 +254,26 @@ def cmd_erase(args, settings: Settings) -> int:
     finally:
         client.close()
     receipt = done.receipt()
-    _print({**{k: v for k, v in receipt.items() if k != "customer_hashes"},
-            "receipt_key": None if args.dry_run else erasure.receipt_key(settings.s3_prefix, done)})
+    _print({**{k: v for k, v in receipt.items() if k != "customer_hashes"}, "receipt_key": done.receipt_key})
     return 0
+
+
+def _verify_receipts(args, settings: Settings) -> int:
+    """Every erasure receipt checked (`receipts.problems`), against the suppression list too."""
+    from pymongo import MongoClient
+
+    from . import receipts
+    from .signing import ManifestVerifier
+
+    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        erased = client[settings.mongo_database][settings.erased_collection]
+        records, found = receipts.check(s3_client(), settings.s3_bucket, settings.s3_prefix,
+                                        ManifestVerifier.from_env(), erased)
+    finally:
+        client.close()
+    _print({"receipts_verified": len(records), "problems": found})
+    return 1 if found else 0
 
 
 def cmd_retention(args, settings: Settings) -> int:
@@ -419,8 +439,11 @@ def _add_shadow(sub) -> None:
 
 def _add_erase(sub) -> None:
     erase = sub.add_parser("erase", help="erase customers everywhere (GDPR art. 17), with a signed receipt")
-    erase.add_argument("--ids-file", required=True, help="customer ids, one per line")
-    erase.add_argument("--reason", required=True, help="why (e.g. the ticket of the request)")
+    erase.add_argument("--ids-file", help="customer ids, one per line")
+    erase.add_argument("--reason", help="why (e.g. the ticket of the request)")
+    erase.add_argument("--verify", action="store_true",
+                       help="check every erasure receipt instead (deleted, overwritten, unsigned, incomplete, or "
+                            "not matching the suppression list): exit 1 on a problem")
     erase.add_argument("--by", default=getpass.getuser(), help="who asked for it (recorded; default: you)")
     erase.add_argument("--request", help="the request's name in the receipt (default: the file's name)")
     erase.add_argument("--dry-run", action="store_true", help="find and count everything, change nothing")

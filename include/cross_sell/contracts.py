@@ -186,6 +186,8 @@ class Erased(TypedDict):
     rows_removed: int
     receipt_key: str | None  # None in a dry run
     models_trained_on_their_data: list[str]
+    left: int  # documents and rows of theirs a re-scan after the erasure still found (0, or it failed)
+    request_deleted: bool  # the request file (plaintext ids) is gone, a dry run's too
 
 
 # The housekeeping DAG (cross_sell.retention.run): what went, by data class, and what stayed and why.
@@ -197,4 +199,5 @@ class Retained(TypedDict, total=False):
     deleted_object_versions: int
     delete: dict[str, dict]  # data class -> units, object versions, bytes
     kept_because: dict[str, str]
+    restorable: dict[str, str]  # versions a rollback may restore without force -> why (retention.restorable)
     record_key: str

@@ -149,14 +149,24 @@ def audit_alerts(registry) -> list[str]:
                      for problem in registry.audit_problems(champion)]
 
 
+def receipt_alerts(registry, erased=None) -> list[str]:
+    """What is wrong with the erasure receipts (`receipts.problems`: one deleted, hidden, overwritten, unsigned,
+    incomplete, or not matching the suppression list `erased`), as alert texts: counts and keys, no id."""
+    from . import receipts
+
+    return [f"erasure receipts: {problem}" for problem in
+            receipts.problems(registry.s3, registry.bucket, registry.prefix, registry.verifier, erased)]
+
+
 def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), min_roc_auc: float = 0.75,
-            min_precision: float = 0.2, skew_thresholds: dict | None = None) -> Monitored:
-    """The stage: read the day's samples, compute `monitor_day`, save `monitoring/daily/<day>.json`."""
+            min_precision: float = 0.2, skew_thresholds: dict | None = None, erased=None) -> Monitored:
+    """The stage: read the day's samples, compute `monitor_day`, save `monitoring/daily/<day>.json`. Checks the
+    champion's audit trail and the erasure receipts (`erased`: the suppression list) on the way."""
     from .drift import check_thresholds
 
     check_thresholds(skew_thresholds, "skew_thresholds")  # refused at once, samples or not
     s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
-    pointer_problems = audit_alerts(registry)
+    pointer_problems = audit_alerts(registry) + receipt_alerts(registry, erased)
     samples = skew.read_samples(s3, bucket, prefix, since=day, until=day)
     result, alerts = monitor_day(day, registry, outcomes, scoring_runs, samples, min_roc_auc, min_precision,
                                  skew_thresholds)

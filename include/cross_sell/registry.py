@@ -141,8 +141,9 @@ class ModelRegistry:
     ESTIMATOR = "model.joblib"
 
     def __init__(self, s3, bucket: str, prefix: str = "", verifier: ManifestVerifier | None = None,
-                 audit_lock_days: int = 0):
+                 audit_lock_days: int = 0, retention_policy=None):
         self.s3 = s3
+        self.retention_policy = retention_policy  # `retention.Policy` of the restorable rule (None: the settings')
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.verifier = verifier
@@ -576,8 +577,10 @@ class ModelRegistry:
     def rollback(self, version: str, signer: ManifestSigner, reason: str = "manual rollback",
                  by: str | None = None, run_id: str | None = None, force: bool = False,
                  note: dict | None = None) -> dict:
-        """Point the champion back at `version`: one that served before, and not the current shadow (a
-        challenger that lost its comparison), unless `force` says a person decided otherwise (recorded)."""
+        """Point the champion back at `version`: one the restorable rule keeps (`retention.restorable`: it
+        served before, is not the current shadow, its training run is still kept, it was not trained on
+        customers erased since), unless `force` says a person decided otherwise (recorded, with `note`). The
+        retention policy is `self.retention_policy`, else the settings'."""
         current = self.champion()
         if current is not None and current.version == version:
             if run_id and current.pointer.get("run_id") == run_id:  # a retried task whose first try wrote it
@@ -586,15 +589,15 @@ class ModelRegistry:
             raise RegistryError(f"{version} is already the champion")
         self.manifest(version)  # an unknown or unsigned version is refused before anything else
         if not force:
-            served = self.served_versions()
-            if version not in served:
-                named = ", ".join(sorted(served)) or "none"
-                raise RegistryError(f"{version} never served as champion (served: {named}); force it if a person "
-                                    "decided so")
-            shadow = self.shadow()
-            if shadow is not None and shadow.version == version:
-                raise RegistryError(f"{version} is the current shadow (a challenger that did not win its "
-                                    "comparison); force it if a person decided so")
+            from .retention import Policy, restorable
+            from .settings import Settings
+
+            rule = restorable(self, self.retention_policy or Policy.from_settings(Settings.from_env()))
+            if version not in rule.versions:
+                named = ", ".join(sorted(rule.versions)) or "none"
+                why = rule.refused.get(version) or "never served as champion"
+                raise RegistryError(f"{version} {why}, so it is not restorable (restorable: {named}); force it if a "
+                                    "person decided so")
         note = {**(note or {}), **({"forced": True} if force else {})} or None
         return self.set_champion(version, current.etag if current else None, "rollback", signer, run_id=run_id,
                                  reason=reason, by=by, note=note)

@@ -34,8 +34,9 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         raise NotReproducible(f"{version}'s manifest does not record {', '.join(missing)} (it predates "
                               "reproducible manifests): it cannot be rebuilt")
     lineage, seed = manifest["lineage"], int(manifest["seed"])
+    _still_there(registry, version, [lineage["snapshot"], *lineage["splits"].values()])
     with tempfile.TemporaryDirectory() as tmp:
-        # CustodyError if the snapshot is gone or no longer the recorded bytes (e.g. rewritten by an erasure)
+        # CustodyError if the snapshot is no longer the recorded bytes (e.g. rewritten by an erasure)
         path = objects.download_artifact(registry.s3, registry.bucket, lineage["snapshot"], Path(tmp) / "s.parquet")
         frame, problems = casting.validate_frame(snapshot.read(str(path)), schema.TRAINING)
         if problems:
@@ -80,3 +81,18 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         "library_differences": sorted(name for name in set(recorded_libraries) | set(now_libraries)
                                       if recorded_libraries.get(name) != now_libraries.get(name)),
     }
+
+
+def _still_there(registry: ModelRegistry, version: str, recorded: list) -> None:
+    """NotReproducible naming the first recorded object that is gone (deleted by retention, say)."""
+    from botocore.exceptions import ClientError
+
+    for artifact in recorded:
+        try:
+            registry.s3.head_object(Bucket=registry.bucket, Key=artifact["key"])
+        except ClientError as error:
+            status = (getattr(error, "response", {}) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 404:
+                raise
+            raise NotReproducible(f"{version} cannot be rebuilt: its recorded training data {artifact['key']} is "
+                                  "gone (deleted by retention?)") from None

@@ -10,6 +10,11 @@ twice.
 * reports, `monitoring/daily/<day>.json`: `retention_reports_days`;
 * kept for good: `models/`, `audit/`, `erasure/receipts/`, the pointers, `monitoring/report.html`.
 
+The areas are `cross_sell.layout`'s. Which versions stay restorable is one rule (`restorable`): served as
+champion before, not the current shadow, its training run still kept here (so `reproduce` works), and not
+trained on customers erased since. A run is deleted only by the same test that rule uses, and
+`ModelRegistry.rollback` refuses (without `force`) a version the rule does not keep, naming why.
+
 1. **S3 lifecycle rules** (`lifecycle_rules`; `minio-init` installs them, docs/data-governance.md gives them
    for AWS): scores, serving samples and reports expire by age; every older (noncurrent) version of
    anything under the four classes goes a day after it was replaced; expired delete markers are removed.
@@ -27,7 +32,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import clock, objects
+from . import clock, layout, objects
 from .artifacts import safe_run_id
 from .contracts import Retained
 
@@ -57,15 +62,15 @@ def _root(prefix: str, area: str) -> str:
 def lifecycle_rules(policy: Policy, prefix: str) -> dict:
     """The bucket lifecycle configuration (S3 / MinIO JSON) that enforces what an age alone can decide."""
     rules = []
-    for name, area, days in (("scores", "scores/", policy.scores_days),
-                             ("serving-samples", "serving-samples/", policy.samples_days),
-                             ("reports", "monitoring/daily/", policy.reports_days)):
+    for name, area, days in (("scores", layout.RETENTION_ROOTS[layout.SCORES], policy.scores_days),
+                             ("serving-samples", layout.RETENTION_ROOTS[layout.SAMPLES], policy.samples_days),
+                             ("reports", layout.RETENTION_ROOTS[layout.REPORTS], policy.reports_days)):
         rules.append({"ID": f"cross-sell-{name}", "Status": "Enabled", "Filter": {"Prefix": _root(prefix, area)},
                       "Expiration": {"Days": int(days)},
                       "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS}})
     # Runs: the current versions are the housekeeping DAG's (a kept model's training data stays).
     rules.append({"ID": "cross-sell-runs-older-versions", "Status": "Enabled",
-                  "Filter": {"Prefix": _root(prefix, "runs/")},
+                  "Filter": {"Prefix": _root(prefix, layout.RETENTION_ROOTS[layout.RUNS])},
                   "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS}})
     rules.append({"ID": "cross-sell-expired-delete-markers", "Status": "Enabled",
                   "Filter": {"Prefix": _root(prefix, "")}, "Expiration": {"ExpiredObjectDeleteMarker": True}})
@@ -87,6 +92,7 @@ class Deletion:
 class Plan:
     deletions: list[Deletion]
     kept: dict[str, str]  # protected unit -> why
+    restorable: dict[str, str] = field(default_factory=dict)  # versions a rollback may restore -> why
 
     def summary(self) -> dict:
         by_class: dict[str, dict] = {}
@@ -95,7 +101,7 @@ class Plan:
             entry["units"].append(d.unit)
             entry["object_versions"] += len(d.versions)
             entry["bytes"] += d.bytes
-        return {"delete": by_class, "kept_because": self.kept}
+        return {"delete": by_class, "kept_because": self.kept, "restorable": self.restorable}
 
 
 def _folders(s3, bucket: str, root: str) -> dict[str, dict]:
@@ -114,9 +120,17 @@ def _folders(s3, bucket: str, root: str) -> dict[str, dict]:
     return found
 
 
-def protected_runs(registry, keep_versions: int) -> dict[str, str]:
-    """Run folders (safe run ids) a kept model was trained on: the champion's, the shadow's and those of the
-    last `keep_versions` registry versions."""
+@dataclass
+class Restorable:
+    """The one rule of which versions stay restorable (`restorable`), and the runs retention keeps."""
+
+    versions: dict[str, str]  # version a rollback may restore without `force` -> why
+    refused: dict[str, str]  # version that served (or is named) but may not be restored -> why not
+    runs: dict[str, str]  # run folder a kept model was trained on -> which (retention keeps it whatever its age)
+
+
+def _protected(registry, keep_versions: int) -> dict[str, str]:
+    """Run folders (safe run ids) of the champion, the shadow and the last `keep_versions` registry versions."""
     why: dict[str, list[str]] = {}
 
     def protect(version: str | None, role: str) -> None:
@@ -136,21 +150,113 @@ def protected_runs(registry, keep_versions: int) -> dict[str, str]:
     return {run: "; ".join(roles) for run, roles in why.items()}
 
 
+def protected_runs(registry, keep_versions: int) -> dict[str, str]:
+    """Run folders (safe run ids) a kept model was trained on: the champion's, the shadow's and those of the
+    last `keep_versions` registry versions."""
+    return _protected(registry, keep_versions)
+
+
+def _run_kept(entry: dict | None, run: str, protected: dict[str, str], policy: Policy, now: datetime) -> str | None:
+    """Why retention keeps a run folder now (None: it deletes it, or it is gone). The one test `plan` and
+    `restorable` share."""
+    if entry is None:
+        return None
+    if run in protected:
+        return f"trained {protected[run]}"
+    if now - entry["first"] <= timedelta(days=policy.runs_days):
+        return f"younger than {policy.runs_days:g} days"
+    return None
+
+
+def _data_problem(s3, bucket: str, lineage: dict) -> str | None:
+    """What is wrong with a version's recorded training data in the bucket (None: the recorded sizes)."""
+    from botocore.exceptions import ClientError
+
+    recorded = [lineage["snapshot"], *(lineage.get("splits") or {}).values()]
+    for artifact in recorded:
+        try:
+            size = s3.head_object(Bucket=bucket, Key=artifact["key"])["ContentLength"]
+        except ClientError:
+            return f"has lost its training data {artifact['key']}"
+        if size != artifact["bytes"]:
+            return (f"has training data ({artifact['key']}) that is no longer the recorded bytes (rewritten by an "
+                    "erasure, or changed): `reproduce` would fail")
+    return None
+
+
+def restorable(registry, policy: Policy, now: datetime | None = None,
+               runs: dict[str, dict] | None = None) -> Restorable:
+    """Which versions stay restorable: a version that served as champion before, is not the current champion
+    or shadow, whose training run retention still keeps (so `reproduce` works: its snapshot and splits are
+    the recorded bytes), and that was not trained on customers erased since (an erasure receipt names it).
+    Retention keeps the runs of every such version (they are kept by the same test, `_run_kept`), and
+    `ModelRegistry.rollback` refuses, without `force`, any other, naming why. `runs`: the run folders
+    (`_folders`), when the caller has listed them."""
+    from . import receipts
+    from .registry import RegistryError
+    from .signing import SignatureError
+
+    now = now or clock.now()
+    s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
+    if runs is None:
+        runs = _folders(s3, bucket, _root(prefix, layout.RETENTION_ROOTS[layout.RUNS]))
+    protected = _protected(registry, policy.keep_versions)
+    champion, shadow = registry.champion(), registry.shadow()
+    records, _ = receipts.verified(s3, bucket, prefix, registry.verifier)  # the daily check reports the others
+    erased_from = receipts.models_erased_from(records)
+    versions: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for version in sorted(registry.served_versions()):
+        if champion is not None and version == champion.version:
+            refused[version] = "is the current champion"
+            continue
+        if shadow is not None and version == shadow.version:
+            refused[version] = "is the current shadow (a challenger that did not win its comparison)"
+            continue
+        if version in erased_from:
+            refused[version] = (f"was trained on customers erased since (erasure receipt {erased_from[version]}): "
+                                "its training data no longer holds them")
+            continue
+        try:
+            manifest = registry.manifest(version)
+        except (RegistryError, SignatureError) as error:
+            refused[version] = f"has a manifest that cannot be verified ({error})"
+            continue
+        lineage, run = manifest.get("lineage") or {}, manifest.get("run_id")
+        if not run or not lineage.get("snapshot"):
+            refused[version] = "records no training run and data in its manifest: it cannot be reproduced"
+            continue
+        unit = safe_run_id(run)
+        kept = _run_kept(runs.get(unit), unit, protected, policy, now)
+        if kept is None:
+            refused[version] = (f"has lost its training run runs/{unit}" if unit not in runs else
+                                f"has a training run (runs/{unit}) older than {policy.runs_days:g} days that no "
+                                "kept model needs: retention deletes it")
+            continue
+        problem = _data_problem(s3, bucket, lineage)
+        if problem:
+            refused[version] = problem
+            continue
+        versions[version] = f"served as champion; its run runs/{unit} is kept ({kept})"
+    return Restorable(versions, refused, protected)
+
+
 def plan(s3, bucket: str, prefix: str, registry, policy: Policy, now: datetime | None = None) -> Plan:
-    """What retention deletes now (nothing is deleted here)."""
+    """What retention deletes now (nothing is deleted here). A run goes only when `restorable`'s test
+    (`_run_kept`) says so: no version that stays restorable loses its training data."""
     now = now or clock.now()
     kept = {}
     deletions = []
-    protected = protected_runs(registry, policy.keep_versions)
-    for run, entry in sorted(_folders(s3, bucket, _root(prefix, "runs/")).items()):
-        if now - entry["first"] <= timedelta(days=policy.runs_days):
-            continue
-        if run in protected:
-            kept[f"runs/{run}"] = f"trained {protected[run]}"
-            continue
-        deletions.append(Deletion("runs", run, f"older than {policy.runs_days:g} days and no kept model's data",
-                                  entry["versions"], entry["bytes"]))
-    scoring = _folders(s3, bucket, _root(prefix, "scores/"))
+    folders = _folders(s3, bucket, _root(prefix, layout.RETENTION_ROOTS[layout.RUNS]))
+    rule = restorable(registry, policy, now, folders)
+    for run, entry in sorted(folders.items()):
+        why = _run_kept(entry, run, rule.runs, policy, now)
+        if why is None:
+            deletions.append(Deletion("runs", run, f"older than {policy.runs_days:g} days and no kept model's data",
+                                      entry["versions"], entry["bytes"]))
+        elif run in rule.runs and now - entry["first"] > timedelta(days=policy.runs_days):
+            kept[f"runs/{run}"] = why
+    scoring = _folders(s3, bucket, _root(prefix, layout.RETENTION_ROOTS[layout.SCORES]))
     newest = max(scoring, key=lambda run: scoring[run]["last"], default=None)
     for run, entry in sorted(scoring.items()):
         if now - entry["first"] <= timedelta(days=policy.scores_days):
@@ -160,13 +266,12 @@ def plan(s3, bucket: str, prefix: str, registry, policy: Policy, now: datetime |
             continue
         deletions.append(Deletion("scores", run, f"older than {policy.scores_days:g} days", entry["versions"],
                                   entry["bytes"]))
-    for area, data_class, days in (("serving-samples/", "serving_samples", policy.samples_days),
-                                   ("monitoring/daily/", "reports", policy.reports_days)):
-        for unit, entry in sorted(_folders(s3, bucket, _root(prefix, area)).items()):
+    for data_class, days in ((layout.SAMPLES, policy.samples_days), (layout.REPORTS, policy.reports_days)):
+        for unit, entry in sorted(_folders(s3, bucket, _root(prefix, layout.RETENTION_ROOTS[data_class])).items()):
             if now - entry["first"] > timedelta(days=days):
                 deletions.append(Deletion(data_class, unit, f"older than {days:g} days", entry["versions"],
                                           entry["bytes"]))
-    return Plan(deletions, kept)
+    return Plan(deletions, kept, rule.versions)
 
 
 def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
@@ -186,7 +291,8 @@ def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
     log.info("retention: deleted %s object versions (%s); record %s", f"{deleted:,}",
              {k: len(v["units"]) for k, v in record["delete"].items()}, key)
     return Retained(kind="retention", at=record["at"], by=by, deleted_object_versions=deleted,
-                    delete=record["delete"], kept_because=record["kept_because"], record_key=key)
+                    delete=record["delete"], kept_because=record["kept_because"], restorable=record["restorable"],
+                    record_key=key)
 
 
 def run(registry, policy: Policy, by: str, dry_run: bool = False) -> Retained:
@@ -195,5 +301,6 @@ def run(registry, policy: Policy, by: str, dry_run: bool = False) -> Retained:
     summary = planned.summary()
     log.info("retention plan: %s", json.dumps(summary, default=str))
     if dry_run:
-        return Retained(dry_run=True, delete=summary["delete"], kept_because=summary["kept_because"])
+        return Retained(dry_run=True, delete=summary["delete"], kept_because=summary["kept_because"],
+                        restorable=summary["restorable"])
     return apply(registry.s3, registry.bucket, registry.prefix, planned, by)

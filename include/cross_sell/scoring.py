@@ -30,13 +30,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import deciles, schema
+from . import consent, deciles, schema
 from .artifacts import RunArtifacts
 from .batches import INFERENCE_ROWS, ScoredBatch, scored_batches
 from .contracts import Campaign, Published, Scored
 from .errors import NotRetryable
 from .memory import lean_allocators
 from .onnx_model import OnnxModel
+from .suppression import Suppression
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,31 @@ def served(registry, which: str = "champion") -> tuple[OnnxModel, str, dict | No
     return model, version, registry.version_json(version, "calibration.json")
 
 
-def _leave_out(documents: Iterable[dict], excluded: dict[int, str], counts: dict[str, int]) -> Iterator[dict]:
-    """`documents` without the customers `excluded` names (no consent, contacted recently), counted by reason."""
+def _leave_out(documents: Iterable[dict], excluded: dict[int, str], counts: dict[str, int],
+               suppression: Suppression | None = None) -> Iterator[dict]:
+    """`documents` without the erased customers (`suppression`, whatever the collections say) and those
+    `excluded` names (no consent, contacted recently), counted by reason."""
+    erased = suppression if suppression else None  # an empty list: nobody to hash
     for document in documents:
-        reason = excluded.get(document.get(schema.KEY, -1)) if excluded else None
+        customer = document.get(schema.KEY)
+        if erased is not None and erased.erased(customer):
+            reason: str | None = consent.ERASED
+        elif excluded:
+            number = _as_int(customer)
+            reason = excluded.get(number) if number is not None else None
+        else:
+            reason = None
         if reason is None:
             yield document
         else:
             counts[reason] = counts.get(reason, 0) + 1
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value) if value is not None and float(value).is_integer() else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -89,7 +107,7 @@ _RAW_COLUMNS = (("id", "int64"), ("probability", "float64"), ("label", "int8"))
 
 
 def _first_pass(documents: Iterable[dict], model: OnnxModel, batch_rows: int, excluded: dict[int, str],
-                raw_path: Path, quarantine_path: Path, clock: dict) -> _Tally:
+                raw_path: Path, quarantine_path: Path, clock: dict, suppression: Suppression | None = None) -> _Tally:
     """Every customer checked and scored into `raw_path` (id, probability, label), the rows that fail
     into `quarantine_path` with their reasons; `clock["reading"]` adds up the wait for documents."""
     from concurrent.futures import ThreadPoolExecutor
@@ -104,8 +122,8 @@ def _first_pass(documents: Iterable[dict], model: OnnxModel, batch_rows: int, ex
     with pq.ParquetWriter(raw_path, raw_schema, use_dictionary=False, data_page_size=PAGE_BYTES) as writer, \
             open(quarantine_path, "w") as bad, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as inference:
-        for scored in scored_batches(_leave_out(documents, excluded, tally.left_out), model, batch_rows, clock,
-                                     inference):
+        for scored in scored_batches(_leave_out(documents, excluded, tally.left_out, suppression), model,
+                                     batch_rows, clock, inference):
             writer.write_table(pa.table({"id": scored.ids, "probability": scored.probability,
                                          "label": scored.labels}, schema=raw_schema), row_group_size=PASS_ROWS)
             for row in scored.quarantined:
@@ -139,9 +157,11 @@ def _second_pass(raw_path: Path, final_path: Path, edges: np.ndarray, stats: dec
 
 def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, model_version: str,
           scored_at: datetime, calibration: dict | None = None, batch_rows: int = BATCH_ROWS,
-          excluded: dict[int, str] | None = None) -> Scored:
-    """Score every customer (see the module doc) but those `excluded` (id -> reason: `consent.excluded`);
-    two passes over a local Parquet file, bounded memory."""
+          excluded: dict[int, str] | None = None, suppression: Suppression | None = None) -> Scored:
+    """Score every customer (see the module doc) but the erased ones (`suppression`: the keyed hashes of
+    the suppression list, checked whatever the collections hold) and those `excluded` (id -> reason:
+    `consent.excluded`); two passes over a local Parquet file, bounded memory. The summary counts who was
+    left out, by reason."""
     lean_allocators()
     stamp = scored_at.isoformat()
     # Waiting for documents; checking them into batches, scoring and writing; deciles and uploads.
@@ -150,7 +170,8 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
         raw_path, final_path, quarantine_path = (Path(tmp) / name for name in
                                                  ("raw.parquet", "scores.parquet", "quarantine.jsonl"))
         started = time.perf_counter()
-        tally = _first_pass(documents, model, batch_rows, excluded or {}, raw_path, quarantine_path, clock)
+        tally = _first_pass(documents, model, batch_rows, excluded or {}, raw_path, quarantine_path, clock,
+                            suppression)
         clock["scoring"] = time.perf_counter() - started - clock["reading"]
         started = time.perf_counter()
         if tally.rows == 0:
@@ -172,6 +193,9 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
              f"{(tally.rows + tally.quarantined) / max(clock['scoring'], 1e-9):,.0f}", clock["finishing"])
     log.info("left out (neither scored nor on a campaign list): %s",
              ", ".join(f"{n:,} {why}" for why, n in sorted(tally.left_out.items())) or "nobody")
+    if tally.left_out.get(consent.ERASED):
+        log.warning("%s erased customer(s) are in the customers collection again (written back by a CRM or a "
+                    "load?): left out by the suppression list", f"{tally.left_out[consent.ERASED]:,}")
     log.info("lift and gain per decile (expected buyers per call from %s):\n%s", stats.source,
              deciles.lift_table(summary["deciles"]))
     return Scored(scores=scores, quarantine=quarantine, summary=saved, rows=tally.rows,

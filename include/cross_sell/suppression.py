@@ -5,8 +5,13 @@ in the `erased_customers` collection (CROSS_SELL_ERASED_COLLECTION). The loader 
 id they see with the same secret key and drop those on the list, so a later `load` of an old file or a
 later extraction cannot bring an erased customer back. The hash is keyed BLAKE2b (a MAC: without the key
 nobody can test an id against the list; ids are small integers, an unkeyed hash would be reversed by
-trying them all). The key is a secret file (CROSS_SELL_ERASURE_KEY_FILE) of whoever loads, extracts or
-erases; with erased customers on the list and no key, loading and extraction refuse to run.
+trying them all). The key is a secret file (CROSS_SELL_ERASURE_KEY_FILE) of whoever loads, extracts,
+scores or erases; with erased customers on the list and no key, loading, extraction and scoring refuse to run.
+
+Each record is `{_id: <keyed hash>, erased_at, request, opted_out, receipt}`: `opted_out` keeps a marketing
+objection (the consent "no") after the consent document itself is erased (scoring leaves every erased
+customer out in any case), and `receipt` names the erasure receipt that lists the hash (`receipts`: a receipt
+deleted from the bucket is found by that).
 """
 
 from __future__ import annotations
@@ -79,3 +84,19 @@ class Suppression:
                 counter[0] += 1
             else:
                 yield document
+
+
+def record(collection, hashes: Iterable[str], erased_at: str, request: str, opted_out: set[str]) -> None:
+    """Put erased customers on the list (before anything of theirs is deleted: a load, extraction or scoring
+    running meanwhile leaves them out already). An objection recorded earlier stays."""
+    for hashed in hashes:
+        update: dict = {"erased_at": erased_at, "request": request}
+        if hashed in opted_out:
+            update["opted_out"] = True
+        collection.update_one({"_id": hashed}, {"$set": update}, upsert=True)
+
+
+def name_receipt(collection, hashes: Iterable[str], sequence: int) -> None:
+    """Each hash's record names the receipt that lists it."""
+    for hashed in hashes:
+        collection.update_one({"_id": hashed}, {"$set": {"receipt": sequence}})
