@@ -24,15 +24,25 @@ from markupsafe import Markup
 # construct inside a line (emphasis, code span, link, image, autolink, raw HTML, entity, table cell,
 # strikethrough, heading). A value never starts a line of the templates and its line breaks are folded, so
 # the line-start-only markers (list items, setext underlines) cannot come from one.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()<>#!|&~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]()<>#!|&~])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+
+
+def _underscores(found: re.Match) -> str:
+    """A run of `_` between two letters or digits (Previously_Insured, manual__2026) cannot open or close
+    emphasis and stays as it is; any other run is escaped."""
+    text, start, end = found.string, found.start(), found.end()
+    if 0 < start and end < len(text) and text[start - 1].isalnum() and text[end].isalnum():
+        return found.group()
+    return "\\_" * (end - start)
 
 
 def markdown_text(value) -> str:
     """`value` as literal markdown text: shown as it is by any CommonMark renderer, on one line."""
     if value is None:
         return "None"
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    return re.sub(r"_+", _underscores, escaped)
 
 
 _LOADER = jinja2.PackageLoader("cross_sell", "templates")
