@@ -115,11 +115,13 @@ def evaluation_report(decision: Mapping[str, Any], facts: dict[str, dict], run: 
 
 def validation_report(summary: dict, result: dict, run: dict) -> str:
     """The validation result as one self-contained HTML page (no CDN): each expectation, what was
-    observed, unexpected counts and sample values. `summary` is what `stages.validate` saves."""
+    observed, unexpected counts and the most frequent unexpected values (none of a personal or identifying
+    column). `summary` is what `stages.validate` saves."""
     from .validation import SUITE_NAME, expectation_rows
 
+    failed = summary.get("failures", [])
     return render("validation_report.html.j2",
-        summary=summary, failed=summary.get("failures", []), rows=expectation_rows(result), run=run,
+        summary=summary, failed=failed, rows=expectation_rows(result, failed), run=run,
         suite=SUITE_NAME, generated_at=clock.stamp())
 
 
