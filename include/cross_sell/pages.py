@@ -61,8 +61,11 @@ def markdown_to_html(markdown: str, title: str) -> str:
     CommonMark and tables, raw HTML off (written as text), links only to http(s) and relative targets."""
     from markdown_it import MarkdownIt
 
-    parser = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-    parser.validateLink = lambda url: re.match(r"^(https?:|[^:]*$)", url.strip(), re.I) is not None
+    class Markdown(MarkdownIt):
+        def validateLink(self, url: str) -> bool:  # noqa: N802  (markdown-it's name)
+            return re.match(r"^(https?:|[^:]*$)", url.strip(), re.I) is not None
+
+    parser = Markdown("commonmark", {"html": False, "linkify": False}).enable("table")
     return render("markdown_page.html.j2", title=title, body=Markup(parser.render(markdown)))
 
 
