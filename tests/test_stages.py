@@ -97,7 +97,7 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     # What serves is in the signed manifest: the ONNX file, its measured parity, every file's sha256.
     manifest = registry.manifest(trained["version"])
     assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md",
-                                          "calibration.json"}
+                                          "model_card.html", "calibration.json"}
     assert manifest["artifacts"]["model.onnx"] == trained["onnx"]["sha256"]
     for rows in ("test_split", "schema_sweep"):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
