@@ -1,7 +1,8 @@
 """Flask app factory: `gunicorn -c serving/gunicorn.conf.py "serving.app:create_app()"`.
 
 Endpoints (serving/routes.py): POST /predict, GET /model, GET /ready, GET /health, GET /metrics, and a
-form at /. Every client error is a 4xx with a reason: malformed JSON 400, missing/wrong API key 401,
+form at /. Every client error is a 4xx with a reason: malformed JSON, a duplicate key, nesting deeper than
+8 levels or both request formats in one body 400, missing/wrong API key 401,
 wrong content type 415, too many rows or too large a body 413, rows breaking the schema 422.
 This process only serves: it reads signed manifests and ONNX files and never unpickles anything.
 """

@@ -10,14 +10,22 @@ The answer: {"model_version", "threshold", "predictions": [{"probability", "labe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from cross_sell import casting
 
 RECORDS = "records"
 DATAFRAME_SPLIT = "dataframe_split"
+# A `records` body is 3 levels deep (object, list, record), `dataframe_split` 4 (object, object, data, row);
+# a value nested a little (a list where a number belongs) is the client's 422 like any wrong value, a
+# deeper one a 400 before anything walks it (Python's repr of a list 1,000 deep raised RecursionError).
+MAX_DEPTH = 8
+# Below this many bytes `bytes.count` beats NumPy's fixed cost (a one-row body is ~250 bytes).
+_NUMPY_COUNT_BYTES = 8 * 1024
 
 
 class ClientError(Exception):
@@ -37,11 +45,103 @@ class ClientError(Exception):
 
 
 def decode_json(body: bytes):
-    """orjson takes UTF-8 only (RFC 8259) and refuses NaN/Infinity: both are 400."""
+    """The body as JSON, or a 400 with the reason: orjson takes UTF-8 only (RFC 8259) and refuses NaN and
+    Infinity; an object with a key twice (orjson would keep the last silently) and nesting deeper than
+    `MAX_DEPTH` are refused too (`check_structure`)."""
     try:
-        return orjson.loads(body)
+        decoded = orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        if str(error).startswith("depth limit exceeded"):  # orjson's own limit, 1,024 levels
+            raise ClientError(400, f"JSON nested more than {MAX_DEPTH} levels deep") from None
         raise ClientError(400, f"malformed JSON: {error}") from None
+    check_structure(body, decoded)
+    return decoded
+
+
+def check_structure(body: bytes, decoded) -> None:
+    """400 for a duplicate key (at any level) or nesting deeper than `MAX_DEPTH`, before anything recurses.
+
+    The usual body is proven clean by counting three bytes: every object has one `{`, every list one `[`
+    and every key one `:` outside strings, so when the body holds exactly as many as the request format's
+    own containers and keys (`_format_counts`, from the decoded body), there is no other container (no
+    nesting) and no key orjson dropped (no duplicate). Only a body that fails the count (a nested or an
+    odd value, a `:` inside a string) is walked: its depth without recursion, then its keys (by the standard
+    library's parser, which keeps every pair; slower, and only for such bodies)."""
+    expected = _format_counts(decoded)  # each count of the body is at least its own: equal sums suffice
+    if expected is not None and _byte_counts(body) == expected:
+        return
+    if _deeper_than(decoded, MAX_DEPTH):
+        raise ClientError(400, f"JSON nested more than {MAX_DEPTH} levels deep")
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as duplicate:
+        raise ClientError(400, f"duplicate key {duplicate.key!r} in a JSON object") from None
+    except (ValueError, RecursionError):  # orjson took it, the standard library does not: refuse
+        raise ClientError(400, "malformed JSON") from None
+
+
+def _format_counts(decoded) -> tuple[int, int] | None:
+    """(objects and lists, keys) of the format's own containers, assuming every value in them is a scalar;
+    None for a body that is not an object."""
+    if type(decoded) is not dict:
+        return None
+    objects, lists, keys = 1, 0, len(decoded)
+    records = decoded.get(RECORDS)
+    if type(records) is list:
+        lists += 1
+        if set(map(type, records)) == {dict}:
+            objects += len(records)
+            keys += sum(map(len, records))
+    split = decoded.get(DATAFRAME_SPLIT)
+    if type(split) is dict:
+        objects += 1
+        keys += len(split)
+        lists += sum(type(value) is list for value in split.values())  # columns, data (and index)
+        data = split.get("data")
+        if type(data) is list and set(map(type, data)) == {list}:
+            lists += len(data)
+    return objects + lists, keys
+
+
+def _byte_counts(body: bytes) -> tuple[int, int]:
+    """How many `{` or `[` (one pass: the two differ by bit 0x20 only, and no other byte does) and how many
+    `:` the body holds, in strings too."""
+    if len(body) < _NUMPY_COUNT_BYTES:
+        return body.count(b"{") + body.count(b"["), body.count(b":")
+    view = np.frombuffer(body, dtype=np.uint8)
+    return int(np.count_nonzero((view | 0x20) == ord("{"))), int(np.count_nonzero(view == ord(":")))
+
+
+def _deeper_than(decoded, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels (the body itself is level 1), walked with a stack
+    of its own down to `limit + 1` levels at most."""
+    stack = [(decoded, 1)]
+    while stack:
+        value, level = stack.pop()
+        if type(value) is dict:
+            value = value.values()
+        elif type(value) is not list:
+            continue
+        if level > limit:
+            return True
+        stack.extend((item, level + 1) for item in value)
+    return False
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        self.key = key if len(key) <= 40 else key[:39] + "…"
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
 
 
 @dataclass(frozen=True)
@@ -65,6 +165,8 @@ def rows_from_payload(payload, max_rows: int) -> RequestRows:
     """The rows of a decoded request in either format; 413 over `max_rows`, 422 for a wrong shape."""
     if not isinstance(payload, dict):
         raise ClientError(422, f"the body must be a JSON object with {RECORDS!r} or {DATAFRAME_SPLIT!r}")
+    if RECORDS in payload and DATAFRAME_SPLIT in payload:
+        raise ClientError(400, f"the body has both {RECORDS!r} and {DATAFRAME_SPLIT!r}; send one format")
     if RECORDS in payload:
         records = payload[RECORDS]
         if not isinstance(records, list):

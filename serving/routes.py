@@ -115,6 +115,9 @@ def form():
         record = {name: (value if value != "" else None) for name, value in values.items()}
         try:
             check_api_key(request.form.get("api_key"))
+            repeated = sorted(name for name in request.form if len(request.form.getlist(name)) > 1)
+            if repeated:  # which value would count is not for the service to guess
+                raise ClientError(400, f"field(s) given more than once: {', '.join(map(repr, repeated))}")
             found = service.predictor.predict(payload.RequestRows(1, records=[record]), allow_text=True)
             result = {"probability": found.probabilities[0], "label": found.labels[0],
                       "version": found.model.version, "threshold": found.model.threshold}

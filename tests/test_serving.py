@@ -120,6 +120,55 @@ def test_client_errors_are_4xx_with_a_reason(client, kwargs, status, fragment):
     assert fragment in json.dumps(response.json)
 
 
+def _record_text(**fields) -> str:
+    """A valid record as JSON text, then `fields` appended as written (a key may come twice)."""
+    text = json.dumps(schema.example_record())[:-1]
+    return text + "".join(f", {json.dumps(k)}: {v}" for k, v in fields.items()) + "}"
+
+
+def _split_text(extra: str = "") -> str:
+    return (f'{{"columns": {json.dumps(list(schema.FEATURES))}, '
+            f'"data": [{json.dumps(list(schema.example_record().values()))}]{extra}}}')
+
+
+@pytest.mark.parametrize("body, fragment", [
+    # issue #30: a field 1,000 arrays deep answered 500 (RecursionError in the 422's repr of the value)
+    ('{"records": [{"Gender": ' + "[" * 1_000 + "]" * 1_000 + "}]}", "nested more than 8 levels"),
+    ('{"records": [{"Gender": ' + "[" * 100_000 + "]" * 100_000 + "}]}", "nested more than 8 levels"),
+    ('{"dataframe_split": {"columns": ["Age"], "data": [[' + "[" * 1_000 + "]" * 1_000 + "]]}}",
+     "nested more than 8 levels"),
+    ('{"records": [{"Age": ' + '{"a": ' * 900 + "1" + "}" * 900 + "}]}", "nested more than 8 levels"),
+    ("[" * 1_000 + "]" * 1_000, "nested more than 8 levels"),
+    # duplicate keys: orjson keeps the last one silently
+    ('{"records": [' + _record_text(Age=99) + "]}", "duplicate key 'Age'"),
+    ('{"records": [' + _record_text() + '], "records": [' + _record_text() + "]}", "duplicate key 'records'"),
+    ('{"dataframe_split": ' + _split_text(', "data": [[1]]') + "}", "duplicate key 'data'"),
+    ('{"records": [' + _record_text(Extra='{"a": 1, "a": 2}') + "]}", "duplicate key 'a'"),
+    ('{"records": [' + _record_text() + '], "dataframe_split": ' + _split_text() + "}", "both 'records' and"),
+])
+def test_deep_nesting_duplicate_keys_and_two_formats_are_400_with_a_reason(registry, body, fragment):
+    promote(registry, "v1")
+    _, client = _app(registry, max_body_bytes=1_000_000)
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert (response.status_code, list(response.json)) == (400, ["error"]), response.get_data(as_text=True)[:300]
+    assert fragment in response.json["error"]
+    # the same rows, once each and in one format, are answered
+    assert client.post("/predict", data='{"records": [' + _record_text() + "]}",
+                       content_type="application/json").status_code == 200
+    assert client.post("/predict", data='{"dataframe_split": ' + _split_text(', "index": [0]') + "}",
+                       content_type="application/json").status_code == 200
+
+
+def test_a_form_field_given_twice_is_400_with_a_reason(client):
+    from werkzeug.datastructures import MultiDict
+
+    fields = [(k, str(v)) for k, v in schema.example_record().items()]
+    response = client.post("/", data=MultiDict([*fields, ("Age", "99")]))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="form-error"' in page and "more than once" in page
+    assert 'id="result"' not in page
+
+
 def test_api_key_guards_predict_and_form(registry):
     promote(registry, "v1")
     _, client = _app(registry, api_key="s3cret")

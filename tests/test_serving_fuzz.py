@@ -80,6 +80,110 @@ def test_form_posts_never_5xx(client, form):
     assert client.post("/", data=form).status_code < 500
 
 
+# -- structure (issue #30): nesting depth, duplicate keys, both formats, odd top-level types --------------
+# Bodies built as JSON text, so an object may hold a key twice (no Python dict can) and nesting can go past
+# Python's recursion limit. The oracle reads the text with the standard library, keeping every pair.
+
+def _object_text(pairs) -> str:
+    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in pairs) + "}"
+
+
+def _deep_text(depth: int, kind: str, inner: str) -> str:
+    return ("[" * depth + inner + "]" * depth) if kind == "[" else ('{"k": ' * depth + inner + "}" * depth)
+
+
+text_keys = st.sampled_from([*schema.FEATURES, "records", "dataframe_split", "columns", "data", "index"]) | \
+    st.text(max_size=4)
+scalar_texts = scalars.map(lambda value: json.dumps(value, allow_nan=True))
+value_texts = st.recursive(
+    scalar_texts,
+    lambda inner: st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+    | st.lists(st.tuples(text_keys, inner), max_size=4).map(_object_text),
+    max_leaves=12,
+)
+deep_texts = st.builds(_deep_text, st.integers(1, 2_500), st.sampled_from("[{"), value_texts)
+field_texts = st.one_of(*[strategy.map(json.dumps) for strategy in field_values.values()])
+extra_pairs = st.lists(st.tuples(text_keys, field_texts | value_texts | deep_texts), max_size=2)
+# a record: every field of the schema (valid values), then perhaps a field again, an odd or a deep value
+record_texts = st.builds(lambda fields, extra: _object_text([*fields.items(), *extra]),
+                         st.fixed_dictionaries({name: s.map(json.dumps) for name, s in field_values.items()}),
+                         extra_pairs)
+records_texts = st.lists(record_texts | value_texts | deep_texts, min_size=1, max_size=4) \
+    .map(lambda rows: "[" + ", ".join(rows) + "]")
+row_texts = st.builds(lambda record: json.dumps(list(record.values())), st.fixed_dictionaries(field_values))
+split_texts = st.builds(
+    lambda rows, extra: _object_text([("columns", json.dumps(list(schema.FEATURES))),
+                                      ("data", "[" + ", ".join(rows) + "]"), *extra]),
+    st.lists(row_texts | value_texts | deep_texts, min_size=1, max_size=4), extra_pairs)
+body_texts = st.one_of(
+    st.builds(lambda rows, extra: _object_text([("records", rows), *extra]), records_texts,
+              st.lists(st.tuples(st.sampled_from(["records", "dataframe_split"]) | text_keys,
+                                 records_texts | split_texts | value_texts), max_size=2)),
+    st.builds(lambda split, extra: _object_text([("dataframe_split", split), *extra]), split_texts,
+              st.lists(st.tuples(st.sampled_from(["records", "dataframe_split"]) | text_keys,
+                                 records_texts | split_texts | value_texts), max_size=2)),
+    value_texts, deep_texts,  # odd top-level types: a list, a string, a number, null, an object; deep arrays
+)
+
+
+def _oracle(text: str) -> tuple[bool, bool]:
+    """(a key twice in one object, containers nested more than 8 levels), read independently of the service."""
+    duplicate = False
+
+    def pairs(found):
+        nonlocal duplicate
+        duplicate |= len({key for key, _ in found}) != len(found)
+        return dict(found)
+
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:  # depth from the text itself: brackets outside strings
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    if deepest <= 8:
+        json.loads(text, object_pairs_hook=pairs)
+    return duplicate, deepest > 8
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=body_texts)
+def test_structure_never_5xx_and_is_refused_with_a_reason(client, text):
+    """Every body, however nested or repeated, is answered below 500 with a reason; a key twice in an object,
+    nesting past 8 levels and both formats in one body are a 400 (orjson would keep the last key silently)."""
+    body = text.encode()
+    assume(len(body) <= 32 * 1024)
+    response = client.post("/predict", data=body, content_type="application/json")
+    _assert_client_or_success(response)
+    if response.status_code != 200:
+        assert response.json["error"], response.json
+    duplicate, deep = _oracle(text)
+    if duplicate or deep:
+        assert response.status_code == 400, (response.status_code, response.json, text[:300])
+        assert any(reason in response.json["error"] for reason in ("duplicate key", "nested more than", "malformed"))
+    decoded = json.loads(text) if not deep else None
+    if isinstance(decoded, dict) and {"records", "dataframe_split"} <= set(decoded):
+        assert response.status_code == 400
+
+
+@settings(max_examples=200, deadline=None)
+@given(form=st.lists(st.tuples(st.sampled_from([*schema.FEATURES, "api_key"]), st.text(max_size=8)), max_size=14))
+def test_form_fields_given_twice_are_400(client, form):
+    from werkzeug.datastructures import MultiDict
+
+    response = client.post("/", data=MultiDict(form))
+    assert response.status_code < 500
+    names = [name for name, _ in form]
+    if len(set(names)) != len(names):
+        assert response.status_code == 400 and "more than once" in response.get_data(as_text=True)
+
+
 @pytest.fixture(scope="module")
 def wide_client(s3_server, signer, verifier):
     """The service with room for requests on both sides of the old engine's 32-row switch."""

@@ -5,6 +5,7 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
+from markupsafe import escape
 
 from cross_sell import drift, model_input, onnx_export, schema, stages, synthetic, training
 from cross_sell.artifacts import RunArtifacts
@@ -96,7 +97,7 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     # What serves is in the signed manifest: the ONNX file, its measured parity, every file's sha256.
     manifest = registry.manifest(trained["version"])
     assert set(manifest["artifacts"]) == {"model.onnx", "model.joblib", "profile.json", "model_card.md",
-                                          "calibration.json"}
+                                          "model_card.html", "calibration.json"}
     assert manifest["artifacts"]["model.onnx"] == trained["onnx"]["sha256"]
     for rows in ("test_split", "schema_sweep"):
         assert 0 <= manifest["onnx_parity"][rows]["max_abs_diff"] <= onnx_export.TOLERANCE
@@ -227,7 +228,7 @@ def test_evaluation_report_and_model_card_hold_the_figures(run):
                                Gate(min_roc_auc=0.7, margin=0.002), validation=run["validated"]["summary"])
     html = artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read().decode()
     assert decision["report_key"] == artifacts.key("evaluation", "report.html")
-    assert f"{decision['candidate']['roc_auc']:.4f}" in html and decision["reason"] in html
+    assert f"{decision['candidate']['roc_auc']:.4f}" in html and str(escape(decision["reason"])) in html
     assert 'href="../validation/report.html"' in html and html.count("data:image/png;base64,") == 4
     # this run's validation verdict, in the report
     assert f"{expectation_count()} expectations met" in " ".join(html.split())
@@ -295,10 +296,10 @@ def test_failed_validation_saves_the_evidence_and_raises(run, s3, bucket):
     assert [f["expectation"] for f in summary["failures"]] == ["expect_column_values_to_be_in_set(Vehicle_Damage)"]
     # The self-contained report names every expectation, the failed one first with its count and sample.
     page = s3.get_object(Bucket=bucket, Key=summary["report_key"])["Body"].read().decode()
-    assert "<script" not in page and "<link" not in page and "http" not in page  # readable offline
+    assert "<script" not in page and "<link" not in page and not re.search("https?:", page)  # readable offline
     assert page.count("<tr class=") == summary["statistics"]["evaluated_expectations"]
     failed = page.index('<tr class="failed">')
-    assert failed < page.index('<tr class="">') and "'Maybe'" in page[failed:page.index("</tr>", failed)]
+    assert failed < page.index('<tr class="">') and "&#39;Maybe&#39;" in page[failed:page.index("</tr>", failed)]
     assert "1 of 6,000" in page
 
 

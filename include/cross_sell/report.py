@@ -1,7 +1,9 @@
-"""The run's evaluation report (HTML, figures embedded) and the model card (markdown) of a pushed model.
+"""The run's evaluation report (HTML, figures embedded) and the model card of a pushed model (markdown,
+and the same card as an HTML page).
 
-Both are rendered with Jinja2 from `templates/`; figures are drawn with matplotlib's Agg backend and
-embedded as PNG data URIs, so the report is one self-contained file next to the run's other artifacts.
+Both are rendered with Jinja2 from `templates/` (`pages`: every value escaped for the page's language);
+figures are drawn with matplotlib's Agg backend and embedded as PNG data URIs, so the report is one
+self-contained file next to the run's other artifacts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from . import clock, evaluation, fairness, features, schema
-from .pages import png, render
+from .pages import markdown_to_html, png, render
 
 
 def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
@@ -113,14 +115,22 @@ def evaluation_report(decision: Mapping[str, Any], facts: dict[str, dict], run: 
 
 def validation_report(summary: dict, result: dict, run: dict) -> str:
     """The validation result as one self-contained HTML page (no CDN): each expectation, what was
-    observed, unexpected counts and sample values. `summary` is what `stages.validate` saves."""
+    observed, unexpected counts and the most frequent unexpected values (none of a personal or identifying
+    column). `summary` is what `stages.validate` saves."""
     from .validation import SUITE_NAME, expectation_rows
 
+    failed = summary.get("failures", [])
     return render("validation_report.html.j2",
-        summary=summary, failed=summary.get("failures", []), rows=expectation_rows(result), run=run,
+        summary=summary, failed=failed, rows=expectation_rows(result, failed), run=run,
         suite=SUITE_NAME, generated_at=clock.stamp())
 
 
 def model_card(manifest: dict, facts: dict | None) -> str:
-    """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`."""
+    """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`. Every value
+    (an approver's comment, a reason, a run id...) is literal text: no link, tag or table cell comes from one."""
     return render("model_card.md.j2", manifest=manifest, facts=facts, features=features, schema=schema)
+
+
+def model_card_html(manifest: dict, facts: dict | None) -> str:
+    """The same model card as a self-contained HTML page (`model_card.html` beside `model_card.md`)."""
+    return markdown_to_html(model_card(manifest, facts), title=f"Model card: version {manifest.get('version')}")

@@ -101,6 +101,9 @@ PROTECTED_ATTRIBUTES: tuple[ProtectedAttribute, ...] = (
     ProtectedAttribute("Gender", gated=True),
     ProtectedAttribute("Age", bands=(18, 30, 40, 50, 60, 70)),
 )
+# The columns whose values identify or describe a person: the key and the protected attributes. Validation
+# results, reports, task logs and alerts count their unexpected values and never quote one.
+PERSONAL_COLUMNS = frozenset({KEY, *(attribute.name for attribute in PROTECTED_ATTRIBUTES)})
 # Raw-snapshot column holding values that could not take their declared type (see `cast_frame`).
 INVALID_VALUES_COLUMN = "_invalid_values"
 # Sane bounds for the share of positive labels in a training snapshot (real data: 12.26 %).

@@ -103,7 +103,7 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
     summary = {
         "success": outcome.success,
         "statistics": outcome.statistics,
-        "failures": [{k: f[k] for k in ("expectation", "detail")} for f in outcome.failures],
+        "failures": [{k: f[k] for k in ("expectation", "detail", "sample")} for f in outcome.failures],
         "result_key": result_key,
         "data_docs_key": data_docs_key,
         "report_key": report_key,
@@ -364,6 +364,7 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
         registry.ESTIMATOR: artifacts.read(trained["model"]),
         "profile.json": artifacts.read(trained["profile"]),
         "model_card.md": report.model_card(manifest, facts).encode(),
+        "model_card.html": report.model_card_html(manifest, facts).encode(),  # the same card, escaped HTML
     }
     if facts.get("calibration"):  # the test split's calibration: batch scoring's expected buy rates
         files["calibration.json"] = json.dumps(facts["calibration"]).encode()
@@ -376,8 +377,10 @@ def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: 
     the evaluation report and to the model card the version would be published with (saved beside it), and
     its subject (the candidate's files: what a signed approval is bound to)."""
     facts = artifacts.read_json(decision["facts"])["candidate"]
-    card = report.model_card(manifest_for(artifacts, decision, trained, extracted), facts)
-    artifacts.put_bytes(card.encode(), "text/markdown", "evaluation", "model_card.md")
+    manifest = manifest_for(artifacts, decision, trained, extracted)
+    artifacts.put_bytes(report.model_card(manifest, facts).encode(), "text/markdown", "evaluation", "model_card.md")
+    artifacts.put_bytes(report.model_card_html(manifest, facts).encode(), "text/html", "evaluation",
+                        "model_card.html")
     expires = max(60, min(int(link_seconds), 7 * 24 * 3600))  # S3 presigned URLs live at most 7 days
 
     def link(key: str) -> str:

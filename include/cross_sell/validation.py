@@ -1,6 +1,14 @@
 """Great Expectations validation of a raw snapshot, with the suite generated from the schema.
 
 `great_expectations` takes seconds to import, so it is imported inside the functions only.
+
+No value of the data leaves this module through GX: it runs with no sample of unexpected values (its
+Data Docs render them as raw HTML), so its result (`result.json`) and Data Docs hold counts only. The
+samples shown in the project's own report, the failure message (the `validate` task's log and its alert)
+and `summary.json` are taken here, from the frame: for a failed value-set or range expectation, the most
+frequent unexpected values, at most `SAMPLE_VALUES`, each quoted and cut to `SAMPLE_CHARS`. The identifier
+and the personal columns (`schema.PERSONAL_COLUMNS`) and the column quoting a row's mistyped values
+(`schema.INVALID_VALUES_COLUMN`) are never sampled: their failures give counts only.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ from .errors import NotRetryable
 
 SUITE_NAME = "cross_sell_raw_snapshot"
 DOCS_SITE = "run_data_docs"
-SAMPLE_VALUES = 5  # offending values quoted per failed expectation
+SAMPLE_VALUES = 5  # distinct offending values quoted per failed expectation
+SAMPLE_CHARS = 40  # each quoted value cut to this many characters
+# Never sampled: who a row is (the key), what describes the person, and a row's mistyped raw values.
+MASKED_COLUMNS = schema.PERSONAL_COLUMNS | {schema.INVALID_VALUES_COLUMN}
+_SAMPLED_EXPECTATIONS = ("expect_column_values_to_be_in_set", "expect_column_values_to_be_between")
 
 
 class DataValidationError(NotRetryable):
@@ -106,57 +118,121 @@ def run_suite(frame: pd.DataFrame, min_rows: int, docs_dir: str | Path | None = 
         actions.append(UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE]))
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(name="raw_snapshot", validation_definitions=[definition], actions=actions,
-                      result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_VALUES})
+                      # counts, no sample: GX's Data Docs would print a sampled value as raw HTML
+                      result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0})
     )
     run = checkpoint.run(batch_parameters={"dataframe": frame})
     result = next(iter(run.run_results.values()))
     payload = json.loads(json.dumps(result.to_json_dict(), default=str))
+    for item in payload["results"]:  # whatever GX adds in a later version: no value list leaves
+        for key in _VALUE_LISTS & set(item.get("result") or {}):
+            del item["result"][key]
     return ValidationReport(
         success=bool(result.success),
         statistics=payload.get("statistics", {}),
-        failures=[_failure(r) for r in payload["results"] if not r["success"]],
+        failures=[_failure(r, frame) for r in payload["results"] if not r["success"]],
         result=payload,
     )
 
 
-def expectation_rows(result: dict) -> list[dict]:
+_VALUE_LISTS = {"partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+                "unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows"}
+
+
+def label(config: dict) -> str:
+    """An expectation as the failure message and the report name it, e.g. `expect_..._in_set(Gender)`."""
+    return f"{config['type']}({config['kwargs'].get('column') or 'table'})"
+
+
+def quoted(value) -> str:
+    """One data value as a sample shows it: Python's repr (line breaks and control characters escaped),
+    cut to `SAMPLE_CHARS`."""
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS - 1] + "…"
+
+
+_INERT = {ord(c): f"\\u{ord(c):04x}" for c in "<>&[]()`|"}
+
+
+def inert(text: str) -> str:
+    """`text` for a plain-text message read where markup may be rendered (a task log in a browser, an alert
+    in chat or e-mail): the characters that open a tag, a link or a code span written as \\uXXXX."""
+    return text.translate(_INERT)
+
+
+def unexpected_values(frame: pd.DataFrame, config: dict) -> list[dict] | None:
+    """The sample of a failed expectation: its most frequent unexpected values (`quoted`) with their counts,
+    for a value-set or range expectation on a column that is not masked; None otherwise."""
+    column = config["kwargs"].get("column")
+    if config["type"] not in _SAMPLED_EXPECTATIONS or column in MASKED_COLUMNS or column not in frame:
+        return None
+    series = frame[column]
+    if config["type"] == "expect_column_values_to_be_in_set":
+        broken = series.notna() & ~series.isin(list(config["kwargs"]["value_set"]))
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
+        low, high = config["kwargs"].get("min_value"), config["kwargs"].get("max_value")
+        broken = pd.Series(False, index=series.index)
+        if low is not None:
+            broken |= numbers < low
+        if high is not None:
+            broken |= numbers > high
+    counts = series[broken].value_counts().head(SAMPLE_VALUES)
+    return [{"value": quoted(value), "count": int(count)} for value, count in counts.items()]
+
+
+def expectation_rows(result: dict, failures: list[dict] | None = None) -> list[dict]:
     """Every expectation of a validation result, flat, for the HTML report: what was expected, what
-    was observed, how many rows broke it and a sample of their values."""
+    was observed, how many rows broke it and the sample of their values `failures` hold (None: masked)."""
+    samples = {failure["expectation"]: failure.get("sample") for failure in failures or []}
     rows = []
     for item in result.get("results", []):
         config = item["expectation_config"]
         kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format", "column")}
         details = item.get("result") or {}
         observed = details.get("observed_value")
+        masked = config["kwargs"].get("column") in MASKED_COLUMNS
         if item.get("exception_info", {}).get("raised_exception"):
-            observed = f"could not be evaluated: {item['exception_info'].get('exception_message')}"
+            message = str(item["exception_info"].get("exception_message"))[:200]
+            observed = ("could not be evaluated (its message is not shown: the column is personal or identifying)"
+                        if masked else f"could not be evaluated: {message}")
         rows.append({
             "type": config["type"], "column": config["kwargs"].get("column"), "success": bool(item["success"]),
             "expected": _expected(kwargs) if kwargs else "", "observed": "" if observed is None else observed,
             "element_count": details.get("element_count"), "unexpected_count": details.get("unexpected_count"),
             "unexpected_percent": details.get("unexpected_percent"),
-            "sample": [repr(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_VALUES]],
+            "sample": samples.get(label(config)),
+            "masked": masked,
         })
     return sorted(rows, key=lambda row: row["success"])  # failures first
 
 
-def _failure(result: dict) -> dict:
+def _failure(result: dict, frame: pd.DataFrame) -> dict:
+    """One failed expectation: its label, the message line (counts; a sample of the values of a column that
+    is not masked, `inert`) and the sample itself (`unexpected_values`)."""
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format")}
-    name = config["type"]
-    target = kwargs.get("column", "table")
+    column = kwargs.get("column")
+    masked = column in MASKED_COLUMNS
     details = result.get("result") or {}
+    sample = None
     if result.get("exception_info", {}).get("raised_exception"):
-        detail = f"could not be evaluated: {result['exception_info'].get('exception_message')}"
+        message = str(result["exception_info"].get("exception_message"))
+        detail = ("could not be evaluated (its message is not shown: the column is personal or identifying)"
+                  if masked else f"could not be evaluated: {inert(message[:200])}")
     elif "unexpected_count" in details and details.get("unexpected_count") is not None:
-        sample = details.get("partial_unexpected_list") or []
         detail = (f"{details['unexpected_count']} of {details.get('element_count')} rows unexpected "
-                  f"({details.get('unexpected_percent', 0):.3g} %), e.g. {sample[:SAMPLE_VALUES]}")
+                  f"({details.get('unexpected_percent', 0):.3g} %)")
+        sample = unexpected_values(frame, config)
+        if masked and config["type"] != "expect_column_values_to_not_be_null":  # a null has nothing to hide
+            detail += "; values not shown (personal or identifying column)"
+        elif sample:
+            detail += ", most frequent: " + ", ".join(f"{inert(s['value'])} ({s['count']:,})" for s in sample)
     elif "observed_value" in details:
         detail = f"observed {details['observed_value']!r}, expected {_expected(kwargs)}"
     else:
         detail = f"failed, expected {_expected(kwargs)}"
-    return {"expectation": f"{name}({target})", "column": kwargs.get("column"), "detail": detail,
+    return {"expectation": label(config), "column": column, "detail": detail, "sample": sample, "masked": masked,
             "unexpected_count": details.get("unexpected_count"), "kwargs": kwargs}
 
 
