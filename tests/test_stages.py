@@ -378,13 +378,17 @@ def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     drift = {"checked": True, "champion_version": "v0", "drifted": ["Age"]}
-    body = stages.describe_for_approval(artifacts, decision, trained, run["extracted"], drift, 3600)
-    assert f"**Candidate `{trained['version']}`** vs champion `none yet`" in body
-    assert "Decision: BLESS" in body and decision["reason"] in body
+    from cross_sell.approval import push_subject, text
+
+    request = stages.describe_for_approval(artifacts, decision, trained, run["extracted"], drift, 3600)
+    body = request["body"]
+    assert request["subject"] == push_subject(artifacts.run_id, trained)  # what a signed approval is bound to
+    assert f"**Candidate {text(trained['version'])}** vs champion none yet" in body
+    assert "Decision: BLESS" in body and text(decision["reason"]) in body
     assert f"| roc_auc | {decision['candidate']['roc_auc']:.4f} | n/a |" in body
     gender = decision["fairness"]["candidate"]["Gender"]
     assert f"| Gender | {gender['demographic_parity_ratio']:.4f} | {gender['equalized_odds_difference']:.4f} |" in body
-    assert "**Drift:** Age past their thresholds against champion v0" in body
+    assert "**Drift:** Age past their thresholds against champion v0" in body.replace("\\", "")
     links = dict(re.findall(r"- \[([^]]+)\]\((http[^)]+)\)", body))
     with urllib.request.urlopen(links["evaluation report"], timeout=30) as response:
         assert b"Fairness by protected attribute" in response.read()
