@@ -176,8 +176,9 @@ class AirflowUser:
                                                      XComCreateBody(key=key, value=value, map_index=-1))
 
     def read_xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
-        return self.api("XComApi").get_xcom_entry(dag_id=dag_id, task_id=task_id, dag_run_id=run_id, xcom_key=key,
-                                                  deserialize=True).value
+        answer = self.api("XComApi").get_xcom_entry(dag_id=dag_id, task_id=task_id, dag_run_id=run_id, xcom_key=key,
+                                                    deserialize=True)
+        return answer.actual_instance.value  # the native (deserialized) form of the answer
 
     def clear(self, dag_id: str, run_id: str, task_ids: list[str], downstream: bool = False):
         from airflow_client.client import ClearTaskInstancesBody, ClearTaskInstancesBodyTaskIdsInner

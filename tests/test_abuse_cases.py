@@ -55,9 +55,17 @@ def _registry(env: dict):
 
 
 def _status(call) -> int:
-    with pytest.raises(ApiException) as refused:
-        call()
-    return refused.value.status
+    """The 4xx a refused call gets. A 5xx is no answer (SQLite's lock on a loaded machine makes Airflow's
+    action log fail with 500 now and then), so the call is made again until Airflow answers."""
+    import time
+
+    deadline = time.monotonic() + scaled(60)
+    while True:
+        with pytest.raises(ApiException) as refused:
+            call()
+        if refused.value.status < 500 or time.monotonic() > deadline:
+            return refused.value.status
+        time.sleep(1)
 
 
 # How long a person takes to read the request before answering: an answer that lands before Airflow 3.3.2's
