@@ -1,7 +1,8 @@
 """Flask app factory: `gunicorn -c serving/gunicorn.conf.py "serving.app:create_app()"`.
 
 Endpoints (serving/routes.py): POST /predict, GET /model, GET /ready, GET /health, GET /metrics, and a
-form at /. Every client error is a 4xx with a reason: malformed JSON, a duplicate key, nesting deeper than
+form at /; MLflow's /invocations, /ping, /version and the Open Inference Protocol's /v2/... on the same checks
+(serving/protocols.py). Every client error is a 4xx with a reason: malformed JSON, a duplicate key, nesting deeper than
 8 levels or both request formats in one body 400, missing/wrong API key 401,
 wrong content type 415, too many rows or too large a body 413, rows breaking the schema 422.
 This process only serves: it reads signed manifests and ONNX files and never unpickles anything.
@@ -29,6 +30,7 @@ from .champion import ChampionHolder
 from .config import ServingConfig
 from .payload import ClientError
 from .predictor import Predictor
+from .protocols import bp as protocols_bp
 from .routes import bp
 from .sampling import RequestSampler
 
@@ -100,6 +102,7 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
     app.extensions["shadow"] = shadow
     app.extensions["sampler"] = sampler
     app.register_blueprint(bp)
+    app.register_blueprint(protocols_bp)  # MLflow's scoring protocol and the Open Inference Protocol V2
     _install_hooks(app)
     return app
 

@@ -24,6 +24,10 @@ class ServingConfig:
     sample_rate: float = 0.01  # share of request rows written to S3 for the skew report (0 turns it off)
     sample_flush_seconds: float = 60.0
     onnx_threads: int = 2  # ONNX Runtime threads per worker: 2 halve a 10,000-row prediction
+    # A request may carry this identifier column (a CRM's key): never fed to the model, echoed back with each
+    # prediction on every protocol. Empty: none.
+    id_column: str | None = "id"
+    model_name: str = "cross-sell"  # the model's name in the Open Inference Protocol's paths (/v2/models/<name>)
 
     @classmethod
     def from_env(cls) -> "ServingConfig":
@@ -41,4 +45,6 @@ class ServingConfig:
             sample_rate=float(env("SERVING_SAMPLE_RATE", cls.sample_rate)),
             sample_flush_seconds=float(env("SERVING_SAMPLE_FLUSH_SECONDS", cls.sample_flush_seconds)),
             onnx_threads=int(env("SERVING_ONNX_THREADS", cls.onnx_threads)),
+            id_column=env("SERVING_ID_COLUMN", cls.id_column or "") or None,
+            model_name=env("SERVING_MODEL_NAME", cls.model_name),
         )

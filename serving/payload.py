@@ -1,11 +1,15 @@
-"""Request and response formats of `/predict`, decoded and checked without Flask.
+"""Request and response formats, decoded and checked without Flask.
 
-Two request formats, as MLflow's scoring server names them:
+Row formats, as MLflow's scoring server names them (every endpoint that takes rows accepts each):
 
-    {"records": [{"Gender": "Male", "Age": 44, ...}, ...]}
+    {"records": [{"Gender": "Male", "Age": 44, ...}, ...]}                    (this project's own name)
+    {"dataframe_records": [{"Gender": "Male", "Age": 44, ...}, ...]}          (MLflow; `instances` too)
     {"dataframe_split": {"columns": ["Gender", "Age", ...], "data": [["Male", 44, ...], ...]}}
+    {"inputs": {"Gender": ["Male", ...], "Age": [44, ...], ...}}              (columnar; or a list of records)
 
-The answer: {"model_version", "threshold", "predictions": [{"probability", "label"}, ...]}.
+A row may carry the identifier column (`id` by default, SERVING_ID_COLUMN): never fed to the model, echoed
+back with its prediction. `/predict` answers {"model_version", "threshold", "predictions": [{"probability",
+"label"[, "id"]}, ...]}; MLflow's `/invocations` {"predictions": [...]} (serving/protocols.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from cross_sell import casting
 
 RECORDS = "records"
 DATAFRAME_SPLIT = "dataframe_split"
+DATAFRAME_RECORDS = "dataframe_records"
+INSTANCES = "instances"
+INPUTS = "inputs"
+FORMATS = (RECORDS, DATAFRAME_SPLIT, DATAFRAME_RECORDS, INSTANCES, INPUTS)
 # A `records` body is 3 levels deep (object, list, record), `dataframe_split` 4 (object, object, data, row);
 # a value nested a little (a list where a number belongs) is the client's 422 like any wrong value, a
 # deeper one a 400 before anything walks it (Python's repr of a list 1,000 deep raised RecursionError).
@@ -80,27 +88,46 @@ def check_structure(body: bytes, decoded) -> None:
         raise ClientError(400, "malformed JSON") from None
 
 
-def _format_counts(decoded) -> tuple[int, int] | None:
-    """(objects and lists, keys) of the format's own containers, assuming every value in them is a scalar;
-    None for a body that is not an object."""
-    if type(decoded) is not dict:
+def _format_counts(decoded, level: int = 1) -> tuple[int, int] | None:
+    """(objects and lists, keys) of the body's containers, assuming that every list of many objects or of
+    lists holds scalars only (the rows of a request), without looking at one of its values; None for a body
+    that is not an object, or containers nested deeper than `MAX_DEPTH` here. The byte counts then prove
+    the assumption (any container it missed adds a `{` or `[`, any key a `:`)."""
+    if level > MAX_DEPTH:
         return None
-    objects, lists, keys = 1, 0, len(decoded)
-    records = decoded.get(RECORDS)
-    if type(records) is list:
-        lists += 1
-        if set(map(type, records)) == {dict}:
-            objects += len(records)
-            keys += sum(map(len, records))
-    split = decoded.get(DATAFRAME_SPLIT)
-    if type(split) is dict:
-        objects += 1
-        keys += len(split)
-        lists += sum(type(value) is list for value in split.values())  # columns, data (and index)
-        data = split.get("data")
-        if type(data) is list and set(map(type, data)) == {list}:
-            lists += len(data)
-    return objects + lists, keys
+    kind = type(decoded)
+    if kind is dict:
+        containers, keys = 1, len(decoded)
+        for value in decoded.values():
+            if type(value) is dict or type(value) is list:
+                found = _format_counts(value, level + 1)
+                if found is None:
+                    return None
+                containers, keys = containers + found[0], keys + found[1]
+        return containers, keys
+    if kind is not list:
+        return None if level == 1 else (0, 0)
+    if level == 1:
+        return None
+    types = set(map(type, decoded))
+    if dict not in types and list not in types:  # values (a column, a split's names, a shape)
+        return 1, 0
+    if types == {dict} and len(decoded) > _WALKED_ITEMS:  # rows as records: one object each, their keys
+        return 1 + len(decoded), sum(map(len, decoded))
+    if types == {list} and len(decoded) > _WALKED_ITEMS:  # rows as lists
+        return 1 + len(decoded), 0
+    containers, keys = 1, 0
+    for value in decoded:  # a few containers (an Open Inference Protocol request's inputs): walked
+        if type(value) is dict or type(value) is list:
+            found = _format_counts(value, level + 1)
+            if found is None:
+                return None
+            containers, keys = containers + found[0], keys + found[1]
+    return containers, keys
+
+
+# A list of at most this many containers is walked (each container's own counts); a longer one is rows.
+_WALKED_ITEMS = 64
 
 
 def _byte_counts(body: bytes) -> tuple[int, int]:
@@ -146,36 +173,47 @@ def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
 
 @dataclass(frozen=True)
 class RequestRows:
-    """The rows of a request, as sent (`records`, or `dataframe_split`'s names and data): the engine
-    takes either straight to columns (`casting.check_records`, `casting.check_split`)."""
+    """The rows of a request, as sent (records, a split's names and data, or columns by name): the engine
+    takes each straight to columns (`casting.check_records`, `check_split`, `check_columns`); `passthrough`
+    names the identifier column echoed back."""
 
     count: int
     records: list[dict] | None = None
     names: list[str] | None = None
     data: list[list] | None = None
+    columns: dict[str, list] | None = None
+    passthrough: str | None = None
 
     def check(self, allow_text: bool = False) -> casting.CheckedRequest:
         if self.records is not None:
-            return casting.check_records(self.records, allow_text=allow_text)
-        assert self.names is not None and self.data is not None  # `rows_from_payload` sets one form or the other
-        return casting.check_split(self.names, self.data, allow_text=allow_text)
+            return casting.check_records(self.records, allow_text=allow_text, passthrough=self.passthrough)
+        if self.columns is not None:
+            return casting.check_columns(self.columns, self.count, allow_text=allow_text,
+                                         passthrough=self.passthrough)
+        assert self.names is not None and self.data is not None  # `rows_from_payload` sets one form
+        return casting.check_split(self.names, self.data, allow_text=allow_text, passthrough=self.passthrough)
 
 
-def rows_from_payload(payload, max_rows: int) -> RequestRows:
-    """The rows of a decoded request in either format; 413 over `max_rows`, 422 for a wrong shape."""
+def rows_from_payload(payload, max_rows: int, passthrough: str | None = None) -> RequestRows:
+    """The rows of a decoded request in any of `FORMATS`; 400 for two formats in one body, 413 over
+    `max_rows`, 422 for a wrong shape."""
     if not isinstance(payload, dict):
-        raise ClientError(422, f"the body must be a JSON object with {RECORDS!r} or {DATAFRAME_SPLIT!r}")
-    if RECORDS in payload and DATAFRAME_SPLIT in payload:
-        raise ClientError(400, f"the body has both {RECORDS!r} and {DATAFRAME_SPLIT!r}; send one format")
-    if RECORDS in payload:
-        records = payload[RECORDS]
-        if not isinstance(records, list):
-            raise ClientError(422, f"{RECORDS!r} must be a list of objects")
-        rows = RequestRows(len(records), records=records)
-    elif DATAFRAME_SPLIT in payload:
-        rows = _split_rows(payload[DATAFRAME_SPLIT], max_rows)
+        raise ClientError(422, f"the body must be a JSON object with one of {', '.join(map(repr, FORMATS))}")
+    given = [name for name in FORMATS if name in payload]
+    if len(given) > 1:
+        raise ClientError(400, f"the body has both {' and '.join(map(repr, given))}; send one format")
+    if not given:
+        raise ClientError(422, f"the body must have one of {', '.join(map(repr, FORMATS))}")
+    name, value = given[0], payload[given[0]]
+    if name == DATAFRAME_SPLIT:
+        rows = _split_rows(value, max_rows, passthrough)
+    elif name == INPUTS and isinstance(value, dict):
+        rows = _column_rows(value, max_rows, passthrough)
     else:
-        raise ClientError(422, f"the body must have {RECORDS!r} or {DATAFRAME_SPLIT!r}")
+        if not isinstance(value, list):
+            raise ClientError(422, f"{name!r} must be a list of objects" + (
+                " or an object of columns" if name == INPUTS else ""))
+        rows = RequestRows(len(value), records=value, passthrough=passthrough)
     if not rows.count:
         raise ClientError(422, "no rows to predict")
     if rows.count > max_rows:
@@ -188,7 +226,7 @@ def rows_from_payload(payload, max_rows: int) -> RequestRows:
     return rows
 
 
-def _split_rows(split, max_rows: int) -> RequestRows:
+def _split_rows(split, max_rows: int, passthrough: str | None) -> RequestRows:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
             or not isinstance(split.get("data"), list):
         raise ClientError(422, f"{DATAFRAME_SPLIT!r} must be an object with lists 'columns' and 'data'")
@@ -201,9 +239,27 @@ def _split_rows(split, max_rows: int) -> RequestRows:
                 for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns)]
     if problems:
         raise ClientError(422, "invalid input", problems)
-    return RequestRows(len(data), names=columns, data=data)
+    return RequestRows(len(data), names=columns, data=data, passthrough=passthrough)
 
 
-def predictions_body(version: str, threshold: float, probabilities: list[float], labels: list[int]) -> dict:
-    return {"model_version": version, "threshold": threshold,
-            "predictions": [{"probability": p, "label": y} for p, y in zip(probabilities, labels, strict=True)]}
+def _column_rows(columns: dict, max_rows: int, passthrough: str | None) -> RequestRows:
+    """`{"inputs": {name: [values], ...}}`: every column a list, all of one length."""
+    lengths = {len(values) for values in columns.values() if isinstance(values, list)}
+    if not columns or len(lengths) != 1 or not all(isinstance(values, list) for values in columns.values()):
+        raise ClientError(422, f"{INPUTS!r} as columns must map each name to a list, all of one length")
+    count = lengths.pop()
+    if count > max_rows:
+        raise ClientError(413, f"{count} rows; at most {max_rows} per request")
+    return RequestRows(count, columns=columns, passthrough=passthrough)
+
+
+def predictions(probabilities: list[float], labels: list[int], ids: list | None = None) -> list[dict]:
+    """One answer per row: its probability and label, and the identifier it was sent with, if any."""
+    if ids is None:
+        return [{"probability": p, "label": y} for p, y in zip(probabilities, labels, strict=True)]
+    return [{"id": i, "probability": p, "label": y} for i, p, y in zip(ids, probabilities, labels, strict=True)]
+
+
+def predictions_body(version: str, threshold: float, probabilities: list[float], labels: list[int],
+                     ids: list | None = None) -> dict:
+    return {"model_version": version, "threshold": threshold, "predictions": predictions(probabilities, labels, ids)}

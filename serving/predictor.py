@@ -19,6 +19,7 @@ class Prediction:
     model: LoadedModel
     probabilities: list[float]
     labels: list[int]
+    ids: list | None = None  # the request's identifier column, echoed back (never fed to the model)
 
 
 class Predictor:
@@ -43,4 +44,4 @@ class Predictor:
         if picks:  # the rows and what was answered (monitoring: skew, prediction drift, shadow agreement)
             self.sampler.add([{**checked.record(i), "probability": probabilities[i]} for i in picks], model.version)
         metrics.observe_predictions(model.version, probabilities, labels)
-        return Prediction(model, probabilities, labels)
+        return Prediction(model, probabilities, labels, checked.passthrough)

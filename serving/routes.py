@@ -97,11 +97,12 @@ def predict():
     if not request.is_json:
         raise ClientError(415, f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}")
     rows = payload.rows_from_payload(payload.decode_json(read_body(service.config.max_body_bytes)),
-                                     service.config.max_rows)
+                                     service.config.max_rows, service.config.id_column)
     result = service.predictor.predict(rows)
     g.rows, g.model_version = rows.count, result.model.version
     # orjson's bytes as the body: `jsonify` would decode them to str and Flask encode them again
-    body = payload.predictions_body(result.model.version, result.model.threshold, result.probabilities, result.labels)
+    body = payload.predictions_body(result.model.version, result.model.threshold, result.probabilities, result.labels,
+                                    result.ids)
     return current_app.response_class(orjson.dumps(body), mimetype="application/json")
 
 

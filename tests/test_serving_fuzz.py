@@ -48,11 +48,22 @@ near_records = st.fixed_dictionaries(
     lambda dropped: {k: v for k, v in record.items() if k not in dropped}))
 payloads = st.one_of(
     json_values,
-    st.fixed_dictionaries({"records": st.lists(near_records | json_values, max_size=25)}),
+    st.dictionaries(st.sampled_from(["records", "dataframe_records", "instances", "inputs"]),
+                    st.lists(near_records | json_values, max_size=25), min_size=1, max_size=2),
     st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({
         "columns": st.lists(st.sampled_from(list(schema.FEATURES)) | st.text(max_size=5), max_size=12),
         "data": st.lists(st.lists(scalars, max_size=12), max_size=25)})}),
+    st.fixed_dictionaries({"inputs": st.dictionaries(st.sampled_from([*schema.FEATURES, "id", "x"]),
+                                                     st.lists(scalars, max_size=6) | json_values, max_size=12)}),
+    # Open Inference Protocol requests: tensors of any name, datatype, shape and data.
+    st.fixed_dictionaries({"inputs": st.lists(st.fixed_dictionaries({
+        "name": st.sampled_from([*schema.FEATURES, "id", "x"]),
+        "datatype": st.sampled_from(["BYTES", "INT64", "FP64", "FP32", "BOOL", "x"]) | json_values,
+        "shape": st.lists(st.integers(-2, 8), max_size=3) | json_values,
+        "data": st.lists(scalars, max_size=8) | json_values}), max_size=12)}),
 )
+# Every endpoint that takes rows, whatever protocol it speaks.
+ROW_ENDPOINTS = ["/predict", "/invocations", "/v2/models/cross-sell/infer"]
 
 
 def _assert_client_or_success(response):
@@ -61,17 +72,28 @@ def _assert_client_or_success(response):
 
 
 @FUZZ
-@given(payload=payloads)
-def test_json_payloads_never_5xx(client, payload):
+@given(payload=payloads, endpoint=st.sampled_from(ROW_ENDPOINTS))
+def test_json_payloads_never_5xx(client, payload, endpoint):
     body = json.dumps(payload, allow_nan=True)
-    _assert_client_or_success(client.post("/predict", data=body, content_type="application/json"))
+    _assert_client_or_success(client.post(endpoint, data=body, content_type="application/json"))
 
 
 @FUZZ
 @given(body=st.binary(max_size=2_000) | st.text(max_size=2_000).map(str.encode),
-       content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1", ""]))
-def test_raw_bodies_never_5xx(client, body, content_type):
-    _assert_client_or_success(client.post("/predict", data=body, content_type=content_type))
+       content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1", "",
+                                     "text/csv"]),
+       endpoint=st.sampled_from(ROW_ENDPOINTS))
+def test_raw_bodies_never_5xx(client, body, content_type, endpoint):
+    _assert_client_or_success(client.post(endpoint, data=body, content_type=content_type))
+
+
+@FUZZ
+@given(header=st.text(alphabet="0123456789x -", max_size=6), body=st.binary(max_size=300))
+def test_binary_tensor_requests_never_5xx(client, header, body):
+    """Triton's binary extension: a JSON length that lies, tensors that end early or run over."""
+    response = client.post("/v2/models/cross-sell/infer", data=body, headers={"Inference-Header-Content-Length":
+                                                                              header})
+    _assert_client_or_success(response)
 
 
 @settings(max_examples=300, deadline=None)
@@ -153,13 +175,13 @@ def _oracle(text: str) -> tuple[bool, bool]:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(text=body_texts)
-def test_structure_never_5xx_and_is_refused_with_a_reason(client, text):
+@given(text=body_texts, endpoint=st.sampled_from(ROW_ENDPOINTS))
+def test_structure_never_5xx_and_is_refused_with_a_reason(client, text, endpoint):
     """Every body, however nested or repeated, is answered below 500 with a reason; a key twice in an object,
     nesting past 8 levels and both formats in one body are a 400 (orjson would keep the last key silently)."""
     body = text.encode()
     assume(len(body) <= 32 * 1024)
-    response = client.post("/predict", data=body, content_type="application/json")
+    response = client.post(endpoint, data=body, content_type="application/json")
     _assert_client_or_success(response)
     if response.status_code != 200:
         assert response.json["error"], response.json
@@ -168,7 +190,7 @@ def test_structure_never_5xx_and_is_refused_with_a_reason(client, text):
         assert response.status_code == 400, (response.status_code, response.json, text[:300])
         assert any(reason in response.json["error"] for reason in ("duplicate key", "nested more than", "malformed"))
     decoded = json.loads(text) if not deep else None
-    if isinstance(decoded, dict) and {"records", "dataframe_split"} <= set(decoded):
+    if endpoint != ROW_ENDPOINTS[2] and isinstance(decoded, dict) and {"records", "dataframe_split"} <= set(decoded):
         assert response.status_code == 400
 
 

@@ -264,11 +264,13 @@ def cast_documents(documents: list[dict], environment: str,
 @dataclass(frozen=True)
 class CheckedRequest:
     """A request's rows as model-ready columns, or every problem (sorted by row, then field name, the
-    order of the service's 422 list)."""
+    order of the service's 422 list); `passthrough`: the values of the request's identifier column (never
+    fed to the model, echoed back with each prediction), None when it sent none."""
 
     columns: dict[str, np.ndarray]
     rows: int
     problems: list[Problem]
+    passthrough: list | None = None
 
     def record(self, row: int) -> dict:
         """One row as plain values (categories as their strings): what the request sampler keeps."""
@@ -279,18 +281,33 @@ class CheckedRequest:
         return out
 
 
-def check_records(records: list[dict], environment: str = SERVING, allow_text: bool = False) -> CheckedRequest:
+_PASSTHROUGH_TYPES = (str, int, float, type(None))
+
+
+def _passthrough_problems(values: Sequence, name: str) -> list[Problem]:
+    """An identifier echoed back must be a string, a number or null (a JSON scalar), never an object."""
+    if set(map(type, values)) <= set(_PASSTHROUGH_TYPES):
+        return []
+    return [Problem(i, name, "expected a string or a number (an identifier echoed back)")
+            for i, value in enumerate(values) if type(value) not in _PASSTHROUGH_TYPES]
+
+
+def check_records(records: list[dict], environment: str = SERVING, allow_text: bool = False,
+                  passthrough: str | None = None) -> CheckedRequest:
     """`{"records": [...]}`: each record must have exactly the environment's fields ("unknown field",
-    "missing field"); every value is checked."""
+    "missing field"), and may have the `passthrough` identifier; every value is checked."""
     names = _names(environment)
-    if len(names) > 1 and set(map(len, records)) == {len(names)}:
+    sent = passthrough is not None and any(passthrough in record for record in records)
+    wanted = len(names) + sent
+    if len(names) > 1 and set(map(len, records)) == {wanted}:
         try:  # the usual case: every record has every field, so with as many keys it has no other
             by_name = {name: [record[name] for record in records] for name in names}
+            ids = [record[passthrough] for record in records] if sent else None
         except KeyError:
             pass
         else:
-            return _checked(by_name, len(records), environment, allow_text, [], set())
-    known = set(names)
+            return _checked(by_name, len(records), environment, allow_text, [], set(), passthrough, ids)
+    known = set(names) | ({passthrough} if sent else set())
     problems: list[Problem] = []
     missing: set[tuple[int, str]] = set()
     for i, record in enumerate(records):
@@ -300,35 +317,47 @@ def check_records(records: list[dict], environment: str = SERVING, allow_text: b
         missing.update((i, name) for name in names if name not in record)
     problems += [Problem(i, name, "missing field") for i, name in missing]
     by_name = {name: [record.get(name) for record in records] for name in names}
-    return _checked(by_name, len(records), environment, allow_text, problems, missing)
+    ids = [record.get(passthrough) for record in records] if sent else None
+    return _checked(by_name, len(records), environment, allow_text, problems, missing, passthrough, ids)
 
 
 def check_split(names: list[str], data: list[list], environment: str = SERVING,
-                allow_text: bool = False) -> CheckedRequest:
+                allow_text: bool = False, passthrough: str | None = None) -> CheckedRequest:
     """`{"dataframe_split": {"columns": names, "data": rows}}` (rows already checked to be lists of
-    `len(names)` values, names distinct): transposed straight to columns. A column not in the
-    environment is an unknown field of every row; one the request lacks, a missing field of every row."""
-    wanted = column_names(environment)
-    position = {name: i for i, name in enumerate(names)}
+    `len(names)` values, names distinct): transposed straight to columns."""
     by_column = list(zip(*data, strict=True)) if data else [() for _ in names]
-    problems = [Problem(i, name, "unknown field") for i in range(len(data)) for name in names if name not in wanted]
-    absent = [name for name in wanted if name not in position]
-    missing = {(i, name) for i in range(len(data)) for name in absent}
+    return check_columns(dict(zip(names, by_column, strict=True)), len(data), environment, allow_text, passthrough)
+
+
+def check_columns(by_name: Mapping[str, Sequence], rows: int, environment: str = SERVING,
+                  allow_text: bool = False, passthrough: str | None = None) -> CheckedRequest:
+    """Columns of `rows` values each, by name (a split's, or a columnar body's): a column not in the
+    environment (nor the `passthrough` identifier) is an unknown field of every row; one the request lacks,
+    a missing field of every row."""
+    wanted = column_names(environment)
+    problems = [Problem(i, name, "unknown field") for i in range(rows) for name in by_name
+                if name not in wanted and name != passthrough]
+    absent = [name for name in wanted if name not in by_name]
+    missing = {(i, name) for i in range(rows) for name in absent}
     problems += [Problem(i, name, "missing field") for i, name in missing]
-    by_name = {name: by_column[position[name]] if name in position else [None] * len(data) for name in wanted}
-    return _checked(by_name, len(data), environment, allow_text, problems, missing)
+    values = {name: by_name[name] if name in by_name else [None] * rows for name in wanted}
+    ids = list(by_name[passthrough]) if passthrough is not None and passthrough in by_name else None
+    return _checked(values, rows, environment, allow_text, problems, missing, passthrough, ids)
 
 
 def _checked(by_name: Mapping[str, Sequence], rows: int, environment: str, allow_text: bool,
-             problems: list[Problem], missing: set) -> CheckedRequest:
+             problems: list[Problem], missing: set, passthrough: str | None = None,
+             ids: list | None = None) -> CheckedRequest:
     cast = {}
     for column in columns(environment):
         cast[column.name], found = cast_column(by_name[column.name], column, allow_text)
         if found:
             problems += [p for p in found if (p.row, p.column) not in missing] if missing else found
+    if ids is not None and passthrough is not None:
+        problems += _passthrough_problems(ids, passthrough)
     if problems:
         problems.sort(key=lambda p: (p.row, p.column))
-    return CheckedRequest(cast, rows, problems)
+    return CheckedRequest(cast, rows, problems, ids)
 
 
 # -- typed frames: the training side (loader, snapshot, Great Expectations) ---------------------------
