@@ -21,10 +21,9 @@ ROWS = 40
 @pytest.fixture(scope="module")
 def front(tmp_path_factory, s3_server):
     """gunicorn (one worker) on the local S3 registry, behind the nginx front, serving v1."""
+    from cross_sell.signing import ManifestVerifier
     from serving_support import session_signer
     from support import SIGNING_PUBLIC_KEY
-
-    from cross_sell.signing import ManifestVerifier
 
     bucket = "protocols"
     local_services.create_bucket(s3_server, bucket)
@@ -167,3 +166,30 @@ def test_an_identifier_must_be_a_scalar(front):
     record = {**schema.example_record(), "id": {"nested": 1}}
     status, body = _post(f"{front}/predict", {"records": [record]})
     assert status == 422 and body["problems"][0]["field"] == "id"
+
+
+def test_the_mlflow_model_answers_like_the_service(front, tmp_path):
+    """Issue #32: the model MLflow logs took a float32 matrix of undocumented codes and labelled at 0.5 (0
+    buyers where the service labelled 66 of 200). Now `mlflow.pyfunc.load_model(uri).predict(raw_frame)` takes
+    the raw columns (and the id), checks them with the service's engine and labels at the tuned threshold."""
+    import mlflow
+
+    from cross_sell import mlflow_model
+
+    trained = train_model(1)  # v1, what the front serves
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = mlflow.create_experiment("served", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow_model.log(trained["files"][ModelRegistry.ONNX], trained["manifest"]["threshold"])
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert [c.name for c in loaded.metadata.get_input_schema().inputs] == [*schema.FEATURES, "id"]
+    frame = _customers(200)
+    answered, reference = loaded.predict(frame).to_dict("records"), _reference(front, frame)
+    # ONNX Runtime sums a tree ensemble in float32; the service's two threads add in another order (1e-7)
+    assert [(p["id"], p["label"]) for p in answered] == [(p["id"], p["label"]) for p in reference]
+    np.testing.assert_allclose([p["probability"] for p in answered], [p["probability"] for p in reference],
+                               rtol=0, atol=1e-6)
+    assert sum(p["label"] for p in answered) > 0
+    wrong = frame.head(3).assign(Vehicle_Age=["1-2 Year", "ancient", "< 1 Year"])
+    with pytest.raises(Exception, match="row 1 Vehicle_Age"):
+        loaded.predict(wrong)

@@ -2,7 +2,8 @@
 
 With the standard `MLFLOW_TRACKING_URI` set, a training run logs one MLflow run in `cross-sell-training`
 (its params, the candidate's and the champion's metrics and fairness, the largest drift distance, the
-decision as tags, the reports as artifacts, and the ONNX model with its signature and an input example),
+decision as tags, the reports as artifacts, and the served model as a pyfunc that answers like the service:
+raw customer columns in, checked by its engine; probabilities and labels at the tuned threshold out),
 which `push` or `shadow` tags with the registry version and the approver and gives the signed manifest
 and the model card. A scoring run logs its counts and lift table in `cross-sell-scoring`; the monitoring
 DAG logs each day's realized figures as a metric history in `cross-sell-monitoring`, one run per champion.
@@ -26,8 +27,6 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any, Callable, Mapping
-
-import numpy as np
 
 from . import clock
 
@@ -140,7 +139,8 @@ def log_training(*, params: Mapping[str, Any], extracted: Mapping[str, Any], dec
                  drift: Mapping[str, Any] | None, files: Mapping[str, bytes], onnx: bytes | None,
                  airflow: Mapping[str, Any], versions: Mapping[str, Any]) -> Tracked:
     """A training run's MLflow run, once `evaluate` has decided: `files` are artifacts by name (the
-    reports, the decision), `onnx` the candidate as it would serve, `airflow` the dag/run/try ids and
+    reports, the decision), `onnx` the candidate as it would serve (logged as a pyfunc that answers like the
+    service, with the candidate's threshold), `airflow` the dag/run/try ids and
     the task's log URL, `versions` the code and library versions."""
 
     def work(client) -> str:
@@ -165,33 +165,24 @@ def log_training(*, params: Mapping[str, Any], extracted: Mapping[str, Any], dec
         for name, body in files.items():
             client.log_text(run_id, body.decode(), name)
         if onnx is not None:
-            _log_onnx(client, run_id, onnx)
+            _log_model(client, run_id, onnx, float(decision["candidate"]["threshold"]))
         client.set_terminated(run_id, "FINISHED")
         return run_id
 
     return _guarded(f"training run {airflow.get('run_id')}", work)
 
 
-def _log_onnx(client, run_id: str, onnx_bytes: bytes) -> None:
-    """The ONNX file as an MLflow model: its input is `model_input`'s float32 matrix (schema order), its
-    signature and input example from the schema's example row, its outputs those of the file itself."""
+def _log_model(client, run_id: str, onnx_bytes: bytes, threshold: float) -> None:
+    """The served model as an MLflow pyfunc that answers like the service (`mlflow_model`): raw customer
+    columns in (checked by the service's engine), the ONNX file's probabilities and the tuned threshold's
+    labels out."""
     import mlflow
-    import mlflow.onnx
-    import onnx
-    import onnxruntime
-    from mlflow.models import infer_signature
 
-    from . import model_input
+    from . import mlflow_model
 
-    example = model_input.example().astype(np.float32)
-    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {session.get_inputs()[0].name: example})
-    names = [output.name for output in session.get_outputs()]
-    signature = infer_signature(example, dict(zip(names, map(np.asarray, outputs), strict=True)))
     mlflow.set_tracking_uri(client.tracking_uri)  # the fluent API logs models; the client's server
     with mlflow.start_run(run_id=run_id):
-        mlflow.onnx.log_model(onnx.load_from_string(onnx_bytes), name="model", signature=signature,
-                              input_example=example, save_as_external_data=False)
+        mlflow_model.log(onnx_bytes, threshold)
 
 
 def _find_run(client, experiment: str, tag: str, value: str):
