@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
+from mlflow.pyfunc.model import PythonModel
 
 ONNX_ARTIFACT = "onnx"
 THRESHOLD_ARTIFACT = "threshold"
 ID = "id"
 
 
-class ServedModel(mlflow.pyfunc.PythonModel):
+class ServedModel(PythonModel):
     """What MLflow loads: the ONNX file and its threshold, behind the service's checks."""
 
     def load_context(self, context) -> None:
