@@ -267,3 +267,16 @@ def test_the_docs_table_is_the_storage_layout():
     cli_source = (ROOT / "include" / "cross_sell" / "__main__.py").read_text()
     for source in (dag, cli_source):  # the collections are never listed again
         assert "layout.erasure_collections(" in source and "contacts_collection" not in source
+
+
+def test_a_dry_run_needs_no_erasure_key_and_a_real_one_names_how_to_make_it(world, s3, bucket, capsys, monkeypatch):
+    """Issue #32: `erase --dry-run` refused without an erasure key, and the error did not name `erasure-key`.
+    A dry run keeps no hash, so it counts with a throwaway key; an erasure without one says how to make one."""
+    monkeypatch.delenv("CROSS_SELL_ERASURE_KEY_FILE")
+    before = _all_versions(s3, bucket)
+    code, out, _ = _erase(capsys, world["ids_file"], "--dry-run")
+    assert code == 0 and out["dry_run"] is True and out["mongodb"]["customer_outcomes"]["found"] == 2
+    assert _all_versions(s3, bucket) == before
+    code, _, err = _erase(capsys, world["ids_file"])
+    assert code == 2 and "python -m cross_sell erasure-key" in err and "CROSS_SELL_ERASURE_KEY_FILE" in err
+    assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased

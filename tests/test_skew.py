@@ -76,3 +76,31 @@ def test_skew_cli_flags_serving_data_unlike_training_data(registry, capsys):
     out = capsys.readouterr().out
     assert "6,000 sampled serving rows vs the training data of v1" in out and "drifted: Age" in out
     assert cli.main(["skew", "--thresholds", '{"Age": 5}']) == 0
+
+
+def test_a_handful_of_sampled_rows_is_not_judged(registry, capsys):
+    """Issue #32: `skew` declared drift on 6 of 10 features from 4 sampled rows. Below the minimum sample
+    it says so and judges nothing; the monitoring day neither judges skew nor prediction drift, nor alerts."""
+    from datetime import datetime, timezone
+
+    from cross_sell import drift, monitoring
+
+    sampler, client = _client(registry, rate=1.0)
+    client.post("/predict", json={"records": _records(4, seed=4, age_shift=40)})
+    sampler.flush()
+    assert cli.main(["skew", "--fail-on-skew"]) == 0
+    out = capsys.readouterr().out
+    assert f"4 sampled serving rows: too few rows to judge (n = 4 < {drift.MIN_ROWS_TO_JUDGE})" in out
+    assert "DRIFT" not in out
+    today = datetime.now(timezone.utc).date()
+    samples = skew.read_samples(registry.s3, registry.bucket, PREFIX, today, today)
+
+    class NoOutcomes:
+        name = "customer_outcomes"
+
+        def find(self, *args, **kwargs):
+            return []
+
+    result, alerts = monitoring.monitor_day(today, registry, NoOutcomes(), samples=samples)
+    assert result["skew"] == {"rows": 4, "judged": False, "reason": drift.too_few(4)}
+    assert result["prediction_psi"] is None and alerts == []

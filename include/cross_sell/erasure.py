@@ -370,9 +370,15 @@ def erase(ids: Iterable[int], *, s3, bucket: str, prefix: str, collections: list
     ids = np.unique(np.asarray([int(i) for i in ids], dtype=np.int64))
     if not len(ids):
         raise ErasureError("no customer ids to erase")
-    if key is None:
+    if key is None and not dry_run:
         raise ErasureError("an erasure needs the erasure key (CROSS_SELL_ERASURE_KEY_FILE): the receipt and the "
-                           "suppression list hold keyed hashes, never ids")
+                           "suppression list hold keyed hashes, never ids. Make one with `python -m cross_sell "
+                           "erasure-key secrets/erasure.key` and set CROSS_SELL_ERASURE_KEY_FILE to it")
+    if key is None:  # a dry run keeps no hash: a throwaway key counts just as well
+        import secrets
+
+        key = secrets.token_bytes(32)
+        log.info("dry run without an erasure key: counting with a throwaway key (nothing is kept)")
     if not reason.strip() or not by.strip():
         raise ErasureError("an erasure needs a reason and who asked for it")
     if not dry_run and signer is None:

@@ -56,7 +56,7 @@ def realized(y: np.ndarray, probability: np.ndarray, threshold: float, top: np.n
 def prediction_psi(probability: np.ndarray, calibration: dict) -> float | None:
     """Population stability of served probabilities against the champion's test-split probabilities,
     over the test split's own equal-count bins."""
-    if calibration is None or not len(probability):
+    if calibration is None or drift.too_few(len(probability)):
         return None
     expected = np.asarray(calibration["rows"], dtype=float)
     return drift.psi(expected / expected.sum(), drift.binned(probability, np.asarray(calibration["edges"])))
@@ -98,9 +98,12 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
         result["missing"]["skew"] = (
             f"no sampled serving rows on {day} (serving-samples/date={day}/): the service writes them when "
             "SERVING_SAMPLE_RATE > 0 and it answers requests (locally: python -m devstack services --serve)")
+    elif drift.too_few(len(samples)):  # skew and prediction drift are not judged on a handful of rows
+        result["skew"] = {"rows": int(len(samples)), "judged": False, "reason": drift.too_few(len(samples))}
+        result["missing"]["skew"] = f"{len(samples):,} sampled serving rows on {day}: {drift.too_few(len(samples))}"
     else:
         version, found = skew.report(registry, samples, None, skew_thresholds)
-        result["skew"] = {"rows": int(len(samples)), "drifted": found.drifted,
+        result["skew"] = {"rows": int(len(samples)), "judged": True, "drifted": found.drifted,
                           "distances": {f.feature: round(f.distance, 4) for f in found.features}}
         if found.drifted:
             alerts.append(f"serving skew on {day}: {', '.join(found.drifted)} past their limits "
