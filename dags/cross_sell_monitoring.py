@@ -78,7 +78,7 @@ def cross_sell_monitoring():
     def report(result: Monitored) -> str:
         from cross_sell import monitoring
 
-        with stage_run(MonitoringParams, result) as run:
+        with stage_run(MonitoringParams, monitor=result) as run:
             return run.done(monitoring.build_report(run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix,
                                                     today=result["daily"]))
 

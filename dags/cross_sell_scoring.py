@@ -91,7 +91,7 @@ def cross_sell_scoring():
     def campaign(scored: Scored) -> Campaign:
         from cross_sell import scoring
 
-        with stage_run(ScoringParams, scored) as run:
+        with stage_run(ScoringParams, score=scored) as run:
             return run.done(scoring.campaign(run.scores_artifacts, scored, top_share=run.params["campaign_top_share"],
                                              top_n=run.params["campaign_top_n"]))
 
@@ -99,7 +99,7 @@ def cross_sell_scoring():
     def publish(scored: Scored) -> Published:
         from cross_sell import scoring
 
-        with stage_run(ScoringParams, scored) as run:
+        with stage_run(ScoringParams, score=scored) as run:
             scores = run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id, written=True)
             published = run.done(scoring.publish(run.scores_artifacts, scored, scores))
         # Monitoring reads these scores back: the record as `score` sealed it, its files' sha256 inside.

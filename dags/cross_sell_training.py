@@ -83,7 +83,7 @@ def extract() -> Extracted:
 def validate(extracted: Extracted) -> Validated:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, extracted) as run:
+    with stage_run(TrainingParams, extract=extracted) as run:
         return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
                                         min_rows=run.params["min_rows"]))
 
@@ -92,7 +92,7 @@ def validate(extracted: Extracted) -> Validated:
 def check_drift(extracted: Extracted) -> DriftChecked:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, extracted) as run:
+    with stage_run(TrainingParams, extract=extracted) as run:
         checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
                                               thresholds=run.params["drift_thresholds"],
                                               action=run.params["drift_action"]))
@@ -106,7 +106,7 @@ def check_drift(extracted: Extracted) -> DriftChecked:
 def transform(extracted: Extracted) -> Transformed:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, extracted) as run:
+    with stage_run(TrainingParams, extract=extracted) as run:
         return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
                                          seed=run.params["seed"]))
 
@@ -115,7 +115,7 @@ def transform(extracted: Extracted) -> Transformed:
 def train(transformed: Transformed) -> Trained:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, transformed) as run:
+    with stage_run(TrainingParams, transform=transformed) as run:
         return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
                                      run_started=run.run_started,
                                      exclude_features=run.params["exclude_features"]))
@@ -126,7 +126,10 @@ def evaluate(trained: Trained, transformed: Transformed, validated: Validated, e
              drift: DriftChecked) -> Decision:
     from cross_sell import evaluation, stages
 
-    with stage_run(TrainingParams, trained, transformed, validated, extracted, drift) as run:
+    with stage_run(TrainingParams, train=trained, transform=transformed, validate=validated, extract=extracted,
+                   check_drift=drift) as run:
+        stages.check_consistent(extracted=extracted, transformed=transformed, trained=trained, validated=validated,
+                                drift=drift)
         gate = evaluation.Gate.for_run(run.settings.policy, run.params)  # the policy, tightened by the params
         decision = run.done(stages.evaluate(run.artifacts, run.registry, trained,
                                             test=transformed["splits"]["test"], gate=gate,
@@ -156,7 +159,8 @@ def describe_for_approval(decision: Decision, trained: Trained, extracted: Extra
                           drift: DriftChecked) -> ApprovalRequest:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, decision, trained, extracted, drift) as run:
+    with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted, check_drift=drift) as run:
+        stages.check_consistent(extracted=extracted, trained=trained, drift=drift, decision=decision)
         return run.done(stages.describe_for_approval(
             run.artifacts, decision, trained, extracted, drift=drift,
             link_seconds=int(SETTINGS.approval_timeout_hours * 3600)))
@@ -169,7 +173,8 @@ def push(decision: Decision, trained: Trained, extracted: Extracted, **context) 
     from cross_sell import approval, stages
     from cross_sell.signing import ManifestVerifier
 
-    with stage_run(TrainingParams, decision, trained, extracted) as run:
+    with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted) as run:
+        stages.check_consistent(extracted=extracted, trained=trained, decision=decision)
         approved = approval.approval_record(run.params["require_approval"] or run.settings.policy.require_approval,
                                             context["ti"].xcom_pull(task_ids="approve"),
                                             approval.push_subject(run.run_id, trained), ManifestVerifier.from_env())
@@ -192,7 +197,8 @@ def should_shadow(decision: Decision) -> bool:
 def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
     from cross_sell import stages
 
-    with stage_run(TrainingParams, decision, trained, extracted) as run:
+    with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted) as run:
+        stages.check_consistent(extracted=extracted, trained=trained, decision=decision)
         shadowed = run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
                                           signer=run.signer))
         if tracking.configured():

@@ -19,7 +19,8 @@ from standalone_support import standalone_airflow
 from support import scaled
 
 pytestmark = pytest.mark.dagrun
-TRAINING, ROLLBACK = "cross_sell_training", "cross_sell_rollback"
+TRAINING, ROLLBACK, SCORING = "cross_sell_training", "cross_sell_rollback", "cross_sell_scoring"
+ROWS, LOAD_SEED = 5000, 1  # what standalone_airflow loads: `python -m cross_sell load --synthetic 5000 --seed 1`
 POLICY = {
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,oscar:op,alice:user,mallory:user,victor:viewer",
     "CROSS_SELL_REQUIRE_APPROVAL": "true",
@@ -34,9 +35,14 @@ RUN = {"min_rows": 500}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with standalone_airflow(tmp_path_factory.mktemp("abuse"), extra_env=POLICY) as running:
+    from cross_sell.suppression import make_key
+
+    home = tmp_path_factory.mktemp("abuse")
+    erasure_key = {"CROSS_SELL_ERASURE_KEY_FILE": str(make_key(home / "erasure.key"))}  # the workers' and the DPO's
+    with standalone_airflow(home, extra_env={**POLICY, **erasure_key}, rows=ROWS) as running:
         admin = running.user("admin")
-        admin.wait(lambda: admin.api("DAGApi").get_dag(TRAINING), scaled(120), "the DAGs to be parsed")
+        for dag_id in (TRAINING, SCORING):
+            admin.wait(lambda dag_id=dag_id: admin.api("DAGApi").get_dag(dag_id), scaled(120), "the DAGs to be parsed")
         yield running
 
 
@@ -259,3 +265,179 @@ def test_rollback_only_by_an_operator_and_forced_only_with_a_second_person(stack
     run_id = oscar.trigger(ROLLBACK, {"version": before.version, "reason": "drill over"})
     assert oscar.wait_for_run(ROLLBACK, run_id, scaled(300)).state.value == "success"
     assert registry.champion().version == before.version
+
+
+# -- found by the red team (tests/test_abuse_cases.py keeps each as the attack it was) ---------------------
+def _s3(env):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+
+
+def _db(env):
+    from pymongo import MongoClient
+
+    from cross_sell.settings import Settings
+
+    return MongoClient(env["MONGO_URI"], serverSelectionTimeoutMS=10_000)[Settings().mongo_database]
+
+
+def _cli(env, *args, extra=None):
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    return subprocess.run([sys.executable, "-m", "cross_sell", *args], env={**env, **(extra or {})}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=scaled(600))
+
+
+def _rerun_tasks(user, run_id: str, tasks: list[str]) -> dict:
+    """Clear `tasks` without what follows them, as a User may, and wait until each has run again."""
+    before = {task: _last_try(user, run_id, task) for task in tasks}
+    user.clear(TRAINING, run_id, tasks, downstream=False)
+
+    def ran_again():
+        done = {}
+        for task in tasks:
+            instance = user.api("TaskInstanceApi").get_task_instance(TRAINING, run_id, task)
+            state = instance.state.value if instance.state is not None else None
+            if instance.try_number <= before[task] or state not in ("success", "failed", "skipped", "upstream_failed"):
+                return None
+            done[task] = state
+        return done
+    return user.wait(ran_again, scaled(900), f"{tasks} of {run_id} to run again", every=3.0)
+
+
+def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessing_or_approval(stack, champion):
+    """Red team, break 1: while the approval waited, the CRM shuffled the labels and a User re-ran extract,
+    transform, train and describe_for_approval (not validate, not evaluate); the reviewer approved the request
+    naming the first candidate; the retrained one (ROC-AUC 0.52 on the true labels) became champion with the
+    first one's metrics and the approval. Now every task checks its records are about one snapshot and one
+    candidate, and the approval binds what the reviewer was shown: nothing is pushed."""
+    import random
+
+    from pymongo import UpdateOne
+
+    from cross_sell import synthetic
+
+    mallory, alice = stack.user("mallory"), stack.user("alice")
+    registry = _registry(stack.env)
+    before, versions = registry.champion(), registry.versions()
+    customers = _db(stack.env)["customers"]
+    run_id = _awaiting_approval(mallory)
+    first = mallory.read_xcom(TRAINING, run_id, "train")
+    documents = list(customers.find({}, projection={"_id": True, "Response": True}))
+    labels = [d["Response"] for d in documents]
+    random.Random(4711).shuffle(labels)
+    customers.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {"Response": y}})
+                          for d, y in zip(documents, labels, strict=True)], ordered=False)
+    try:
+        assert _rerun_tasks(mallory, run_id, ["extract", "transform", "train"]) == \
+            {"extract": "success", "transform": "success", "train": "success"}, _failures(mallory, run_id)
+        assert mallory.read_xcom(TRAINING, run_id, "train")["version"] != first["version"]
+        # The request rebuilt from the retrained record: refused (its records are not about one candidate).
+        assert _rerun_tasks(mallory, run_id, ["describe_for_approval"]) == {"describe_for_approval": "failed"}
+        assert "Inconsistent" in mallory.log(TRAINING, run_id, "describe_for_approval",
+                                             _last_try(mallory, run_id, "describe_for_approval"))
+        shown = alice.hitl(TRAINING, run_id, "approve").body
+        assert first["version"].rsplit("-", 1)[1] in shown
+        alice.respond(TRAINING, run_id, "approve", "Approve", "figures checked")
+        assert mallory.wait_for_run(TRAINING, run_id, scaled(600)).state.value == "failed"
+        assert mallory.states(TRAINING, run_id)["push"] == "failed"
+        assert "Inconsistent" in mallory.log(TRAINING, run_id, "push", _last_try(mallory, run_id, "push"))
+        assert registry.champion().version == before.version and registry.versions() == versions
+    finally:  # the customers' true labels back
+        original = synthetic.generate(ROWS, seed=LOAD_SEED).set_index("id")["Response"]
+        customers.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {"Response": int(original.loc[d["_id"]])}})
+                              for d in documents], ordered=False)
+
+
+def test_only_an_operator_scores_the_crm_with_another_model(stack, champion):
+    """Red team, break 2: any User triggered scoring with `{"model": "never-served"}` and its scores went to
+    the CRM's `customer_scores`, no rollback rule applied. Only the rollback operators may choose the model."""
+    from cross_sell.signing import ManifestSigner
+    from serving_support import publish, train_model
+
+    registry = _registry(stack.env)
+    if "never-served" not in registry.versions():
+        publish(registry, "never-served", train_model(3), ManifestSigner.from_file(stack.home / "signing" /
+                                                                                   "signing.key"))
+    mallory = stack.user("mallory")
+    run_id = mallory.trigger(SCORING, {"model": "never-served"})
+    assert mallory.wait_for_run(SCORING, run_id, scaled(300)).state.value == "failed"
+    assert "only the rollback operators may" in mallory.log(SCORING, run_id, "score")
+    assert _db(stack.env)["customer_scores"].count_documents({"model_version": "never-served"}) == 0
+
+
+def test_an_erased_customer_written_back_with_a_text_id_stays_out_and_is_erased_again(stack, champion):
+    """Red team, break 4: after an erasure the CRM wrote the customer back as `{"id": "4711.0", ...}`; the
+    suppression list read `int("4711.0")` (an error: not erased), scoring quarantined the whole row into the
+    scores area, and a second erasure found neither. Every written form of an id is the id now."""
+    import json
+
+    admin = stack.user("admin")
+    db = _db(stack.env)
+    gone = 4711
+    row = {k: v for k, v in db["customers"].find_one({"_id": gone}).items() if k != "_id"}
+    ids = stack.home / "ticket-4711.txt"
+    ids.write_text(f"{gone}\n")
+    signing = {"CROSS_SELL_SIGNING_KEY": str(stack.home / "signing" / "signing.key")}
+    erased = _cli(stack.env, "erase", "--ids-file", str(ids), "--reason", "ticket 4711", "--by", "dpo", extra=signing)
+    assert erased.returncode == 0 and json.loads(erased.stdout)["complete"] is True, erased.stderr[-2000:]
+    db["customers"].insert_one({**row, "id": f"{gone}.0"})  # the CRM writes the customer back, its own way
+    run_id = admin.trigger(SCORING, {})
+    assert admin.wait_for_run(SCORING, run_id, scaled(600)).state.value == "success", \
+        _failures(admin, run_id, SCORING)
+    scored = admin.read_xcom(SCORING, run_id, "score")
+    assert scored["excluded"].get("erased (suppression list)", 0) >= 1, scored
+    body = _s3(stack.env).get_object(Bucket=stack.env.get("CROSS_SELL_S3_BUCKET", "cross-sell"),
+                                     Key=scored["quarantine"]["key"])["Body"].read().decode()
+    assert f"{gone}" not in body and db["customer_scores"].count_documents({"id": {"$in": [gone, f"{gone}.0"]}}) == 0
+    ids.write_text(f"{gone}\n")
+    again = _cli(stack.env, "erase", "--ids-file", str(ids), "--reason", "ticket 4711 again", "--by", "dpo",
+                 extra=signing)
+    assert again.returncode == 0 and json.loads(again.stdout)["complete"] is True, again.stderr[-2000:]
+    assert db["customers"].count_documents({"id": f"{gone}.0"}) == 0
+
+
+def test_replayed_scores_events_do_not_steer_monitoring(stack, champion):
+    """Red team, break 5: an Op posted an older run's sealed scoring record as ten new SCORES events through
+    the REST API; monitoring took the newest events and judged that run instead, dropping the realized-ROC-AUC
+    alert. Monitoring now counts only events the scoring DAG's `publish` emitted, one per run."""
+    import json
+    from datetime import datetime, timezone
+
+    from airflow_client.client import CreateAssetEventsBody
+
+    from cross_sell import synthetic
+
+    admin, oscar = stack.user("admin"), stack.user("oscar")
+
+    def daily(day: str) -> dict:
+        run_id = admin.trigger("cross_sell_monitoring", {"day": day})
+        assert admin.wait_for_run("cross_sell_monitoring", run_id, scaled(600)).state.value == "success"
+        monitored = admin.read_xcom("cross_sell_monitoring", run_id, "monitor")
+        return json.loads(_s3(stack.env).get_object(Bucket=stack.env.get("CROSS_SELL_S3_BUCKET", "cross-sell"),
+                                                    Key=monitored["daily"]["key"])["Body"].read())
+
+    older = oscar.trigger(SCORING, {"model": "never-served"}) if "never-served" in _registry(stack.env).versions() \
+        else admin.trigger(SCORING, {})
+    assert oscar.wait_for_run(SCORING, older, scaled(600)).state.value == "success"
+    honest = admin.trigger(SCORING, {})  # the latest scoring run, with the champion
+    assert admin.wait_for_run(SCORING, honest, scaled(600)).state.value == "success"
+    today = datetime.now(timezone.utc).date().isoformat()
+    labels = synthetic.generate(ROWS, seed=LOAD_SEED).set_index("id")["Response"]
+    observed = f"{today}T06:00:00+00:00"
+    _db(stack.env)["customer_outcomes"].insert_many([{"id": int(i), "Response": int(labels.loc[i]),
+                                                      "observed_at": observed} for i in range(1, 2001)])
+    before = daily(today)
+    sealed = oscar.read_xcom(SCORING, older, "score")
+    asset = next(a for a in oscar.api("AssetApi").get_assets(name_pattern="cross_sell_scores").assets
+                 if a.name == "cross_sell_scores")
+    for _ in range(10):
+        oscar.api("AssetApi").create_asset_event(CreateAssetEventsBody(asset_id=asset.id, extra={"scored": sealed}))
+    after = daily(today)
+    assert after["realized"]["scored_by"] == before["realized"]["scored_by"] == _registry(stack.env).champion().version
+    assert after["realized"]["scored_at"] == before["realized"]["scored_at"]

@@ -280,3 +280,24 @@ def test_a_dry_run_needs_no_erasure_key_and_a_real_one_names_how_to_make_it(worl
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "python -m cross_sell erasure-key" in err and "CROSS_SELL_ERASURE_KEY_FILE" in err
     assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased
+
+
+@pytest.mark.parametrize("stored", [" 21", "21 ", "021", "+21", "21.0"])
+def test_a_crm_document_whose_id_is_text_is_erased_too(world, capsys, stored):
+    """Issue #30, found by the red team: a CRM storing the id as `" 21"`, `"021"`, `"+21"` or `"21.0"` kept its
+    contact and consent documents through the erasure, and the receipt said complete. Every written form of an
+    id is read as the id (`suppression.as_id`), in the erasure and its re-scan alike."""
+    db = world["db"]
+    db.customer_contacts.insert_one({"id": stored, "contacted_at": "2026-12-01T00:00:00+00:00", "crm": True})
+    db.customer_consent.insert_one({"id": stored, "contact_allowed": False, "crm": True})
+    code, receipt, err = _erase(capsys, world["ids_file"])
+    assert code == 0, err
+    assert receipt["complete"] is True and receipt["left"]["total"] == 0
+    assert [d for name in ("customer_contacts", "customer_consent") for d in db[name].find({}) if d.get("crm")] == []
+
+
+def test_a_document_whose_id_is_no_id_stops_the_erasure(world, capsys):
+    world["db"].customer_contacts.insert_one({"id": "twenty-one", "contacted_at": "2026-12-01T00:00:00+00:00"})
+    code, _, err = _erase(capsys, world["ids_file"])
+    assert code == 2 and "is text that is no customer id" in err
+    assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased

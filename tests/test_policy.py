@@ -70,20 +70,24 @@ def test_maker_checker_and_rollback_operators():
         Policy().check_rollback_operator("admin")
 
 
-def test_a_sealed_record_opens_only_unchanged_in_its_own_run(monkeypatch):
-    """Issue #30, custody: XCom is writable by any User; what a task hands on is sealed with the workers' key."""
+def test_a_sealed_record_opens_only_unchanged_from_its_own_dag_run_and_task(monkeypatch):
+    """Issue #30, custody: XCom is writable by any User; what a task hands on is sealed with the workers' key,
+    bound to the DAG, the run and the task that wrote it (a record of another task cannot fill an input)."""
     custody = Custody(b"k" * 32)
     record = {"snapshot": {"key": "vi/runs/r1/raw/snapshot.parquet", "sha256": "a" * 64, "bytes": 10}, "rows": 3}
-    sealed = custody.seal(record, "r1", "extract")
-    assert sealed[SEAL]["task_id"] == "extract" and custody.open(sealed, "r1", "x") == record
-    assert custody.open(sealed, None, "x") == record  # another run's record (an Asset event), still authentic
+    sealed = custody.seal(record, "training", "r1", "extract")
+    assert sealed[SEAL]["task_id"] == "extract"
+    assert custody.open(sealed, "x", dag_id="training", run_id="r1", task_id="extract") == record
+    assert custody.open(sealed, "x", task_id="extract") == record  # any run: an Asset event's record
     changed = {**sealed, "snapshot": {**record["snapshot"], "sha256": "b" * 64}}
-    for forged, why in ((record, "no seal"), (changed, "does not match"), (Custody(b"x" * 32).seal(record, "r1", "t"),
-                                                                          "does not match")):
+    other_key = Custody(b"x" * 32).seal(record, "training", "r1", "extract")
+    for forged, why in ((record, "no seal"), (changed, "does not match"), (other_key, "does not match")):
         with pytest.raises(CustodyError, match=why):
-            custody.open(forged, "r1", "x")
-    with pytest.raises(CustodyError, match="not this run"):
-        custody.open(sealed, "r2", "x")
+            custody.open(forged, "x", run_id="r1")
+    for where, why in (({"run_id": "r2"}, "run 'r1', not 'r2'"), ({"task_id": "train"}, "task 'extract'"),
+                       ({"dag_id": "scoring"}, "dag 'training'")):
+        with pytest.raises(CustodyError, match=why):
+            custody.open(sealed, "x", **where)
     monkeypatch.delenv("CROSS_SELL_CUSTODY_KEY_FILE")
     with pytest.raises(CustodyKeyMissing, match="CROSS_SELL_CUSTODY_KEY_FILE is not set"):  # fails closed
         Custody.from_env()
@@ -102,7 +106,8 @@ def test_a_task_refuses_an_unsealed_input_and_a_loosening_conf(monkeypatch):
         conf: dict = {}
 
     class TaskInstance:
-        task_id = "push"
+        task_id = "evaluate"
+        dag_id = "cross_sell_training"
 
     params = {"seed": 1, "min_roc_auc": 0.5}  # a stale default below the policy: judged by the policy
     monkeypatch.setattr(airflow.sdk, "get_current_context",
@@ -112,15 +117,19 @@ def test_a_task_refuses_an_unsealed_input_and_a_loosening_conf(monkeypatch):
     with stage_run(TrainingParams) as run:
         sealed = run.done(decision)
     received = dict(sealed)
-    with stage_run(TrainingParams, received) as run:
+    with stage_run(TrainingParams, evaluate=received) as run:
         assert received == decision and run.sealed_inputs == [sealed]  # opened in place
     forged = {**sealed, "bless": True}
     with pytest.raises(AirflowFailException, match="CustodyError: .*seal does not match"), \
-            stage_run(TrainingParams, forged):
+            stage_run(TrainingParams, evaluate=forged):
         pass
-    with pytest.raises(AirflowFailException, match="carries no seal"), stage_run(TrainingParams, {"bless": True}):
+    with pytest.raises(AirflowFailException, match="carries no seal"), \
+            stage_run(TrainingParams, evaluate={"bless": True}):
         pass
-    assert custody.open(sealed, "r1", "x") == decision
+    with pytest.raises(AirflowFailException, match="sealed by task 'evaluate', not 'train'"), \
+            stage_run(TrainingParams, train=dict(sealed)):  # a genuine record in another task's slot
+        pass
+    assert custody.open(sealed, "x", run_id="r1") == decision
     monkeypatch.setenv("CROSS_SELL_MIN_ROC_AUC", "0.8")
     with stage_run(TrainingParams) as run:  # defaults are not the run's choice: tightened, not refused
         assert run.params["min_roc_auc"] == 0.8

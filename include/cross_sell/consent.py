@@ -38,12 +38,12 @@ def excluded(consent, contacts=None, contacted_within_days: int | None = None,
 def _customer(document: dict, collection) -> int:
     """The customer a consent or contact document is about: its `id` (how a CRM writes it), else an integer
     `_id`; anything else is an error (an objection nobody can attribute must not be dropped silently)."""
+    from .suppression import as_id
+
     for value in (document.get("id"), document.get("_id")):
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()) or \
-                (isinstance(value, str) and value.strip().isdigit()):
-            return int(value)
+        customer = as_id(value)
+        if customer is not None:
+            return customer
     raise NotRetryable(f"{getattr(collection, 'name', 'consent')}: a document names no customer (no integer `id`); "
                        "fix it so the choice it records can be honoured")
 

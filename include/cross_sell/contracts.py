@@ -30,6 +30,7 @@ class Extracted(TypedDict):
 
 
 class Validated(TypedDict):
+    snapshot: Artifact  # what was validated
     success: bool
     result_key: str  # GX's result JSON
     report_key: str  # the self-contained HTML report
@@ -39,6 +40,7 @@ class Validated(TypedDict):
 
 
 class DriftChecked(TypedDict, total=False):
+    snapshot: Artifact  # what was compared
     checked: bool  # False before the first champion (then `reason` says so)
     reason: str
     champion_version: str | None
@@ -90,6 +92,7 @@ class Decision(TypedDict):
     min_roc_auc: float
     margin: float
     candidate_version: str
+    candidate_sha256: str  # the candidate's estimator file: what was judged, by its bytes
     candidate: dict  # metrics on the test split
     onnx_parity: dict | None
     champion_version: str | None

@@ -43,9 +43,12 @@ def make_key(path: str | os.PathLike) -> Path:
     return path
 
 
-def _canonical(run_id: str, task_id: str, record: Mapping[str, Any]) -> bytes:
+def _canonical(where: tuple[str, str, str], record: Mapping[str, Any]) -> bytes:
     # XCom stores JSON: what was sealed must read back to the same bytes (tuples become lists, both "[...]").
-    return json.dumps([run_id, task_id, record], sort_keys=True, separators=(",", ":"), default=str).encode()
+    return json.dumps([*where, record], sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+FIELDS = ("dag_id", "run_id", "task_id")
 
 
 class Custody:
@@ -68,28 +71,33 @@ class Custody:
         except OSError as error:
             raise CustodyKeyMissing(f"{KEY_ENV}: cannot read {path}: {error.strerror}") from None
 
-    def _mac(self, run_id: str, task_id: str, record: Mapping[str, Any]) -> str:
-        return hmac.new(self._key, _canonical(run_id, task_id, record), hashlib.sha256).hexdigest()
+    def _mac(self, where: tuple[str, str, str], record: Mapping[str, Any]) -> str:
+        return hmac.new(self._key, _canonical(where, record), hashlib.sha256).hexdigest()
 
-    def seal(self, record: Mapping[str, Any], run_id: str, task_id: str) -> dict:
-        """`record` with its seal (`_seal`: the run, the task and the MAC)."""
+    def seal(self, record: Mapping[str, Any], dag_id: str, run_id: str, task_id: str) -> dict:
+        """`record` with its seal (`_seal`: the DAG, the run and the task that wrote it, and the MAC)."""
         plain = {k: v for k, v in record.items() if k != SEAL}
-        return {**plain, SEAL: {"run_id": run_id, "task_id": task_id, "mac": self._mac(run_id, task_id, plain)}}
+        where = (dag_id, run_id, task_id)
+        return {**plain, SEAL: {**dict(zip(FIELDS, where, strict=True)), "mac": self._mac(where, plain)}}
 
-    def open(self, record: Any, run_id: str | None, what: str) -> dict:
-        """The record without its seal, if the seal is this key's over exactly this record and (unless
-        `run_id` is None: a record of another run, e.g. an Asset event's) this run; CustodyError otherwise."""
+    def open(self, record: Any, what: str, *, dag_id: str | None = None, run_id: str | None = None,
+             task_id: str | None = None) -> dict:
+        """The record without its seal, if the seal is this key's over exactly this record and names the
+        `dag_id`, `run_id` and `task_id` given (None: any; e.g. an Asset event's record of another run);
+        CustodyError otherwise."""
         if not isinstance(record, Mapping):
             raise CustodyError(f"{what}: expected a sealed task record, got {type(record).__name__}; refusing it")
         seal = record.get(SEAL)
-        if not isinstance(seal, Mapping) or not all(isinstance(seal.get(k), str) for k in ("run_id", "task_id", "mac")):
+        if not isinstance(seal, Mapping) or not all(isinstance(seal.get(k), str) for k in (*FIELDS, "mac")):
             raise CustodyError(f"{what}: the record carries no seal (not written by a task of this pipeline, e.g. "
                                "an XCom created through the REST API); refusing it")
         plain = {k: v for k, v in record.items() if k != SEAL}
-        if not hmac.compare_digest(seal["mac"], self._mac(seal["run_id"], seal["task_id"], plain)):
+        where = (seal["dag_id"], seal["run_id"], seal["task_id"])
+        if not hmac.compare_digest(seal["mac"], self._mac(where, plain)):
             raise CustodyError(f"{what}: the record's seal does not match its content (changed after task "
                                f"{seal['task_id']!r} wrote it); refusing it")
-        if run_id is not None and seal["run_id"] != run_id:
-            raise CustodyError(f"{what}: the record was sealed by run {seal['run_id']!r}, not this run "
-                               f"{run_id!r}; refusing it")
+        for field, expected in zip(FIELDS, (dag_id, run_id, task_id), strict=True):
+            if expected is not None and seal[field] != expected:
+                raise CustodyError(f"{what}: the record was sealed by {field.removesuffix('_id')} {seal[field]!r}, "
+                                   f"not {expected!r}; refusing it")
         return plain

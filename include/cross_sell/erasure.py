@@ -32,9 +32,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from . import clock, layout, objects, receipts, schema
 from .contracts import Erased
 from .errors import NotRetryable
 from .memory import lean_allocators
-from .suppression import digest
+from .suppression import as_id, digest
 from .suppression import name_receipt as _name_receipt
 from .suppression import record as _suppress
 
@@ -58,19 +57,6 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 class ErasureError(NotRetryable):
     """An erasure request that cannot be carried out as asked (no ids, no key, no signer, an undeclared
     object, a document whose customer cannot be told...), or one that left data behind."""
-
-
-def as_id(value) -> int | None:
-    """A customer id however a writer stored it (int, integral float, digit string); None if it is none."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return int(value) if math.isfinite(value) and float(value).is_integer() else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def feature_row(row: Mapping) -> tuple | None:
@@ -303,31 +289,49 @@ def _versions(s3, bucket: str, key: str) -> list[dict]:
 
 
 # -- MongoDB -------------------------------------------------------------------------------------------
-def _query(collection: layout.Collection, ids: np.ndarray) -> dict:
-    values = ids.tolist() + [str(i) for i in ids.tolist()]  # a CRM may store the id as text
-    return {"$or": [{name: {"$in": values}} for name in collection.area.match]}
+def _documents(collection: layout.Collection, ids: np.ndarray, projection: dict | None = None) -> Iterator[dict]:
+    """The documents of the customers `ids`, however their id is written: by number (MongoDB compares 21 and
+    21.0 alike), and every document whose id is text read through `as_id` (" 21", "021", "21.0"...)."""
+    wanted = set(ids.tolist())
+    fields = {"_id": True, **{name: True for name in collection.area.match}, **(projection or {})}
+    numbers = {"$or": [{name: {"$in": ids.tolist()}} for name in collection.area.match]}
+    seen = set()
+    for document in collection.handle.find(numbers, projection=fields):
+        seen.add(document["_id"])
+        yield document
+    texts = {"$or": [{name: {"$type": "string"}} for name in collection.area.match]}
+    for document in collection.handle.find(texts, projection=fields):
+        if document["_id"] not in seen and any(as_id(document.get(name)) in wanted for name in collection.area.match):
+            yield document
 
 
 def _check_shape(collection: layout.Collection) -> None:
-    """Every document names its customer: one without `id` cannot be erased by it (an error, not a skip)."""
-    if schema.KEY in collection.area.match and \
-            collection.handle.find_one({schema.KEY: {"$exists": False}}, projection={"_id": True}) is not None:
+    """Every document names its customer: one without `id`, or with an `id` that is no id ("abc"), cannot be
+    erased by it (an error, not a skip)."""
+    if schema.KEY not in collection.area.match:
+        return
+    if collection.handle.find_one({schema.KEY: {"$exists": False}}, projection={"_id": True}) is not None:
         raise ErasureError(f"{collection.name}: a document has no `{schema.KEY}` field, so whose it is cannot be "
                            f"told; give every document of {collection.name} its customer's `{schema.KEY}` (or remove "
                            "it) and run the erasure again")
+    for document in collection.handle.find({schema.KEY: {"$type": "string"}}, projection={schema.KEY: True}):
+        if as_id(document[schema.KEY]) is None:
+            raise ErasureError(f"{collection.name}: a document's `{schema.KEY}` is text that is no customer id, so "
+                               f"whose it is cannot be told; correct it (or remove the document) and run the erasure "
+                               "again")
 
 
 def _count(collection: layout.Collection, ids: np.ndarray) -> int:
-    return collection.handle.count_documents(_query(collection, ids))
+    return sum(1 for _ in _documents(collection, ids))
 
 
 def _delete(collection: layout.Collection, ids: np.ndarray, chunk: int = 1_000) -> int:
-    """Delete the customers' documents, each by its `_id` (found by `_query`): a filtered delete_many
+    """Delete the customers' documents, each by its `_id` (found by `_documents`): a filtered delete_many
     on another field reports deletions that `nx-27017` (the local stand-in) does not make; the re-scan
     would catch it, this does not need it."""
     from pymongo import DeleteOne
 
-    found = [d["_id"] for d in collection.handle.find(_query(collection, ids), projection={"_id": True})]
+    found = [d["_id"] for d in _documents(collection, ids)]
     deleted = 0
     for start in range(0, len(found), chunk):
         result = collection.handle.bulk_write([DeleteOne({"_id": _id}) for _id in found[start:start + chunk]],
@@ -344,15 +348,14 @@ def _read_before(collections: list[layout.Collection], ids: np.ndarray) -> tuple
     for collection in collections:
         if collection.area.features:
             wanted = {name: True for name in (schema.KEY, *schema.FEATURES)}
-            for document in collection.handle.find(_query(collection, ids), projection=wanted):
+            for document in _documents(collection, ids, wanted):
                 row = feature_row(document)
                 customer = as_id(document.get(schema.KEY, document.get("_id")))
                 if row is not None and customer is not None:
                     rows.add(row)
                     with_rows.add(customer)
         if collection.area.consent:
-            for document in collection.handle.find(_query(collection, ids),
-                                                   projection={"_id": True, schema.KEY: True, "contact_allowed": True}):
+            for document in _documents(collection, ids, {schema.KEY: True, "contact_allowed": True}):
                 if document.get("contact_allowed") is not True:  # "no", or anything but a clear yes
                     customer = as_id(document.get(schema.KEY, document.get("_id")))
                     if customer is not None:

@@ -69,8 +69,6 @@ FOR_DAG: dict[str, type] = {
     "cross_sell_housekeeping": HousekeepingParams,
 }
 
-# The params records whose gates the deployment policy sets (`cross_sell.policy`): a run may only tighten them.
-GATED_BY_POLICY: tuple[type, ...] = (TrainingParams,)
 FEATURE_LIMITS = ("drift_thresholds", "skew_thresholds")  # params that map a feature to its limit
 
 
@@ -103,3 +101,17 @@ def check(params) -> None:
             check_excluded(params["exclude_features"] or ())
         except ValueError as error:
             raise ParamError(str(error)) from None
+
+
+def under_policy(record: type, params: dict, conf: dict, policy, user: str | None) -> dict:
+    """The run's params as the deployment policy lets it have them (`cross_sell.policy`), or PolicyError:
+    a training run's conf may only tighten the gates (each is judged by the stricter of policy and param);
+    scoring with another model than the champion writes the CRM's scores from it, so only the policy's
+    rollback operators may (the same people who may choose what serves)."""
+    if record is TrainingParams:
+        policy.check(conf)
+        return policy.tightened(params)
+    if record is ScoringParams and params.get("model", "champion") != "champion":
+        policy.check_rollback_operator(user, what=f"score the customers with {params['model']!r} instead of the "
+                                                  "champion")
+    return params

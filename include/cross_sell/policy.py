@@ -176,8 +176,8 @@ class Policy:
                               "CROSS_SELL_APPROVERS (maker-checker); nothing can be approved")
         return left
 
-    def check_rollback_operator(self, user: str | None) -> None:
+    def check_rollback_operator(self, user: str | None, what: str = "roll the champion back") -> None:
         if not user or user not in self.rollback_operators:
             named = ", ".join(self.rollback_operators) or "nobody (unset)"
-            raise PolicyError(f"{user or 'an unnamed user'} may not roll the champion back: only the rollback "
-                              f"operators may (CROSS_SELL_ROLLBACK_OPERATORS: {named})")
+            raise PolicyError(f"{user or 'an unnamed user'} may not {what}: only the rollback operators may "
+                              f"(CROSS_SELL_ROLLBACK_OPERATORS: {named})")

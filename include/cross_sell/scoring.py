@@ -37,7 +37,7 @@ from .contracts import Campaign, Published, Scored
 from .errors import NotRetryable
 from .memory import lean_allocators
 from .onnx_model import OnnxModel
-from .suppression import Suppression
+from .suppression import Suppression, as_id
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _leave_out(documents: Iterable[dict], excluded: dict[int, str], counts: dict
         if erased is not None and erased.erased(customer):
             reason: str | None = consent.ERASED
         elif excluded:
-            number = _as_int(customer)
+            number = as_id(customer)
             reason = excluded.get(number) if number is not None else None
         else:
             reason = None
@@ -77,13 +77,6 @@ def _leave_out(documents: Iterable[dict], excluded: dict[int, str], counts: dict
             yield document
         else:
             counts[reason] = counts.get(reason, 0) + 1
-
-
-def _as_int(value) -> int | None:
-    try:
-        return int(value) if value is not None and float(value).is_integer() else None
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass

@@ -64,6 +64,37 @@ class UnreadableChampion(NotRetryable):
     """A champion pointer exists, but its champion cannot be verified or scored: the gate fails closed."""
 
 
+class Inconsistent(NotRetryable):
+    """The records a task received are not about the same data or candidate: a task was re-run (cleared)
+    without the tasks that judged its earlier result."""
+
+
+def check_consistent(*, extracted: Extracted, transformed: Transformed | None = None, trained: Trained | None = None,
+                     validated: Validated | None = None, drift: DriftChecked | None = None,
+                     decision: Decision | None = None) -> None:
+    """Inconsistent unless every record is about the one snapshot, its splits and one candidate: a decision
+    judges exactly the trained candidate (by version and bytes), validation and drift checked the snapshot the
+    splits and the candidate came from. Each record is sealed by its task; this binds them to each other."""
+    def differ(what: str, one, other) -> None:
+        if one != other:
+            raise Inconsistent(f"{what} differ ({one} vs {other}): a task was re-run without the tasks after it; "
+                               "clear it with its downstream tasks (nothing is pushed on mismatched records)")
+
+    snapshot = extracted["snapshot"]
+    if transformed is not None:
+        differ("the extracted and the split snapshots", snapshot, transformed["snapshot"])
+    if trained is not None:
+        differ("the extracted snapshot and the candidate's training data", snapshot, trained["lineage"]["snapshot"])
+        if transformed is not None:
+            differ("the splits and the candidate's splits", transformed["splits"], trained["lineage"]["splits"])
+    for name, record in (("validated", validated), ("drift-checked", drift)):
+        if record is not None:
+            differ(f"the extracted and the {name} snapshots", snapshot, record.get("snapshot"))
+    if decision is not None and trained is not None:
+        differ("the judged and the trained candidates", (decision["candidate_version"], decision["candidate_sha256"]),
+               (trained["version"], trained["model"]["sha256"]))
+
+
 def _read_snapshot(artifacts: RunArtifacts, snapshot_ref: Artifact, tmp: str):
     return snapshot.read(str(artifacts.download(snapshot_ref, Path(tmp) / "snapshot.parquet")))
 
@@ -119,8 +150,8 @@ def validate(artifacts: RunArtifacts, snapshot_ref: Artifact, min_rows: int) -> 
             f"report: {artifacts.uri(report_key)}\nresult: {artifacts.uri(result_key)}"
         )
     log.info("validation passed: %s; report at %s", outcome.summary(), artifacts.uri(report_key))
-    return Validated(success=outcome.success, result_key=result_key, report_key=report_key, report=page,
-                     data_docs_key=data_docs_key, summary=saved)
+    return Validated(snapshot=snapshot_ref, success=outcome.success, result_key=result_key, report_key=report_key,
+                     report=page, data_docs_key=data_docs_key, summary=saved)
 
 
 def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: Artifact,
@@ -135,7 +166,7 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
     try:
         version, reference = drift.reference_profile(registry)
     except LookupError as missing:
-        result = DriftChecked(checked=False, reason=str(missing), drifted=[])
+        result = DriftChecked(snapshot=snapshot_ref, checked=False, reason=str(missing), drifted=[])
         artifacts.put_json(result, "validation", "drift.json")
         log.info("drift check skipped: %s", result["reason"])
         return result
@@ -152,7 +183,8 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
         if action == "fail":
             raise drift.DriftError(message)
         log.warning("%s; continuing (drift action 'warn')", message)
-    return DriftChecked(checked=True, champion_version=version, drifted=found.drifted, report_key=report_key,
+    return DriftChecked(snapshot=snapshot_ref, checked=True, champion_version=version, drifted=found.drifted,
+                        report_key=report_key,
                         max_distance=max((f.distance for f in found.features), default=0.0))
 
 
@@ -290,7 +322,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
     decision = Decision(
         bless=verdict.bless, reason=verdict.reason, challenger=verdict.challenger,
         primary_metric=evaluation.PRIMARY_METRIC, min_roc_auc=gate.min_roc_auc, margin=gate.margin,
-        candidate_version=trained["version"], candidate=facts["candidate"]["metrics"],
+        candidate_version=trained["version"], candidate_sha256=trained["model"]["sha256"],
+        candidate=facts["candidate"]["metrics"],
         onnx_parity=trained.get("onnx_parity"), champion_version=baseline, champion_etag=etag,
         champion=facts["champion"]["metrics"] if "champion" in facts else None, replaced_unreadable=replaced,
         facts=facts_ref, fairness={name: fairness.summary(fact["fairness"]) for name, fact in facts.items()},
@@ -357,6 +390,7 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
     onnx = trained["onnx"]
     if onnx is None:  # evaluate never blesses nor shadows such a candidate
         raise NotRetryable(f"candidate {trained['version']} has no ONNX file to publish")
+    _check_new_version(registry, trained["version"], artifacts.run_id)
     manifest = {**manifest_for(artifacts, decision, trained, extracted), "approval": approved}
     facts = artifacts.read_json(decision["facts"])["candidate"]
     files = {
@@ -369,6 +403,37 @@ def _publish(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decisio
     if facts.get("calibration"):  # the test split's calibration: batch scoring's expected buy rates
         files["calibration.json"] = json.dumps(facts["calibration"]).encode()
     registry.publish(manifest, files, signer)
+
+
+def _check_not_served(registry: ModelRegistry, version: str, run_id: str) -> None:
+    """A training run promotes a new version: one that served as champion before is restored only by the
+    rollback DAG (its operators, its rules), never by a training run's records replayed (this run's own
+    retry of a push that did move the pointer excepted)."""
+    if version not in registry.served_versions():
+        return
+    try:
+        current = registry.champion()
+    except PointerError:
+        current = None
+    if current is None or current.version != version or current.pointer.get("run_id") != run_id:
+        raise NotRetryable(f"version {version} served as champion before: a training run promotes only a new "
+                           "version (restoring one is cross_sell_rollback's)")
+
+
+def _check_new_version(registry: ModelRegistry, version: str, run_id: str) -> None:
+    """A training run publishes its own new version, or the one it published on an earlier try: never one
+    that exists from another run (a replayed run's records would re-promote it, and overwrite its manifest)."""
+    if version not in registry.versions():
+        return
+    try:
+        published_by = registry.manifest(version).get("run_id")
+    except (RegistryError, IntegrityError, SignatureError) as unreadable:
+        raise NotRetryable(f"version {version} exists and cannot be verified ({unreadable}); not overwriting it") \
+            from None
+    if published_by != run_id:
+        raise NotRetryable(f"version {version} was published by run {published_by!r}, not this run {run_id!r}: a "
+                           "training run publishes only its own new version (restoring an old one is the rollback "
+                           "DAG's)")
 
 
 def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: Trained, extracted: Extracted,
@@ -400,6 +465,9 @@ def push(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision, t
     pointer: only if it is still the pointer whose champion `evaluate` scored (its etag), last.
     `approved`: the verified approval record (`approval.approval_record`) when the run required one."""
     version = trained["version"]
+    if not decision["bless"]:  # should_push skips the task; a task run by hand must not push either
+        raise NotRetryable(f"candidate {version} was not blessed ({decision['reason']}): nothing is pushed")
+    _check_not_served(registry, version, artifacts.run_id)
     _publish(artifacts, registry, decision, trained, extracted, signer, approved)
     note: dict = {"policy": decision.get("policy")}
     if decision.get("replaced_unreadable"):

@@ -17,10 +17,13 @@ deleted from the bucket is found by that).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import secrets
 from pathlib import Path
 from typing import Iterable, Iterator
+
+import numpy as np
 
 from .errors import NotRetryable
 
@@ -43,6 +46,31 @@ def make_key(path: str | os.PathLike) -> Path:
 
 def read_key(path: str | os.PathLike | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
+
+
+def as_id(value) -> int | None:
+    """A customer id however a writer stored it: an int, an integral float, or text that reads as one
+    (" 21", "021", "+21", "21.0", "2.1e1"); None when it is no id. Erasure, the suppression list and scoring
+    all match customers through this one rule, so no written form of an id escapes one and not the others."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 40:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return int(number) if math.isfinite(number) and number.is_integer() and abs(number) < 2**53 else None
+    return None
 
 
 def digest(key: bytes, customer_id: int) -> str:
@@ -69,10 +97,8 @@ class Suppression:
     def erased(self, customer_id) -> bool:
         if not self.hashes or self.key is None:
             return False
-        try:
-            return digest(self.key, int(customer_id)) in self.hashes
-        except (TypeError, ValueError):  # not an id at all: validation names it, this does not hide it
-            return False
+        customer = as_id(customer_id)
+        return customer is not None and digest(self.key, customer) in self.hashes
 
     def filter(self, documents: Iterable[dict], counter: list[int], field: str = "id") -> Iterator[dict]:
         """`documents` without the erased customers; `counter[0]` counts those left out."""

@@ -27,6 +27,7 @@ from airflow.sdk import Param
 from cross_sell.settings import Settings
 
 Subject = Callable[[Any], tuple[dict, str | None]]  # context -> (what is approved, verified body or None)
+SUBJECT_KEY = "approval_subject"  # the XCom (sealed by the approval task) of what the reviewer was shown
 
 
 class SignedApproval(ApprovalOperator):
@@ -39,6 +40,12 @@ class SignedApproval(ApprovalOperator):
         self._policy = replace(settings.policy, allow_self_approval=False) if second_person else settings.policy
         self._settings = settings
 
+    @staticmethod
+    def _custody():
+        from cross_sell.custody import Custody
+
+        return Custody.from_env()
+
     def _triggered_by(self, context) -> str | None:
         return getattr(context["dag_run"], "triggering_user_name", None) or None
 
@@ -49,11 +56,15 @@ class SignedApproval(ApprovalOperator):
 
         policy = self._policy
         try:
-            _, body = self._subject(context)  # a sealed body (the push's) is checked before anyone reads it
+            subject, body = self._subject(context)  # a sealed body (the push's) is checked before anyone reads it
         except NotRetryable as refused:
             raise AirflowFailException(f"{type(refused).__name__}: {refused}") from None
         if body is not None:
             self.body = body
+        # What the reviewer is shown now is what an answer approves, whatever is re-run meanwhile: kept
+        # sealed by this task, read back when the answer comes.
+        context["ti"].xcom_push(key=SUBJECT_KEY, value=self._custody().seal(
+            {"subject": subject}, context["ti"].dag_id, context["run_id"], self.task_id))
         try:  # Airflow answers 403 to anyone else who responds
             self.assigned_users = [{"id": name, "name": name} for name in policy.assignees(self._triggered_by(context))]
         except NotRetryable as refused:
@@ -88,7 +99,9 @@ class SignedApproval(ApprovalOperator):
         if chosen != self.APPROVE:
             return answered
         try:
-            subject, _ = self._subject(context)
+            subject = self._custody().open(
+                context["ti"].xcom_pull(task_ids=self.task_id, key=SUBJECT_KEY), "the request the reviewer was shown",
+                dag_id=context["ti"].dag_id, run_id=context["run_id"], task_id=self.task_id)["subject"]
             signed = approval.sign(subject, response, self._triggered_by(context), self._policy,
                                    manifest_signer(self._settings))
         except NotRetryable as refused:
@@ -102,7 +115,8 @@ def _push_subject(context) -> tuple[dict, str]:
     from cross_sell.custody import Custody
 
     sealed = context["ti"].xcom_pull(task_ids="describe_for_approval")
-    described = Custody.from_env().open(sealed, context["run_id"], "the approval request")
+    described = Custody.from_env().open(sealed, "the approval request", dag_id=context["ti"].dag_id,
+                                        run_id=context["run_id"], task_id="describe_for_approval")
     return described["subject"], described["body"]
 
 

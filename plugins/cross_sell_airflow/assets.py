@@ -29,26 +29,35 @@ def record_scores(scored: Scored | dict) -> None:
     get_current_context()["outlet_events"][SCORES].extra = extra
 
 
-def recorded_scores(before: date, limit: int = 10) -> list[Scored]:
-    """The `Scored` records of the latest scoring runs whose SCORES event came before the start of `before`
-    (UTC), newest first; the task must list SCORES among its inlets."""
+def recorded_scores(before: date, limit: int = 10, scanned: int = 500) -> list[Scored]:
+    """The `Scored` records of the latest `limit` scoring runs whose SCORES event came before the start of
+    `before` (UTC), newest first; the task must list SCORES among its inlets.
+
+    Only events the scoring DAG's `publish` task emitted count (Airflow records their source; an event
+    created through the REST API has none), each carrying the record as the `score` task of that very run
+    sealed it; one record per run (a replayed copy counts once). Each file is then checked against the
+    sha256 inside on read."""
     from airflow.sdk import get_current_context
 
-    start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
     from cross_sell.custody import Custody
-
-    events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(limit)
-    # Written by `record_scores` from the `Scored` record as the score task sealed it: an Asset event a User
-    # created through the REST API carries no such seal and is refused. Each file is then checked against
-    # the sha256 inside on read.
     from cross_sell.objects import CustodyError
 
-    custody, records = Custody.from_env(), []
+    start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
+    events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(scanned)
+    custody, records, runs = Custody.from_env(), [], set()
     for event in events:
-        if not isinstance(event.extra, dict) or "scored" not in event.extra:
-            continue
+        if (event.source_dag_id, event.source_task_id) != ("cross_sell_scoring", "publish") \
+                or not isinstance(event.extra, dict) or "scored" not in event.extra:
+            continue  # not emitted by a scoring run (e.g. created through the REST API): not evidence
         try:
-            records.append(cast(Scored, custody.open(event.extra["scored"], None, "a SCORES Asset event's record")))
+            record = custody.open(event.extra["scored"], "a SCORES Asset event's record", dag_id="cross_sell_scoring",
+                                  run_id=event.source_run_id, task_id="score")
         except CustodyError as forged:  # not trusted, and not allowed to stop monitoring either
             log.warning("ignored: %s", forged)
+            continue
+        if event.source_run_id not in runs:
+            runs.add(event.source_run_id)
+            records.append(cast(Scored, record))
+        if len(records) == limit:
+            break
     return records

@@ -52,6 +52,7 @@ class StageRun(Generic[P]):
     params: P
     triggered_by: str = "airflow"  # the user who triggered the run (the UI's or REST API's login), else "airflow"
     task_id: str = ""
+    dag_id: str = ""
     result: Any = field(default=None, init=False)  # what `done` was given: the task's OpenLineage outputs
     # The records this task received, as sealed (e.g. to hand one on in an Asset event).
     sealed_inputs: list[dict] = field(default_factory=list, init=False)
@@ -61,7 +62,7 @@ class StageRun(Generic[P]):
         OpenLineage datasets. A plain string (a page, a message) is handed on as it is: no task trusts one."""
         self.result = result
         if isinstance(result, Mapping):
-            return cast(T, self.custody.seal(result, self.run_id, self.task_id))
+            return cast(T, self.custody.seal(result, self.dag_id, self.run_id, self.task_id))
         return result
 
     @cached_property
@@ -70,11 +71,13 @@ class StageRun(Generic[P]):
 
         return Custody.from_env()
 
-    def open_inputs(self, inputs: tuple[dict, ...]) -> None:
-        """Check each received record's seal and strip it, in place (the task body's own variables); a
-        record sealed by another run, by nobody, or changed since is refused (CustodyError)."""
-        for number, record in enumerate(inputs, start=1):
-            plain = self.custody.open(record, self.run_id, f"input {number} of task {self.task_id}")
+    def open_inputs(self, inputs: Mapping[str, dict]) -> None:
+        """Check each received record's seal (by the task named, in this DAG and run) and strip it, in place
+        (the task body's own variables); a record sealed by another task or run, by nobody, or changed since
+        is refused (CustodyError)."""
+        for task_id, record in inputs.items():
+            plain = self.custody.open(record, f"{task_id}'s record, as task {self.task_id} received it",
+                                      dag_id=self.dag_id, run_id=self.run_id, task_id=task_id)
             self.sealed_inputs.append(dict(record))
             record.clear()
             record.update(plain)
@@ -158,10 +161,11 @@ def unknown_conf(context) -> list[str]:
 
 
 @contextmanager
-def stage_run(params: type[P], *inputs: Any, settings: Settings | None = None) -> Iterator[StageRun[P]]:
+def stage_run(params: type[P], settings: Settings | None = None, **inputs: Any) -> Iterator[StageRun[P]]:
     """The running task as a `StageRun` whose `params` are typed by the DAG's `params` record (e.g.
-    `cross_sell.params.TrainingParams`); `inputs`: every record the task received from XCom, opened
-    (checked and unsealed, in place) before the block runs; failures mapped to what Airflow should do."""
+    `cross_sell.params.TrainingParams`); `inputs`: every record the task received from XCom, by the task that
+    wrote it (`extract=extracted`), opened (checked and unsealed, in place) before the block runs; failures
+    mapped to what Airflow should do."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -176,12 +180,12 @@ def stage_run(params: type[P], *inputs: Any, settings: Settings | None = None) -
     dag_run = context["dag_run"]
     run = StageRun(settings or Settings.from_env(), context["run_id"], dag_run.run_after,
                    cast(P, dict(context["params"])), getattr(dag_run, "triggering_user_name", None) or "airflow",
-                   task_id=context["ti"].task_id)
+                   task_id=context["ti"].task_id, dag_id=context["ti"].dag_id)
     try:
         run_params.check(run.params)  # what the DAG's JSON schema cannot check cheaply: feature names
-        if params in run_params.GATED_BY_POLICY:  # a run's conf may tighten the deployment policy, never loosen it
-            run.settings.policy.check(getattr(dag_run, "conf", None) or {})
-            run.params = cast(P, run.settings.policy.tightened(run.params))  # what the run is judged by
+        # The deployment policy: a conf may tighten the gates, never loosen them; what the run is judged by.
+        run.params = cast(P, run_params.under_policy(params, dict(run.params), getattr(dag_run, "conf", None) or {},
+                                                      run.settings.policy, run.triggered_by))
         run.open_inputs(inputs)
         yield run
         from cross_sell_airflow import lineage
