@@ -216,7 +216,8 @@ def test_an_artifact_swapped_in_the_bucket_and_xcom_is_refused(stack, champion):
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     bucket = env.get("CROSS_SELL_S3_BUCKET", "cross-sell")
-    body = s3.get_object(Bucket=bucket, Key=split["key"])["Body"].read() + b"\0"
+    original = s3.get_object(Bucket=bucket, Key=split["key"])["Body"].read()
+    body = original + b"\0"
     s3.put_object(Bucket=bucket, Key=split["key"], Body=body)
     import hashlib
 
@@ -227,6 +228,7 @@ def test_an_artifact_swapped_in_the_bucket_and_xcom_is_refused(stack, champion):
     log = mallory.log(TRAINING, run_id, "train", _last_try(mallory, run_id, "train"))
     assert "CustodyError" in log and "seal does not match" in log, log[-2000:]
     assert _registry(stack.env).champion().version == champion[0].version
+    s3.put_object(Bucket=bucket, Key=split["key"], Body=original)  # the champion's data as it was (rollbacks check)
 
 
 def test_rollback_only_by_an_operator_and_forced_only_with_a_second_person(stack, champion):

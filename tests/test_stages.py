@@ -9,9 +9,11 @@ from markupsafe import escape
 
 from cross_sell import drift, model_input, onnx_export, schema, stages, synthetic, training
 from cross_sell.artifacts import RunArtifacts
+from cross_sell.errors import NotRetryable
 from cross_sell.evaluation import Gate
 from cross_sell.registry import ModelRegistry
 from cross_sell.validation import DataValidationError
+from serving_support import promote, publish, train_model
 from support import expectation_count
 
 RUN_STARTED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -114,6 +116,44 @@ def test_evaluate_then_push_then_no_second_push(run, tmp_path):
     assert again["candidate"] == again["champion"]
 
 
+def test_a_training_run_promotes_only_its_own_new_blessed_version(run):
+    """Issue #30 (red team): a run's records replayed (a deleted run re-created with its run id) or an
+    unblessed decision pushed by hand must not re-promote a version that served, nor overwrite another run's
+    version. Push refuses each; restoring a version is the rollback DAG's."""
+    import copy
+
+    artifacts, registry, trained, signer = run["artifacts"], run["registry"], run["trained"], run["signer"]
+    test_key = run["transformed"]["splits"]["test"]
+    decision = stages.evaluate(artifacts, registry, trained, test_key, Gate(min_roc_auc=0.7, margin=0.002))
+    with pytest.raises(NotRetryable, match="was not blessed"):
+        stages.push(artifacts, registry, {**decision, "bless": False}, trained, run["extracted"], signer)
+    stages.push(artifacts, registry, decision, trained, run["extracted"], signer)
+    other = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "another-run")  # the same version, another run
+    with pytest.raises(NotRetryable, match="served as champion before"):
+        stages.push(other, registry, decision, trained, run["extracted"], signer)
+    with pytest.raises(NotRetryable, match="published by run"):  # nor as a shadow over its manifest
+        stages.shadow(other, registry, decision, trained, run["extracted"], signer)
+    publish(registry, "hotfix", train_model(2), signer)
+    promote(registry, "hotfix", signer)  # the champion moves on; the pushed version served before
+    with pytest.raises(NotRetryable, match="served as champion before"):
+        stages.push(artifacts, registry, copy.deepcopy(decision), trained, run["extracted"], signer)
+    assert registry.champion().version == "hotfix"
+
+
+def test_records_about_another_snapshot_or_candidate_are_inconsistent(run):
+    trained, extracted = run["trained"], run["extracted"]
+    stages.check_consistent(extracted=extracted, transformed=run["transformed"], trained=trained,
+                            validated=run["validated"])
+    retrained = {**trained, "version": "later", "model": {**trained["model"], "sha256": "0" * 64}}
+    decision = {"candidate_version": trained["version"], "candidate_sha256": trained["model"]["sha256"]}
+    stages.check_consistent(extracted=extracted, trained=trained, decision=decision)
+    with pytest.raises(stages.Inconsistent, match="judged and the trained candidates differ"):
+        stages.check_consistent(extracted=extracted, trained=retrained, decision=decision)
+    reextracted = {**extracted, "snapshot": {**extracted["snapshot"], "sha256": "1" * 64}}
+    with pytest.raises(stages.Inconsistent, match="snapshot"):
+        stages.check_consistent(extracted=reextracted, trained=trained, validated=run["validated"])
+
+
 @pytest.mark.parametrize("flaw", ["unconvertible", "unfaithful"])
 def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatch, flaw):
     artifacts, registry = run["artifacts"], run["registry"]
@@ -203,7 +243,7 @@ def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
     # The candidate's own files, the profile and the evaluation facts are checked the same way by push.
     decision_facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
     s3.put_object(Bucket=artifacts.bucket, Key=trained["profile"]["key"], Body=b'{"features": {}}')
-    decision = {"candidate": {}, "champion": None, "champion_version": None, "champion_etag": None,
+    decision = {"bless": True, "candidate": {}, "champion": None, "champion_version": None, "champion_etag": None,
                 "reason": "test", "facts": decision_facts, "fairness": {"candidate": {}}}
     with pytest.raises(CustodyError, match="model/profile.json"):
         stages.push(artifacts, registry, decision, trained, run["extracted"], run["signer"])
