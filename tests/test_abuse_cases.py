@@ -345,10 +345,16 @@ def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessin
                                              _last_try(mallory, run_id, "describe_for_approval"))
         shown = alice.hitl(TRAINING, run_id, "approve").body
         assert first["version"].rsplit("-", 1)[1] in shown
-        alice.respond(TRAINING, run_id, "approve", "Approve", "figures checked")
+        try:  # the run may already have failed on the refused request (then nobody can answer any more)
+            alice.respond(TRAINING, run_id, "approve", "Approve", "figures checked")
+        except ApiException as closed:
+            assert closed.status in (400, 404, 409), closed
         assert mallory.wait_for_run(TRAINING, run_id, scaled(600)).state.value == "failed"
-        assert mallory.states(TRAINING, run_id)["push"] == "failed"
-        assert "Inconsistent" in mallory.log(TRAINING, run_id, "push", _last_try(mallory, run_id, "push"))
+        push = mallory.states(TRAINING, run_id)["push"]
+        if push == "failed":  # it ran: it refused the retrained candidate
+            assert "Inconsistent" in mallory.log(TRAINING, run_id, "push", _last_try(mallory, run_id, "push"))
+        else:
+            assert push in (None, "upstream_failed", "skipped"), push
         assert registry.champion().version == before.version and registry.versions() == versions
     finally:  # the customers' true labels back
         original = synthetic.generate(ROWS, seed=LOAD_SEED).set_index("id")["Response"]
