@@ -43,9 +43,9 @@ def stack(tmp_path_factory):
 def _registry(env: dict):
     import boto3
 
-    from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
@@ -225,7 +225,7 @@ def test_an_artifact_swapped_in_the_bucket_and_xcom_is_refused(stack, champion):
 
 def test_rollback_only_by_an_operator_and_forced_only_with_a_second_person(stack, champion):
     """Break 3: any user rolled the champion back, with `force` to any signed version."""
-    from cross_sell.signing import ManifestSigner
+    from cross_sell.storage.signing import ManifestSigner
     from serving_support import publish, train_model
 
     mallory, oscar, alice = stack.user("mallory"), stack.user("oscar"), stack.user("alice")

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from cross_sell import __main__ as cli
-from cross_sell import drift, schema, skew, synthetic
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.monitoring import drift, skew
+from cross_sell.storage.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving_support import PREFIX, promote, train_model

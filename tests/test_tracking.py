@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import browser
-from cross_sell import model_input, synthetic, tracking
-from cross_sell.onnx_model import OnnxModel
+from cross_sell.data import synthetic
+from cross_sell.governance import tracking
+from cross_sell.model import model_input
+from cross_sell.model.onnx_model import OnnxModel
 from devstack import airflow_stack, local_services
 from support import dag_run_stack, parse_dags, scaled, skip_unless_available
 

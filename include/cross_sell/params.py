@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from . import schema
+from .data import schema
 from .errors import NotRetryable
 
 
@@ -69,7 +69,7 @@ FOR_DAG: dict[str, type] = {
     "cross_sell_housekeeping": HousekeepingParams,
 }
 
-# The params records whose gates the deployment policy sets (`cross_sell.policy`): a run may only tighten them.
+# The params records whose gates the deployment policy sets (`governance.policy`): a run may only tighten them.
 GATED_BY_POLICY: tuple[type, ...] = (TrainingParams,)
 FEATURE_LIMITS = ("drift_thresholds", "skew_thresholds")  # params that map a feature to its limit
 
@@ -97,7 +97,7 @@ def check(params) -> None:
         if name in params:
             check_feature_limits(params[name], name)
     if "exclude_features" in params:
-        from .features import check_excluded
+        from .model.features import check_excluded
 
         try:
             check_excluded(params["exclude_features"] or ())

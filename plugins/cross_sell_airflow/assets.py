@@ -35,13 +35,13 @@ def recorded_scores(before: date, limit: int = 10) -> list[Scored]:
     from airflow.sdk import get_current_context
 
     start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
-    from cross_sell.custody import Custody
+    from cross_sell.governance.custody import Custody
 
     events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(limit)
     # Written by `record_scores` from the `Scored` record as the score task sealed it: an Asset event a User
     # created through the REST API carries no such seal and is refused. Each file is then checked against
     # the sha256 inside on read.
-    from cross_sell.objects import CustodyError
+    from cross_sell.storage.objects import CustodyError
 
     custody, records = Custody.from_env(), []
     for event in events:
