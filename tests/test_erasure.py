@@ -16,10 +16,10 @@ import json
 
 import pytest
 
-from cross_sell import casting, loader, schema, synthetic
 from cross_sell.__main__ import main as cli
-from cross_sell.registry import record_bytes
+from cross_sell.data import casting, loader, schema, synthetic
 from cross_sell.settings import Settings
+from cross_sell.storage.registry import record_bytes
 from support import ROOT, SIGNING_KEY
 
 PREFIX = "vi"
@@ -33,7 +33,7 @@ OUTCOME_AT = "2026-11-30T00:00:00+00:00"
 def world(mongo_db, bucket, s3, s3_env, monkeypatch, tmp_path):
     """Customers loaded, a CRM's documents about them, their rows in the bucket (every kind of object the
     layout says holds rows), and the CLI's environment."""
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
 
     monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
     monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
@@ -259,7 +259,7 @@ def test_receipts_are_under_object_lock_when_configured(world, s3, bucket, capsy
 def test_the_docs_table_is_the_storage_layout():
     """docs/data-governance.md's table of what holds customer data is `layout.markdown_table`, verbatim: the
     docs, erasure, retention and the erasure DAG read the same declaration."""
-    from cross_sell import layout
+    from cross_sell.storage import layout
 
     docs = (ROOT / "docs" / "data-governance.md").read_text()
     assert layout.markdown_table(Settings()) in docs
