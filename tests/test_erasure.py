@@ -301,3 +301,20 @@ def test_a_document_whose_id_is_no_id_stops_the_erasure(world, capsys):
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "is text that is no customer id" in err
     assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased
+
+
+def test_an_unreadable_older_version_is_deleted_and_an_unreadable_current_one_stops_the_erasure(world, s3, bucket,
+                                                                                              capsys):
+    """A split replaced by bytes that are no Parquet file (an attacker's, or a corruption) and put back: the
+    older, unreadable version cannot be shown to hold none of the customers, so it goes; a current one that
+    cannot be read stops the erasure with the reason (whether it holds them cannot be told)."""
+    key = f"{PREFIX}/runs/r1/features/train.parquet"
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=original + b"\0")
+    s3.put_object(Bucket=bucket, Key=key, Body=original)
+    code, receipt, err = _erase(capsys, world["ids_file"])
+    assert code == 0 and receipt["complete"] is True, err
+    assert len([v for v in _all_versions(s3, bucket) if v["Key"] == key]) == 1  # only the rewritten current one
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet")
+    code, _, err = _erase(capsys, world["ids_file"])
+    assert code == 2 and "the current version cannot be read" in err

@@ -260,6 +260,15 @@ def _filter(area: layout.Area, source: Path, target: Path, targets: Targets, wri
     raise ErasureError(f"{key}: the layout names no way to read {area.format!r} rows")
 
 
+def _unreadable() -> tuple[type[Exception], ...]:
+    import pyarrow as pa
+
+    return (pa.ArrowException, csv.Error, json.JSONDecodeError, UnicodeDecodeError, ValueError)
+
+
+UNREADABLE = _unreadable()  # what reading a row-holding file may raise when its bytes are no such file
+
+
 def _scan(s3, bucket: str, prefix: str, targets: Targets, tmp: Path, change: bool) -> list[Found]:
     """Every version of every row-holding object, scanned; `change`: the versions holding their rows are
     rewritten (the current one) or deleted (older ones)."""
@@ -272,7 +281,19 @@ def _scan(s3, bucket: str, prefix: str, targets: Targets, tmp: Path, change: boo
             sha256, _ = objects.download(s3, bucket, key, source, max_bytes=version["Size"],
                                          VersionId=version["VersionId"])
             found = Found(key, version["VersionId"], version["IsLatest"], sha256, area.how)
-            found.rows, found.removed = _filter(area, source, target, targets, write=False, key=key)
+            try:
+                found.rows, found.removed = _filter(area, source, target, targets, write=False, key=key)
+            except UNREADABLE as error:
+                if version["IsLatest"]:  # what serves as the current data cannot be read: a person must look
+                    raise ErasureError(f"{key}: the current version cannot be read as {area.format} ({error}); "
+                                       "whether it holds the customers cannot be told") from None
+                # An older version nobody can read (planted, or corrupted) cannot be shown to hold none of
+                # them: it goes, as retention's rule for older versions would take it a day later.
+                found.action = "deleted (unreadable)"
+                if change:
+                    s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+                done.append(found)
+                continue
             if found.removed:
                 found.action = "rewritten" if version["IsLatest"] else "deleted"
                 if change:
