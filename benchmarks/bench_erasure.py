@@ -5,7 +5,7 @@
 Each run holds what a training run holds of customer rows: the Parquet snapshot (row groups of 10,000, as
 extraction writes it) and the three splits; each scoring run (one per training run) its scores, campaign
 list and quarantine file. Everything sits in the local S3 server; the erased customers are also in the
-local nx-27017 server. The erasure (`cross_sell.erasure.erase`, what the CLI and the DAG call) runs in a
+local nx-27017 server. The erasure (`cross_sell.privacy.erasure.erase`, what the CLI and the DAG call) runs in a
 child process so that its peak memory is its own: printed as the peak above the child's resident size
 before it started, beside the wall time. Target: the peak does not grow with the number of runs or rows
 (every file is streamed a row group or a line at a time).
@@ -37,10 +37,11 @@ def child(s3_url: str, mongo_url: str, bucket: str, work: str, ids_file: str, ou
     lean_allocators()
     from pymongo import MongoClient
 
-    from cross_sell import erasure, layout
-    from cross_sell.registry import ModelRegistry
+    from cross_sell.privacy import erasure
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestSigner, ManifestVerifier
+    from cross_sell.storage import layout
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestSigner, ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                       region_name="us-east-1")
@@ -80,7 +81,8 @@ def build(s3, bucket: str, runs: int, rows: int, customers: int, work: Path, pre
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from cross_sell import features, snapshot, synthetic
+    from cross_sell.data import snapshot, synthetic
+    from cross_sell.model import features
 
     frame = synthetic.generate(rows, seed=3)
     files = work / f"files-{prefix}"
@@ -88,8 +90,8 @@ def build(s3, bucket: str, runs: int, rows: int, customers: int, work: Path, pre
     documents = frame.to_dict("records")
     snapshot.write(documents, str(files / "snapshot.parquet"))
     del documents
-    typed, _ = __import__("cross_sell.casting", fromlist=["x"]).validate_frame(frame, "training")
-    from cross_sell.stages import SPLIT_ROW_GROUP
+    typed, _ = __import__("cross_sell.data.casting", fromlist=["x"]).validate_frame(frame, "training")
+    from cross_sell.operations.training import SPLIT_ROW_GROUP
 
     for name, part in features.split(typed, 42).items():  # as transform writes them
         part.to_parquet(files / f"{name}.parquet", index=False, row_group_size=SPLIT_ROW_GROUP)
@@ -124,8 +126,8 @@ def main() -> None:
 
     from pymongo import MongoClient
 
-    from cross_sell.signing import generate_key_pair
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
+    from cross_sell.storage.signing import generate_key_pair
     from devstack import local_services
 
     work = Path(tempfile.mkdtemp(prefix="bench-erasure-"))

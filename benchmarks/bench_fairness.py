@@ -6,7 +6,7 @@
 train/validation proportions) and goes through `training.train` twice on the same rows, with every
 feature and with `exclude=("Gender",)`; the held-out fold is scored at each model's own threshold.
 Per fold: ROC-AUC, and fairlearn's demographic-parity ratio and equalized-odds difference on Gender and
-on Age bands (`cross_sell.fairness`). Prints each figure's mean and range over the folds, and the paired
+on Age bands (`cross_sell.model.fairness`). Prints each figure's mean and range over the folds, and the paired
 difference (without Gender - with it) per fold.
 """
 
@@ -23,7 +23,8 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
 
-from cross_sell import evaluation, fairness, loader, schema, training  # noqa: E402
+from cross_sell.data import loader, schema  # noqa: E402
+from cross_sell.model import evaluation, fairness, training  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
 VARIANTS = {"all features": (), "without Gender": ("Gender",)}

@@ -41,7 +41,7 @@ class AcknowledgingCollection:
 
 
 def write_csv(path: Path, rows: int) -> None:
-    from cross_sell import synthetic
+    from cross_sell.data import synthetic
 
     with open(path, "w") as handle:
         for start in range(0, rows, 200_000):
@@ -51,7 +51,7 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def child(path: str, out: str) -> None:
-    from cross_sell import loader
+    from cross_sell.data import loader
 
     reset_peak_rss()
     before = rss_mb()
@@ -62,7 +62,7 @@ def child(path: str, out: str) -> None:
 
 
 def loader_chunk() -> int:
-    from cross_sell import loader
+    from cross_sell.data import loader
 
     return loader.CHUNK_ROWS
 

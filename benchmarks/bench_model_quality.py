@@ -26,7 +26,8 @@ from sklearn.model_selection import StratifiedKFold, TunedThresholdClassifierCV,
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
 
-from cross_sell import features, loader, schema, training  # noqa: E402
+from cross_sell.data import loader, schema  # noqa: E402
+from cross_sell.model import features, training  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "cross_sell_sample.csv"
 

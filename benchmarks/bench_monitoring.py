@@ -34,22 +34,14 @@ def main() -> None:
     import numpy as np
     from pymongo import MongoClient
 
-    from cross_sell import (
-        drift,
-        evaluation,
-        features,
-        model_input,
-        monitoring,
-        onnx_export,
-        schema,
-        scoring,
-        skew,
-        synthetic,
-        training,
-    )
-    from cross_sell.artifacts import RunArtifacts
-    from cross_sell.registry import ModelRegistry
-    from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair
+    from cross_sell.data import schema, synthetic
+    from cross_sell.model import evaluation, features, model_input, onnx_export, training
+    from cross_sell.monitoring import daily as monitoring
+    from cross_sell.monitoring import drift, skew
+    from cross_sell.scoring import batch as scoring
+    from cross_sell.storage.artifacts import RunArtifacts
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestSigner, ManifestVerifier, generate_key_pair
     from devstack import local_services
 
     first = date(2026, 10, 1)

@@ -81,7 +81,7 @@ class CustodyClock:
     def install(self) -> None:
         import types
 
-        from cross_sell import objects
+        from cross_sell.storage import objects
 
         objects.hashlib = types.SimpleNamespace(sha256=self.sha256)
 
@@ -92,9 +92,10 @@ def extract_child(mongo_url: str, s3_url: str, bucket: str, out: str) -> None:
     import pyarrow.parquet  # noqa: F401  (library code is not data: load it before the baseline)
     from pymongo import MongoClient
 
-    from cross_sell import snapshot, stages
-    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.data import snapshot
+    from cross_sell.operations import training as stages
     from cross_sell.settings import Settings
+    from cross_sell.storage.artifacts import RunArtifacts
 
     settings = Settings()
     collection = MongoClient(mongo_url)[settings.mongo_database][settings.mongo_collection]
@@ -148,12 +149,13 @@ def main() -> None:
 
     from pymongo import MongoClient
 
-    from cross_sell import loader, stages, synthetic
-    from cross_sell.artifacts import RunArtifacts
-    from cross_sell.evaluation import Gate
-    from cross_sell.registry import ModelRegistry
+    from cross_sell.data import loader, synthetic
+    from cross_sell.model.evaluation import Gate
+    from cross_sell.operations import training as stages
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair
+    from cross_sell.storage.artifacts import RunArtifacts
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestSigner, ManifestVerifier, generate_key_pair
     from devstack import local_services
 
     settings = Settings()

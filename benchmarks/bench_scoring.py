@@ -40,7 +40,7 @@ def encoded_customers(rows: int = 100_000) -> list[bytes]:
     """Synthetic customers as BSON documents, made before the measurement starts."""
     import bson
 
-    from cross_sell import schema, synthetic
+    from cross_sell.data import schema, synthetic
 
     frame = synthetic.generate(rows, seed=3)[list(schema.column_names(schema.SCORING))]
     return [bson.encode({k: getattr(v, "item", lambda v=v: v)() for k, v in row.items()})
@@ -70,9 +70,12 @@ def child(rows: int, batch_rows: int, warm: bool, out: str, mongo_url: str | Non
     (as in the DAG) instead of the stand-in."""
     import pandas as pd
 
-    from cross_sell import batches, features, model_input, onnx_export, scoring, synthetic, training
-    from cross_sell.artifacts import RunArtifacts
-    from cross_sell.onnx_model import OnnxModel
+    from cross_sell.data import synthetic
+    from cross_sell.model import features, model_input, onnx_export, training
+    from cross_sell.model.onnx_model import OnnxModel
+    from cross_sell.scoring import batch as scoring
+    from cross_sell.scoring import engine as batches
+    from cross_sell.storage.artifacts import RunArtifacts
     from devstack import local_services
 
     s3 = local_services.start_s3(bucket="bench-scoring")
@@ -151,7 +154,8 @@ def mongo_figures(rows: int, batch_rows: int, cold: bool) -> tuple[float, int, d
     score them from the server's cursor in a fresh process, as the DAG does."""
     from pymongo import MongoClient
 
-    from cross_sell import batches, loader, synthetic
+    from cross_sell.data import loader, synthetic
+    from cross_sell.scoring import engine as batches
     from devstack import local_services
 
     mongo = local_services.start_mongo()
@@ -180,7 +184,7 @@ def main() -> None:
         child(int(args.child[0]), int(args.child[1]), args.child[2] == "warm", args.child[3], *args.child[4:])
         return
     results = [run_child(rows, batch_rows, args.cold) for batch_rows in args.batch_rows for rows in args.rows]
-    from cross_sell.scoring import INFERENCE_ROWS
+    from cross_sell.scoring.batch import INFERENCE_ROWS
 
     print(f"batch scoring benchmark: model as ONNX (1 thread, scoring {INFERENCE_ROWS:,} customers at a time while "
           f"the next are checked); {'cold: no' if args.cold else 'a'} warm-up run before the baseline")

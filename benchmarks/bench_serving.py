@@ -42,9 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "include"), str(ROOT / "tests")]
 
-from cross_sell import features, model_input, onnx_export, schema, synthetic, training  # noqa: E402
-from cross_sell.registry import ModelRegistry  # noqa: E402
-from cross_sell.signing import ManifestSigner, ManifestVerifier, generate_key_pair  # noqa: E402
+from cross_sell.data import schema, synthetic  # noqa: E402
+from cross_sell.model import features, model_input, onnx_export, training  # noqa: E402
+from cross_sell.storage.registry import ModelRegistry  # noqa: E402
+from cross_sell.storage.signing import ManifestSigner, ManifestVerifier, generate_key_pair  # noqa: E402
 from devstack import local_services  # noqa: E402
 
 BUCKET, PREFIX = "bench-serving", "vi"

@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
 
-from cross_sell import evaluation, features, loader, synthetic, training  # noqa: E402
+from cross_sell.data import loader, synthetic  # noqa: E402
+from cross_sell.model import evaluation, features, training  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 
-from cross_sell import loader, signing, synthetic  # noqa: E402
+from cross_sell.data import loader, synthetic  # noqa: E402
+from cross_sell.storage import signing  # noqa: E402
 from devstack import airflow_stack, local_services  # noqa: E402
 
 DAG_ID = "cross_sell_training"

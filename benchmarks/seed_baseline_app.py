@@ -8,10 +8,10 @@ import joblib
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from cross_sell import model_input
-from cross_sell.registry import ModelRegistry
+from cross_sell.model import model_input
 from cross_sell.settings import s3_client
-from cross_sell.signing import ManifestVerifier
+from cross_sell.storage.registry import ModelRegistry
+from cross_sell.storage.signing import ManifestVerifier
 
 app = Flask(__name__)
 registry = ModelRegistry(s3_client(), os.environ["CROSS_SELL_S3_BUCKET"], os.environ["CROSS_SELL_S3_PREFIX"],

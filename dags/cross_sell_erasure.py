@@ -5,7 +5,7 @@ Triggered with params, never scheduled: `request` names a text file of customer 
 under `<prefix>/erasure/requests/` (so no id is kept in Airflow's database), `reason` says why, `dry_run`
 only counts.
 
-* **erase** works from the storage layout (`cross_sell.layout`, every place that holds customer data): adds
+* **erase** works from the storage layout (`cross_sell.storage.layout`, every place that holds customer data): adds
   their keyed hashes to the suppression list first (`load`, extraction and scoring leave them out from now
   on; an opt-out is kept with the hash); removes their documents from every customer collection, matched by
   `id` and `_id`; rewrites every version of every object that holds their rows (snapshots, splits, scores,
@@ -53,8 +53,9 @@ def cross_sell_erasure():
     # triggers the request again (the new receipt records what was still left) after reading the log.
     @task(multiple_outputs=False, retries=0)
     def erase() -> Erased:
-        from cross_sell import erasure, layout
-        from cross_sell.suppression import read_key
+        from cross_sell.privacy import erasure
+        from cross_sell.privacy.suppression import read_key
+        from cross_sell.storage import layout
 
         with stage_run(ErasureParams) as run:
             conn = SETTINGS.erasure_mongo_conn_id

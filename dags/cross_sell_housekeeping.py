@@ -2,7 +2,7 @@
 ### Vehicle-insurance cross-sell: housekeeping (retention)
 
 Daily (`CROSS_SELL_HOUSEKEEPING_CRON`, 04:00 UTC). **retain** deletes, every version, what the retention
-policy (`cross_sell.retention`, the CROSS_SELL_RETENTION_* settings) says is past its time and S3's
+policy (`cross_sell.privacy.retention`, the CROSS_SELL_RETENTION_* settings) says is past its time and S3's
 lifecycle rules cannot decide: a training run's folder once no kept model (the champion, the shadow, the
 last N registry versions) was trained on it; scoring runs but the latest; serving samples and monitoring
 days by age. A record of what went (counts and names, no customer data) is kept under `audit/retention/`.
@@ -35,7 +35,7 @@ SETTINGS = Settings.from_env()
 def cross_sell_housekeeping():
     @task(multiple_outputs=False, **IO_RETRIES)
     def retain() -> Retained:
-        from cross_sell import retention
+        from cross_sell.privacy import retention
 
         with stage_run(HousekeepingParams) as run:
             return run.done(retention.run(run.housekeeping_registry, retention.Policy.from_settings(run.settings),

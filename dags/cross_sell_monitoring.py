@@ -54,7 +54,7 @@ SETTINGS = Settings.from_env()
 def cross_sell_monitoring():
     @task(inlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def monitor() -> Monitored:
-        from cross_sell import monitoring
+        from cross_sell.monitoring import daily as monitoring
 
         with stage_run(MonitoringParams) as run:
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
@@ -65,8 +65,8 @@ def cross_sell_monitoring():
                 min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"],
                 erased=run.collection(SETTINGS.erased_collection, SETTINGS.monitoring_mongo_conn_id)))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
-                from cross_sell import objects
-                from cross_sell.tracking import log_monitoring
+                from cross_sell.governance.tracking import log_monitoring
+                from cross_sell.storage import objects
 
                 daily = json.loads(objects.read_artifact(run.registry.s3, run.registry.bucket, result["daily"]))
                 tracking.report(log_monitoring(daily=daily, airflow=tracking.airflow_ids()))
@@ -76,7 +76,7 @@ def cross_sell_monitoring():
 
     @task(multiple_outputs=False, **IO_RETRIES)
     def report(result: Monitored) -> str:
-        from cross_sell import monitoring
+        from cross_sell.monitoring import daily as monitoring
 
         with stage_run(MonitoringParams, monitor=result) as run:
             return run.done(monitoring.build_report(run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix,

@@ -47,8 +47,9 @@ def route_rollback(**context) -> str:
 @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=10),
       trigger_rule="none_failed_min_one_success", **IO_RETRIES)
 def rollback(**context) -> RolledBack:
-    from cross_sell import approval, stages
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.governance import approval
+    from cross_sell.operations import training as stages
+    from cross_sell.storage.signing import ManifestVerifier
 
     with stage_run(RollbackParams) as run:
         version, force = run.params["version"], run.params["force"]
@@ -66,7 +67,7 @@ def check_operator(**context) -> None:
     """Before anyone is asked to approve anything: only the policy's rollback operators may roll back."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from cross_sell.policy import PolicyError
+    from cross_sell.governance.policy import PolicyError
 
     try:
         SETTINGS.policy.check_rollback_operator(getattr(context["dag_run"], "triggering_user_name", None))

@@ -68,7 +68,9 @@ SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHA
 def cross_sell_scoring():
     @task(multiple_outputs=False, **IO_RETRIES)
     def score() -> Scored:
-        from cross_sell import batches, consent, scoring
+        from cross_sell.privacy import consent
+        from cross_sell.scoring import batch as scoring
+        from cross_sell.scoring import engine as batches
 
         with stage_run(ScoringParams) as run:
             model, version, calibration = scoring.served(run.registry, run.params["model"])
@@ -81,7 +83,7 @@ def cross_sell_scoring():
                                             calibration=calibration, batch_rows=run.params["batch_rows"],
                                             excluded=excluded, suppression=run.suppression(conn)))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
-                from cross_sell.tracking import log_scoring
+                from cross_sell.governance.tracking import log_scoring
 
                 tracking.report(log_scoring(summary=run.scores_artifacts.read_json(scored["summary"]),
                                             params=run.params, airflow=tracking.airflow_ids()))
@@ -89,7 +91,7 @@ def cross_sell_scoring():
 
     @task(multiple_outputs=False, **IO_RETRIES)
     def campaign(scored: Scored) -> Campaign:
-        from cross_sell import scoring
+        from cross_sell.scoring import batch as scoring
 
         with stage_run(ScoringParams, score=scored) as run:
             return run.done(scoring.campaign(run.scores_artifacts, scored, top_share=run.params["campaign_top_share"],
@@ -97,7 +99,7 @@ def cross_sell_scoring():
 
     @task(outlets=[SCORES], multiple_outputs=False, **IO_RETRIES)
     def publish(scored: Scored) -> Published:
-        from cross_sell import scoring
+        from cross_sell.scoring import batch as scoring
 
         with stage_run(ScoringParams, score=scored) as run:
             scores = run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id, written=True)

@@ -73,7 +73,7 @@ POLICY = SETTINGS.policy
 # go-to-definition on `stages.validate` lands on the function that does the work.
 @task(outlets=[RAW_SNAPSHOT], multiple_outputs=False, **IO_RETRIES)
 def extract() -> Extracted:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams) as run:
         return run.done(stages.extract(run.customer_documents(), run.artifacts, suppression=run.suppression()))
@@ -81,7 +81,7 @@ def extract() -> Extracted:
 
 @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=15))
 def validate(extracted: Extracted) -> Validated:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, extract=extracted) as run:
         return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],
@@ -90,7 +90,7 @@ def validate(extracted: Extracted) -> Validated:
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
 def check_drift(extracted: Extracted) -> DriftChecked:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, extract=extracted) as run:
         checked = run.done(stages.check_drift(run.artifacts, run.registry, snapshot_ref=extracted["snapshot"],
@@ -104,7 +104,7 @@ def check_drift(extracted: Extracted) -> DriftChecked:
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
 def transform(extracted: Extracted) -> Transformed:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, extract=extracted) as run:
         return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
@@ -113,7 +113,7 @@ def transform(extracted: Extracted) -> Transformed:
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
 def train(transformed: Transformed) -> Trained:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, transform=transformed) as run:
         return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
@@ -124,7 +124,8 @@ def train(transformed: Transformed) -> Trained:
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
 def evaluate(trained: Trained, transformed: Transformed, validated: Validated, extracted: Extracted,
              drift: DriftChecked) -> Decision:
-    from cross_sell import evaluation, stages
+    from cross_sell.model import evaluation
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, train=trained, transform=transformed, validate=validated, extract=extracted,
                    check_drift=drift) as run:
@@ -135,7 +136,7 @@ def evaluate(trained: Trained, transformed: Transformed, validated: Validated, e
                                             test=transformed["splits"]["test"], gate=gate,
                                             validation=validated["summary"]))
         if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
-            from cross_sell.tracking import track_evaluation
+            from cross_sell.governance.tracking import track_evaluation
 
             tracking.report(track_evaluation(run.artifacts, trained, extracted, validated, drift, decision,
                                              params=run.params, airflow=tracking.airflow_ids()))
@@ -157,7 +158,7 @@ def route_push(**context) -> str:
 @task(execution_timeout=timedelta(minutes=10), **IO_RETRIES)
 def describe_for_approval(decision: Decision, trained: Trained, extracted: Extracted,
                           drift: DriftChecked) -> ApprovalRequest:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted, check_drift=drift) as run:
         stages.check_consistent(extracted=extracted, trained=trained, drift=drift, decision=decision)
@@ -170,8 +171,9 @@ def describe_for_approval(decision: Decision, trained: Trained, extracted: Extra
 @task(outlets=[CHAMPION], multiple_outputs=False, execution_timeout=timedelta(minutes=15),
       trigger_rule="none_failed_min_one_success", **IO_RETRIES)
 def push(decision: Decision, trained: Trained, extracted: Extracted, **context) -> Pushed:
-    from cross_sell import approval, stages
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.governance import approval
+    from cross_sell.operations import training as stages
+    from cross_sell.storage.signing import ManifestVerifier
 
     with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted) as run:
         stages.check_consistent(extracted=extracted, trained=trained, decision=decision)
@@ -181,7 +183,7 @@ def push(decision: Decision, trained: Trained, extracted: Extracted, **context) 
         pushed = run.done(stages.push(run.artifacts, run.registry, decision, trained, extracted, signer=run.signer,
                                       approved=approved))
         if pushed["pushed"] and tracking.configured():
-            from cross_sell.tracking import track_publication
+            from cross_sell.governance.tracking import track_publication
 
             tracking.report(track_publication(run.registry, pushed["version"], run.run_id, "champion", approved),
                             alert_on_problem=False)  # evaluate alerted already if the server is down
@@ -195,14 +197,14 @@ def should_shadow(decision: Decision) -> bool:
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
 def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadowed:
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     with stage_run(TrainingParams, evaluate=decision, train=trained, extract=extracted) as run:
         stages.check_consistent(extracted=extracted, trained=trained, decision=decision)
         shadowed = run.done(stages.shadow(run.artifacts, run.registry, decision, trained, extracted,
                                           signer=run.signer))
         if tracking.configured():
-            from cross_sell.tracking import track_publication
+            from cross_sell.governance.tracking import track_publication
 
             tracking.report(track_publication(run.registry, shadowed["shadow"], run.run_id, "shadow"),
                             alert_on_problem=False)

@@ -17,12 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
 
-from cross_sell import signing  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
+from cross_sell.storage import signing  # noqa: E402
 from devstack import local_services  # noqa: E402
 
-# The workstation's deployment policy (cross_sell.policy) and the users who act under it: `admin` triggers and
-# may roll back, `reviewer` approves (never the user who triggered the run: maker-checker). Their passwords
+# The workstation's deployment policy (cross_sell.governance.policy) and the users who act under it: `admin` triggers
+# and may roll back, `reviewer` approves (never the user who triggered the run: maker-checker). Their passwords
 # are in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
 LOCAL_POLICY = {
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,reviewer:user",

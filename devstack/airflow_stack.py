@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from cross_sell import custody
+from cross_sell.governance import custody
 
 from . import local_services
 from .airflow_api import AirflowApi
@@ -314,7 +314,7 @@ def _healthy(api: AirflowApi) -> bool:
 
 
 def _erasure_key(home: Path) -> Path:
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
 
     path = home / "erasure.key"
     return path if path.exists() else make_key(path)

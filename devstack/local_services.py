@@ -370,7 +370,7 @@ def signing_env(private_key: str | os.PathLike, public_key: str | os.PathLike,
     key (`custody.key` beside the private key, made if missing), as variables."""
     import json
 
-    from cross_sell import custody
+    from cross_sell.governance import custody
 
     custody_key = Path(private_key).with_name("custody.key")
     if not custody_key.exists():

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, "include")
-from cross_sell import synthetic  # noqa: E402  (the band and group definitions live there)
+from cross_sell.data import synthetic  # noqa: E402  (the band and group definitions live there)
 
 
 def _freqs(series: pd.Series, decimals: int = 4) -> dict:

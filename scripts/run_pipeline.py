@@ -25,11 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "include")]
 
-from cross_sell import objects, schema  # noqa: E402
-from cross_sell.artifacts import RunArtifacts  # noqa: E402
-from cross_sell.registry import ModelRegistry  # noqa: E402
+from cross_sell.data import schema  # noqa: E402
 from cross_sell.settings import Settings  # noqa: E402
-from cross_sell.signing import ManifestVerifier, generate_key_pair  # noqa: E402
+from cross_sell.storage import objects  # noqa: E402
+from cross_sell.storage.artifacts import RunArtifacts  # noqa: E402
+from cross_sell.storage.registry import ModelRegistry  # noqa: E402
+from cross_sell.storage.signing import ManifestVerifier, generate_key_pair  # noqa: E402
 from devstack import local_services  # noqa: E402
 
 DAG_ID = "cross_sell_training"

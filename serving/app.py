@@ -21,9 +21,9 @@ from flask import Flask, g, jsonify, request
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
-from cross_sell.registry import ModelRegistry
 from cross_sell.settings import s3_client
-from cross_sell.signing import ManifestVerifier
+from cross_sell.storage.registry import ModelRegistry
+from cross_sell.storage.signing import ManifestVerifier
 
 from . import metrics
 from .champion import ChampionHolder

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cross_sell import clock, model_input
-from cross_sell.onnx_model import OnnxModel
-from cross_sell.registry import UNCHANGED, ModelRegistry, PointerError
+from cross_sell import clock
+from cross_sell.model import model_input
+from cross_sell.model.onnx_model import OnnxModel
+from cross_sell.storage.registry import UNCHANGED, ModelRegistry, PointerError
 
 log = logging.getLogger(__name__)
 

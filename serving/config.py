@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from cross_sell.settings import Settings
-from cross_sell.signing import PUBLIC_KEY_ENV
+from cross_sell.storage.signing import PUBLIC_KEY_ENV
 
 
 @dataclass(frozen=True)

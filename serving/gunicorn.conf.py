@@ -78,5 +78,5 @@ def post_worker_init(worker):
     # requests and by every large one). Frozen, they are skipped; requests' objects are not.
     # A champion replaced later is still freed: by reference counting (the model and its ONNX session
     # hold no reference cycles; checked with gc.collect() after a swap).
-    # No request builds a DataFrame (the column-wise engine, `cross_sell.casting`): pandas is never imported.
+    # No request builds a DataFrame (the column-wise engine, `cross_sell.data.casting`): pandas is never imported.
     gc.freeze()

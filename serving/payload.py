@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from cross_sell import casting
+from cross_sell.data import casting
 
 RECORDS = "records"
 DATAFRAME_SPLIT = "dataframe_split"

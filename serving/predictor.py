@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cross_sell import model_input, schema
+from cross_sell.data import schema
+from cross_sell.model import model_input
 
 from . import metrics
 from .champion import ChampionHolder, LoadedModel

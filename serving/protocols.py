@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 from flask import Blueprint, current_app, g, request
 
-from cross_sell import schema
+from cross_sell.data import schema
 
 from . import payload
 from .payload import ClientError

@@ -7,7 +7,7 @@ import hmac
 import orjson
 from flask import Blueprint, current_app, g, render_template, request
 
-from cross_sell import schema
+from cross_sell.data import schema
 
 from . import metrics, payload
 from .payload import ClientError

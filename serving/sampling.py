@@ -16,7 +16,9 @@ import random
 import threading
 import time
 
-from cross_sell import clock, objects, skew
+from cross_sell import clock
+from cross_sell.monitoring import skew
+from cross_sell.storage import objects
 
 log = logging.getLogger(__name__)
 SHADOW_PIECE = 50  # rows the shadow scores between two chances for the request threads to run
@@ -95,7 +97,7 @@ class RequestSampler:
         challenger = self.shadow.current if self.shadow is not None else None
         if challenger is None:
             return
-        from cross_sell import model_input
+        from cross_sell.model import model_input
 
         for start in range(0, len(rows), SHADOW_PIECE):
             piece = rows[start:start + SHADOW_PIECE]

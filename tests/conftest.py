@@ -6,7 +6,7 @@ from support import _AIRFLOW_HOME, ALERT_TEXT, SAMPLE_CSV, SIGNING_KEY, SIGNING_
 
 import pytest
 
-from cross_sell import signing
+from cross_sell.storage import signing
 from devstack import local_services
 
 # A test that uses one of these (directly or through another fixture) talks to a local server: `make

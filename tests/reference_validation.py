@@ -1,4 +1,4 @@
-"""The service's request validation as it was before the column-wise engine (`cross_sell.casting`),
+"""The service's request validation as it was before the column-wise engine (`cross_sell.data.casting`),
 frozen verbatim from commit bdde984 (`schema.py`'s casting section and `serving/predictor.py`'s choice of
 path): the reference the differential tests compare today's answers with. Not product code.
 """
@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from cross_sell.schema import SCORING, SERVING, TRAINING, Column, Problem, column_names, columns
+from cross_sell.data.schema import SCORING, SERVING, TRAINING, Column, Problem, column_names, columns
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -339,7 +339,7 @@ def _cast_column(values: list, column: Column, allow_text: bool) -> tuple[np.nda
 
 def service_answer(records: list[dict], allow_text: bool = False):
     """What `Predictor.predict` did before the engine: (problems as the 422 lists them, model input)."""
-    from cross_sell import model_input
+    from cross_sell.model import model_input
     if len(records) <= SMALL_BATCH:
         rows, problems = cast_records(records, SERVING, allow_text=allow_text)
         matrix = None if problems else _from_rows(rows)
@@ -350,8 +350,8 @@ def service_answer(records: list[dict], allow_text: bool = False):
 
 
 def _from_frame(frame):
-    from cross_sell.model_input import CODES
-    from cross_sell.schema import FEATURES
+    from cross_sell.model.model_input import CODES
+    from cross_sell.data.schema import FEATURES
     out = []
     for name in FEATURES:
         if name in CODES:
@@ -362,8 +362,8 @@ def _from_frame(frame):
 
 
 def _from_rows(rows):
-    from cross_sell.model_input import CODES
-    from cross_sell.schema import FEATURES
+    from cross_sell.model.model_input import CODES
+    from cross_sell.data.schema import FEATURES
 
     def value(name, raw):
         if name in CODES:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from cross_sell import features, model_input, onnx_export, synthetic, training
-from cross_sell.registry import ModelRegistry
-from cross_sell.signing import ManifestSigner
+from cross_sell.data import synthetic
+from cross_sell.model import features, model_input, onnx_export, training
+from cross_sell.storage.registry import ModelRegistry
+from cross_sell.storage.signing import ManifestSigner
 
 PREFIX = "vi"
 
@@ -45,7 +46,7 @@ def session_signer() -> ManifestSigner:
 
 def promote(registry: ModelRegistry, version: str, signer: ManifestSigner | None = None) -> None:
     """Make `version` the champion, over whatever pointer is there (an unreadable one included)."""
-    from cross_sell.registry import PointerError
+    from cross_sell.storage.registry import PointerError
 
     try:
         current = registry.champion()
@@ -60,7 +61,7 @@ def record_run(registry: ModelRegistry, run: str, frame=None) -> dict:
     `frame` or a few synthetic customers), and their records as a manifest's `lineage` names them."""
     import io
 
-    from cross_sell import objects
+    from cross_sell.storage import objects
 
     frame = synthetic.generate(30, seed=len(run)) if frame is None else frame
     lineage: dict = {"splits": {}}

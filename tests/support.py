@@ -19,7 +19,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # Every wait on a server scales with this factor (devstack reads it too): slow machine, slow tests, no errors.
 os.environ.setdefault("CROSS_SELL_TIMEOUT_FACTOR", "3" if IN_CI else "1")
 
-from cross_sell import signing  # noqa: E402  (no Airflow import yet)
+from cross_sell.storage import signing  # noqa: E402  (no Airflow import yet)
 from devstack import local_services  # noqa: E402
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cross-sell-airflow-"))
@@ -72,7 +72,7 @@ def expectation_count() -> int:
     """How many expectations the snapshot suite holds (derived from schema.py, so not written down here)."""
     import great_expectations as gx
 
-    from cross_sell.validation import build_suite
+    from cross_sell.data.validation import build_suite
 
     gx.get_context(mode="ephemeral")  # a suite is built inside a context, as run_suite does
     return len(build_suite(min_rows=1).expectations)
@@ -86,10 +86,10 @@ def dag_run_stack(mongo_server, s3_server, rows: int, seed: int):
     from airflow.utils.db import resetdb
     from pymongo import MongoClient
 
-    from cross_sell import loader, synthetic
-    from cross_sell.registry import ModelRegistry
+    from cross_sell.data import loader, synthetic
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestVerifier
 
     settings = Settings.from_env()
     local_services.create_bucket(s3_server, settings.s3_bucket)

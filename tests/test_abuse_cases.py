@@ -35,7 +35,7 @@ RUN = {"min_rows": 500}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
 
     home = tmp_path_factory.mktemp("abuse")
     erasure_key = {"CROSS_SELL_ERASURE_KEY_FILE": str(make_key(home / "erasure.key"))}  # the workers' and the DPO's
@@ -49,9 +49,9 @@ def stack(tmp_path_factory):
 def _registry(env: dict):
     import boto3
 
-    from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
@@ -233,7 +233,7 @@ def test_an_artifact_swapped_in_the_bucket_and_xcom_is_refused(stack, champion):
 
 def test_rollback_only_by_an_operator_and_forced_only_with_a_second_person(stack, champion):
     """Break 3: any user rolled the champion back, with `force` to any signed version."""
-    from cross_sell.signing import ManifestSigner
+    from cross_sell.storage.signing import ManifestSigner
     from serving_support import publish, train_model
 
     mallory, oscar, alice = stack.user("mallory"), stack.user("oscar"), stack.user("alice")
@@ -322,7 +322,7 @@ def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessin
 
     from pymongo import UpdateOne
 
-    from cross_sell import synthetic
+    from cross_sell.data import synthetic
 
     mallory, alice = stack.user("mallory"), stack.user("alice")
     registry = _registry(stack.env)
@@ -365,7 +365,7 @@ def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessin
 def test_only_an_operator_scores_the_crm_with_another_model(stack, champion):
     """Red team, break 2: any User triggered scoring with `{"model": "never-served"}` and its scores went to
     the CRM's `customer_scores`, no rollback rule applied. Only the rollback operators may choose the model."""
-    from cross_sell.signing import ManifestSigner
+    from cross_sell.storage.signing import ManifestSigner
     from serving_support import publish, train_model
 
     registry = _registry(stack.env)
@@ -419,7 +419,7 @@ def test_replayed_scores_events_do_not_steer_monitoring(stack, champion):
 
     from airflow_client.client import CreateAssetEventsBody
 
-    from cross_sell import synthetic
+    from cross_sell.data import synthetic
 
     admin, oscar = stack.user("admin"), stack.user("oscar")
 

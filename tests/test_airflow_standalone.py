@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 
 import browser
-from cross_sell import schema
-from cross_sell.approval import text
+from cross_sell.data import schema
+from cross_sell.governance.approval import text
 from devstack.airflow_api import AirflowApi
 from standalone_support import standalone_airflow
 from support import expectation_count, scaled, skip_unless_available
@@ -148,9 +148,9 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
 def _registry(env: dict):
     import boto3
 
-    from cross_sell.registry import ModelRegistry
     from cross_sell.settings import Settings
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestVerifier
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")

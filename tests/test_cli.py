@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cross_sell.__main__ import main as cli
-from cross_sell.registry import ModelRegistry
+from cross_sell.storage.registry import ModelRegistry
 from serving_support import publish, publish_from_run, train_model
 from support import SIGNING_KEY
 
@@ -39,7 +39,7 @@ def test_load_synthetic_then_reload_is_idempotent(mongo_db, capsys):
 
 
 def test_evaluate_a_model_file_and_the_champion_on_a_csv(env, s3, tmp_path, model_file, capsys, signer, verifier):
-    from cross_sell import synthetic
+    from cross_sell.data import synthetic
 
     csv = tmp_path / "holdout.csv"
     synthetic.generate(4_000, seed=72).to_csv(csv, index=False)
@@ -97,7 +97,7 @@ def test_model_names_the_registry_only_and_never_opens_a_local_file(env, s3, tmp
     --model-file, whose help says that it unpickles."""
     import pickle
 
-    from cross_sell import synthetic
+    from cross_sell.data import synthetic
 
     class Tripwire:
         def __reduce__(self):
@@ -121,7 +121,7 @@ def test_model_names_the_registry_only_and_never_opens_a_local_file(env, s3, tmp
 
 
 def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):
-    from cross_sell.signing import ManifestSigner, ManifestVerifier
+    from cross_sell.storage.signing import ManifestSigner, ManifestVerifier
 
     assert cli(["keygen", str(tmp_path / "keys")]) == 0
     made = _json(capsys)

@@ -139,9 +139,9 @@ def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
     import airflow.sdk
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+    from cross_sell.data.validation import DataValidationError
     from cross_sell.errors import NothingToDo, NotRetryable
     from cross_sell.params import TrainingParams
-    from cross_sell.validation import DataValidationError
     from cross_sell_airflow.stage import stage_run
 
     class Run:
@@ -149,6 +149,7 @@ def test_stage_run_fails_at_once_on_what_retrying_cannot_fix(monkeypatch):
 
     class TaskInstance:
         task_id = "extract"
+        dag_id = "cross_sell_training"
 
     monkeypatch.setattr(airflow.sdk, "get_current_context",
                         lambda: {"run_id": "r", "dag_run": Run(), "params": {"seed": 1}, "ti": TaskInstance()})
@@ -249,7 +250,7 @@ def test_the_data_governance_dags(dag_bag):
 def test_approvers_become_the_approval_tasks_assigned_users_but_never_the_trigger():
     """Issue #23 and #30: the policy's approvers (CROSS_SELL_APPROVERS) are asked, never the user who triggered
     the run (maker-checker) unless the policy allows it; the timeout answers Reject."""
-    from cross_sell.policy import Policy, PolicyError
+    from cross_sell.governance.policy import Policy, PolicyError
     from cross_sell.settings import Settings
     from cross_sell_airflow.approval import push_approval, rollback_approval
 

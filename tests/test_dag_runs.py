@@ -9,7 +9,8 @@ import json
 import pytest
 
 import cross_sell
-from cross_sell import loader, model_input, synthetic
+from cross_sell.data import loader, synthetic
+from cross_sell.model import model_input
 from support import SIGNING_KEY, dag_run_stack, parse_dags
 
 pytestmark = pytest.mark.dagrun
@@ -40,7 +41,7 @@ def _states(dag_run) -> dict:
 
 
 def _artifact(stack, run_id, *parts):
-    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.storage.artifacts import RunArtifacts
 
     registry = stack["registry"]
     artifacts = RunArtifacts(registry.s3, registry.bucket, stack["settings"].s3_prefix, run_id)
@@ -83,7 +84,7 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert manifest["code_version"].startswith(cross_sell.__version__)
     served, _ = stack["registry"].served_model(champion.version)  # signed, verified, and it answers
     assert 0.0 <= served.probability(model_input.example())[0] <= 1.0
-    from cross_sell.reproduce import reproduce  # issue #23: the DAG's champion, rebuilt from its manifest
+    from cross_sell.operations.reproduce import reproduce  # issue #23: the DAG's champion, rebuilt from its manifest
 
     rebuilt = reproduce(stack["registry"], champion.version)
     assert rebuilt["identical"] and rebuilt["onnx_sha256"]["identical"], rebuilt
@@ -148,7 +149,7 @@ def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack,
 
     import pandas as pd
 
-    from cross_sell import stages
+    from cross_sell.operations import training as stages
 
     before = stack["registry"].champion()
     real_train = stages.train
@@ -287,7 +288,7 @@ def test_an_unknown_feature_in_the_thresholds_fails_at_once(stack, dag, capfd):
 
 
 def test_scoring_dag_scores_every_customer_with_the_champion(stack):
-    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.storage.artifacts import RunArtifacts
 
     scoring = parse_dags().dags["cross_sell_scoring"]
     champion = stack["registry"].champion()
@@ -332,7 +333,7 @@ def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack,
 def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, alert_sink):
     """Whoever can write the bucket can put an older signed pointer back (a downgrade): the monitoring DAG
     finds the newer change in the audit log and alerts."""
-    from cross_sell.signing import ManifestSigner
+    from cross_sell.storage.signing import ManifestSigner
 
     registry = stack["registry"]
     champion = registry.champion()
@@ -352,7 +353,7 @@ def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, 
 
 def _artifact_of(stack, run_id, name):
     """A scoring run's JSON file."""
-    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.storage.artifacts import RunArtifacts
 
     registry = stack["registry"]
     artifacts = RunArtifacts(registry.s3, registry.bucket, stack["settings"].s3_prefix, run_id, area="scores")
@@ -383,8 +384,8 @@ def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, d
     """Issue #22: three customers erased through the cross_sell_erasure DAG: gone from every collection and
     every object version in the bucket, a signed receipt holding no id, and a new load, training run and
     scoring run do not bring them back; the champion still verifies."""
-    from cross_sell.registry import record_bytes
-    from cross_sell.suppression import Suppression, make_key, read_key
+    from cross_sell.privacy.suppression import Suppression, make_key, read_key
+    from cross_sell.storage.registry import record_bytes
 
     registry, settings, collection = stack["registry"], stack["settings"], stack["collection"]
     key_file = make_key(tmp_path / "erasure.key")

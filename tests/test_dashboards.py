@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from cross_sell import schema, synthetic
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 from support import ROOT, scaled

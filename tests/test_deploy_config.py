@@ -16,7 +16,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CODE_DIRS = ("include", "serving", "dags", "plugins")
 # Variables the code reads that are not deployment settings.
 NOT_SETTINGS = {"PYTHONPATH", "REQUEST_METHOD",
-                # set by cross_sell.tracking for MLflow's client (its timeout and no retries), not read
+                # set by cross_sell.governance.tracking for MLflow's client (its timeout and no retries), not read
                 "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"}
 
 

@@ -16,10 +16,10 @@ import json
 
 import pytest
 
-from cross_sell import casting, loader, schema, synthetic
 from cross_sell.__main__ import main as cli
-from cross_sell.registry import record_bytes
+from cross_sell.data import casting, loader, schema, synthetic
 from cross_sell.settings import Settings
+from cross_sell.storage.registry import record_bytes
 from support import ROOT, SIGNING_KEY
 
 PREFIX = "vi"
@@ -33,7 +33,7 @@ OUTCOME_AT = "2026-11-30T00:00:00+00:00"
 def world(mongo_db, bucket, s3, s3_env, monkeypatch, tmp_path):
     """Customers loaded, a CRM's documents about them, their rows in the bucket (every kind of object the
     layout says holds rows), and the CLI's environment."""
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
 
     monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
     monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
@@ -259,7 +259,7 @@ def test_receipts_are_under_object_lock_when_configured(world, s3, bucket, capsy
 def test_the_docs_table_is_the_storage_layout():
     """docs/data-governance.md's table of what holds customer data is `layout.markdown_table`, verbatim: the
     docs, erasure, retention and the erasure DAG read the same declaration."""
-    from cross_sell import layout
+    from cross_sell.storage import layout
 
     docs = (ROOT / "docs" / "data-governance.md").read_text()
     assert layout.markdown_table(Settings()) in docs
@@ -301,3 +301,20 @@ def test_a_document_whose_id_is_no_id_stops_the_erasure(world, capsys):
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "is text that is no customer id" in err
     assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased
+
+
+def test_an_unreadable_older_version_is_deleted_and_an_unreadable_current_one_stops_the_erasure(world, s3, bucket,
+                                                                                              capsys):
+    """A split replaced by bytes that are no Parquet file (an attacker's, or a corruption) and put back: the
+    older, unreadable version cannot be shown to hold none of the customers, so it goes; a current one that
+    cannot be read stops the erasure with the reason (whether it holds them cannot be told)."""
+    key = f"{PREFIX}/runs/r1/features/train.parquet"
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=original + b"\0")
+    s3.put_object(Bucket=bucket, Key=key, Body=original)
+    code, receipt, err = _erase(capsys, world["ids_file"])
+    assert code == 0 and receipt["complete"] is True, err
+    assert len([v for v in _all_versions(s3, bucket) if v["Key"] == key]) == 1  # only the rewritten current one
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet")
+    code, _, err = _erase(capsys, world["ids_file"])
+    assert code == 2 and "the current version cannot be read" in err

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cross_sell import retention
-from cross_sell.registry import ModelRegistry
+from cross_sell.privacy import retention
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX
 
@@ -165,8 +165,8 @@ def test_a_version_trained_on_customers_erased_since_is_not_restorable(cli_env, 
                                                                        monkeypatch, capsys, tmp_path):
     """The restorable rule's last clause: an erasure receipt naming a version (its snapshot held an erased
     customer, now rewritten) takes it out of what a rollback restores without `force`."""
-    from cross_sell import synthetic
-    from cross_sell.suppression import make_key
+    from cross_sell.data import synthetic
+    from cross_sell.privacy.suppression import make_key
 
     monkeypatch.setenv("CROSS_SELL_MONGO_DATABASE", mongo_db.name)
     monkeypatch.setenv("MONGO_URI", f"mongodb://{mongo_db.client.address[0]}:{mongo_db.client.address[1]}")

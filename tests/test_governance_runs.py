@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from cross_sell import synthetic
+from cross_sell.data import synthetic
 from support import dag_run_stack, parse_dags
 
 pytestmark = pytest.mark.dagrun
@@ -23,7 +23,7 @@ ISOLATED = {"CROSS_SELL_S3_BUCKET": "cross-sell-governance", "CROSS_SELL_MONGO_D
 
 @pytest.fixture(scope="module")
 def stack(mongo_server, s3_server, signer, tmp_path_factory):
-    from cross_sell.suppression import make_key
+    from cross_sell.privacy.suppression import make_key
     from serving_support import publish_from_run
 
     key_file = make_key(tmp_path_factory.mktemp("erasure") / "erasure.key")
@@ -82,8 +82,8 @@ def test_erased_customers_a_crm_writes_back_stay_out_of_scores_campaigns_and_the
 
     import pandas as pd
 
-    from cross_sell import consent
-    from cross_sell.artifacts import RunArtifacts
+    from cross_sell.privacy import consent
+    from cross_sell.storage.artifacts import RunArtifacts
 
     database, settings, registry = stack["database"], stack["settings"], stack["registry"]
     customers = stack["collection"]

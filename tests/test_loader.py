@@ -1,7 +1,7 @@
 import pytest
 
-from cross_sell import loader, synthetic
 from cross_sell.__main__ import main as cli
+from cross_sell.data import loader, synthetic
 
 
 def _write_csv(path, frame):

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from cross_sell import signing, stages, synthetic
 from cross_sell.__main__ import main as cli
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.evaluation import Gate
-from cross_sell.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
-from cross_sell.signing import SignatureError
+from cross_sell.data import synthetic
+from cross_sell.model.evaluation import Gate
+from cross_sell.operations import training as stages
+from cross_sell.storage import signing
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import IntegrityError, ModelRegistry, RegistryError, sha256_bytes
+from cross_sell.storage.signing import SignatureError
 from serving_support import PREFIX, promote, publish, train_model
 from support import ROOT, SIGNING_KEY, SIGNING_PUBLIC_KEY, scaled
 
@@ -39,7 +41,7 @@ def _plant(s3, bucket: str, version: str, marker: Path, signer=None) -> None:
     way: they do not hold the training side's key)."""
     import base64
 
-    from cross_sell.registry import record_bytes
+    from cross_sell.storage.registry import record_bytes
 
     payload = pickle.dumps(_RunsACommand(marker))
     manifest = {"version": version, "threshold": 0.5, "model_input": "schema-codes-float64/1",
@@ -169,7 +171,7 @@ pickle.Unpickler = tripwire
 sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'include')!r}]
 from serving.app import create_app
 from serving.config import ServingConfig
-from cross_sell import schema
+from cross_sell.data import schema
 app = create_app(ServingConfig(s3_bucket={bucket!r}, s3_prefix={PREFIX!r},
                  public_key_path={str(SIGNING_PUBLIC_KEY)!r}, sample_rate=0.0), start_poller=False)
 answer = app.test_client().post("/predict", json={{"records": [schema.example_record()]}})
@@ -206,7 +208,7 @@ def test_signing_leaves_no_key_material_on_disk_even_when_killed(tmp_path, monke
     assert seen == [] and list(tmp_path.rglob("*")) == []
     # And a signing process killed mid-signature: nothing of the key survives it in its TMPDIR.
     script = (f"import os, signal, sys; sys.path[:0] = [{str(ROOT / 'include')!r}]\n"
-              "from cross_sell import signing\n"
+              "from cross_sell.storage import signing\n"
               f"signer = signing.ManifestSigner.from_file({str(SIGNING_KEY)!r})\n"
               "signer._config.sign = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
               "signer.sign(b'{}')\n")
@@ -224,7 +226,7 @@ def test_an_onnx_file_naming_external_data_loads_nothing_from_the_working_direct
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from cross_sell.onnx_model import OnnxModel
+    from cross_sell.model.onnx_model import OnnxModel
 
     weights = numpy_helper.from_array(np.ones((2,), dtype=np.float32), "w")
     graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["probabilities"])], "g",

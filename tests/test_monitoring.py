@@ -7,10 +7,13 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 
-from cross_sell import drift, monitoring, schema, scoring, synthetic
 from cross_sell.__main__ import main as cli
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.monitoring import daily as monitoring
+from cross_sell.monitoring import drift
+from cross_sell.scoring import batch as scoring
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import ModelRegistry
 from serving_support import PREFIX, promote, session_signer, train_model
 from support import SIGNING_KEY, SIGNING_PUBLIC_KEY
 
@@ -32,7 +35,7 @@ def registry(s3, bucket, signer, verifier, monkeypatch, s3_env):
         trained = train_model(seed)
         model = trained["model"]
         test = synthetic.generate(3_000, seed=40 + seed)
-        from cross_sell import evaluation
+        from cross_sell.model import evaluation
 
         y, probability, _ = evaluation.predictions(model, test)
         files = {**trained["files"], "profile.json": json.dumps(drift.profile(test)).encode(),
@@ -65,7 +68,7 @@ def test_realized_performance_prediction_drift_and_the_trend_page(registry, mong
     result, alerts = monitoring.monitor_day(DAY, registry, outcomes, scoring_runs)
     assert result["realized"]["roc_auc"] < 0.25 and any("realized ROC-AUC" in a for a in alerts)
     # Scores swapped in the bucket after their run recorded them are refused, not joined with outcomes.
-    from cross_sell.objects import CustodyError
+    from cross_sell.storage.objects import CustodyError
 
     registry.s3.put_object(Bucket=registry.bucket, Key=scoring_runs[0]["scores"]["key"], Body=b"PAR1 planted")
     with pytest.raises(CustodyError, match="scores.parquet"):
@@ -79,7 +82,7 @@ def test_realized_performance_prediction_drift_and_the_trend_page(registry, mong
     skewed["Previously_Insured"] = 0
     skewed["Vehicle_Damage"] = "Yes"
     model, _ = registry.served_model("v1")
-    from cross_sell import model_input
+    from cross_sell.model import model_input
 
     skewed["probability"] = model.probability(model_input.from_frame(skewed))
     samples = skewed[[*schema.column_names(schema.SERVING), "probability"]]
@@ -129,7 +132,7 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
                for line in registry.s3.get_object(Bucket=registry.bucket, Key=item["Key"])["Body"].read().splitlines()]
     assert len(samples) == 300 and {s["shadow_version"] for s in samples} == {"v2"}
     v2, _ = registry.served_model("v2")
-    from cross_sell import model_input
+    from cross_sell.model import model_input
 
     expected = v2.probability(model_input.from_rows(samples))
     assert np.max(np.abs(np.array([s["shadow_probability"] for s in samples]) - expected)) <= 1e-9
@@ -141,7 +144,7 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
     mongo_db["customers"].insert_many([{**d, "_id": d["id"]} for d in documents])
     outcomes.insert_many([{"_id": int(r.id), "id": int(r.id), "Response": int(r.Response),
                            "observed_at": "2026-11-29T00:00:00+00:00"} for r in frame.itertuples()])
-    from cross_sell import shadow_report
+    from cross_sell.monitoring import shadow_report
 
     report = shadow_report.report(registry, None, outcomes, mongo_db["customers"])["shadows"]["v2"]
     assert report["rows"] == 300 and 0.5 < report["label_agreement"] <= 1 and report["correlation"] > 0.8

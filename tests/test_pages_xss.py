@@ -20,9 +20,12 @@ import pytest
 from markdown_it import MarkdownIt
 
 import browser
-from cross_sell import monitoring, report, schema, stages, synthetic
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.validation import DataValidationError
+from cross_sell.data import schema, synthetic
+from cross_sell.data.validation import DataValidationError
+from cross_sell.model import report
+from cross_sell.monitoring import daily as monitoring
+from cross_sell.operations import training as stages
+from cross_sell.storage.artifacts import RunArtifacts
 from support import skip_unless_available
 
 SCRIPT = "<script>window.__xss = 'script'; document.title = 'XSS'</script>"
@@ -121,7 +124,7 @@ def test_a_hostile_snapshot_runs_nothing_in_the_validation_report_or_the_data_do
 @pytest.fixture(scope="module")
 def small_facts():
     """A small model's facts on its test split (the evaluation report's figures), public and with arrays."""
-    from cross_sell import features, training
+    from cross_sell.model import features, training
 
     parts = features.split(synthetic.generate(3_000, seed=5), seed=5)
     model = training.train(parts["train"], parts["validation"], seed=5)
@@ -187,7 +190,7 @@ def test_hostile_monitoring_days_run_nothing_in_the_trend_page(chromium, s3, buc
 
 
 def test_hostile_form_values_run_nothing_in_the_service_page(chromium, s3_server, signer, verifier, tmp_path):
-    from cross_sell.registry import ModelRegistry
+    from cross_sell.storage.registry import ModelRegistry
     from devstack import local_services
     from serving.app import create_app
     from serving.champion import ChampionHolder

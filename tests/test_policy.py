@@ -6,10 +6,10 @@ rules themselves (what loosens a gate, what a seal covers) so `make test-fast` c
 
 import pytest
 
-from cross_sell.custody import SEAL, Custody, CustodyKeyMissing
-from cross_sell.evaluation import Gate
-from cross_sell.objects import CustodyError
-from cross_sell.policy import Policy, PolicyError
+from cross_sell.governance.custody import SEAL, Custody, CustodyKeyMissing
+from cross_sell.governance.policy import Policy, PolicyError
+from cross_sell.model.evaluation import Gate
+from cross_sell.storage.objects import CustodyError
 
 STRICT = Policy(require_approval=True, min_roc_auc=0.8, promotion_margin=0.01, max_equalized_odds_difference=0.1,
                 exclude_features=("Gender",))

@@ -17,9 +17,10 @@ import urllib.error
 
 import pytest
 
-from cross_sell import loader, signing, synthetic
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import loader, synthetic
+from cross_sell.storage import signing
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import ModelRegistry
 from devstack import airflow_stack, local_services
 from support import scaled, skip_unless_available
 

@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from cross_sell import objects
-from cross_sell.registry import (
+from cross_sell.storage import objects
+from cross_sell.storage.registry import (
     ChampionChanged,
     IntegrityError,
     ModelRegistry,
@@ -146,7 +146,7 @@ def test_a_pointer_that_is_not_the_projects_signed_writing_is_refused(registry, 
 
 
 def test_a_pointer_signed_by_another_key_or_of_another_kind_is_refused(registry, tmp_path, s3, bucket):
-    from cross_sell import signing
+    from cross_sell.storage import signing
 
     _publish(registry, tmp_path, "v1", {"model": 1})
     registry.set_shadow("v1", registry.signer, reason="test")

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from cross_sell.registry import ModelRegistry
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving.champion import ChampionHolder
 from serving.sampling import RequestSampler
@@ -111,7 +111,7 @@ def test_only_the_housekeeping_user_deletes_and_only_customer_data(clients, sign
     can delete run, scoring and sample data, every version, but never the registry or the audit log."""
     from datetime import datetime, timedelta, timezone
 
-    from cross_sell import retention
+    from cross_sell.privacy import retention
 
     training = ModelRegistry(clients["training"], BUCKET, PREFIX, verifier)
     publish(training, "v3", train_model(1), signer)
@@ -147,9 +147,11 @@ def test_the_housekeeping_user_erases_from_every_area_and_cannot_remove_a_receip
     a second version, which it could put, is what `erase --verify` reports)."""
     import io
 
-    from cross_sell import casting, erasure, layout, loader, schema, synthetic
+    from cross_sell.data import casting, loader, schema, synthetic
+    from cross_sell.privacy import erasure
+    from cross_sell.privacy.suppression import make_key
     from cross_sell.settings import Settings
-    from cross_sell.suppression import make_key
+    from cross_sell.storage import layout
 
     frame = synthetic.generate(40, seed=9, first_id=9_000)
     loader.upsert(mongo_db.customers, frame, progress=False)

@@ -1,6 +1,6 @@
 import pytest
 
-from cross_sell import casting, schema, synthetic
+from cross_sell.data import casting, schema, synthetic
 
 
 def test_environments_differ_only_by_key_and_label():
@@ -85,7 +85,7 @@ def test_columns_are_cast_and_judged_as_records_were():
     import numpy as np
     import reference_validation
 
-    from cross_sell import model_input
+    from cross_sell.model import model_input
 
     frame = synthetic.generate(400, seed=6)[schema.column_names(schema.SCORING)]
     records = [{k: getattr(v, "item", lambda v=v: v)() for k, v in row.items()} for row in frame.to_dict("records")]

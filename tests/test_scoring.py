@@ -9,9 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cross_sell import batches, deciles, evaluation, schema, scoring, synthetic
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.model import evaluation
+from cross_sell.scoring import batch as scoring
+from cross_sell.scoring import deciles
+from cross_sell.scoring import engine as batches
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import ModelRegistry
 from serving_support import PREFIX, promote, train_model
 from support import SIGNING_PUBLIC_KEY
 
@@ -143,7 +147,7 @@ def test_scores_replaced_between_score_and_publish_are_refused(registry, mongo_d
     against the sha256 `score` recorded (in XCom), and nothing is written."""
     import io
 
-    from cross_sell.objects import CustodyError
+    from cross_sell.storage.objects import CustodyError
 
     model, version, calibration = scoring.served(registry)
     artifacts = _run(registry, "swapped")
@@ -213,7 +217,7 @@ def test_the_in_place_histogram_counts_as_numpys_does():
 def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(registry):
     from concurrent.futures import ThreadPoolExecutor
 
-    from cross_sell import model_input
+    from cross_sell.model import model_input
 
     model, _, _ = scoring.served(registry)
     documents = customers(1_030, seed=8)
@@ -235,7 +239,7 @@ def test_batches_are_filled_and_scored_piece_by_piece_with_the_rows_that_pass(re
 def test_customers_who_objected_are_neither_scored_nor_on_any_campaign_list(registry, mongo_db):
     """Issue #22: marketing consent. Opted-out customers (and, with the param, ones contacted recently) are
     left out before anything is computed, counted by reason, and lose the scores they had for the CRM."""
-    from cross_sell import consent
+    from cross_sell.privacy import consent
 
     model, version, calibration = scoring.served(registry)
     artifacts = _run(registry, "consent")

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cross_sell import model_input, onnx_export, schema, synthetic
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.model import model_input, onnx_export
+from cross_sell.storage.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving_support import PREFIX, promote, publish, train_model
@@ -470,7 +471,7 @@ def test_the_service_never_builds_a_dataframe(registry, s3_env):
     child = (
         "import sys\n"
         "from serving.app import create_app\n"
-        "from cross_sell import schema\n"
+        "from cross_sell.data import schema\n"
         "client = create_app(start_poller=False).test_client()\n"
         "for n in (1, 100, 1000):\n"
         "    assert client.post('/predict', json={'records': [schema.example_record()] * n}).status_code == 200\n"

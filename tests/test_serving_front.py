@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from cross_sell import schema
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 from support import scaled

@@ -8,8 +8,8 @@ import reference_validation
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cross_sell import schema
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving.app import create_app
 from serving.champion import ChampionHolder

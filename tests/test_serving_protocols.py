@@ -9,8 +9,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from cross_sell import schema, synthetic
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.storage.registry import ModelRegistry
 from devstack import local_services
 from serving_support import PREFIX, promote, publish, train_model
 
@@ -21,7 +21,7 @@ ROWS = 40
 @pytest.fixture(scope="module")
 def front(tmp_path_factory, s3_server):
     """gunicorn (one worker) on the local S3 registry, behind the nginx front, serving v1."""
-    from cross_sell.signing import ManifestVerifier
+    from cross_sell.storage.signing import ManifestVerifier
     from serving_support import session_signer
     from support import SIGNING_PUBLIC_KEY
 
@@ -174,7 +174,7 @@ def test_the_mlflow_model_answers_like_the_service(front, tmp_path):
     the raw columns (and the id), checks them with the service's engine and labels at the tuned threshold."""
     import mlflow
 
-    from cross_sell import mlflow_model
+    from cross_sell.model import mlflow_model
 
     trained = train_model(1)  # v1, what the front serves
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from cross_sell import __main__ as cli
-from cross_sell import drift, schema, skew, synthetic
-from cross_sell.registry import ModelRegistry
+from cross_sell.data import schema, synthetic
+from cross_sell.monitoring import drift, skew
+from cross_sell.storage.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving_support import PREFIX, promote, train_model
@@ -83,7 +84,8 @@ def test_a_handful_of_sampled_rows_is_not_judged(registry, capsys):
     it says so and judges nothing; the monitoring day neither judges skew nor prediction drift, nor alerts."""
     from datetime import datetime, timezone
 
-    from cross_sell import drift, monitoring
+    from cross_sell.monitoring import daily as monitoring
+    from cross_sell.monitoring import drift
 
     sampler, client = _client(registry, rate=1.0)
     client.post("/predict", json={"records": _records(4, seed=4, age_shift=40)})

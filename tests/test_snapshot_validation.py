@@ -3,7 +3,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from cross_sell import schema, snapshot, synthetic, validation
+from cross_sell.data import schema, snapshot, synthetic, validation
 
 
 @pytest.fixture(scope="module")

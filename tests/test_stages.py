@@ -7,12 +7,15 @@ from datetime import datetime, timezone
 import pytest
 from markupsafe import escape
 
-from cross_sell import drift, model_input, onnx_export, schema, stages, synthetic, training
-from cross_sell.artifacts import RunArtifacts
+from cross_sell.data import schema, synthetic
+from cross_sell.data.validation import DataValidationError
 from cross_sell.errors import NotRetryable
-from cross_sell.evaluation import Gate
-from cross_sell.registry import ModelRegistry
-from cross_sell.validation import DataValidationError
+from cross_sell.model import model_input, onnx_export, training
+from cross_sell.model.evaluation import Gate
+from cross_sell.monitoring import drift
+from cross_sell.operations import training as stages
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import ModelRegistry
 from serving_support import promote, publish, train_model
 from support import expectation_count
 
@@ -52,7 +55,7 @@ def run(template, s3, bucket, verifier, signer):
     hold still match), with clients on that bucket: each test changes its own copy."""
     import copy
 
-    from cross_sell import objects
+    from cross_sell.storage import objects
 
     source = template["artifacts"].bucket
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source):
@@ -225,7 +228,7 @@ def test_poisoned_splits_are_refused_before_anything_uses_them(run, s3):
 
     import pandas as pd
 
-    from cross_sell.objects import CustodyError
+    from cross_sell.storage.objects import CustodyError
 
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     splits = run["transformed"]["splits"]
@@ -418,7 +421,7 @@ def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     drift = {"checked": True, "champion_version": "v0", "drifted": ["Age"]}
-    from cross_sell.approval import push_subject, text
+    from cross_sell.governance.approval import push_subject, text
 
     request = stages.describe_for_approval(artifacts, decision, trained, run["extracted"], drift, 3600)
     body = request["body"]
@@ -443,8 +446,8 @@ def test_push_takes_only_a_signed_approval_of_its_own_candidate(signer, verifier
     approval or one with a changed field never does."""
     from datetime import datetime, timezone
 
-    from cross_sell.approval import NotApproved, approval_record, push_subject, sign
-    from cross_sell.policy import Policy
+    from cross_sell.governance.approval import NotApproved, approval_record, push_subject, sign
+    from cross_sell.governance.policy import Policy
 
     trained = {"version": "v1", "model": {"sha256": "a" * 64}, "onnx": {"sha256": "b" * 64}}
     subject = push_subject("run-1", trained)
@@ -474,9 +477,10 @@ def test_a_pushed_version_is_reproduced_identically_and_its_lineage_shown(run, s
     `lineage` shows where it came from and where it went. A changed recorded snapshot is refused."""
     import json
 
-    from cross_sell import lineage, reproduce
     from cross_sell.__main__ import main as cli
-    from cross_sell.objects import CustodyError
+    from cross_sell.governance import lineage
+    from cross_sell.operations import reproduce
+    from cross_sell.storage.objects import CustodyError
 
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002),

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from cross_sell import casting, evaluation, features, synthetic, training
+from cross_sell.data import casting, synthetic
+from cross_sell.model import evaluation, features, training
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -39,7 +40,7 @@ def test_model_on_synthetic_data_scores_like_the_real_data():
 
 
 def test_model_trained_on_synthetic_data_transfers_to_the_real_sample(sample_csv):
-    from cross_sell import loader
+    from cross_sell.data import loader
 
     model, _ = _fit(synthetic.generate(40_000, seed=4))
     assert evaluation.score(model, loader.read_csv(str(sample_csv)))["roc_auc"] >= 0.80

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import browser
-from cross_sell import model_input, schema, synthetic, tracking
+from cross_sell.data import schema, synthetic
+from cross_sell.governance import tracking
+from cross_sell.model import model_input
 from devstack import airflow_stack, local_services
 from support import dag_run_stack, parse_dags, scaled, skip_unless_available
 

@@ -2,8 +2,9 @@ import joblib
 import numpy as np
 import pytest
 
-from cross_sell import casting, evaluation, features, model_input, schema, synthetic, training
-from cross_sell.registry import sha256_file
+from cross_sell.data import casting, schema, synthetic
+from cross_sell.model import evaluation, features, model_input, training
+from cross_sell.storage.registry import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,8 @@ def test_small_calls_on_the_one_thread_session_answer_as_the_pool_does(model, pa
     That session's answers do not depend on how many rows come together; the pool's differ from them by
     float32 summation order only (at most 2**-23, as the pool's own answers to calls of 1 and 500 rows
     already did before the split)."""
-    from cross_sell import onnx_export
-    from cross_sell.onnx_model import PARALLEL_ROWS, OnnxModel
+    from cross_sell.model import onnx_export
+    from cross_sell.model.onnx_model import PARALLEL_ROWS, OnnxModel
 
     x = model_input.from_frame(parts["test"])
     onnx = onnx_export.export(model, 0.5, x).onnx

@@ -28,10 +28,10 @@ def _print(payload) -> None:
 def cmd_load(args, settings: Settings) -> int:
     from pymongo import MongoClient
 
-    from . import loader, synthetic
+    from .data import loader, synthetic
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    from .suppression import Suppression, read_key
+    from .privacy.suppression import Suppression, read_key
 
     client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
@@ -63,8 +63,8 @@ class UsageError(NotRetryable):
 
 
 def _registry(settings: Settings):
-    from .registry import ModelRegistry
-    from .signing import ManifestVerifier
+    from .storage.registry import ModelRegistry
+    from .storage.signing import ManifestVerifier
 
     return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env(),
                          audit_lock_days=settings.audit_lock_days)
@@ -72,7 +72,7 @@ def _registry(settings: Settings):
 
 def _signer(args):
     """The training side's private key, for the commands that move a pointer (break-glass paths)."""
-    from .signing import ManifestSigner
+    from .storage.signing import ManifestSigner
 
     path = args.signing_key or os.environ.get(SIGNING_KEY_ENV)
     if not path:
@@ -90,7 +90,8 @@ def _unpickled_estimator(path: str):
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
-    from . import evaluation, loader
+    from .data import loader
+    from .model import evaluation
 
     frame = loader.read_csv(args.csv)
     if args.model_file:
@@ -108,11 +109,12 @@ def cmd_score(args, settings: Settings) -> int:
     """Score a file of customers with the champion (or a version, or a local estimator you trust)."""
     from datetime import datetime, timezone
 
-    from . import file_scoring, scoring
+    from .scoring import batch as scoring
+    from .scoring import file_scoring
 
     if args.model_file:
-        from . import onnx_export
-        from .onnx_model import OnnxModel
+        from .model import onnx_export
+        from .model.onnx_model import OnnxModel
 
         # Run as the service would run it: converted to ONNX.
         estimator = _unpickled_estimator(args.model_file)
@@ -128,7 +130,7 @@ def cmd_load_outcomes(args, settings: Settings) -> int:
     """Outcomes of contacted customers (CSV: id, Response[, observed_at]) into the outcomes collection."""
     from pymongo import MongoClient
 
-    from . import loader
+    from .data import loader
 
     outcomes = loader.read_outcomes(args.csv, default_observed_at=args.observed_at)
     client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
@@ -162,7 +164,7 @@ def cmd_shadow(args, settings: Settings) -> int:
     else:
         from datetime import date
 
-        from . import shadow_report
+        from .monitoring import shadow_report
 
         since = date.fromisoformat(args.since) if args.since else None
         outcomes = customers = None
@@ -185,12 +187,12 @@ def cmd_keygen(args, settings: Settings) -> int:
     """A new model-signing key pair: the private key for the training side, the public one for readers."""
     from pathlib import Path
 
-    from .signing import generate_key_pair
+    from .storage.signing import generate_key_pair
 
     if (Path(args.directory) / "signing.key").exists() and not args.force:
         print(f"error: {Path(args.directory) / 'signing.key'} exists (--force replaces it)", file=sys.stderr)
         return 2
-    from .custody import KEY_ENV, make_key
+    from .governance.custody import KEY_ENV, make_key
 
     private, public = generate_key_pair(args.directory)
     sealing = make_key(Path(args.directory) / "custody.key")
@@ -232,8 +234,9 @@ def cmd_erase(args, settings: Settings) -> int:
     --verify, check every receipt (exit 1 on a problem)."""
     from pymongo import MongoClient
 
-    from . import erasure, layout
-    from .suppression import read_key
+    from .privacy import erasure
+    from .privacy.suppression import read_key
+    from .storage import layout
 
     if args.verify:
         return _verify_receipts(args, settings)
@@ -262,8 +265,8 @@ def _verify_receipts(args, settings: Settings) -> int:
     """Every erasure receipt checked (`receipts.problems`), against the suppression list too."""
     from pymongo import MongoClient
 
-    from . import receipts
-    from .signing import ManifestVerifier
+    from .privacy import receipts
+    from .storage.signing import ManifestVerifier
 
     client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
@@ -278,7 +281,7 @@ def _verify_receipts(args, settings: Settings) -> int:
 
 def cmd_retention(args, settings: Settings) -> int:
     """The retention policy: its lifecycle rules, what it would delete now (plan), or delete it (apply)."""
-    from . import retention
+    from .privacy import retention
 
     policy = retention.Policy.from_settings(settings)
     if args.action == "rules":
@@ -296,7 +299,7 @@ def cmd_retention(args, settings: Settings) -> int:
 def cmd_erasure_key(args, settings: Settings) -> int:
     from pathlib import Path
 
-    from .suppression import make_key
+    from .privacy.suppression import make_key
 
     if Path(args.file).exists() and not args.force:
         raise UsageError(f"{args.file} exists (--force replaces it: every erased customer's hash would then "
@@ -309,7 +312,7 @@ def cmd_skew(args, settings: Settings) -> int:
     """Sampled serving rows vs the training profile of the champion (or --version)."""
     from datetime import date
 
-    from . import skew
+    from .monitoring import skew
 
     registry = _registry(settings)
     since = date.fromisoformat(args.since) if args.since else None
@@ -337,7 +340,7 @@ def cmd_skew(args, settings: Settings) -> int:
 
 def cmd_reproduce(args, settings: Settings) -> int:
     """Retrain VERSION from its recorded snapshot, seed and params; exit 1 when the result differs."""
-    from .reproduce import reproduce
+    from .operations.reproduce import reproduce
 
     found = reproduce(_registry(settings), args.version)
     _print(found)
@@ -349,8 +352,8 @@ def cmd_reproduce(args, settings: Settings) -> int:
 
 
 def cmd_lineage(args, settings: Settings) -> int:
-    """Upstream and downstream of VERSION (see cross_sell.lineage)."""
-    from .lineage import of_version
+    """Upstream and downstream of VERSION (see cross_sell.governance.lineage)."""
+    from .governance.lineage import of_version
 
     _print(of_version(_registry(settings), args.version, settings.s3_prefix))
     return 0
@@ -510,7 +513,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     args = _parser().parse_args(argv)
-    from .registry import ChampionChanged
+    from .storage.registry import ChampionChanged
 
     try:
         return args.handler(args, settings)

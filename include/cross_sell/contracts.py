@@ -106,7 +106,7 @@ class Decision(TypedDict):
     # equalized-odds difference (the per-group figures are in `facts`).
     fairness: dict[str, dict]
     max_equalized_odds_difference: float
-    policy: dict  # the deployment policy in force (`cross_sell.policy`): the gates this run could only tighten
+    policy: dict  # the deployment policy in force (`governance.policy`): the gates this run could only tighten
     fairness_gated: list[str]  # attributes the cap applies to (schema.PROTECTED_ATTRIBUTES)
     excluded_features: list[str]
     validation: Artifact | None  # the snapshot's validation verdict (the manifest's lineage keeps it)
@@ -144,7 +144,7 @@ class RolledBack(TypedDict):
     forced: bool
 
 
-# The scoring DAG (cross_sell.scoring).
+# The scoring DAG (cross_sell.scoring.batch).
 class Scored(TypedDict):
     scores: Artifact
     quarantine: Artifact
@@ -172,14 +172,14 @@ class Published(TypedDict):
     removed: int  # earlier scores of customers this run did not score
 
 
-# The monitoring DAG (cross_sell.monitoring).
+# The monitoring DAG (cross_sell.monitoring.daily).
 class Monitored(TypedDict):
     day: str
     daily: Artifact  # monitoring/daily/<day>.json
     alerts: list[str]
 
 
-# The erasure DAG (cross_sell.erasure.run_request): counts and keys, never an id.
+# The erasure DAG (cross_sell.privacy.erasure.run_request): counts and keys, never an id.
 class Erased(TypedDict):
     request: str
     dry_run: bool
@@ -193,7 +193,7 @@ class Erased(TypedDict):
     request_deleted: bool  # the request file (plaintext ids) is gone, a dry run's too
 
 
-# The housekeeping DAG (cross_sell.retention.run): what went, by data class, and what stayed and why.
+# The housekeeping DAG (cross_sell.privacy.retention.run): what went, by data class, and what stayed and why.
 class Retained(TypedDict, total=False):
     dry_run: bool
     kind: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from . import schema
+from .data import schema
 from .errors import NotRetryable
 
 
@@ -95,7 +95,7 @@ def check(params) -> None:
         if name in params:
             check_feature_limits(params[name], name)
     if "exclude_features" in params:
-        from .features import check_excluded
+        from .model.features import check_excluded
 
         try:
             check_excluded(params["exclude_features"] or ())
@@ -104,7 +104,7 @@ def check(params) -> None:
 
 
 def under_policy(record: type, params: dict, conf: dict, policy, user: str | None) -> dict:
-    """The run's params as the deployment policy lets it have them (`cross_sell.policy`), or PolicyError:
+    """The run's params as the deployment policy lets it have them (`governance.policy`), or PolicyError:
     a training run's conf may only tighten the gates (each is judged by the stricter of policy and param);
     scoring with another model than the champion writes the CRM's scores from it, so only the policy's
     rollback operators may (the same people who may choose what serves)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .policy import Policy
+from .governance.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Settings:
     # The secret key of those hashes (a file): whoever loads, extracts or erases customers needs it.
     erasure_key_file: str | None = None
     # Model governance (docs/model-governance.md): the gates of promotion and rollback, which a run's params
-    # may tighten, never loosen (`cross_sell.policy`).
+    # may tighten, never loosen (`cross_sell.governance.policy`).
     policy: Policy = field(default_factory=Policy)
     approval_timeout_hours: float = 72.0  # no answer by then: no push (nor forced rollback)
 

@@ -8,7 +8,7 @@ assigned (Airflow answers anyone else with 403), never the user who triggered th
 allows it. When the answer comes, Airflow resumes the task with its record of it (written by Airflow's HITL
 endpoint for the assigned users only; no XCom, conf or clear reaches it); the task checks it against the
 policy again and returns an approval record bound to the run and its subject (the candidate's files, or the
-rollback's version), **signed** with the training side's key (`cross_sell.approval.sign`). The task that
+rollback's version), **signed** with the training side's key (`cross_sell.governance.approval.sign`). The task that
 acts (`push`, `rollback`) accepts nothing else: an XCom a User writes cannot carry that signature. "Reject",
 or no answer within the response timeout (the default answer is Reject), skips what follows. Either way the
 log says who answered what, and a timeout alerts.
@@ -42,7 +42,7 @@ class SignedApproval(ApprovalOperator):
 
     @staticmethod
     def _custody():
-        from cross_sell.custody import Custody
+        from cross_sell.governance.custody import Custody
 
         return Custody.from_env()
 
@@ -75,8 +75,8 @@ class SignedApproval(ApprovalOperator):
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from cross_sell import approval
         from cross_sell.errors import NotRetryable
+        from cross_sell.governance import approval
         from cross_sell_airflow.hooks import manifest_signer
 
         if "error" in event:  # e.g. the scheduler's timeout sweep: the operator decides
@@ -112,7 +112,7 @@ class SignedApproval(ApprovalOperator):
 
 def _push_subject(context) -> tuple[dict, str]:
     """The push's subject and the request's body, from `describe_for_approval`'s sealed record."""
-    from cross_sell.custody import Custody
+    from cross_sell.governance.custody import Custody
 
     sealed = context["ti"].xcom_pull(task_ids="describe_for_approval")
     described = Custody.from_env().open(sealed, "the approval request", dag_id=context["ti"].dag_id,
@@ -121,7 +121,7 @@ def _push_subject(context) -> tuple[dict, str]:
 
 
 def _rollback_subject(context) -> tuple[dict, None]:
-    from cross_sell import approval
+    from cross_sell.governance import approval
 
     return approval.rollback_subject(context["run_id"], context["params"]["version"]), None
 

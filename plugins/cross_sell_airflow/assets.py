@@ -39,8 +39,8 @@ def recorded_scores(before: date, limit: int = 10, scanned: int = 500) -> list[S
     sha256 inside on read."""
     from airflow.sdk import get_current_context
 
-    from cross_sell.custody import Custody
-    from cross_sell.objects import CustodyError
+    from cross_sell.governance.custody import Custody
+    from cross_sell.storage.objects import CustodyError
 
     start = datetime.combine(before, time.min, tzinfo=timezone.utc).isoformat()
     events = get_current_context()["inlet_events"][SCORES].before(start).ascending(False).limit(scanned)

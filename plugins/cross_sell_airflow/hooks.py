@@ -8,10 +8,10 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseHook
 
-from cross_sell.artifacts import RunArtifacts
-from cross_sell.registry import ModelRegistry
 from cross_sell.settings import Settings
-from cross_sell.signing import ManifestSigner, ManifestVerifier, SignatureError
+from cross_sell.storage.artifacts import RunArtifacts
+from cross_sell.storage.registry import ModelRegistry
+from cross_sell.storage.signing import ManifestSigner, ManifestVerifier, SignatureError
 
 
 def customer_documents(settings: Settings, fields: tuple[str, ...] | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from cross_sell import schema
+from cross_sell.data import schema
 
 log = logging.getLogger(__name__)
 DATA_SUFFIXES = (".parquet", ".onnx", ".joblib", ".csv")  # data, not reports: what lineage is about

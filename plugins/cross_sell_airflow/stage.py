@@ -11,9 +11,9 @@
 `stage_run` builds a `StageRun` from the task's context: its run, its params (typed by the DAG's
 params record, so a misspelt param is a type error), and clients for its Airflow connections, built when
 first used. Before the block runs, the params are checked against the deployment policy (a run may tighten
-a gate, never loosen it: `cross_sell.policy`) and every record the task received from XCom (`inputs`) is
+a gate, never loosen it: `cross_sell.governance.policy`) and every record the task received from XCom (`inputs`) is
 opened: its custody seal must be the workers' key's, over this very record and this run
-(`cross_sell.custody`), or the task fails. `run.done(result)` seals what the task hands on. Inside the
+(`cross_sell.governance.custody`), or the task fails. `run.done(result)` seals what the task hands on. Inside the
 block a `NotRetryable` failure (bad data, drift when told to fail, a broken
 signature) fails the task at once with its message; `NothingToDo` (no champion yet) skips it with the
 reason, and nobody is alerted; any other exception is left to the task's retries. `run.done(result)`
@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from cross_sell.settings import Settings
 
 if TYPE_CHECKING:  # types only: these import boto3, pymongo and the registry, not cheap at parse time
-    from cross_sell.artifacts import RunArtifacts
-    from cross_sell.custody import Custody
-    from cross_sell.registry import ModelRegistry
-    from cross_sell.signing import ManifestSigner
-    from cross_sell.suppression import Suppression
+    from cross_sell.governance.custody import Custody
+    from cross_sell.privacy.suppression import Suppression
+    from cross_sell.storage.artifacts import RunArtifacts
+    from cross_sell.storage.registry import ModelRegistry
+    from cross_sell.storage.signing import ManifestSigner
 
 T = TypeVar("T")
 P = TypeVar("P", bound=Mapping[str, Any])
@@ -58,7 +58,7 @@ class StageRun(Generic[P]):
     sealed_inputs: list[dict] = field(default_factory=list, init=False)
 
     def done(self, result: T) -> T:
-        """The stage's result, sealed for XCom (`cross_sell.custody`); its artifacts become the task's
+        """The stage's result, sealed for XCom (`cross_sell.governance.custody`); its artifacts become the task's
         OpenLineage datasets. A plain string (a page, a message) is handed on as it is: no task trusts one."""
         self.result = result
         if isinstance(result, Mapping):
@@ -67,7 +67,7 @@ class StageRun(Generic[P]):
 
     @cached_property
     def custody(self) -> Custody:
-        from cross_sell.custody import Custody
+        from cross_sell.governance.custody import Custody
 
         return Custody.from_env()
 
@@ -111,7 +111,7 @@ class StageRun(Generic[P]):
     @cached_property
     def scores_artifacts(self) -> RunArtifacts:
         """This run's folder under `<prefix>/scores/` (the scoring DAG)."""
-        from cross_sell.artifacts import RunArtifacts
+        from cross_sell.storage.artifacts import RunArtifacts
 
         return RunArtifacts(self.artifacts.s3, self.settings.s3_bucket, self.settings.s3_prefix, self.run_id,
                             area="scores")
@@ -133,8 +133,8 @@ class StageRun(Generic[P]):
         return hook.get_collection(name, mongo_db=self.settings.mongo_database)
 
     def suppression(self, conn_id: str | None = None) -> Suppression:
-        """The erased customers' keyed hashes (`cross_sell.suppression`), to leave them out."""
-        from cross_sell.suppression import Suppression, read_key
+        """The erased customers' keyed hashes (`cross_sell.privacy.suppression`), to leave them out."""
+        from cross_sell.privacy.suppression import Suppression, read_key
 
         return Suppression.from_collection(self.collection(self.settings.erased_collection, conn_id),
                                            read_key(self.settings.erasure_key_file))

@@ -1,8 +1,8 @@
-"""MLflow tracking from inside a task (`cross_sell.tracking` does the logging, bounded and never raising).
+"""MLflow tracking from inside a task (`cross_sell.governance.tracking` does the logging, bounded and never raising).
 
 The tracking server is the standard `MLFLOW_TRACKING_URI`, or else the Airflow connection
 `CROSS_SELL_MLFLOW_CONN_ID` (default `cross_sell_mlflow`, e.g. `http://127.0.0.1:5000`); neither: nothing is
-tracked. A problem is logged by `cross_sell.tracking` and alerted here, once per run: by the task that
+tracked. A problem is logged by `cross_sell.governance.tracking` and alerted here, once per run: by the task that
 opens the run's MLflow run (`evaluate`, `score`, `monitor`), not by the ones that only tag it.
 """
 
@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cross_sell.tracking import Tracked
+    from cross_sell.governance.tracking import Tracked
 
 
 def configured() -> bool:

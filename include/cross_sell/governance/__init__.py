@@ -1,0 +1,3 @@
+"""Model governance: the deployment policy, sealed task records (custody), signed approvals,
+provenance, lineage and MLflow tracking.
+"""

@@ -1,0 +1,3 @@
+"""A model: features and training, its ONNX file and the input every model takes, how it is judged
+(`evaluation`, `fairness`) and reported.
+"""

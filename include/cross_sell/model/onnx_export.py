@@ -1,0 +1,87 @@
+"""Converting a trained candidate to ONNX (skl2onnx) and proving the conversion faithful.
+
+Training converts the fitted scikit-learn estimator in memory and compares ONNX Runtime with
+scikit-learn on the run's test split and on `parity_rows()`, rows that sweep every value the serving
+schema admits for each feature. The largest absolute probability difference on each is recorded in the
+manifest; a candidate that cannot be converted, or differs by more than `TOLERANCE`, is not blessed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data import schema, synthetic
+from . import model_input
+from .onnx_model import OnnxModel
+
+# Largest |probability difference| accepted between ONNX Runtime and scikit-learn: fifty times what
+# float32 trees showed (benchmarks/README.md, "Figures behind the defaults").
+TOLERANCE = 1e-5
+
+
+@functools.cache  # the same rows for every model a process converts (read-only)
+def parity_rows(seed: int = 0) -> np.ndarray:
+    """Model input that exercises every tree path the service can reach.
+
+    Synthetic customers, plus, for each feature, rows that sweep it over everything the serving
+    schema admits (each allowed value, or its whole range for codes and numbers), the other fields
+    held at the schema's example; plus one unknown code and one missing value per feature.
+    """
+    blocks = [model_input.from_frame(synthetic.generate(2_000, seed=seed))]
+    base = model_input.example()[0]
+    for position, name in enumerate(schema.FEATURES):
+        column = schema.BY_NAME[name]
+        if name in model_input.CODES:
+            values = list(model_input.CODES[name].values())
+        elif column.allowed:
+            values = [float(v) for v in column.allowed]
+        else:
+            assert column.minimum is not None and column.maximum is not None, f"{name}: a numeric feature needs bounds"
+            if column.kind == "integer" and column.maximum - column.minimum <= 1_000:
+                values = list(np.arange(column.minimum, column.maximum + 1, dtype="float64"))
+            else:
+                values = list(np.linspace(column.minimum, column.maximum, 501))
+        block = np.tile(base, (len(values) + 2, 1))
+        block[:, position] = [*values, -1.0, np.nan]
+        blocks.append(block)
+    rows = np.vstack(blocks)
+    rows.flags.writeable = False
+    return rows
+
+
+def to_onnx(model) -> bytes:
+    """The fitted estimator's probability model as ONNX bytes (raises when skl2onnx cannot express it)."""
+    from skl2onnx import to_onnx as convert
+
+    estimator = getattr(model, "estimator_", model)  # TunedThresholdClassifierCV wraps the pipeline
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    converted = convert(estimator, np.zeros((1, len(schema.FEATURES)), dtype=np.float32),
+                        options={id(final): {"zipmap": False}})
+    return converted.SerializeToString()
+
+
+@dataclass
+class Export:
+    onnx: bytes | None  # None when the model cannot be served
+    parity: dict = field(default_factory=dict)  # max |difference| per row set, and the tolerance
+    problem: str | None = None  # why it cannot be served faithfully
+
+
+def export(model, threshold: float, test_matrix: np.ndarray) -> Export:
+    """Convert `model` and compare ONNX Runtime with scikit-learn on the test split and `parity_rows()`."""
+    try:
+        onnx = to_onnx(model)
+        served = OnnxModel(onnx, threshold)
+    except Exception as error:  # an estimator skl2onnx cannot express
+        return Export(None, {"tolerance": TOLERANCE}, f"ONNX conversion failed: {type(error).__name__}: {error}")
+    parity: dict = {"tolerance": TOLERANCE}
+    for name, rows in (("test_split", test_matrix), ("schema_sweep", parity_rows())):
+        difference = np.abs(served.probability(rows) - model.predict_proba(rows)[:, 1])
+        parity[name] = {"rows": int(len(rows)), "max_abs_diff": float(np.max(difference)) if len(rows) else 0.0}
+    worst = max(parity[name]["max_abs_diff"] for name in ("test_split", "schema_sweep"))
+    if not worst <= TOLERANCE:  # also catches NaN
+        return Export(onnx, parity, f"ONNX disagrees with scikit-learn by {worst:.2e} (> {TOLERANCE:.0e})")
+    return Export(onnx, parity)

@@ -1,0 +1,2 @@
+"""The model in production: serving skew, drift, realized performance per day, the shadow report.
+"""

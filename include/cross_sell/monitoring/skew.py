@@ -1,0 +1,69 @@
+"""Train/serve skew: request rows sampled by the service, compared with the champion's training profile.
+
+The service writes samples as JSON lines under `<prefix>/serving-samples/date=YYYY-MM-DD/`;
+`python -m cross_sell skew` reads them back and prints the same distances as the pipeline's drift check.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
+
+from ..data import schema
+from ..storage import objects
+
+if TYPE_CHECKING:  # the service writes samples with this module and has no SciPy for `drift`
+    import pandas as pd
+
+    from .drift import DriftReport
+
+SAMPLES = "serving-samples"
+# Besides the request's fields, a sample holds what was answered (and by the shadow, if any).
+ANSWER_COLUMNS = ("model_version", "sampled_at", "probability", "shadow_version", "shadow_probability")
+# A flush holds at most SERVING_SAMPLE_FLUSH_SECONDS of one worker's sampled rows; anything far larger was
+# not written by the service (samples come from the serving side: they feed reports, never training).
+MAX_SAMPLE_BYTES = 64 * 1024 * 1024
+
+
+def sample_key(prefix: str, when: datetime, source: str) -> str:
+    """Where one flush of sampled rows goes; `source` keeps writers (host, process) apart."""
+    stamp = when.astimezone(timezone.utc)
+    return objects.join_key(prefix, SAMPLES, f"date={stamp:%Y-%m-%d}", f"{stamp:%H%M%S%f}-{source}.jsonl")
+
+
+def samples_prefix(prefix: str) -> str:
+    return objects.folder(prefix, SAMPLES)
+
+
+def source_name(pid: int) -> str:
+    return f"{socket.gethostname()}-{pid}"
+
+
+def read_samples(s3, bucket: str, prefix: str, since: date | None = None,
+                 until: date | None = None) -> pd.DataFrame:
+    """Every sampled row (on or after `since`, up to and including `until`), typed by the schema's
+    serving columns."""
+    import pandas as pd
+
+    root = samples_prefix(prefix)
+    rows = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
+        for item in page.get("Contents", []):
+            day = item["Key"][len(root):].split("/", 1)[0].removeprefix("date=")
+            if (since is not None and day < since.isoformat()) or (until is not None and day > until.isoformat()):
+                continue
+            body = objects.read(s3, bucket, item["Key"], MAX_SAMPLE_BYTES)[0].decode()
+            rows += [json.loads(line) for line in body.splitlines() if line.strip()]
+    frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), *ANSWER_COLUMNS])
+    return frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})
+
+
+def report(registry, samples: pd.DataFrame, version: str | None = None,
+           thresholds: dict | None = None) -> tuple[str, "DriftReport"]:
+    """Distances of sampled serving rows from a model's training profile (the champion by default)."""
+    from . import drift
+
+    version, reference = drift.reference_profile(registry, version)
+    return version, drift.compare(reference, samples, thresholds)

@@ -1,0 +1,101 @@
+"""Rebuild a registry version from what its signed manifest records, and say whether it comes out the same.
+
+`python -m cross_sell reproduce VERSION`: the snapshot the version was trained on (its sha256 from the
+manifest's `lineage`, checked on download), split again with the recorded seed (each split compared with
+the recorded one), the estimator retrained with the recorded seed, estimator params and excluded features,
+converted to ONNX, and scored on the test split as it serves. The report: whether the ONNX file is
+byte-identical, every metric's recorded and rebuilt value, the threshold, and the code and library versions
+of then and now (a difference there is the first suspect when something differs).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..data import casting, schema, snapshot
+from ..errors import NotRetryable
+from ..governance import provenance
+from ..model import evaluation, features, model_input, onnx_export, training
+from ..model.onnx_model import OnnxModel
+from ..storage import objects
+from ..storage.registry import ModelRegistry
+
+RECORDED = ("lineage", "seed", "estimator_params", "excluded_features")
+
+
+class NotReproducible(NotRetryable):
+    """The manifest lacks what a rebuild needs (a version from before it was recorded)."""
+
+
+def reproduce(registry: ModelRegistry, version: str) -> dict:
+    manifest = registry.manifest(version)  # signature-verified: what it records is the training side's
+    missing = [name for name in RECORDED if name not in manifest]
+    if missing:
+        raise NotReproducible(f"{version}'s manifest does not record {', '.join(missing)} (it predates "
+                              "reproducible manifests): it cannot be rebuilt")
+    lineage, seed = manifest["lineage"], int(manifest["seed"])
+    _still_there(registry, version, [lineage["snapshot"], *lineage["splits"].values()])
+    with tempfile.TemporaryDirectory() as tmp:
+        # CustodyError if the snapshot is no longer the recorded bytes (e.g. rewritten by an erasure)
+        path = objects.download_artifact(registry.s3, registry.bucket, lineage["snapshot"], Path(tmp) / "s.parquet")
+        frame, problems = casting.validate_frame(snapshot.read(str(path)), schema.TRAINING)
+        if problems:
+            raise NotReproducible(f"the recorded snapshot breaks today's schema: {problems[:5]}")
+        parts = features.split(frame, seed)
+        splits = {}
+        for name, recorded in lineage["splits"].items():
+            split_path = objects.download_artifact(registry.s3, registry.bucket, recorded, Path(tmp) / f"{name}.pq")
+            splits[name] = bool(pd.read_parquet(split_path).equals(parts[name]))
+    model = training.train(parts["train"], parts["validation"], seed, tuple(manifest["excluded_features"]),
+                           manifest["estimator_params"])
+    threshold = training.threshold(model)
+    exported = onnx_export.export(model, threshold, model_input.from_frame(parts["test"]))
+    if exported.onnx is None:
+        raise NotReproducible(f"the rebuilt model does not convert to ONNX: {exported.problem}")
+    y, probability, _ = evaluation.predictions(
+        evaluation.ServedClassifier(OnnxModel(exported.onnx, threshold)), parts["test"])
+    rebuilt = evaluation.metrics_of(y, probability, threshold)
+    metrics = {name: {"recorded": value, "rebuilt": rebuilt.get(name),
+                      "difference": abs(rebuilt[name] - value) if isinstance(value, (int, float)) else None}
+               for name, value in manifest["metrics"].items() if name in rebuilt}
+    differences = [m["difference"] for m in metrics.values() if m["difference"] is not None]
+    onnx = {"recorded": manifest["artifacts"].get(registry.ONNX), "rebuilt": objects.sha256_bytes(exported.onnx)}
+    onnx["identical"] = onnx["recorded"] == onnx["rebuilt"]
+    largest = max(differences, default=0.0)
+    now_libraries = provenance.library_versions()
+    recorded_libraries = manifest.get("library_versions", {})
+    return {
+        "version": version,
+        "identical": onnx["identical"] and largest == 0.0 and all(splits.values()),
+        "snapshot": {**lineage["snapshot"], "verified": True, "rows": len(frame)},
+        "splits_identical": splits,
+        "onnx_sha256": onnx,
+        "threshold": {"recorded": manifest["threshold"], "rebuilt": threshold},
+        "metrics": metrics,
+        "largest_metric_difference": largest,
+        "recorded_with": {"seed": seed, "excluded_features": manifest["excluded_features"],
+                          "estimator_params": manifest["estimator_params"]},
+        "code_version": {"recorded": manifest.get("code_version"), "now": provenance.code_version()},
+        "library_versions": {name: {"recorded": recorded_libraries.get(name), "now": now_libraries.get(name)}
+                             for name in sorted(set(recorded_libraries) | set(now_libraries))},
+        "library_differences": sorted(name for name in set(recorded_libraries) | set(now_libraries)
+                                      if recorded_libraries.get(name) != now_libraries.get(name)),
+    }
+
+
+def _still_there(registry: ModelRegistry, version: str, recorded: list) -> None:
+    """NotReproducible naming the first recorded object that is gone (deleted by retention, say)."""
+    from botocore.exceptions import ClientError
+
+    for artifact in recorded:
+        try:
+            registry.s3.head_object(Bucket=registry.bucket, Key=artifact["key"])
+        except ClientError as error:
+            status = (getattr(error, "response", {}) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 404:
+                raise
+            raise NotReproducible(f"{version} cannot be rebuilt: its recorded training data {artifact['key']} is "
+                                  "gone (deleted by retention?)") from None

@@ -1,0 +1,2 @@
+"""Customer data: erasure, the suppression list, erasure receipts, retention, marketing consent.
+"""

@@ -1,0 +1,39 @@
+"""`python -m cross_sell score`: a Kaggle-format CSV scored chunk by chunk with the DAG's checks and model."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from ..memory import lean_allocators
+from ..model.onnx_model import OnnxModel
+from .engine import BatchScorer, probability_of
+
+
+def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_at: datetime,
+              rows: int | None = None) -> dict:
+    """`python -m cross_sell score`: a Kaggle-format CSV (the label, if present, is ignored) scored chunk
+    by chunk with the same checks and engine as the DAG; OUT gets id, probability, label, model_version,
+    scored_at; rows that fail go to OUT.quarantine.jsonl with their physical line and reasons."""
+    from ..data import loader
+
+    rows = rows or loader.CHUNK_ROWS  # the file's text cells, as the loader reads them
+    lean_allocators()
+    scorer = BatchScorer(model)
+    scored = quarantined = 0
+    quarantine = f"{out}.quarantine.jsonl"
+    with open(out, "w") as output, open(quarantine, "w") as bad:
+        output.write("id,probability,label,model_version,scored_at\n")
+        for frame, lines in loader.raw_chunks(path, rows):
+            prepared = scorer.prepare(frame, allow_text=True, lines=lines)
+            batch = scorer.finish(prepared, probability_of(model, prepared.matrix))
+            for row in batch.quarantined:
+                bad.write(json.dumps(row, default=str) + "\n")
+            for customer, probability, label in zip(batch.ids, batch.probability, batch.labels, strict=True):
+                output.write(f"{customer},{float(probability)!r},{int(label)},{model_version},{scored_at.isoformat()}\n")
+            scored, quarantined = scored + len(batch.ids), quarantined + len(batch.quarantined)
+    if not quarantined:
+        Path(quarantine).unlink()  # "quarantine": null means no such file
+    return {"scored": scored, "quarantined": quarantined, "model_version": model_version, "out": out,
+            "quarantine": quarantine if quarantined else None}
