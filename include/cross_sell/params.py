@@ -27,6 +27,7 @@ class TrainingParams(TypedDict):
     exclude_features: list[str]
     max_equalized_odds_difference: float
     require_approval: bool
+    model: str  # a family of `cross_sell.model_families` (default CROSS_SELL_MODEL; the policy may restrict it)
 
 
 class ScoringParams(TypedDict):
@@ -96,6 +97,11 @@ def check(params) -> None:
     for name in FEATURE_LIMITS:
         if name in params:
             check_feature_limits(params[name], name)
+    if "model" in params and params["model"] is not None:
+        from .model_families import FAMILIES
+
+        if params["model"] not in FAMILIES:
+            raise ParamError(f"model: unknown family {params['model']!r}; valid: {', '.join(FAMILIES)}")
     if "exclude_features" in params:
         from .features import check_excluded
 
