@@ -104,6 +104,18 @@ def _mean(seed: int, params: dict):
 
 _ESTIMATORS = {"hgb": _hgb, "lightgbm": _lightgbm, "lightgbm_catboost": _mean}
 
+
+def scrub(estimator) -> None:
+    """Make a fitted estimator's pickle depend on its data and params only: CatBoost stamps each model with a
+    random `model_guid` and its finishing time (a version's name is its file's sha256, `reproduce` compares)."""
+    steps = getattr(estimator, "steps", None) or [(None, estimator)]
+    for _, step in steps:
+        for fitted in getattr(step, "estimators_", None) or [step]:
+            if type(fitted).__module__.startswith("catboost"):
+                metadata = fitted.get_metadata()
+                metadata["model_guid"] = "scrubbed"
+                metadata["train_finish_time"] = ""
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("hgb", "scikit-learn HistGradientBoostingClassifier (8 leaves, >= 200 rows each, early stopping)",
            HGB_PARAMS),

@@ -111,6 +111,7 @@ def train(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, seed: int,
         probability = out_of_fold(pipeline, x[rows], y[rows], seed)
         threshold, _ = f1_threshold(y[rows], probability)
         model = ThresholdedClassifier(pipeline, threshold=threshold, response_method="predict_proba").fit(x, y)
+    model_families.scrub(model.estimator_)
     model.oof_ = {"rows": int(len(rows)), "of_rows": int(len(y)), "max_rows": OOF_MAX_ROWS, "folds": OOF_FOLDS,
                   "seed": seed, "metrics": evaluation.metrics_of(y[rows], probability, threshold)}
     return model
