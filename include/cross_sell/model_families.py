@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import NotRetryable
+
 # LightGBM's OpenMP threads spin while waiting by default: on a busy 2-core machine that made it 5x slower.
 # Read when the OpenMP runtime starts, so set before LightGBM (or anything that loads it) is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -131,8 +133,8 @@ DEFAULT = "lightgbm"
 ENV = "CROSS_SELL_MODEL"
 
 
-class UnknownFamily(ValueError):
-    pass
+class UnknownFamily(NotRetryable, ValueError):
+    """A family name no deployment knows (the DAG's `model` param lists the valid ones)."""
 
 
 def get(name: str | None) -> Family:

@@ -97,11 +97,6 @@ def check(params) -> None:
     for name in FEATURE_LIMITS:
         if name in params:
             check_feature_limits(params[name], name)
-    if "model" in params and params["model"] is not None:
-        from .model_families import FAMILIES
-
-        if params["model"] not in FAMILIES:
-            raise ParamError(f"model: unknown family {params['model']!r}; valid: {', '.join(FAMILIES)}")
     if "exclude_features" in params:
         from .features import check_excluded
 
