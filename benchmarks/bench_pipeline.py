@@ -1,12 +1,14 @@
 """Benchmark: the pipeline's stages on 381,109 synthetic customers (the size of the Kaggle file).
 
-    python benchmarks/bench_pipeline.py [--rows 381109]
+    python benchmarks/bench_pipeline.py [--rows 381109] [--model lightgbm|hgb|lightgbm_catboost]
 
 Prints per-stage seconds, rows/s and peak RSS. The local MongoDB-wire server (nx-27017, SQLite
 underneath) is far slower than a real mongod, so its own time is measured and printed separately:
 the load, and a bare drain of the extraction cursor. Extraction runs in a child process so its
 peak RSS is its own; it is compared with the size of the DataFrame it produces.
-Targets (2 cores): all task work <= 60 s for 381,109 rows and no more than proportionally longer for more;
+`--model`: the model family trained (default: the deployment default, `model_families.DEFAULT`).
+Targets (2 cores): all task work <= 60 s for 381,109 rows and no more than proportionally longer for more
+(issue #33: <= 23 s of CPU at 381,109 rows with the default family);
 extraction peak memory <= 3x the final DataFrame (<= 1.5x at 10x the rows); the chain-of-custody checks
 (hashing every object a task hands to the next, on write and on read) <= 3 % of all task work. Their cost
 is measured as the CPU time of the hashing itself (`CustodyClock`), stage by stage.
@@ -141,6 +143,7 @@ def drain_seconds(mongo_url: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=381_109)
+    parser.add_argument("--model", default=None, help="model family (default: model_families.DEFAULT)")
     parser.add_argument("--extract-child", nargs=4, metavar=("MONGO", "S3", "BUCKET", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.extract_child:
@@ -150,6 +153,7 @@ def main() -> None:
     from pymongo import MongoClient
 
     from cross_sell.data import loader, synthetic
+    from cross_sell.model import model_families
     from cross_sell.model.evaluation import Gate
     from cross_sell.operations import training as stages
     from cross_sell.settings import Settings
@@ -159,6 +163,8 @@ def main() -> None:
     from devstack import local_services
 
     settings = Settings()
+    family = model_families.get(args.model).name
+    load_before = _load()  # the machine is shared: how busy it was
     rows, seconds, cpu, memory, custody_cpu = {}, {}, {}, {}, {}
     custody = CustodyClock()
     custody.install()
@@ -210,7 +216,7 @@ def main() -> None:
         transformed = timed("transform", extracted["rows"], lambda: stages.transform(artifacts, snapshot_ref, 42))
         run_started = datetime.now(timezone.utc)
         trained = timed("train", transformed["rows"]["train"],
-                        lambda: stages.train(artifacts, transformed, 42, run_started))
+                        lambda: stages.train(artifacts, transformed, 42, run_started, model=family))
         test_split = transformed["splits"]["test"]
         decision = timed("evaluate (no champion)", transformed["rows"]["test"],
                          lambda: stages.evaluate(artifacts, registry, trained, test_split, Gate(0.75, 0.002),
@@ -224,8 +230,9 @@ def main() -> None:
         mongo.stop()
 
     task_stages = [k for k in cpu if k != "evaluate (vs champion)"]
-    print(f"pipeline benchmark: {args.rows:,} synthetic rows, {_cpus()} cores; generating them took "
-          f"{seconds['generate (synthetic)']:.1f} s")
+    print(f"pipeline benchmark: {args.rows:,} synthetic rows, model family {family}, {_cpus()} cores; generating "
+          f"them took {seconds['generate (synthetic)']:.1f} s; load average at the start {load_before}, "
+          f"at the end {_load()}")
     print(f"{'stage':26s} {'wall s':>8s} {'CPU s':>8s} {'rows/s (wall)':>14s} {'peak MB above start':>20s} "
           f"{'custody CPU s':>14s}")
     for name in cpu:
@@ -236,7 +243,8 @@ def main() -> None:
     total = sum(cpu[k] for k in task_stages)
     limit = 60 * max(1.0, args.rows / 381_109)  # 60 s for the Kaggle file's size, growing no faster than the data
     print(f"{'all task work, CPU s (extract..push)':40s} {total:8.2f}   target <= {limit:.0f} s: "
-          f"{'PASS' if total <= limit else 'FAIL'}")
+          f"{'PASS' if total <= limit else 'FAIL'}; issue #33's <= {23 * limit / 60:.0f} s: "
+          f"{'PASS' if total <= 23 * limit / 60 else 'FAIL'}")
     hashing = sum(custody_cpu[k] for k in task_stages)
     share = hashing / total if total else 0.0
     print(f"{'custody checks (sha256 on write and read)':40s} {hashing:8.3f}   {share:.2%} of all task work "
@@ -250,6 +258,12 @@ def main() -> None:
           f"{extracted['baseline_rss_mb']:.0f} MB baseline; final DataFrame {extracted['frame_mb']:.0f} MB; "
           f"ratio {ratio:.2f}x (target <= {most}x: {'PASS' if ratio <= most else 'FAIL'})")
     print(f"benchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _load() -> str:
+    import os
+
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _cpus() -> int:

@@ -1,6 +1,6 @@
 """Benchmark: batch scoring of the whole customer base, its throughput and memory, at 381k and 3.8M rows.
 
-    python benchmarks/bench_scoring.py [--rows 381109 3811090] [--batch-rows 20000 100000] [--cold]
+    python benchmarks/bench_scoring.py [--rows 381109 3811090] [--batch-rows 20000 100000] [--cold] [--model FAMILY]
 
 Each size runs in a fresh process: a model trained on 100,000 synthetic rows (ONNX, as served) scores
 customers decoded from BSON 5,000 at a time (the stand-in for the MongoDB cursor, which decodes and
@@ -13,7 +13,8 @@ for the files. Figures:
   their code paths warmed by scoring 2,000 customers in batches of 1,000 (unless --cold), and the C heap
   trimmed (`malloc_trim`), so that memory freed earlier in the process cannot hide what scoring takes.
   "code MB" is the part of the growth that is file-backed (library code paged in on first use), not data.
-The MongoDB read itself is measured on the local nx-27017 server for the smaller size.
+The MongoDB read itself is measured on the local nx-27017 server for the smaller size. `--model`: the model
+family scored with (`cross_sell.model_families`; default the deployment's, CROSS_SELL_MODEL).
 """
 
 from __future__ import annotations
@@ -179,15 +180,22 @@ def main() -> None:
                         help="no warm-up run: the peak then also holds library code paged in on first use")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--skip-mongo", action="store_true", help="do not measure with the nx-27017 server")
+    parser.add_argument("--model", help="model family (default: CROSS_SELL_MODEL, else model_families.DEFAULT)")
     args = parser.parse_args()
+    if args.model:  # the children train with the deployment's family, which this sets
+        import os
+
+        os.environ["CROSS_SELL_MODEL"] = args.model
     if args.child:
         child(int(args.child[0]), int(args.child[1]), args.child[2] == "warm", args.child[3], *args.child[4:])
         return
     results = [run_child(rows, batch_rows, args.cold) for batch_rows in args.batch_rows for rows in args.rows]
+    from cross_sell.model import model_families
     from cross_sell.scoring.batch import INFERENCE_ROWS
 
-    print(f"batch scoring benchmark: model as ONNX (1 thread, scoring {INFERENCE_ROWS:,} customers at a time while "
-          f"the next are checked); {'cold: no' if args.cold else 'a'} warm-up run before the baseline")
+    print(f"batch scoring benchmark: model family {model_families.get(None).name} as ONNX (1 thread, scoring "
+          f"{INFERENCE_ROWS:,} customers at a time while the next are checked); "
+          f"{'cold: no' if args.cold else 'a'} warm-up run before the baseline")
     print(f"{'customers':>10s} {'batch':>7s} {'model work s':>12s} {'rows/s':>9s} {'deciles+up s':>12s} "
           f"{'waiting s':>9s} {'campaign s':>10s} {'peak MB':>7s} {'code MB':>7s} {'batch MB':>8s} "
           f"{'peak / batch':>12s} {'model MB':>8s}")

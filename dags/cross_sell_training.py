@@ -12,8 +12,10 @@
   numbers, L-infinity for categories); distances are always saved; past a threshold it warns or fails
   (`drift_action`).
 * **transform** makes the stratified, seeded train / validation / test split.
-* **train** fits one scikit-learn estimator with an F1-tuned threshold, converts it to ONNX (what serves)
-  and compares the two on the test split and on every value the serving schema admits.
+* **train** fits the `model` family's pipeline (HistGradientBoosting, LightGBM, or the mean of LightGBM and
+  CatBoost; default CROSS_SELL_MODEL) on train + validation, with the F1-best threshold of its pooled
+  5-fold out-of-fold predictions, converts it to one ONNX graph (what serves) and compares the two on the
+  test split and on every value the serving schema admits.
 * **evaluate** scores candidate and champion, both as they serve, on the same test split, with fairness
   per protected attribute (fairlearn); the decision with its reason and an HTML report (its address is
   in the log). A candidate past `max_equalized_odds_difference` on a gated attribute is never blessed.
@@ -34,7 +36,7 @@ pointer exists, `evaluate` must verify and score its champion, or it fails (the 
 Tasks that touch MongoDB or S3 retry with growing pauses; a failure that retrying cannot fix (bad
 data, drift set to fail, a broken signature or hash) fails at once. Params: `min_roc_auc`,
 `promotion_margin`, `min_rows`, `seed`, `drift_action`, `drift_thresholds`, `replace_unreadable_champion`,
-`exclude_features`, `max_equalized_odds_difference`, `require_approval`.
+`exclude_features`, `max_equalized_odds_difference`, `require_approval`, `model`.
 Connections: `mongo_default`, `aws_default`, `cross_sell_signing` (the model-signing key; override the ids
 with CROSS_SELL_*_CONN_ID).
 """
@@ -56,6 +58,7 @@ from cross_sell.contracts import (
     Transformed,
     Validated,
 )
+from cross_sell.model.model_families import FAMILIES as MODEL_FAMILIES  # standard library only: cheap at parse time
 from cross_sell.params import TrainingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow import tracking
@@ -67,6 +70,10 @@ from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
 POLICY = SETTINGS.policy
+
+
+def _allowed(models: tuple[str, ...]) -> str:
+    return f" (here: {', '.join(models)})" if models else ""
 
 
 # The tasks. Each imports its stage inside the body (never at parse time) and calls it with keywords:
@@ -118,7 +125,8 @@ def train(transformed: Transformed) -> Trained:
     with stage_run(TrainingParams, transform=transformed) as run:
         return run.done(stages.train(run.artifacts, transformed, seed=run.params["seed"],
                                      run_started=run.run_started,
-                                     exclude_features=run.params["exclude_features"]))
+                                     exclude_features=run.params["exclude_features"],
+                                     model=run.params["model"]))
 
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
@@ -248,6 +256,10 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
         "require_approval": Param(POLICY.require_approval, type="boolean",
                                   description="A person approves the push (human-in-the-loop task 'approve'); "
                                               "on whenever the policy says so (CROSS_SELL_REQUIRE_APPROVAL)."),
+        "model": Param(SETTINGS.model, type="string", enum=list(MODEL_FAMILIES),
+                       description="Model family: hgb, lightgbm or lightgbm_catboost (their mean, one ONNX graph); "
+                                   "default CROSS_SELL_MODEL. The policy's CROSS_SELL_ALLOWED_MODELS (when set) "
+                                   f"lists the families a run may choose{_allowed(POLICY.allowed_models)}."),
     },
 )
 def cross_sell_training():

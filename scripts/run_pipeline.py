@@ -121,7 +121,8 @@ class TaskProgress:
         if task == "check_drift":
             return f"drifted: {', '.join(saved['drifted']) or 'none'}" if saved.get("checked") else saved["reason"]
         if task == "train":
-            return f"validation ROC-AUC {saved['validation_metrics']['roc_auc']:.4f}"
+            oof = saved["out_of_fold_metrics"]
+            return f"{saved['model_family']}, out-of-fold ROC-AUC {oof['roc_auc']:.4f} on {oof['rows']:,} rows"
         if task == "evaluate":
             return (f"test ROC-AUC {saved['candidate']['roc_auc']:.4f}: "
                     f"{'BLESSED' if saved['bless'] else 'not blessed'}")

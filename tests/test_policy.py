@@ -138,3 +138,58 @@ def test_a_task_refuses_an_unsealed_input_and_a_loosening_conf(monkeypatch):
     with pytest.raises(AirflowFailException, match="require_approval=False switches off the deployment policy "
                                                    "CROSS_SELL_REQUIRE_APPROVAL=true"), stage_run(TrainingParams):
         pass
+
+
+def test_the_policy_may_restrict_the_model_family():
+    """Issue #33: the model family is a deployment setting (CROSS_SELL_MODEL) and the training DAG's `model` param;
+    CROSS_SELL_ALLOWED_MODELS lists the families a run may choose. A run's own choice outside it is refused, a
+    default outside it (a stale CROSS_SELL_MODEL) is tightened to the first allowed family."""
+    from cross_sell import params as run_params
+    from cross_sell.model import model_families
+    from cross_sell.settings import Settings
+
+    policy = Policy.from_env({"CROSS_SELL_ALLOWED_MODELS": "lightgbm, hgb"})
+    assert policy.allowed_models == ("lightgbm", "hgb") and policy.record()["allowed_models"] == ["lightgbm", "hgb"]
+    policy.check({"model": "hgb"})
+    with pytest.raises(PolicyError, match="model='lightgbm_catboost' is not among the deployment policy "
+                                          "CROSS_SELL_ALLOWED_MODELS=lightgbm,hgb"):
+        policy.check({"model": "lightgbm_catboost"})
+    assert policy.tightened({"model": "lightgbm_catboost"})["model"] == "lightgbm"
+    assert policy.tightened({"model": "hgb"})["model"] == "hgb"
+    Policy().check({"model": "lightgbm_catboost"})  # unset: any family
+
+    with pytest.raises(model_families.UnknownFamily, match="unknown model family 'xgboost'"):
+        model_families.get("xgboost")
+    run_params.check({"model": "champion"})  # the scoring DAG's `model` is a registry version, not a family
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"CROSS_SELL_MODEL": "hgb"}):
+        assert Settings.from_env().model == "hgb"
+
+
+def test_a_run_conf_choosing_a_family_the_policy_does_not_allow_fails_its_first_task(monkeypatch):
+    """The check every task makes first (`stage_run`), with the policy from the workers' environment."""
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cross_sell.params import TrainingParams
+    from cross_sell_airflow.stage import stage_run
+
+    class Run:
+        run_after = None
+        conf = {"model": "lightgbm_catboost"}
+
+    class TaskInstance:
+        task_id = "train"
+        dag_id = "cross_sell_training"
+
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {
+        "run_id": "r1", "dag_run": Run(), "params": {"seed": 1, "model": "lightgbm_catboost"}, "ti": TaskInstance()})
+    monkeypatch.setenv("CROSS_SELL_ALLOWED_MODELS", "lightgbm")
+    with pytest.raises(AirflowFailException, match="model='lightgbm_catboost' is not among the deployment policy "
+                                                   "CROSS_SELL_ALLOWED_MODELS=lightgbm"), stage_run(TrainingParams):
+        pass
+    Run.conf = {}  # the DAG's default (CROSS_SELL_MODEL), not the run's choice: tightened to an allowed family
+    with stage_run(TrainingParams) as run:
+        assert run.params["model"] == "lightgbm"

@@ -166,8 +166,8 @@ def test_a_candidate_that_cannot_serve_faithfully_is_not_blessed(run, monkeypatc
         from sklearn.preprocessing import FunctionTransformer
 
         build = training.build_pipeline
-        monkeypatch.setattr(training, "build_pipeline", lambda seed, exclude=(), params=None: Pipeline(
-            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed, exclude, params).steps]))
+        monkeypatch.setattr(training, "build_pipeline", lambda seed, exclude=(), params=None, family=None: Pipeline(
+            [("nan_to_num", FunctionTransformer(np.nan_to_num)), *build(seed, exclude, params, family).steps]))
     else:
         monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no conversion can be this faithful
     trained = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
@@ -352,7 +352,7 @@ def test_two_runs_pushing_at_once_leave_one_champion(run, s3, bucket):
     for name in ("run-a", "run-b"):
         artifacts = RunArtifacts(s3, bucket, "vi", name)
         trained = dict(run["trained"], version=f"{name}-{run['trained']['model']['sha256'][:6]}")
-        metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["validation_metrics"]
+        metrics = artifacts.get_json(run["artifacts"].key("model", "training.json"))["out_of_fold_metrics"]
         facts = artifacts.put_json({"candidate": {}}, "evaluation", "facts.json")
         decision = {"bless": True, "reason": "test", "candidate": metrics, "champion": None,
                     "champion_version": None, "champion_etag": None, "facts": facts, "fairness": {"candidate": {}}}

@@ -321,7 +321,7 @@ def cmd_skew(args, settings: Settings) -> int:
         print(f"no sampled serving rows under {registry.uri(skew.samples_prefix(settings.s3_prefix))}"
               f"{' since ' + args.since if args.since else ''} (is SERVING_SAMPLE_RATE > 0?)", file=sys.stderr)
         return 2
-    from .drift import too_few
+    from .monitoring.drift import too_few
 
     if too_few(len(samples)):
         print(f"train/serve skew: {len(samples):,} sampled serving rows: {too_few(len(samples))}; nothing judged")

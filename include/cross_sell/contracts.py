@@ -82,6 +82,8 @@ class Trained(TypedDict):
     lineage: Lineage
     seed: int
     excluded_features: list[str]  # features the model was trained without (its input stays the same)
+    model_family: str  # `model_families` (the `model` param, default CROSS_SELL_MODEL)
+    training: dict  # how it was fitted and its threshold chosen (`training.record`), for the manifest
 
 
 class Decision(TypedDict):

@@ -27,6 +27,7 @@ class TrainingParams(TypedDict):
     exclude_features: list[str]
     max_equalized_odds_difference: float
     require_approval: bool
+    model: str  # a family of `cross_sell.model_families` (default CROSS_SELL_MODEL; the policy may restrict it)
 
 
 class ScoringParams(TypedDict):

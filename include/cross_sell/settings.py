@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 
 from .governance.policy import Policy
+from .model.model_families import DEFAULT as DEFAULT_MODEL
+from .model.model_families import ENV as MODEL_ENV
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class Settings:
     # Model governance (docs/model-governance.md): the gates of promotion and rollback, which a run's params
     # may tighten, never loosen (`cross_sell.governance.policy`).
     policy: Policy = field(default_factory=Policy)
+    # The model family training runs use unless a run's `model` param says another (CROSS_SELL_MODEL; the
+    # policy's CROSS_SELL_ALLOWED_MODELS may restrict both): `cross_sell.model_families`.
+    model: str = DEFAULT_MODEL
     approval_timeout_hours: float = 72.0  # no answer by then: no push (nor forced rollback)
 
     @classmethod
@@ -93,6 +98,7 @@ class Settings:
             erased_collection=env("CROSS_SELL_ERASED_COLLECTION", defaults.erased_collection),
             erasure_key_file=env("CROSS_SELL_ERASURE_KEY_FILE") or None,
             policy=Policy.from_env(),
+            model=env(MODEL_ENV) or defaults.model,
             approval_timeout_hours=float(env("CROSS_SELL_APPROVAL_TIMEOUT_HOURS", defaults.approval_timeout_hours)),
         )
 

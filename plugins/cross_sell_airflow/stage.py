@@ -2,7 +2,8 @@
 
     @task(multiple_outputs=False, retries=0)
     def validate(extracted: Extracted) -> Validated:
-        from cross_sell import stages  # inside the task: never imported when the scheduler parses the DAG
+        # inside the task: never imported when the scheduler parses the DAG
+        from cross_sell.operations import training as stages
 
         with stage_run(TrainingParams) as run:
             return run.done(stages.validate(run.artifacts, snapshot_ref=extracted["snapshot"],

@@ -18,6 +18,7 @@ and the champion's audit record.
 | EXCLUDE_FEATURES | none | features no model may use (`exclude_features` may only add to them) |
 | ALLOW_REPLACE_UNREADABLE_CHAMPION | false | may a run set `replace_unreadable_champion` |
 | ROLLBACK_OPERATORS | nobody | who may trigger `cross_sell_rollback` (`force`: a second person approves) |
+| ALLOWED_MODELS | any family | the model families a run may train (`model` must be one of them) |
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Policy:
     exclude_features: tuple[str, ...] = ()
     allow_replace_unreadable_champion: bool = False
     rollback_operators: tuple[str, ...] = ()  # empty: nobody through Airflow (the CLI's break-glass remains)
+    allowed_models: tuple[str, ...] = ()  # empty: any family of `cross_sell.model_families`
 
     ENV: ClassVar[dict[str, str]] = {
         "require_approval": "CROSS_SELL_REQUIRE_APPROVAL",
@@ -73,6 +75,7 @@ class Policy:
         "exclude_features": "CROSS_SELL_EXCLUDE_FEATURES",
         "allow_replace_unreadable_champion": "CROSS_SELL_ALLOW_REPLACE_UNREADABLE_CHAMPION",
         "rollback_operators": "CROSS_SELL_ROLLBACK_OPERATORS",
+        "allowed_models": "CROSS_SELL_ALLOWED_MODELS",
     }
 
     @classmethod
@@ -92,6 +95,7 @@ class Policy:
             allow_replace_unreadable_champion=_flag(env(names["allow_replace_unreadable_champion"]),
                                                     default.allow_replace_unreadable_champion),
             rollback_operators=_names(env(names["rollback_operators"], "")),
+            allowed_models=_names(env(names["allowed_models"], "")),
         )
 
     def record(self) -> dict[str, Any]:
@@ -125,6 +129,8 @@ class Policy:
         if params.get("replace_unreadable_champion") and not self.allow_replace_unreadable_champion:
             refuse("replace_unreadable_champion", True, "allow_replace_unreadable_champion", "false",
                    "is not allowed by")
+        if "model" in params and self.allowed_models and params["model"] not in self.allowed_models:
+            refuse("model", params["model"], "allowed_models", ",".join(self.allowed_models), "is not among")
         return found
 
     def check(self, params: Mapping[str, Any]) -> None:
@@ -153,6 +159,8 @@ class Policy:
         if "replace_unreadable_champion" in params:
             out["replace_unreadable_champion"] = bool(params["replace_unreadable_champion"]) \
                 and self.allow_replace_unreadable_champion
+        if "model" in params and self.allowed_models and params["model"] not in self.allowed_models:
+            out["model"] = self.allowed_models[0]  # a default the policy does not allow (a run's own is refused)
         return out
 
     # -- people -----------------------------------------------------------------------------------------

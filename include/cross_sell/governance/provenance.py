@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import __version__
 
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnxruntime", "pandas", "numpy", "joblib", "pyarrow",
-             "great-expectations", "model-signing", "fairlearn")
+             "great-expectations", "model-signing", "fairlearn", "lightgbm", "catboost", "onnxmltools")
 
 
 def library_versions() -> dict:

@@ -1,4 +1,4 @@
-"""How a model treats the groups of each protected attribute (`schema.PROTECTED_ATTRIBUTES`), with fairlearn.
+"""How a model treats the groups of each protected attribute (`schema.PROTECTED_ATTRIBUTES`): fairlearn's figures.
 
 Per group, at the model's own decision threshold: the selection rate (share contacted), the true- and
 false-positive rates, and calibration (mean predicted probability beside the observed buy rate). Per
@@ -29,46 +29,53 @@ def groups(frame: pd.DataFrame, attribute: str) -> pd.Series:
 
 
 def assess(frame: pd.DataFrame, y: np.ndarray, probability: np.ndarray, threshold: float) -> dict:
-    """{attribute: {"groups": [per-group figures], "demographic_parity_ratio", "equalized_odds_difference"}}."""
-    from fairlearn.metrics import (
-        MetricFrame,
-        count,
-        demographic_parity_ratio,
-        equalized_odds_difference,
-        false_positive_rate,
-        mean_prediction,
-        selection_rate,
-        true_positive_rate,
-    )
+    """{attribute: {"groups": [per-group figures], "demographic_parity_ratio", "equalized_odds_difference"}}.
 
-    predicted = (probability >= threshold).astype(int)
+    fairlearn's figures (`MetricFrame` with `selection_rate`, `true_positive_rate`, `false_positive_rate`,
+    `demographic_parity_ratio`, `equalized_odds_difference`), counted per group with NumPy: fairlearn's own
+    per-group loop took 2.5-4 s of CPU on a 57,000-row test split, these counts take milliseconds.
+    tests/test_training_evaluation.py checks that both give the same figures."""
+    y = np.asarray(y)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
     result = {}
     for attribute in BY_NAME:
-        sensitive = groups(frame, attribute).to_numpy()
-        by_label = MetricFrame(
-            metrics={"rows": count, "selection_rate": selection_rate, "true_positive_rate": true_positive_rate,
-                     "false_positive_rate": false_positive_rate, "observed_rate": mean_prediction},
-            y_true=y, y_pred=predicted, sensitive_features=sensitive)
-        # calibration: mean predicted probability per group, beside the observed rate (mean of y)
-        mean_probability = MetricFrame(metrics=mean_prediction, y_true=y, y_pred=probability,
-                                       sensitive_features=sensitive).by_group
-        observed = MetricFrame(metrics=mean_prediction, y_true=y, y_pred=y, sensitive_features=sensitive).by_group
-        table = by_label.by_group.drop(columns="observed_rate")
-        rows = []
-        for group, figures in table.iterrows():
-            rows.append({"group": str(group), "rows": int(figures["rows"]),
-                         "selection_rate": float(figures["selection_rate"]),
-                         "true_positive_rate": _number(figures["true_positive_rate"]),
-                         "false_positive_rate": _number(figures["false_positive_rate"]),
-                         "mean_probability": float(mean_probability[group]),
-                         "observed_rate": float(observed[group])})
+        names, index = np.unique(groups(frame, attribute).to_numpy(dtype=str), return_inverse=True)
+
+        def per_group(values, index=index, size=len(names)) -> np.ndarray:
+            return np.bincount(index, weights=values, minlength=size)
+
+        rows, buyers = per_group(None), per_group(y)
+        selected, hits, false_alarms = per_group(predicted), per_group(predicted * y), per_group(predicted * (1 - y))
+        selection = selected / rows
+        # 0 for a group without buyers (or without non-buyers), as fairlearn gives (scikit-learn's normalised
+        # confusion matrix turns 0/0 into 0)
+        tpr = np.divide(hits, buyers, out=np.zeros(len(names)), where=buyers > 0)
+        fpr = np.divide(false_alarms, rows - buyers, out=np.zeros(len(names)), where=rows - buyers > 0)
+        mean_probability, observed = per_group(probability) / rows, buyers / rows
         result[attribute] = {
-            "groups": rows,
-            "demographic_parity_ratio": _number(demographic_parity_ratio(y, predicted, sensitive_features=sensitive)),
-            "equalized_odds_difference": _number(equalized_odds_difference(y, predicted,
-                                                                           sensitive_features=sensitive)),
+            "groups": [{"group": str(name), "rows": int(rows[i]), "selection_rate": float(selection[i]),
+                        "true_positive_rate": _number(tpr[i]), "false_positive_rate": _number(fpr[i]),
+                        "mean_probability": float(mean_probability[i]), "observed_rate": float(observed[i])}
+                       for i, name in enumerate(names)],
+            "demographic_parity_ratio": _number(_ratio(selection)),
+            "equalized_odds_difference": _number(max(_spread(tpr), _spread(fpr))),
         }
     return result
+
+
+def _ratio(rates: np.ndarray) -> float:
+    """Lowest / highest, NaN skipped (fairlearn's `ratio(method="between_groups")`)."""
+    rates = rates[~np.isnan(rates)]
+    if not len(rates):
+        return float("nan")
+    high = float(np.max(rates))
+    return float(np.min(rates)) / high if high else float("nan")
+
+
+def _spread(rates: np.ndarray) -> float:
+    """Highest - lowest, NaN skipped (fairlearn's `difference(method="between_groups")`)."""
+    rates = rates[~np.isnan(rates)]
+    return float(np.max(rates) - np.min(rates)) if len(rates) else float("nan")
 
 
 def _number(value) -> float | None:

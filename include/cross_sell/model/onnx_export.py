@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import schema, synthetic
-from . import model_input
+from . import model_families, model_input
 from .onnx_model import OnnxModel
 
 # Largest |probability difference| accepted between ONNX Runtime and scikit-learn: fifty times what
@@ -53,14 +53,25 @@ def parity_rows(seed: int = 0) -> np.ndarray:
 
 
 def to_onnx(model) -> bytes:
-    """The fitted estimator's probability model as ONNX bytes (raises when skl2onnx cannot express it)."""
+    """The fitted estimator's probability model as ONNX bytes (raises when skl2onnx cannot express it):
+    one graph whatever the family (`model_families`), the mean of two boosters included."""
     from skl2onnx import to_onnx as convert
 
-    estimator = getattr(model, "estimator_", model)  # TunedThresholdClassifierCV wraps the pipeline
+    estimator = getattr(model, "estimator_", model)  # the thresholded classifier wraps the pipeline
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    foreign = model_families.register_converters_for(final)
     converted = convert(estimator, np.zeros((1, len(schema.FEATURES)), dtype=np.float32),
-                        options={id(final): {"zipmap": False}})
+                        options={id(final): {"zipmap": False}},
+                        target_opset=model_families.TARGET_OPSET if foreign else None)
+    _drop_unused_initializers(converted.graph)
     return converted.SerializeToString()
+
+
+def _drop_unused_initializers(graph) -> None:
+    """Constants no node reads (the soft vote's class indices): ONNX Runtime warns about each on every load."""
+    used = {name for node in graph.node for name in node.input}
+    for initializer in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(initializer)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sklearn.calibration import calibration_curve
 from .. import clock
 from ..data import schema
 from ..pages import markdown_to_html, png, render
-from . import evaluation, fairness, features
+from . import evaluation, fairness, features, model_families
 
 
 def model_facts(model, test: pd.DataFrame, seed: int = 0) -> dict:
@@ -54,11 +54,14 @@ def _figures(facts: dict[str, dict]) -> dict[str, str]:
         calibration.plot(predicted, observed, marker="o", ms=3, label=name)
     roc.plot([0, 1], [0, 1], ls=":", c="grey")
     calibration.plot([0, 1], [0, 1], ls=":", c="grey")
-    for axis, title, xlabel, ylabel in ((roc, "ROC", "false positive rate", "true positive rate"),
-                                        (pr, "Precision-recall", "recall", "precision"),
-                                        (calibration, "Calibration", "mean predicted probability", "observed rate")):
+    # Legends at fixed corners: "best" searches every vertex of every curve (tens of thousands on a large test
+    # split) for the emptiest spot, which cost most of the figure's time.
+    for axis, title, xlabel, ylabel, corner in (
+            (roc, "ROC", "false positive rate", "true positive rate", "lower right"),
+            (pr, "Precision-recall", "recall", "precision", "upper right"),
+            (calibration, "Calibration", "mean predicted probability", "observed rate", "upper left")):
         axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
-        axis.legend(loc="best", fontsize=8)
+        axis.legend(loc=corner, fontsize=8)
     figures["curves"] = png(figure)
 
     figure, axes = plt.subplots(1, len(facts), figsize=(4.2 * len(facts), 3.6), squeeze=False)
@@ -76,7 +79,7 @@ def _figures(facts: dict[str, dict]) -> dict[str, str]:
         axis.barh(np.arange(len(names)) + i * width, [drop[n] for n in names], height=width, label=name)
     axis.set_yticks(np.arange(len(names)) + width * (len(facts) - 1) / 2, names)
     axis.set(title="Permutation importance", xlabel="ROC-AUC drop when the feature is shuffled")
-    axis.legend(fontsize=8)
+    axis.legend(loc="lower right", fontsize=8)
     figures["importance"] = png(figure)
     figures["fairness"] = _fairness_figure(facts, plt)
     return figures
@@ -98,7 +101,7 @@ def _fairness_figure(facts: dict[str, dict], plt) -> str:
                          label=name)
             axis.set_xticks(np.arange(len(names)) + width * (len(facts) - 1) / 2, names)
             axis.set(title=f"{attribute}: {title}", ylim=(0, 1))
-            axis.legend(fontsize=8)
+            axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     return png(figure)
 
@@ -130,7 +133,8 @@ def validation_report(summary: dict, result: dict, run: dict) -> str:
 def model_card(manifest: dict, facts: dict | None) -> str:
     """Markdown model card of a pushed version; `facts` is the candidate's `public(model_facts)`. Every value
     (an approver's comment, a reason, a run id...) is literal text: no link, tag or table cell comes from one."""
-    return render("model_card.md.j2", manifest=manifest, facts=facts, features=features, schema=schema)
+    return render("model_card.md.j2", manifest=manifest, facts=facts, features=features, schema=schema,
+                  families=model_families)
 
 
 def model_card_html(manifest: dict, facts: dict | None) -> str:

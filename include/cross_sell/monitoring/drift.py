@@ -56,8 +56,12 @@ def profile(frame: pd.DataFrame) -> dict:
                           "proportions": binned(values, edges).tolist(), "mean": float(np.mean(values)),
                           "missing": float(frame[name].isna().mean())}
     for name in schema.DISCRETE_FEATURES:
-        shares = frame[name].map(_key).value_counts(normalize=True, dropna=False)
-        features[name] = {"kind": "categorical", "frequencies": {str(k): float(v) for k, v in shares.items()}}
+        # the key of each distinct value, not of each row (2.3 million calls at 324,000 training rows)
+        counts: dict[str, int] = {}
+        for value, count in frame[name].value_counts(dropna=False, sort=False).items():
+            counts[_key(value)] = counts.get(_key(value), 0) + int(count)
+        ranked = sorted(counts.items(), key=lambda item: -item[1])  # most frequent first
+        features[name] = {"kind": "categorical", "frequencies": {k: c / len(frame) for k, c in ranked}}
     return {"rows": int(len(frame)), "features": features}
 
 

@@ -2,10 +2,12 @@
 
 `python -m cross_sell reproduce VERSION`: the snapshot the version was trained on (its sha256 from the
 manifest's `lineage`, checked on download), split again with the recorded seed (each split compared with
-the recorded one), the estimator retrained with the recorded seed, estimator params and excluded features,
-converted to ONNX, and scored on the test split as it serves. The report: whether the ONNX file is
-byte-identical, every metric's recorded and rebuilt value, the threshold, and the code and library versions
-of then and now (a difference there is the first suspect when something differs).
+the recorded one), the estimator retrained with the recorded seed, model family and procedure (`training`:
+fitted on train + validation, threshold from out-of-fold predictions; a version without it the way it was
+trained then), estimator params and excluded features, converted to ONNX, and scored on the test split as
+it serves. The report: whether the ONNX file is byte-identical, every metric's recorded and rebuilt value,
+the threshold, and the code and library versions of then and now (a difference there is the first suspect
+when something differs).
 """
 
 from __future__ import annotations
@@ -49,8 +51,13 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         for name, recorded in lineage["splits"].items():
             split_path = objects.download_artifact(registry.s3, registry.bucket, recorded, Path(tmp) / f"{name}.pq")
             splits[name] = bool(pd.read_parquet(split_path).equals(parts[name]))
-    model = training.train(parts["train"], parts["validation"], seed, tuple(manifest["excluded_features"]),
-                           manifest["estimator_params"])
+    recorded = manifest.get("training")
+    if recorded:  # fitted on train + validation, threshold from out-of-fold predictions (issue #33)
+        model = training.train(parts["train"], parts["validation"], seed, tuple(manifest["excluded_features"]),
+                               manifest["estimator_params"], family=recorded["family"])
+    else:  # a version from before: the hgb family on the train split, threshold on the validation split
+        model = training.train_on_train_split(parts["train"], parts["validation"], seed,
+                                              tuple(manifest["excluded_features"]), manifest["estimator_params"])
     threshold = training.threshold(model)
     exported = onnx_export.export(model, threshold, model_input.from_frame(parts["test"]))
     if exported.onnx is None:
@@ -77,7 +84,7 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         "metrics": metrics,
         "largest_metric_difference": largest,
         "recorded_with": {"seed": seed, "excluded_features": manifest["excluded_features"],
-                          "estimator_params": manifest["estimator_params"]},
+                          "estimator_params": manifest["estimator_params"], "training": recorded},
         "code_version": {"recorded": manifest.get("code_version"), "now": provenance.code_version()},
         "library_versions": {name: {"recorded": recorded_libraries.get(name), "now": now_libraries.get(name)}
                              for name in sorted(set(recorded_libraries) | set(now_libraries))},

@@ -35,7 +35,7 @@ from ..data import casting, schema, snapshot
 from ..errors import NotRetryable
 from ..governance import approval, provenance
 from ..governance.policy import Policy
-from ..model import evaluation, fairness, features, model_input, onnx_export, report, training
+from ..model import evaluation, fairness, features, model_families, model_input, onnx_export, report, training
 from ..model.onnx_model import OnnxModel
 from ..monitoring import drift
 from ..privacy.suppression import Suppression
@@ -203,23 +203,26 @@ def _read_split(artifacts: RunArtifacts, split: Artifact, tmp: str):
 
 
 def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_started: datetime,
-          exclude_features: tuple[str, ...] | list[str] = ()) -> Trained:
-    """Fit the candidate, convert it to ONNX (what serves) and measure the conversion on the test split.
-    `exclude_features`: features the model must not use (recorded; the input it takes stays the same)."""
+          exclude_features: tuple[str, ...] | list[str] = (), model: str | None = None) -> Trained:
+    """Fit the candidate of family `model` (default `CROSS_SELL_MODEL`) on train + validation with the threshold
+    of its out-of-fold predictions (`training.train`), convert it to ONNX (what serves) and measure the
+    conversion on the test split. `exclude_features`: features the model must not use (recorded; the input it
+    takes stays the same)."""
     excluded = features.check_excluded(exclude_features)
+    family = model_families.get(model)
     splits = transformed["splits"]
     with tempfile.TemporaryDirectory() as tmp:
         train_frame = _read_split(artifacts, splits["train"], tmp)
         validation_frame = _read_split(artifacts, splits["validation"], tmp)
         test_frame = _read_split(artifacts, splits["test"], tmp)  # for the ONNX parity check only
-        model = training.train(train_frame, validation_frame, seed, excluded)
+        fitted = training.train(train_frame, validation_frame, seed, excluded, family=family.name)
         path = Path(tmp) / "model.joblib"
-        training.save(model, str(path))
+        training.save(fitted, str(path))
         estimator = artifacts.upload_file(path, "model", "model.joblib")
-        threshold = training.threshold(model)
-        exported = onnx_export.export(model, threshold, model_input.from_frame(test_frame))
-        validation_metrics = evaluation.score(model, validation_frame)
-        profile = artifacts.put_json(drift.profile(train_frame), "model", "profile.json")
+        threshold = training.threshold(fitted)
+        exported = onnx_export.export(fitted, threshold, model_input.from_frame(test_frame))
+        # the reference profile of the rows the model was fitted on (drift, skew)
+        profile = artifacts.put_json(drift.profile(_concat(train_frame, validation_frame)), "model", "profile.json")
     onnx = None
     if exported.onnx is not None:
         onnx = artifacts.put_bytes(exported.onnx, "application/octet-stream", "model", "model.onnx")
@@ -227,12 +230,21 @@ def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_star
         model=estimator, onnx=onnx, profile=profile, onnx_parity=exported.parity, serving_problem=exported.problem,
         version=training.version_for(run_started, estimator["sha256"]), threshold=threshold,
         trained_at=run_started.isoformat(), lineage=Lineage(snapshot=transformed["snapshot"], splits=splits),
-        seed=seed, excluded_features=list(excluded))
-    artifacts.put_json({**trained, "estimator_params": training.ESTIMATOR_PARAMS,
-                        "validation_metrics": validation_metrics}, "model", "training.json")
-    log.info("trained %s: threshold %.4f, validation roc_auc %.4f; ONNX %s", trained["version"], threshold,
-             validation_metrics["roc_auc"], exported.problem or f"parity {exported.parity}")
+        seed=seed, excluded_features=list(excluded), model_family=family.name,
+        training=training.record(fitted, family.name))
+    oof = fitted.oof_["metrics"]
+    artifacts.put_json({**trained, "estimator_params": family.params, "out_of_fold_metrics": oof},
+                       "model", "training.json")
+    log.info("trained %s (%s): threshold %.4f, out-of-fold roc_auc %.4f f1 %.4f on %s rows; ONNX %s",
+             trained["version"], family.name, threshold, oof["roc_auc"], oof["f1"], oof["rows"],
+             exported.problem or f"parity {exported.parity}")
     return trained
+
+
+def _concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
 
 
 def _candidate(artifacts: RunArtifacts, trained: Trained):
@@ -363,7 +375,10 @@ def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, 
         # What `python -m cross_sell reproduce` retrains it from (with `lineage`'s snapshot).
         "seed": trained["seed"],
         "excluded_features": trained.get("excluded_features", []),
-        "estimator_params": training.ESTIMATOR_PARAMS,
+        "model_family": trained.get("model_family", "hgb"),
+        "estimator_params": model_families.get(trained.get("model_family", "hgb")).params,
+        # how it was fitted and its threshold chosen (the family, the rows, the out-of-fold folds)
+        "training": trained.get("training"),
         "split_fractions": features.SPLIT_FRACTIONS,
         "fairness": decision["fairness"]["candidate"],
         "max_equalized_odds_difference": decision.get("max_equalized_odds_difference"),
