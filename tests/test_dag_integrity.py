@@ -84,8 +84,10 @@ def test_every_task_has_a_timeout_and_io_tasks_back_off(dag):
 
 
 def test_assets_give_lineage(dag):
-    assert [a.name for a in dag.get_task("extract").outlets] == ["cross_sell_raw_snapshot"]
-    assert [a.name for a in dag.get_task("push").outlets] == ["cross_sell_champion"]
+    from cross_sell_airflow.assets import asset_name
+
+    assert [a.name for a in dag.get_task("extract").outlets] == [asset_name("cross_sell_raw_snapshot")]
+    assert [a.name for a in dag.get_task("push").outlets] == [asset_name("cross_sell_champion")]
     assert dag.get_task("push").outlets[0].uri.endswith("/champion.json")
 
 
@@ -171,14 +173,16 @@ def scoring_dag(dag_bag):
 def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
     from airflow.sdk import AssetOrTimeSchedule
 
+    from cross_sell_airflow.assets import asset_name
+
     timetable = scoring_dag.timetable
     assert isinstance(timetable, AssetOrTimeSchedule)
-    assert timetable.asset_condition.name == "cross_sell_champion"
+    assert timetable.asset_condition.name == asset_name("cross_sell_champion")
     assert timetable.timetable.expression == "0 5 * * *"
     champion = [outlet for outlet in dag.get_task("push").outlets]
-    assert [a.name for a in champion] == ["cross_sell_champion"]  # what training emits is what scoring awaits
+    assert [a.name for a in champion] == [asset_name("cross_sell_champion")]  # training emits what scoring awaits
     assert sorted(scoring_dag.task_ids) == ["campaign", "publish", "score"]
-    assert [a.name for a in scoring_dag.get_task("publish").outlets] == ["cross_sell_scores"]
+    assert [a.name for a in scoring_dag.get_task("publish").outlets] == [asset_name("cross_sell_scores")]
     assert scoring_dag.max_active_runs == 1 and scoring_dag.catchup is False
     params = scoring_dag.params.dump()
     assert params["model"] == "champion" and params["campaign_top_share"] == 0.1 and params["campaign_top_n"] is None
