@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from devstack import local_services
-from support import ROOT, skip_unless_available
 from standalone_support import read_banner, sourced, stop
+from support import ROOT, skip_unless_available
 
 DEFAULTS = (27017, 5000, 8000, 8080, 8793, 8794)
 
