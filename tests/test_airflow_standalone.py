@@ -144,6 +144,74 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
     assert all(part in home for part in ("MetaDatabase", "Scheduler", "Triggerer", "Dag Processor"))
 
 
+def _task_details(page, url: str, dag_id: str, run_id: str, task_id: str, shot=None) -> None:
+    """The task instance's Details tab, where the UI shows its extra links (as buttons under "Extra Links")."""
+    page.goto(f"{url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/details")
+    page.get_by_text("Extra Links", exact=True).wait_for(timeout=scaled(90) * 1000)
+    if shot is not None:
+        page.screenshot(path=shot, full_page=True)
+        print(f"{dag_id}.{task_id}'s page with its links: {shot}")
+
+
+def _click_link(page, name: str, shot):
+    """Click the extra-link button `name` on the task page open in `page`; the page it opens (a new tab),
+    loaded and screenshotted."""
+    button = page.get_by_role("link", name=name, exact=True).first
+    button.wait_for()
+    with page.context.expect_page() as opened:
+        button.click()
+    target = opened.value
+    target.wait_for_load_state()
+    target.screenshot(path=shot, full_page=True)
+    print(f"{name}, opened from the task's page: {shot}")
+    return target
+
+
+def test_every_output_is_one_click_from_the_task_page(readme_section):
+    """Issue #32: the reports, the model card (as HTML), the scores, the campaign list and the monitoring page
+    were only `s3://` keys in task logs. They are extra links of the tasks (presigned URLs, made as each task
+    ends): through the official client, then as a person clicks them in the UI (screenshots to look at)."""
+    import datetime
+
+    api, tmp_path, _, _, _ = readme_section
+    training, scoring = README_RUN["training"], README_RUN["scoring"]
+    links = {task: api.links(DAG_ID, training, task) for task in ("validate", "evaluate", "push")}
+    links.update({task: api.links("cross_sell_scoring", scoring, task) for task in ("score", "campaign")})
+    expected = {("validate", "Validation report"): "text/html", ("evaluate", "Evaluation report"): "text/html",
+                ("push", "Model card"): "text/html", ("score", "Scores (Parquet)"): "application/octet-stream",
+                ("score", "Lift table (JSON)"): "application/json", ("campaign", "Campaign list (CSV)"): "text/csv"}
+    for (task, name), kind in expected.items():
+        assert links[task].get(name), (task, name, links[task])
+        with urllib.request.urlopen(links[task][name], timeout=scaled(30)) as answer:
+            assert answer.headers.get_content_type() == kind, (task, name, answer.headers["Content-Type"])
+    # The monitoring DAG for the default day (yesterday: nothing was sampled then): its page says which
+    # `day` it looked at and which days have samples.
+    run_id = api.trigger("cross_sell_monitoring", {})
+    assert api.wait_for_run("cross_sell_monitoring", run_id, scaled(300)).state.value == "success", \
+        api.states("cross_sell_monitoring", run_id)
+    page_url = api.links("cross_sell_monitoring", run_id, "report")["Monitoring page"]
+    with urllib.request.urlopen(page_url, timeout=scaled(30)) as answer:
+        monitoring_page = answer.read().decode()
+    yesterday = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=1)).isoformat()
+    assert f"no sampled serving rows for {yesterday}" in monitoring_page and "`day` param" in monitoring_page
+
+    skip_unless_available(browser.missing())
+    with browser.page([browser.token_cookie(api.url, api.token())]) as page:
+        _task_details(page, api.url, DAG_ID, training, "evaluate", tmp_path / "task-evaluate-links.png")
+        report = _click_link(page, "Evaluation report", tmp_path / "evaluation-report.png")
+        report.get_by_text("Fairness by protected attribute").first.wait_for()
+        _task_details(page, api.url, DAG_ID, training, "push", tmp_path / "task-push-links.png")
+        card = _click_link(page, "Model card", tmp_path / "model-card.png")
+        assert card.evaluate("document.contentType") == "text/html"
+        card.get_by_role("heading", name=re.compile("Model card")).first.wait_for()
+        card_text = browser.text(card)
+        _task_details(page, api.url, "cross_sell_scoring", scoring, "score", tmp_path / "task-score-links.png")
+        _task_details(page, api.url, "cross_sell_monitoring", run_id, "report")
+        _click_link(page, "Monitoring page", tmp_path / "monitoring-page.png")
+        assert page.errors == [], page.errors  # the UI's console, through all of it
+    assert "Fairness" in card_text and "#" not in card_text.split("\n", 1)[0], card_text[:500]  # rendered, not markdown
+
+
 def _registry(env: dict):
     import boto3
 
