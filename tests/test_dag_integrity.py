@@ -274,7 +274,6 @@ OUTPUT_LINKS = {
     ("cross_sell_training", "validate"): ["Validation report"],
     ("cross_sell_training", "evaluate"): ["Evaluation report"],
     ("cross_sell_training", "describe_for_approval"): ["Model card"],
-    ("cross_sell_training", "approve"): ["Evaluation report", "Model card"],
     ("cross_sell_training", "push"): ["Model card"],
     ("cross_sell_training", "shadow"): ["Model card"],
     ("cross_sell_scoring", "score"): ["Lift table (JSON)", "Quarantined rows", "Scores (Parquet)"],
