@@ -52,14 +52,19 @@ def page(cookies: list[dict] | None = None) -> Iterator:
             context.set_default_timeout(scaled(60) * 1000)
             if cookies:
                 context.add_cookies(cookies)
+            context.on("page", _watch)  # a page opened from it too (a link to a new tab)
             opened = context.new_page()
-            errors: list[str] = []
-            opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            opened.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-            opened.errors = errors  # type: ignore[attr-defined]
             yield opened
         finally:
             browser.close()
+
+
+def _watch(opened) -> None:
+    """Collect the page's console errors and uncaught exceptions in `opened.errors`."""
+    errors: list[str] = []
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    opened.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    opened.errors = errors
 
 
 def token_cookie(url: str, token: str) -> dict:

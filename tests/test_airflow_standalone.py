@@ -164,6 +164,7 @@ def _click_link(page, name: str, shot):
     target.wait_for_load_state()
     target.screenshot(path=shot, full_page=True)
     print(f"{name}, opened from the task's page: {shot}")
+    assert target.errors == [], (name, target.errors)
     return target
 
 
