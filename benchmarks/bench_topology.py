@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,25 +38,26 @@ UPSTREAM = {"validate": ["extract"], "check_drift": ["extract"], "transform": ["
             "push": ["should_push", "evaluate", "train", "extract"]}
 
 
-def _time(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def gaps(tis: dict) -> list[float]:
+    """`tis`: task id -> the official client's TaskInstanceResponse (datetimes)."""
     out = []
     for task, parents in UPSTREAM.items():
         ti = tis[task]
-        if ti["state"] == "success" and ti["start_date"]:
-            out.append(_time(ti["start_date"]) - max(_time(tis[p]["end_date"]) for p in parents))
+        if ti.state.value == "success" and ti.start_date:
+            out.append(ti.start_date.timestamp() - max(tis[p].end_date.timestamp() for p in parents))
     return out
 
 
 def timed_run(api, conf: dict) -> tuple[str, float]:
     started = time.perf_counter()
     run_id = api.trigger(DAG_ID, conf)
-    api.wait(lambda a: a.run(DAG_ID, run_id)["state"] == "success" or
-             (a.run(DAG_ID, run_id)["state"] == "failed" and sys.exit(f"run {run_id} failed")),
-             1800, "the run", every=0.5)
+
+    def succeeded() -> bool:
+        state = api.run(DAG_ID, run_id).state.value
+        if state == "failed":
+            sys.exit(f"run {run_id} failed")
+        return state == "success"
+    api.wait(succeeded, 1800, "the run", every=0.5)
     return run_id, time.perf_counter() - started
 
 
@@ -105,24 +105,23 @@ def main() -> None:
             overrides={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(args.heartbeat_timeout),
                        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                        "CROSS_SELL_SCHEDULE": "none", "CROSS_SELL_RETRY_DELAY_SECONDS": "1"})
-        api = topology.api
-        api.wait(lambda a: a.get(f"/api/v2/dags/{DAG_ID}"), 300, "the DAG", 2.0)
+        api = topology.api  # the admin, through Airflow's official REST client
+        api.wait(lambda: api.dag(DAG_ID), 300, "the DAG", 2.0)
         api.unpause(DAG_ID)
         run_id, results["topology"] = timed_run(api, {"min_roc_auc": 0.7})
         tis = api.task_instances(DAG_ID, run_id)
         results["gaps"] = gaps(tis)
-        results["task seconds"] = sum(ti["duration"] or 0 for ti in tis.values())
+        results["task seconds"] = sum(ti.duration or 0 for ti in tis.values())
 
         run_id = api.trigger(DAG_ID, {"min_roc_auc": 0.7})
-        train = api.wait(lambda a: (lambda t: t if t.get("state") == "running" else None)(
-            a.task_instances(DAG_ID, run_id).get("train", {})), 600, "train running", every=0.2)
+        train = api.wait_for_state(DAG_ID, run_id, "train", ("running",), 600)
         time.sleep(1.0)  # into the task's work
         killed_at = time.time()
-        topology.kill(train["hostname"])
+        topology.kill(train.hostname)
         api.wait_for_run(DAG_ID, run_id, 1800)
-        tries = {t["try_number"]: t for t in api.tries(DAG_ID, run_id, "train")}
-        results["work lost"] = killed_at - _time(tries[1]["start_date"])
-        results["wait for retry"] = _time(tries[2]["start_date"]) - killed_at
+        tries = {t.try_number: t for t in api.tries(DAG_ID, run_id, "train")}
+        results["work lost"] = killed_at - tries[1].start_date.timestamp()
+        results["wait for retry"] = tries[2].start_date.timestamp() - killed_at
     finally:
         airflow_stack.teardown(topology, database, redis_db, s3, mongo)
 

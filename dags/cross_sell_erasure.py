@@ -30,6 +30,7 @@ from cross_sell.contracts import Erased
 from cross_sell.params import ErasureParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.defaults import dag_defaults
+from cross_sell_airflow.links import ERASURE_RECEIPT, with_links
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -66,7 +67,7 @@ def cross_sell_erasure():
                 reason=run.params["reason"], by=run.triggered_by, dry_run=run.params["dry_run"], signer=run.signer,
                 lock_days=SETTINGS.audit_lock_days))
 
-    erase()
+    with_links(erase(), ERASURE_RECEIPT)
 
 
 cross_sell_erasure()

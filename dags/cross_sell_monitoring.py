@@ -28,6 +28,7 @@ from cross_sell_airflow import tracking
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import SCORES, recorded_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.links import MONITORED_DAY, MONITORING_PAGE, with_links
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -82,7 +83,8 @@ def cross_sell_monitoring():
             return run.done(monitoring.build_report(run.registry.s3, SETTINGS.s3_bucket, SETTINGS.s3_prefix,
                                                     today=result["daily"]))
 
-    report(monitor())
+    # The day's figures and the trend page: buttons on the tasks' pages in the UI.
+    with_links(report(with_links(monitor(), MONITORED_DAY)), MONITORING_PAGE)
 
 
 cross_sell_monitoring()

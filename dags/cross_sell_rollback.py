@@ -33,6 +33,7 @@ from cross_sell.settings import Settings  # standard library only: cheap at pars
 from cross_sell_airflow.approval import rollback_approval
 from cross_sell_airflow.assets import CHAMPION
 from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
+from cross_sell_airflow.links import RESTORED_MODEL_CARD, with_links
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -93,7 +94,7 @@ def check_operator(**context) -> None:
     },
 )
 def cross_sell_rollback():
-    restored = rollback()
+    restored = with_links(rollback(), RESTORED_MODEL_CARD)
     route = route_rollback()
     check_operator() >> route >> restored
     route >> rollback_approval(SETTINGS) >> restored

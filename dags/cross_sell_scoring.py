@@ -39,6 +39,8 @@ from cross_sell.settings import Settings  # standard library only: cheap at pars
 from cross_sell_airflow import tracking
 from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.links import CAMPAIGN, LIFT_TABLE, QUARANTINE, with_links
+from cross_sell_airflow.links import SCORES as SCORES_FILE
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -108,8 +110,8 @@ def cross_sell_scoring():
         record_scores(run.sealed_inputs[0])
         return published
 
-    scored = score()
-    [campaign(scored), publish(scored)]
+    scored = with_links(score(), SCORES_FILE, LIFT_TABLE, QUARANTINE)  # buttons on the task's page in the UI
+    [with_links(campaign(scored), CAMPAIGN), publish(scored)]
 
 
 cross_sell_scoring()

@@ -66,6 +66,14 @@ from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.approval import push_approval
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
 from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.links import (
+    EVALUATION_REPORT,
+    PUSHED_MODEL_CARD,
+    RUN_MODEL_CARD,
+    SHADOW_MODEL_CARD,
+    VALIDATION_REPORT,
+    with_links,
+)
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -263,19 +271,22 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
     },
 )
 def cross_sell_training():
+    # Each output is a button on its task's page in the UI (cross_sell_airflow.links).
     extracted = extract()
     transformed = transform(extracted)
-    validated = validate(extracted)
+    validated = with_links(validate(extracted), VALIDATION_REPORT)
     drift = check_drift(extracted)
     [validated, drift] >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
-    decision = evaluate(trained, transformed, validated, extracted, drift)
-    pushed = push(decision, trained, extracted)
+    decision = with_links(evaluate(trained, transformed, validated, extracted, drift), EVALUATION_REPORT)
+    pushed = with_links(push(decision, trained, extracted), PUSHED_MODEL_CARD)
     route = route_push()
     should_push(decision) >> route >> pushed
-    described = describe_for_approval(decision, trained, extracted, drift)
+    described = with_links(describe_for_approval(decision, trained, extracted, drift), RUN_MODEL_CARD)
+    # No links on the approval task itself (its form links both): working them out as it parks would delay its
+    # exit, and an answer landing before the parked try has ended fails the resumed task on Airflow 3.3.2.
     route >> described >> push_approval(SETTINGS) >> pushed
-    should_shadow(decision) >> shadow(decision, trained, extracted)
+    should_shadow(decision) >> with_links(shadow(decision, trained, extracted), SHADOW_MODEL_CARD)
 
 
 cross_sell_training()

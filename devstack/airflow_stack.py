@@ -27,7 +27,7 @@ import yaml
 from cross_sell.governance import custody
 
 from . import local_services
-from .airflow_api import AirflowApi
+from .airflow_user import AirflowUser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -121,7 +121,7 @@ def unreachable() -> str | None:
 class Topology:
     home: Path
     env: dict
-    api: AirflowApi
+    api: AirflowUser  # the admin, through Airflow's official REST client
     database: str
     redis_db: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -241,7 +241,7 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
     env = {k: str(v) for k, v in env.items()}
     create_database(database)
     flush_redis(redis_db)
-    topology = Topology(home, env, AirflowApi(f"http://127.0.0.1:{api_port}", "admin", admin_password),
+    topology = Topology(home, env, AirflowUser(f"http://127.0.0.1:{api_port}", "admin", admin_password),
                         database, redis_db)
     _run([sys.executable, "-m", "airflow", "db", "migrate"], env, home, "airflow db migrate")
     _run([sys.executable, "-m", "airflow", "users", "create", "--role", "Admin", "--username", "admin",
@@ -254,8 +254,8 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
             topology.start_process(name, [name, *(["--skip-serve-logs"] if name == "triggerer" else [])], own)
         for number in range(1, workers + 1):
             topology.start_worker(f"worker-{number}")
-        topology.api.wait(_healthy, ready_timeout, "the API to report a healthy scheduler, dag processor and "
-                          "triggerer", every=2.0)
+        topology.api.wait(topology.api.healthy, ready_timeout, "the API to report a healthy scheduler, dag "
+                          "processor and triggerer", every=2.0)
     except BaseException:
         topology.stop()
         raise
@@ -305,12 +305,6 @@ def teardown(topology: Topology | None, database: str, redis_db: int, *servers) 
     flush_redis(redis_db)
     for server in servers:
         server.stop()
-
-
-def _healthy(api: AirflowApi) -> bool:
-    health = api._request("GET", "/api/v2/monitor/health", auth=False)
-    return all(health.get(part, {}).get("status") == "healthy"
-               for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
 
 
 def _erasure_key(home: Path) -> Path:

@@ -32,6 +32,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_taken(port: int) -> bool:
+    """Whether a server could not listen on `port` now (something listens on it, on any address)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def _tail(path: str | os.PathLike, lines: int = 20) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def _wait_until(ready, process: subprocess.Popen, name: str, what: str, timeout: float, poll: float) -> bool:
     """Poll `ready()` (an OSError counts as not yet) until it holds, the process exits (an error) or the
     scaled timeout passes (False: the caller cleans up and says what did not happen)."""
@@ -48,14 +66,25 @@ def _wait_until(ready, process: subprocess.Popen, name: str, what: str, timeout:
     return False
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0,
+                   logs: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Until something accepts connections on `port`; if the process exits first (or never listens), the
+    error carries the end of each of its `logs` (the server's own reason)."""
     def listening() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
 
-    if not _wait_until(listening, process, name, f"listening on {port}", timeout, poll=0.1):
-        process.kill()
-        raise RuntimeError(f"{name} did not listen on port {port} within {scaled(timeout):.0f} s")
+    def reason() -> str:
+        told = [f"--- {path}\n{text}" for path in logs if (text := _tail(path))]
+        return (":\n" + "\n".join(told)) if told else ""
+
+    try:
+        if _wait_until(listening, process, name, f"listening on {port}", timeout, poll=0.1):
+            return
+    except RuntimeError as exited:
+        raise RuntimeError(f"{exited}{reason()}") from None
+    process.kill()
+    raise RuntimeError(f"{name} did not listen on port {port} within {scaled(timeout):.0f} s{reason()}")
 
 
 @dataclass
@@ -307,7 +336,8 @@ def start_front(upstream: str, port: int | None = None, workdir: str | None = No
         raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
     root = ROOT
     port = port or free_port()
-    home = workdir or tempfile.mkdtemp(prefix="front-")
+    # Absolute: nginx reads a relative `include` against its prefix (-p), not the current directory.
+    home = os.path.abspath(workdir or tempfile.mkdtemp(prefix="front-"))
     os.makedirs(home, exist_ok=True)
     template = open(os.path.join(root, "docker", "nginx", "serving.conf.template")).read()
     with open(os.path.join(home, "serving.conf"), "w") as handle:
@@ -323,10 +353,12 @@ def start_front(upstream: str, port: int | None = None, workdir: str | None = No
         handle.write(f"daemon off;\nworker_processes {worker_processes};\npid {home}/nginx.pid;\n"
                      f"error_log {home}/error.log warn;\nevents {{ worker_connections 4096; }}\n"
                      f"http {{\n    access_log off;\n{temp_paths}    include {home}/serving.conf;\n}}\n")
-    process = subprocess.Popen([nginx, "-p", home, "-c", os.path.join(home, "nginx.conf"),
-                                "-e", os.path.join(home, "error.log")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, process, "nginx", timeout)
+    stderr_path = os.path.join(home, "nginx.stderr")  # what nginx says before its error log is open
+    with open(stderr_path, "wb") as stderr:
+        process = subprocess.Popen([nginx, "-p", home, "-c", os.path.join(home, "nginx.conf"),
+                                    "-e", os.path.join(home, "error.log")],
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    _wait_for_port(port, process, "nginx", timeout, logs=(stderr_path, os.path.join(home, "error.log")))
     return Service("front", port, process, f"http://127.0.0.1:{port}", scratch=[buffers])
 
 
@@ -349,6 +381,20 @@ def airflow_config(home: str | os.PathLike, ui: bool = False) -> dict:
         config.update({"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                        "AIRFLOW__CORE__PARALLELISM": "4", "CROSS_SELL_SCHEDULE": "none"})
     return config
+
+
+def airflow_ports(api_port: int, worker_log_port: int, trigger_log_port: int) -> dict:
+    """Where a local Airflow listens, and what its processes must be told of it: the API server's port
+    together with the execution API URL every task reports to (a port without it makes each task fail
+    with httpx.ConnectError while the UI's log shows only "Pre Execute"), the base URL links are made
+    from (the failure alert's log link), and the ports of the worker's and triggerer's log servers."""
+    return {
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+    }
 
 
 def airflow_connections(mongo: Service, s3: Service, database: str) -> dict:

@@ -65,7 +65,7 @@ def main() -> int:
             signing_key=keys / "signing.key", public_key=keys / "signing.pub", workers=args.workers,
             statsd_port=int(statsd.env["STATSD_PORT"]), api_port=args.port, admin_password=password,
             overrides={"CROSS_SELL_SCHEDULE": "none"}, mlflow_url=mlflow.url)
-        topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), 300, "the DAG to be parsed", 2.0)
+        topology.api.wait(lambda: topology.api.dag(DAG_ID), 300, "the DAG to be parsed", 2.0)
         topology.api.unpause(DAG_ID)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         print(f"ready in {time.perf_counter() - started:.0f} s: http://127.0.0.1:{args.port}  user admin, "

@@ -1,138 +1,76 @@
-"""Headless Chromium driven over the DevTools protocol: what a person sees on a page, as text and a PNG.
+"""What a person sees in a browser: Playwright driving Debian's headless `chromium` (installed by .ci/run).
 
-Debian's `chromium` (installed by .ci/run) with a fresh profile and the flags this machine's closed network
-needs; the protocol through the `websockets` client Airflow already brings. Stopped by its own pid.
+Playwright's own browser builds are not downloaded: it launches the system binary (`executable_path`), with
+the flags a root user on this machine's closed network needs. `page()` opens one page whose console errors
+and uncaught exceptions are collected in `page.errors` (a test asserts there are none where it should).
+Waits are Playwright's (`goto` until load, `wait_for_selector`, `wait_for_function`, text locators).
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
+import contextlib
 import os
-import re
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
-from pathlib import Path
+from collections.abc import Iterator
 
 from support import scaled
 
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1400,1000")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars"]
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    """Debian's chromium, if installed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 
-class Browser:
-    """One page of a headless Chromium: `open(url)`, then `text()`, `evaluate(js)`, `screenshot(path)`."""
+def missing() -> str | None:
+    """Why no browser can be driven here, or None."""
+    if chromium() is None:
+        return "chromium is not installed (.ci/run installs it)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (requirements.txt)"
+    return None
 
-    def __init__(self):
-        binary = chromium()
-        if binary is None:
-            raise RuntimeError("chromium is not installed (Debian: apt-get install chromium)")
-        self.profile = tempfile.mkdtemp(prefix="chromium-")
-        self.process = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self._ids = itertools.count(1)
-        deadline = time.monotonic() + scaled(60)
-        endpoint = None
-        while endpoint is None:
-            line = self.process.stderr.readline()
-            found = re.search(r"DevTools listening on (ws://\S+)", line)
-            if found:
-                endpoint = found.group(1)
-            elif not line and self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("chromium did not start its DevTools endpoint")
-        self.port = int(re.search(r":(\d+)/", endpoint).group(1))
-        self._socket = self._connect_page()
-        self.call("Page.enable")
-        self.call("Network.enable")
 
-    def _connect_page(self):
-        import urllib.request
+@contextlib.contextmanager
+def page(cookies: list[dict] | None = None) -> Iterator:
+    """A fresh headless Chromium page (Playwright's `Page`) with `cookies`; `page.errors` collects the
+    console's errors and uncaught exceptions. The browser is closed afterwards."""
+    from playwright.sync_api import sync_playwright
 
-        from websockets.sync.client import connect
-
-        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10).read())
-        page = next(t for t in targets if t["type"] == "page")
-        return connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=scaled(30))
-
-    def call(self, method: str, **params) -> dict:
-        message_id = next(self._ids)
-        self._socket.send(json.dumps({"id": message_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(self._socket.recv(timeout=scaled(60)))
-            if reply.get("id") == message_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-
-    def set_cookie(self, url: str, name: str, value: str) -> None:
-        self.call("Network.setCookie", name=name, value=value, url=url)
-
-    def open(self, url: str, settle: float = 1.0) -> None:
-        """Navigate and wait for the page's load, then `settle` seconds for scripts to render."""
-        self.call("Page.navigate", url=url)
-        deadline = time.monotonic() + scaled(60)
-        while self.evaluate("document.readyState") != "complete":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not finish loading")
-            time.sleep(0.1)
-        time.sleep(settle)
-
-    def wait_for_text(self, fragment: str, timeout: float = 60) -> str:
-        """The page's visible text once it contains `fragment` (a single-page app renders after load)."""
-        deadline = time.monotonic() + scaled(timeout)
-        while True:
-            text = self.text()
-            if fragment in text:
-                return text
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{fragment!r} never appeared; the page shows: {text[:2000]!r}")
-            time.sleep(0.3)
-
-    def evaluate(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-    def text(self) -> str:
-        return self.evaluate("document.body ? document.body.innerText : ''") or ""
-
-    def screenshot(self, path: str | os.PathLike, full_page: bool = True) -> Path:
-        params = {"format": "png"}
-        if full_page:
-            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000),
-                              "scale": 1}
-            params["captureBeyondViewport"] = True
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
-        return path
-
-    def close(self) -> None:
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS, headless=True,
+                                         timeout=scaled(60) * 1000)
         try:
-            if getattr(self, "_socket", None) is not None:
-                self._socket.close()
+            context = browser.new_context(viewport=VIEWPORT)
+            context.set_default_timeout(scaled(60) * 1000)
+            if cookies:
+                context.add_cookies(cookies)
+            context.on("page", _watch)  # a page opened from it too (a link to a new tab)
+            opened = context.new_page()
+            yield opened
         finally:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=scaled(10))
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait()
-            shutil.rmtree(self.profile, ignore_errors=True)
+            browser.close()
 
-    def __enter__(self) -> "Browser":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+def _watch(opened) -> None:
+    """Collect the page's console errors and uncaught exceptions in `opened.errors`."""
+    errors: list[str] = []
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    opened.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    opened.errors = errors
+
+
+def token_cookie(url: str, token: str) -> dict:
+    """The Airflow UI's session: its `_token` cookie holds the API's access token."""
+    return {"name": "_token", "value": token, "url": url}
+
+
+def text(opened) -> str:
+    return opened.inner_text("body")

@@ -1,10 +1,11 @@
 """The README's "Run it in the Airflow UI" section, command by command, on a real `airflow standalone`.
 
 `python -m devstack services` (terminal 1), then with its .local/services.env sourced: `python -m
-cross_sell load`, `airflow standalone`; the DAG is triggered through the REST API as the README shows
-(token, then dagRuns with a conf; a conf that breaks the Params is refused), and task logs are read
-through the API. Only ports and paths differ from the README (free ones, under a temporary folder).
-Every process started here is stopped by its pid.
+cross_sell load`, `airflow standalone`; the DAG is triggered through the REST API with Airflow's official
+client (`apache-airflow-client`; a conf that breaks the Params is refused), and task logs are read through
+it. Only ports and paths differ from the README (chosen with devstack's options, under a temporary folder;
+tests/test_readme_operating.py runs the README's own commands). Every process started here is stopped by
+its pid.
 """
 
 import json
@@ -13,11 +14,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from airflow_client.client.exceptions import ApiException
 
 import browser
 from cross_sell.data import schema
 from cross_sell.governance.approval import text
-from devstack.airflow_api import AirflowApi
 from standalone_support import standalone_airflow
 from support import expectation_count, scaled, skip_unless_available
 
@@ -78,23 +79,21 @@ def readme_section(tmp_path_factory, lineage_receiver):
                                                            "endpoint": "api/v1/lineage"}),
              "AIRFLOW__OPENLINEAGE__NAMESPACE": "cross-sell"}
     with standalone_airflow(tmp_path_factory.mktemp("standalone"), extra_env=extra) as running:
-        api = AirflowApi(running.url, "admin", running.passwords["admin"])
-        reviewer = AirflowApi(running.url, "reviewer", running.passwords["reviewer"])
-        yield api, running.home, running.front, running.env, reviewer
+        yield running.user("admin"), running.home, running.front, running.env, running.user("reviewer")
 
 
 def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_section):
     api, tmp_path, front, _, _ = readme_section
-    api.wait(lambda a: a.get(f"/api/v2/dags/{DAG_ID}"), scaled(120), "the DAG to be parsed")
-    assert api.get(f"/api/v2/dags/{DAG_ID}")["is_paused"] is False  # no unpause step needed
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    api.wait(lambda: api.dag(DAG_ID), scaled(120), "the DAG to be parsed")
+    assert api.dag(DAG_ID).is_paused is False  # no unpause step needed
+    with pytest.raises(ApiException) as refused:
         api.trigger(DAG_ID, {"min_roc_auc": 7})
-    assert refused.value.code == 400 and "min_roc_auc" in refused.value.read().decode()
+    assert refused.value.status == 400 and "min_roc_auc" in refused.value.body
     run_id = api.trigger(DAG_ID, README_CONF)
     finished = api.wait_for_run(DAG_ID, run_id, scaled(400))
-    tasks = api.task_instances(DAG_ID, run_id)
-    assert finished["state"] == "success", {k: t["state"] for k, t in tasks.items()}
-    assert finished["conf"] == README_CONF and tasks["push"]["state"] == "success"
+    states = api.states(DAG_ID, run_id)
+    assert finished.state.value == "success", states
+    assert finished.conf == README_CONF and states["push"] == "success"
     assert "extracted 5000 rows" in api.log(DAG_ID, run_id, "extract", 1)
     validate_log = api.log(DAG_ID, run_id, "validate", 1)
     expected = expectation_count()
@@ -105,16 +104,15 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
 
     # The loop closes on this machine (issue #21): the new champion is scored for the CRM, and the service
     # that `devstack services --serve` runs answers with it through its front.
-    def scored(api):
-        runs = api.get("/api/v2/dags/cross_sell_scoring/dagRuns")["dag_runs"]
-        return next((r for r in runs if r["state"] in ("success", "failed")), None)
+    def scored():
+        return next((r for r in api.runs("cross_sell_scoring") if r.state.value in ("success", "failed")), None)
 
     scoring = api.wait(scored, scaled(300), "the scoring run the new champion triggers", every=2.0)
-    assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring
-    README_RUN["scoring"] = scoring["dag_run_id"]
+    assert scoring.state.value == "success" and scoring.run_type.value == "asset_triggered", scoring
+    README_RUN["scoring"] = scoring.dag_run_id
     champion = api.log(DAG_ID, run_id, "push", 1).split("champion is now ", 1)[1].split()[0]
 
-    def answered(_):
+    def answered():
         request = urllib.request.Request(f"{front}/predict", method="POST",
                                          headers={"Content-Type": "application/json"},
                                          data=json.dumps({"records": [schema.example_record()]}).encode())
@@ -129,20 +127,90 @@ def test_the_readme_ui_section_runs_a_triggered_dag_and_shows_its_logs(readme_se
 
     # A first run without a red mark: no failed run of any DAG, no plugin or DAG import error, and the UI's
     # home page (as a person sees it, in headless Chromium) says so.
-    assert api.get("/api/v2/dags/~/dagRuns?state=failed")["total_entries"] == 0
-    assert api.get("/api/v2/plugins/importErrors")["total_entries"] == 0
-    assert api.get("/api/v2/importErrors")["total_entries"] == 0
-    if browser.chromium() is None:
-        skip_unless_available("chromium is not installed (.ci/run installs it)")
-    with browser.Browser() as page:
-        page.set_cookie(api.url, "_token", api.token())
-        page.open(f"{api.url}/")
-        home = page.wait_for_text("Failed Dags", 90)
-        shot = page.screenshot(tmp_path / "airflow-home.png")
+    assert api.runs("~", state=["failed"]) == []
+    assert api.api("PluginApi").import_errors().total_entries == 0
+    assert api.api("ImportErrorApi").get_import_errors().total_entries == 0
+    skip_unless_available(browser.missing())
+    with browser.page([browser.token_cookie(api.url, api.token())]) as page:
+        page.goto(f"{api.url}/")
+        page.get_by_text("Failed Dags").first.wait_for(timeout=scaled(90) * 1000)
+        page.get_by_text("Dag Processor").first.wait_for()
+        home = browser.text(page)
+        shot = tmp_path / "airflow-home.png"
+        page.screenshot(path=shot, full_page=True)
         print(f"home page screenshot: {shot}")
     assert re.search(r"(\d+)\s+Failed Dags", home).group(1) == "0", home[:3000]
     assert "Import Error" not in home, home[:3000]  # the banner the UI shows for plugin or DAG import errors
     assert all(part in home for part in ("MetaDatabase", "Scheduler", "Triggerer", "Dag Processor"))
+
+
+def _task_details(page, url: str, dag_id: str, run_id: str, task_id: str, shot=None) -> None:
+    """The task instance's Details tab, where the UI shows its extra links (as buttons under "Extra Links")."""
+    page.goto(f"{url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/details")
+    page.get_by_text("Extra Links", exact=True).wait_for(timeout=scaled(90) * 1000)
+    if shot is not None:
+        page.screenshot(path=shot, full_page=True)
+        print(f"{dag_id}.{task_id}'s page with its links: {shot}")
+
+
+def _click_link(page, name: str, shot):
+    """Click the extra-link button `name` on the task page open in `page`; the page it opens (a new tab),
+    loaded and screenshotted."""
+    button = page.get_by_role("link", name=name, exact=True).first
+    button.wait_for()
+    with page.context.expect_page() as opened:
+        button.click()
+    target = opened.value
+    target.wait_for_load_state()
+    target.screenshot(path=shot, full_page=True)
+    print(f"{name}, opened from the task's page: {shot}")
+    assert target.errors == [], (name, target.errors)
+    return target
+
+
+def test_every_output_is_one_click_from_the_task_page(readme_section):
+    """Issue #32: the reports, the model card (as HTML), the scores, the campaign list and the monitoring page
+    were only `s3://` keys in task logs. They are extra links of the tasks (presigned URLs, made as each task
+    ends): through the official client, then as a person clicks them in the UI (screenshots to look at)."""
+    import datetime
+
+    api, tmp_path, _, _, _ = readme_section
+    training, scoring = README_RUN["training"], README_RUN["scoring"]
+    links = {task: api.links(DAG_ID, training, task) for task in ("validate", "evaluate", "push")}
+    links.update({task: api.links("cross_sell_scoring", scoring, task) for task in ("score", "campaign")})
+    expected = {("validate", "Validation report"): "text/html", ("evaluate", "Evaluation report"): "text/html",
+                ("push", "Model card"): "text/html", ("score", "Scores (Parquet)"): "application/octet-stream",
+                ("score", "Lift table (JSON)"): "application/json", ("campaign", "Campaign list (CSV)"): "text/csv"}
+    for (task, name), kind in expected.items():
+        assert links[task].get(name), (task, name, links[task])
+        with urllib.request.urlopen(links[task][name], timeout=scaled(30)) as answer:
+            assert answer.headers.get_content_type() == kind, (task, name, answer.headers["Content-Type"])
+    # The monitoring DAG for the default day (yesterday: nothing was sampled then): its page says which
+    # `day` it looked at and which days have samples.
+    run_id = api.trigger("cross_sell_monitoring", {})
+    assert api.wait_for_run("cross_sell_monitoring", run_id, scaled(300)).state.value == "success", \
+        api.states("cross_sell_monitoring", run_id)
+    page_url = api.links("cross_sell_monitoring", run_id, "report")["Monitoring page"]
+    with urllib.request.urlopen(page_url, timeout=scaled(30)) as answer:
+        monitoring_page = answer.read().decode()
+    yesterday = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=1)).isoformat()
+    assert f"no sampled serving rows for {yesterday}" in monitoring_page and "`day` param" in monitoring_page
+
+    skip_unless_available(browser.missing())
+    with browser.page([browser.token_cookie(api.url, api.token())]) as page:
+        _task_details(page, api.url, DAG_ID, training, "evaluate", tmp_path / "task-evaluate-links.png")
+        report = _click_link(page, "Evaluation report", tmp_path / "evaluation-report.png")
+        report.get_by_text("Fairness by protected attribute").first.wait_for()
+        _task_details(page, api.url, DAG_ID, training, "push", tmp_path / "task-push-links.png")
+        card = _click_link(page, "Model card", tmp_path / "model-card.png")
+        assert card.evaluate("document.contentType") == "text/html"
+        card.get_by_role("heading", name=re.compile("Model card")).first.wait_for()
+        card_text = browser.text(card)
+        _task_details(page, api.url, "cross_sell_scoring", scoring, "score", tmp_path / "task-score-links.png")
+        _task_details(page, api.url, "cross_sell_monitoring", run_id, "report")
+        _click_link(page, "Monitoring page", tmp_path / "monitoring-page.png")
+        assert page.errors == [], page.errors  # the UI's console, through all of it
+    assert "Fairness" in card_text and "#" not in card_text.split("\n", 1)[0], card_text[:500]  # rendered, not markdown
 
 
 def _registry(env: dict):
@@ -166,7 +234,7 @@ APPROVAL_RUN = {"require_approval": True, "min_rows": 500}
 
 def _awaiting_approval(api, conf: dict) -> str:
     run_id = api.trigger(DAG_ID, conf)
-    api.wait_for_input_request(DAG_ID, run_id, "approve", scaled(400), settle=scaled(5))
+    api.wait_for_state(DAG_ID, run_id, "approve", ("awaiting_input",), scaled(400), settle=scaled(5))
     return run_id
 
 
@@ -179,19 +247,18 @@ def test_a_push_waits_for_a_named_approver(readme_section):
     before = registry.champion()
     assert before is not None  # the README run above pushed the first champion
     run_id = _awaiting_approval(api, APPROVAL_RUN)
-    detail = api.hitl_detail(DAG_ID, run_id, "approve")
-    body = detail["body"]
-    assert detail["options"] == ["Approve", "Reject"] and detail["responded_by_user"] is None
-    assert [user["name"] for user in detail["assigned_users"]] == ["reviewer"]
+    detail = api.hitl(DAG_ID, run_id, "approve")
+    body = detail.body
+    assert detail.options == ["Approve", "Reject"] and detail.responded_by_user is None
+    assert [user.name for user in detail.assigned_users] == ["reviewer"]
     for shown in ("Decision: BLESS", f"vs champion {text(before.version)}", "| roc_auc |", "| Gender |", "| Age |",
                   "**Drift:**", "[evaluation report](http", "[model card](http"):
         assert shown in body, (shown, body)
-    answer = reviewer.respond(DAG_ID, run_id, "approve", "Approve", {"comment": "figures and fairness checked"})
-    assert answer["responded_by"]["name"] == "reviewer"
+    answer = reviewer.respond(DAG_ID, run_id, "approve", "Approve", "figures and fairness checked")
+    assert answer.responded_by.name == "reviewer"
     finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
-    tasks = api.task_instances(DAG_ID, run_id)
-    states = {k: t["state"] for k, t in tasks.items()}
-    assert finished["state"] == "success" and states["push"] == "success", states
+    states = api.states(DAG_ID, run_id)
+    assert finished.state.value == "success" and states["push"] == "success", states
     champion = registry.champion()
     assert champion.version != before.version and champion.pointer["run_id"] == run_id
     approval = registry.manifest(champion.version)["approval"]
@@ -206,28 +273,39 @@ def test_a_rejection_or_no_answer_pushes_nothing(readme_section):
     registry = _registry(env)
     before = registry.champion()
     run_id = _awaiting_approval(api, APPROVAL_RUN)
-    reviewer.respond(DAG_ID, run_id, "approve", "Reject", {"comment": "wait for the Q4 data"})
+    reviewer.respond(DAG_ID, run_id, "approve", "Reject", "wait for the Q4 data")
     finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
-    tasks = api.task_instances(DAG_ID, run_id)
-    assert finished["state"] == "success", {k: t["state"] for k, t in tasks.items()}
-    assert (tasks["approve"]["state"], tasks["push"]["state"]) == ("success", "skipped")
+    states = api.states(DAG_ID, run_id)
+    assert finished.state.value == "success", states
+    assert (states["approve"], states["push"]) == ("success", "skipped")
     assert "rejected by reviewer: 'wait for the Q4 data'" in api.log(DAG_ID, run_id, "approve", 1)
     assert registry.champion().version == before.version
 
     run_id = _awaiting_approval(api, APPROVAL_RUN)  # nobody answers; meanwhile, what the reviewer sees:
-    if browser.chromium() is not None:  # the request's body on the task's Required Action page
-        with browser.Browser() as page:
-            page.set_cookie(api.url, "_token", api.token())
-            page.open(f"{api.url}/dags/{DAG_ID}/runs/{run_id}/tasks/approve/required_actions")
-            shown = page.wait_for_text("equalized-odds", 90)
-            print(f"approval page screenshot: {page.screenshot(tmp_path / 'approval-page.png')}")
+    if browser.missing() is None:  # the request's body on the task's Required Action page
+        with browser.page([browser.token_cookie(api.url, api.token())]) as page:
+            page.goto(f"{api.url}/dags/{DAG_ID}/runs/{run_id}/tasks/approve/required_actions")
+            page.get_by_text("equalized-odds").first.wait_for(timeout=scaled(90) * 1000)
+            shown = browser.text(page)
+            page.screenshot(path=tmp_path / "approval-page.png", full_page=True)
+            print(f"approval page screenshot: {tmp_path / 'approval-page.png'}")
+            # The form's model-card link opens the card rendered as HTML (issue #32: it served raw markdown).
+            card = page.get_by_role("link", name="model card")
+            with page.context.expect_page() as opened:
+                card.click()
+            card_page = opened.value
+            card_page.wait_for_load_state()
+            card_page.get_by_role("heading", name=re.compile("Model card")).first.wait_for()
+            card_page.screenshot(path=tmp_path / "approval-model-card.png", full_page=True)
+            print(f"model card from the approval form: {tmp_path / 'approval-model-card.png'}")
+            assert card_page.evaluate("document.contentType") == "text/html" and card_page.errors == []
         assert "Approve" in shown and "Reject" in shown and "Gender" in shown, shown[:3000]
     finished = api.wait_for_run(DAG_ID, run_id, APPROVAL_TIMEOUT_SECONDS + scaled(300))
-    tasks = api.task_instances(DAG_ID, run_id)
-    assert finished["state"] == "success", {k: t["state"] for k, t in tasks.items()}
-    assert (tasks["approve"]["state"], tasks["push"]["state"]) == ("success", "skipped")
-    detail = api.hitl_detail(DAG_ID, run_id, "approve")
-    assert detail["chosen_options"] == ["Reject"] and detail["responded_by_user"] is None  # the timeout's default
+    states = api.states(DAG_ID, run_id)
+    assert finished.state.value == "success", states
+    assert (states["approve"], states["push"]) == ("success", "skipped")
+    detail = api.hitl(DAG_ID, run_id, "approve")
+    assert detail.chosen_options == ["Reject"] and detail.responded_by_user is None  # the timeout's default
     assert "no answer within the response timeout" in api.log(DAG_ID, run_id, "approve", 1)
     assert registry.champion().version == before.version
 
@@ -239,25 +317,25 @@ def test_a_rollback_through_airflow_records_the_user_and_rescores(readme_section
     registry = _registry(env)
     current = registry.champion()
     previous = current.pointer["previous_version"]
-    scoring_before = api.get("/api/v2/dags/cross_sell_scoring/dagRuns")["total_entries"]
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    scoring_before = len(api.runs("cross_sell_scoring"))
+    with pytest.raises(ApiException) as refused:
         api.trigger("cross_sell_rollback", {"version": previous})  # no reason
-    assert refused.value.code == 400
+    assert refused.value.status == 400
     run_id = api.trigger("cross_sell_rollback", {"version": previous, "reason": "drill: the approved twin"})
-    assert api.wait_for_run("cross_sell_rollback", run_id, scaled(300))["state"] == "success"
+    assert api.wait_for_run("cross_sell_rollback", run_id, scaled(300)).state.value == "success"
     restored = registry.champion()
     assert (restored.version, restored.pointer["by"], restored.pointer["action"]) == (previous, "admin", "rollback")
 
-    def rescored(api):
-        runs = api.get("/api/v2/dags/cross_sell_scoring/dagRuns?order_by=-run_after")["dag_runs"]
+    def rescored():
+        runs = api.runs("cross_sell_scoring", order_by=["-run_after"])
         newest = runs[0] if len(runs) > scoring_before else None
-        if newest is None or newest["state"] not in ("success", "failed"):
+        if newest is None or newest.state.value not in ("success", "failed"):
             return None
         return newest if f"scored 5,000 customers with {previous}" in api.log(
-            "cross_sell_scoring", newest["dag_run_id"], "score", 1) else None
+            "cross_sell_scoring", newest.dag_run_id, "score", 1) else None
 
     scoring = api.wait(rescored, scaled(400), f"a scoring run with the restored {previous}", every=2.0)
-    assert scoring["state"] == "success" and scoring["run_type"] == "asset_triggered", scoring
+    assert scoring.state.value == "success" and scoring.run_type.value == "asset_triggered", scoring
 
 
 def _validated(event: dict):

@@ -84,8 +84,10 @@ def test_every_task_has_a_timeout_and_io_tasks_back_off(dag):
 
 
 def test_assets_give_lineage(dag):
-    assert [a.name for a in dag.get_task("extract").outlets] == ["cross_sell_raw_snapshot"]
-    assert [a.name for a in dag.get_task("push").outlets] == ["cross_sell_champion"]
+    from cross_sell_airflow.assets import asset_name
+
+    assert [a.name for a in dag.get_task("extract").outlets] == [asset_name("cross_sell_raw_snapshot")]
+    assert [a.name for a in dag.get_task("push").outlets] == [asset_name("cross_sell_champion")]
     assert dag.get_task("push").outlets[0].uri.endswith("/champion.json")
 
 
@@ -172,14 +174,16 @@ def scoring_dag(dag_bag):
 def test_scoring_runs_on_a_new_champion_or_daily(scoring_dag, dag):
     from airflow.sdk import AssetOrTimeSchedule
 
+    from cross_sell_airflow.assets import asset_name
+
     timetable = scoring_dag.timetable
     assert isinstance(timetable, AssetOrTimeSchedule)
-    assert timetable.asset_condition.name == "cross_sell_champion"
+    assert timetable.asset_condition.name == asset_name("cross_sell_champion")
     assert timetable.timetable.expression == "0 5 * * *"
     champion = [outlet for outlet in dag.get_task("push").outlets]
-    assert [a.name for a in champion] == ["cross_sell_champion"]  # what training emits is what scoring awaits
+    assert [a.name for a in champion] == [asset_name("cross_sell_champion")]  # training emits what scoring awaits
     assert sorted(scoring_dag.task_ids) == ["campaign", "publish", "score"]
-    assert [a.name for a in scoring_dag.get_task("publish").outlets] == ["cross_sell_scores"]
+    assert [a.name for a in scoring_dag.get_task("publish").outlets] == [asset_name("cross_sell_scores")]
     assert scoring_dag.max_active_runs == 1 and scoring_dag.catchup is False
     params = scoring_dag.params.dump()
     assert params["model"] == "champion" and params["campaign_top_share"] == 0.1 and params["campaign_top_n"] is None
@@ -264,3 +268,77 @@ def test_approvers_become_the_approval_tasks_assigned_users_but_never_the_trigge
     assert task.task_id == "approve" and task.defaults == ["Reject"]
     assert task.response_timeout.total_seconds() == 5400
     assert rollback_approval(Settings()).task_id == "approve_forced_rollback"
+
+
+# Issue #32: every output one click away from the UI (cross_sell_airflow.links).
+OUTPUT_LINKS = {
+    ("cross_sell_training", "validate"): ["Validation report"],
+    ("cross_sell_training", "evaluate"): ["Evaluation report"],
+    ("cross_sell_training", "describe_for_approval"): ["Model card"],
+    ("cross_sell_training", "push"): ["Model card"],
+    ("cross_sell_training", "shadow"): ["Model card"],
+    ("cross_sell_scoring", "score"): ["Lift table (JSON)", "Quarantined rows", "Scores (Parquet)"],
+    ("cross_sell_scoring", "campaign"): ["Campaign list (CSV)"],
+    ("cross_sell_monitoring", "monitor"): ["Day's figures (JSON)"],
+    ("cross_sell_monitoring", "report"): ["Monitoring page"],
+    ("cross_sell_rollback", "rollback"): ["Model card"],
+    ("cross_sell_erasure", "erase"): ["Erasure receipt"],
+}
+
+
+def test_every_output_is_an_extra_link_of_the_task_that_writes_it(dag_bag):
+    """As the API server sees them: the serialized DAGs' extra links (name -> XCom key)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    found = {}
+    for dag_id in DAG_IDS:
+        serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag_bag.dags[dag_id]))
+        found.update({(dag_id, task.task_id): sorted(task.extra_links) for task in serialized.tasks
+                      if task.extra_links})
+    assert found == OUTPUT_LINKS
+
+
+def test_a_link_is_a_short_lived_url_to_the_file_shown_as_what_it_is(s3_server, bucket, monkeypatch):
+    import urllib.request
+    from types import SimpleNamespace
+
+    from cross_sell.storage.artifacts import RunArtifacts
+    from cross_sell_airflow import links
+    from devstack import local_services
+
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_LINK_HOURS", "2")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3_server.url, "region_name": "us-east-1"}}))
+    s3 = local_services.s3_client_for(s3_server)
+    run = RunArtifacts(s3, bucket, "vehicle-insurance", "manual__2026-12-04T10:00:00+00:00")
+    run.put_bytes(b"<!doctype html><h1>Model card</h1>", "text/html", "evaluation", "model_card.html")
+
+    def ti(record=None, params=None, task_id="describe_for_approval"):
+        return SimpleNamespace(run_id=run.run_id, task_id=task_id, xcom_pull=lambda task_ids: record,
+                               get_template_context=lambda: {"params": params or {}})
+
+    import time
+    import urllib.parse
+
+    url = links.RUN_MODEL_CARD.get_link(None, ti_key=ti())
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    lifetime = int(query["X-Amz-Expires"]) if "X-Amz-Expires" in query else int(query["Expires"]) - time.time()
+    assert 7000 < lifetime <= 7200 and ("Signature" in query or "X-Amz-Signature" in query), url  # 2 h, signed
+    with urllib.request.urlopen(url, timeout=30) as page:
+        assert page.headers.get_content_type() == "text/html" and page.read().startswith(b"<!doctype html>")
+    assert links.EVALUATION_REPORT.get_link(None, ti_key=ti()) == ""  # not written (yet): no target
+    assert links.PUSHED_MODEL_CARD.get_link(None, ti_key=ti({"pushed": False, "version": "v1"})) == ""
+    s3.put_object(Bucket=bucket, Key="vehicle-insurance/models/v1/model_card.html", Body=b"<p>v1</p>")
+    assert "models/v1/model_card.html" in links.PUSHED_MODEL_CARD.get_link(None, ti_key=ti({"pushed": True,
+                                                                                           "version": "v1"}))
+    assert "models/v1/model_card.html" in links.RESTORED_MODEL_CARD.get_link(None, ti_key=ti(params={"version": "v1"}))
+    scores = RunArtifacts(s3, bucket, "vehicle-insurance", run.run_id, area="scores")
+    scores.put_bytes(b"rank,id\n1,17\n", "text/csv", "campaign.csv")
+    with urllib.request.urlopen(links.CAMPAIGN.get_link(None, ti_key=ti()), timeout=30) as listed:
+        assert 'filename="campaign.csv"' in listed.headers["Content-Disposition"] and listed.read().startswith(b"rank")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", "not json")  # a broken connection: no link, the task goes on
+    assert links.RUN_MODEL_CARD.get_link(None, ti_key=ti()) == ""
+    assert {link.xcom_key for link in (links.SCORES, links.LIFT_TABLE, links.QUARANTINE)} == {
+        "_link_scores_parquet", "_link_lift_table_json", "_link_quarantined_rows"}  # one XCom per link

@@ -120,7 +120,9 @@ def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_serve
     assert str(refused.state) == "failed" and _states(refused)["check_operator"] == "failed"
     monkeypatch.setenv("CROSS_SELL_ROLLBACK_OPERATORS", "ops,dag_test")  # dag.test's triggering user
     rollback = parse_dags().dags["cross_sell_rollback"]
-    assert [o.name for o in rollback.get_task("rollback").outlets] == ["cross_sell_champion"]
+    from cross_sell_airflow.assets import asset_name
+
+    assert [o.name for o in rollback.get_task("rollback").outlets] == [asset_name("cross_sell_champion")]
     for version, seed in (("hotfix-1", 2), ("never-served", 3)):
         publish(registry, version, train_model(seed), signer)
     registry.set_champion("hotfix-1", original.etag, "promote", signer, run_id="hotfix", reason="drill")

@@ -175,7 +175,7 @@ def test_a_day_without_data_says_what_is_missing_and_how_to_provide_it(registry,
     caplog.set_level(logging.INFO)
     result = monitoring.run_day(DAY, registry, mongo_db["customer_outcomes"])
     daily = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=result["daily"]["key"])["Body"].read())
-    assert "SERVING_SAMPLE_RATE" in daily["missing"]["skew"] and "devstack services --serve" in daily["missing"]["skew"]
+    assert "SERVING_SAMPLE_RATE" in daily["missing"]["skew"] and "no day has samples yet" in daily["missing"]["skew"]
     assert "python -m cross_sell load-outcomes" in daily["missing"]["realized"]
     page = monitoring.trend_report([daily, {**daily, "day": "2026-11-30"}])
     assert "data:image/png" not in page and "No figure to draw yet" in page
@@ -185,3 +185,22 @@ def test_a_day_without_data_says_what_is_missing_and_how_to_provide_it(registry,
 
     with pytest.raises(ParamError, match=r"unknown feature\(s\) \['Agee'\]; valid: Gender"):
         monitoring.run_day(DAY, registry, mongo_db["customer_outcomes"], skew_thresholds={"Agee": 0.1})
+
+
+def test_an_empty_day_names_the_day_param_and_the_days_that_have_samples(registry, mongo_db):
+    """Issue #32: the default day (yesterday) was empty while today's requests were sampled, and the page
+    blamed a missing `--serve`: it names the `day` param, where it looked, and the days that do have samples."""
+    from cross_sell.monitoring import skew
+
+    for day in ("2026-11-30", "2026-12-01"):  # requests sampled on other days than the one monitored
+        registry.s3.put_object(Bucket=registry.bucket, Key=f"{skew.samples_prefix(PREFIX)}date={day}/x.jsonl",
+                               Body=b"")
+    result = monitoring.run_day(DAY, registry, mongo_db["customer_outcomes"])
+    daily = json.loads(registry.s3.get_object(Bucket=registry.bucket, Key=result["daily"]["key"])["Body"].read())
+    said = daily["missing"]["skew"]
+    assert f"no sampled serving rows for {DAY}" in said and "`day` param" in said, said
+    assert f"serving-samples/date={DAY}/" in said and "days with samples: 2026-11-30, 2026-12-01" in said, said
+    assert "--serve" not in said
+    assert "`day` param" in daily["missing"]["realized"] and "observed_at on that day" in daily["missing"]["realized"]
+    page = monitoring.trend_report([daily])
+    assert "days with samples: 2026-11-30, 2026-12-01" in page and "`day` param" in page

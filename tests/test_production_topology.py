@@ -4,7 +4,8 @@ Started from this test as separate processes (devstack/airflow_stack.py): a fres
 and a Redis database number of its own, `airflow db migrate`, then api-server, scheduler, dag-processor,
 triggerer and two Celery workers with their own hostnames, plus the local MongoDB-wire and S3 servers.
 The Airflow settings are docker-compose.yaml's `x-airflow-common` environment with only hosts, ports
-and secrets replaced. Everything is driven and checked through the REST API, as a user would.
+and secrets replaced. Everything is driven and checked through the REST API with Airflow's official client
+(`apache-airflow-client`), as a user's script would.
 
 The scheduler's `task_instance_heartbeat_timeout` (300 s by default) decides when a task whose worker
 died is failed and retried; it is 20 s here so the test does not wait five minutes.
@@ -13,9 +14,9 @@ Skipped locally without PostgreSQL or Redis; under CI=true that is a failure.
 
 import secrets
 import time
-import urllib.error
 
 import pytest
+from airflow_client.client.exceptions import ApiException
 
 from cross_sell.data import loader, synthetic
 from cross_sell.storage import signing
@@ -57,7 +58,7 @@ def stack(tmp_path_factory):
                 "CROSS_SELL_RETRY_DELAY_SECONDS": "1",
             },
             ready_timeout=scaled(300))
-        topology.api.wait(lambda api: api.get(f"/api/v2/dags/{DAG_ID}"), scaled(180), "the DAG to be parsed", 2.0)
+        topology.api.wait(lambda: topology.api.dag(DAG_ID), scaled(180), "the DAG to be parsed", 2.0)
         topology.api.unpause(DAG_ID)  # compose creates DAGs paused, as production should
         registry = ModelRegistry(local_services.s3_client_for(s3), "cross-sell", "vehicle-insurance",
                                  signing.ManifestVerifier.from_file(public_key))
@@ -69,9 +70,9 @@ def stack(tmp_path_factory):
 def _on_workers(api, run_id: str, workers: set[str]) -> dict:
     """Every task that ran did so on one of the Celery workers (the hostname each task instance records)."""
     tis = api.task_instances(DAG_ID, run_id)
-    ran = {task: ti for task, ti in tis.items() if ti["state"] != "skipped"}
-    assert all(ti["state"] == "success" for ti in ran.values()), {t: ti["state"] for t, ti in tis.items()}
-    assert {ti["hostname"] for ti in ran.values()} <= workers, {t: ti["hostname"] for t, ti in ran.items()}
+    ran = {task: ti for task, ti in tis.items() if ti.state.value != "skipped"}
+    assert all(ti.state.value == "success" for ti in ran.values()), api.states(DAG_ID, run_id)
+    assert {ti.hostname for ti in ran.values()} <= workers, {t: ti.hostname for t, ti in ran.items()}
     return tis
 
 
@@ -99,24 +100,25 @@ def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):
     api, topology, registry = stack["api"], stack["topology"], stack["registry"]
     run_id = api.trigger(DAG_ID, {"min_roc_auc": 0.7})
 
-    def train_running(api):
-        train = api.task_instances(DAG_ID, run_id).get("train", {})
-        return train if train.get("state") == "running" and train.get("hostname") else None
+    def train_running():
+        train = api.task_instances(DAG_ID, run_id).get("train")
+        return train if train is not None and train.state and train.state.value == "running" and train.hostname \
+            else None
 
     train = api.wait(train_running, scaled(300), "train to be running", every=0.3)
-    victim = train["hostname"]
+    victim = train.hostname
     killed_at = time.time()
     topology.kill(victim)  # SIGKILL to the worker and its task processes: a lost container
     # Compose asks a person to approve each push: answered through the REST API, as the UI's Required
     # Actions page does, once the retried train and the evaluation have run on the surviving worker.
-    api.wait_for_input_request(DAG_ID, run_id, "approve", scaled(600), settle=scaled(5))
-    api.respond(DAG_ID, run_id, "approve", "Approve", {"comment": "topology test"})
+    api.wait_for_state(DAG_ID, run_id, "approve", ("awaiting_input",), scaled(600), settle=scaled(5))
+    api.respond(DAG_ID, run_id, "approve", "Approve", "topology test")
     finished = api.wait_for_run(DAG_ID, run_id, scaled(300))
-    assert finished["state"] == "success"
+    assert finished.state.value == "success"
     tis = _on_workers(api, run_id, set(topology.worker_hostnames))
-    tries = {t["try_number"]: t for t in api.tries(DAG_ID, run_id, "train")}
-    assert set(tries) == {1, 2} and tries[1]["state"] == "failed" and tries[1]["hostname"] == victim
-    assert tries[2]["hostname"] != victim and tis["train"]["try_number"] == 2
+    tries = {t.try_number: t for t in api.tries(DAG_ID, run_id, "train")}
+    assert set(tries) == {1, 2} and tries[1].state.value == "failed" and tries[1].hostname == victim
+    assert tries[2].hostname != victim and tis["train"].try_number == 2
     # Both attempts' logs through the API: the first stops where the worker died, the second completes.
     first, second = api.log(DAG_ID, run_id, "train", 1), api.log(DAG_ID, run_id, "train", 2)
     assert first and "trained " not in first, first[-2000:]
@@ -124,9 +126,9 @@ def test_a_worker_killed_during_train_costs_a_retry_not_the_run(stack):
     # Pushed exactly once, by this run.
     history = registry.history()
     assert [entry["run_id"] for entry in history] == [run_id]
-    assert history[0]["by"] == "admin" and tis["approve"]["state"] == "success"
-    print(f"killed {victim} {killed_at - time.mktime(time.strptime(train['start_date'][:19], '%Y-%m-%dT%H:%M:%S')):.0f}"
-          f" s into train; retried on {tries[2]['hostname']}")
+    assert history[0]["by"] == "admin" and tis["approve"].state.value == "success"
+    print(f"killed {victim} {killed_at - train.start_date.timestamp():.0f} s into train; retried on "
+          f"{tries[2].hostname}")
     topology.start_worker(victim.replace("worker-", "worker-restarted-"))  # back to two workers
 
 
@@ -134,12 +136,12 @@ def test_two_runs_back_to_back_are_serialised_and_the_second_pushes_nothing(stac
     api, topology, registry = stack["api"], stack["topology"], stack["registry"]
     before = len(registry.history())
     first, second = api.trigger(DAG_ID), api.trigger(DAG_ID)
-    assert api.run(DAG_ID, second)["state"] == "queued"  # max_active_runs=1: it waits
+    assert api.run(DAG_ID, second).state.value == "queued"  # max_active_runs=1: it waits
     runs = [api.wait_for_run(DAG_ID, run_id, scaled(600)) for run_id in (first, second)]
-    assert [run["state"] for run in runs] == ["success", "success"]
-    assert runs[1]["start_date"] >= runs[0]["end_date"], (runs[0]["end_date"], runs[1]["start_date"])
+    assert [run.state.value for run in runs] == ["success", "success"]
+    assert runs[1].start_date >= runs[0].end_date, (runs[0].end_date, runs[1].start_date)
     for run_id in (first, second):
-        assert _on_workers(api, run_id, set(topology.worker_hostnames))["push"]["state"] == "skipped"
+        assert _on_workers(api, run_id, set(topology.worker_hostnames))["push"].state.value == "skipped"
         decision = RunArtifacts(registry.s3, "cross-sell", "vehicle-insurance", run_id)
         decision = decision.get_json(decision.key("evaluation", "decision.json"))
         # The same data and seed give the same model as the champion: not blessed, not pushed again.
@@ -148,9 +150,9 @@ def test_two_runs_back_to_back_are_serialised_and_the_second_pushes_nothing(stac
 
 
 def test_the_api_refuses_a_conf_that_breaks_the_params(stack):
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(ApiException) as refused:
         stack["api"].trigger(DAG_ID, {"min_roc_auc": 7})
-    assert refused.value.code == 400 and "min_roc_auc" in refused.value.read().decode()
+    assert refused.value.status == 400 and "min_roc_auc" in refused.value.body
 
 
 def test_airflows_own_metrics_reach_prometheus_and_the_dashboard(stack, tmp_path):
@@ -166,7 +168,7 @@ def test_airflows_own_metrics_reach_prometheus_and_the_dashboard(stack, tmp_path
     config = config.replace("statsd-exporter:9102", f"127.0.0.1:{statsd.port}")
     prometheus = local_services.start_prometheus(config, tmp_path / "prometheus")
     try:
-        def scraped(_):
+        def scraped():
             found = local_services.prometheus_query(prometheus, 'up{job="airflow"} == 1')["data"]["result"]
             return found or None
 

@@ -435,8 +435,10 @@ def test_the_approval_request_shows_the_decision_and_links_the_report_and_model_
     links = dict(re.findall(r"- \[([^]]+)\]\((http[^)]+)\)", body))
     with urllib.request.urlopen(links["evaluation report"], timeout=30) as response:
         assert b"Fairness by protected attribute" in response.read()
-    with urllib.request.urlopen(links["model card"], timeout=30) as response:
-        assert b"Awaiting a reviewer's answer" in response.read()
+    with urllib.request.urlopen(links["model card"], timeout=30) as response:  # issue #32: HTML, not markdown
+        assert response.headers.get_content_type() == "text/html", response.headers["Content-Type"]
+        card = response.read()
+    assert card.lstrip().lower().startswith(b"<!doctype html") and b"Awaiting a reviewer's answer" in card
 
 
 def test_push_takes_only_a_signed_approval_of_its_own_candidate(signer, verifier):
@@ -516,20 +518,23 @@ def test_the_fairness_section_of_the_report_as_a_person_sees_it(run, tmp_path):
     import browser
     from support import skip_unless_available
 
-    if browser.chromium() is None:
-        skip_unless_available("chromium is not installed (.ci/run installs it)")
+    skip_unless_available(browser.missing())
     artifacts, registry, trained = run["artifacts"], run["registry"], run["trained"]
     decision = stages.evaluate(artifacts, registry, trained, run["transformed"]["splits"]["test"], Gate(0.7, 0.002))
     page_file = tmp_path / "report.html"
     page_file.write_bytes(artifacts.s3.get_object(Bucket=artifacts.bucket, Key=decision["report_key"])["Body"].read())
-    with browser.Browser() as page:
-        page.open(page_file.as_uri())
-        page.evaluate("document.getElementById('fairness').scrollIntoView()")
-        shot = page.screenshot(tmp_path / "report-fairness.png", full_page=False)
+    shot = tmp_path / "report-fairness.png"
+    with browser.page() as page:
+        page.goto(page_file.as_uri())
+        page.locator("#fairness").scroll_into_view_if_needed()
+        page.screenshot(path=shot)
         section = page.evaluate("(() => { let e = document.getElementById('fairness'), t = '';"
                                 " for (let n = e; n && !(n !== e && n.tagName === 'H2'); n = n.nextElementSibling)"
                                 " t += n.innerText + '\\n'; return t; })()")
-        plot_width = page.evaluate("document.querySelector('img[alt^=\"selection\"]').naturalWidth")
+        plot = page.locator('img[alt^="selection"]')
+        plot.wait_for()
+        plot_width = plot.evaluate("image => image.naturalWidth")
+        assert page.errors == [], page.errors
     print(f"fairness section screenshot: {shot}")
     assert "Gender (gated)" in section and "Gender = Female" in section and "Age = 18-29" in section
     assert "equalized-odds difference" in section and plot_width > 500

@@ -142,13 +142,15 @@ def test_training_and_scoring_runs_are_tracked_and_the_model_loads(stack, tracke
     assert sorted(m.step for m in lift) == list(range(1, 11)) and lift[0].value > 1
 
     # What a data scientist sees: the two training runs side by side in MLflow's UI.
-    if browser.chromium() is not None:
+    if browser.missing() is None:
         experiment = tracked_to.get_experiment_by_name(tracking.TRAINING).experiment_id
         ids = json.dumps([pushed.info.run_id, kept.info.run_id])
-        with browser.Browser() as page:
-            page.open(f"{tracked_to.tracking_uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
-            shown = page.wait_for_text("candidate_roc_auc", scaled(90))
-            print(f"MLflow run comparison screenshot: {page.screenshot(tmp_path / 'mlflow-compare.png')}")
+        with browser.page() as page:
+            page.goto(f"{tracked_to.tracking_uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
+            page.get_by_text("candidate_roc_auc").first.wait_for(timeout=scaled(90) * 1000)
+            shown = browser.text(page)
+            page.screenshot(path=tmp_path / "mlflow-compare.png", full_page=True)
+            print(f"MLflow run comparison screenshot: {tmp_path / 'mlflow-compare.png'}")
         assert first.run_id in shown and second.run_id in shown, shown[:2000]
 
 

@@ -14,10 +14,23 @@ from cross_sell.settings import Settings
 log = logging.getLogger(__name__)
 _SETTINGS = Settings.from_env()
 REGISTRY_ROOT = f"s3://{_SETTINGS.s3_bucket}/{_SETTINGS.s3_prefix}"
+_DEFAULT = Settings()
 
-RAW_SNAPSHOT = Asset(name="cross_sell_raw_snapshot", uri=f"{REGISTRY_ROOT}/runs")
-CHAMPION = Asset(name="cross_sell_champion", uri=f"{REGISTRY_ROOT}/champion.json")
-SCORES = Asset(name="cross_sell_scores", uri=f"{REGISTRY_ROOT}/scores")
+
+def asset_name(base: str, settings: Settings = _SETTINGS) -> str:
+    """The Asset's name: `base` where the registry is where it is by default, else `base` with its bucket and
+    prefix. Airflow keeps only one active Asset per name and one per URI; the URI names the place, so a name
+    that stayed while CROSS_SELL_S3_(BUCKET|PREFIX) moved made a second Asset of that name, inactive until the
+    scheduler's next orphan sweep: the next run failed at once (AirflowInactiveAssetInInletOrOutletException).
+    Name and place now change together, and a deployment that never moved keeps the names it always had."""
+    if (settings.s3_bucket, settings.s3_prefix) == (_DEFAULT.s3_bucket, _DEFAULT.s3_prefix):
+        return base
+    return f"{base}@{settings.s3_bucket}/{settings.s3_prefix}"
+
+
+RAW_SNAPSHOT = Asset(name=asset_name("cross_sell_raw_snapshot"), uri=f"{REGISTRY_ROOT}/runs")
+CHAMPION = Asset(name=asset_name("cross_sell_champion"), uri=f"{REGISTRY_ROOT}/champion.json")
+SCORES = Asset(name=asset_name("cross_sell_scores"), uri=f"{REGISTRY_ROOT}/scores")
 
 
 def record_scores(scored: Scored | dict) -> None:

@@ -98,8 +98,9 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
     samples = samples if samples is not None else pd.DataFrame()
     if not len(samples):
         result["missing"]["skew"] = (
-            f"no sampled serving rows on {day} (serving-samples/date={day}/): the service writes them when "
-            "SERVING_SAMPLE_RATE > 0 and it answers requests (locally: python -m devstack services --serve)")
+            f"no sampled serving rows for {day} (the monitored day: the DAG's `day` param, empty = the day before "
+            f"the run) under serving-samples/date={day}/; the service samples request rows there when "
+            "SERVING_SAMPLE_RATE > 0")
     elif drift.too_few(len(samples)):  # skew and prediction drift are not judged on a handful of rows
         result["skew"] = {"rows": int(len(samples)), "judged": False, "reason": drift.too_few(len(samples))}
         result["missing"]["skew"] = f"{len(samples):,} sampled serving rows on {day}: {drift.too_few(len(samples))}"
@@ -119,8 +120,9 @@ def monitor_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = 
     run = latest_before(scoring_runs, day) if len(observed) else None
     if not len(observed):
         result["missing"]["realized"] = (
-            f"no outcomes observed on {day} in {outcomes.name}: load what contacted customers did with "
-            "python -m cross_sell load-outcomes --csv outcomes.csv (id, Response[, observed_at])")
+            f"no outcomes observed on {day} (the `day` param) in {outcomes.name} (observed_at on that day, UTC): "
+            "load what contacted customers did with python -m cross_sell load-outcomes --csv outcomes.csv "
+            "(id, Response[, observed_at])")
     elif run is None:
         result["missing"]["realized"] = (f"{len(observed):,} outcomes on {day}, but no scoring run before the "
                                          "day's end to compare them with (cross_sell_scoring runs after each "
@@ -175,6 +177,10 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
     samples = skew.read_samples(s3, bucket, prefix, since=day, until=day)
     result, alerts = monitor_day(day, registry, outcomes, scoring_runs, samples, min_roc_auc, min_precision,
                                  skew_thresholds)
+    if "skew" in result["missing"]:  # which days do have samples: the `day` to ask for
+        days = sampled_days(s3, bucket, prefix)
+        result["missing"]["skew"] += (f"; days with samples: {', '.join(days[-7:])}" if days
+                                      else "; no day has samples yet")
     result["pointer_problems"] = pointer_problems
     alerts = [*pointer_problems, *alerts]
     result["alerts"] = alerts
@@ -183,6 +189,15 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
     objects.put(s3, bucket, key, body, "application/json")
     log.info("monitoring %s: %s", day, json.dumps({k: v for k, v in result.items() if k != "skew"}))
     return Monitored(day=day.isoformat(), daily=objects.artifact(key, body), alerts=alerts)
+
+
+def sampled_days(s3, bucket: str, prefix: str) -> list[str]:
+    """The days (YYYY-MM-DD, oldest first) with sampled serving rows under `serving-samples/`."""
+    root = skew.samples_prefix(prefix)
+    found = [item["Prefix"][len(root):].strip("/").removeprefix("date=")
+             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root, Delimiter="/")
+             for item in page.get("CommonPrefixes", [])]
+    return sorted(found)
 
 
 def build_report(s3, bucket: str, prefix: str, days: int = 30, today: Artifact | None = None) -> str:

@@ -457,7 +457,7 @@ def describe_for_approval(artifacts: RunArtifacts, decision: Decision, trained: 
                                                    ExpiresIn=expires)
 
     links = {"evaluation report": link(decision["report_key"]),
-             "model card": link(artifacts.key("evaluation", "model_card.md")),
+             "model card": link(artifacts.key("evaluation", "model_card.html")),  # rendered, not raw markdown
              "run artifacts": artifacts.uri(artifacts.root)}
     return ApprovalRequest(body=approval.request_body(decision, drift, links),
                            subject=approval.push_subject(artifacts.run_id, trained))
