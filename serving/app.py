@@ -32,6 +32,7 @@ from .payload import ClientError
 from .predictor import Predictor
 from .protocols import bp as protocols_bp
 from .routes import bp
+from .rows import RowEndpoints
 from .sampling import RequestSampler
 
 log = logging.getLogger("serving")
@@ -103,6 +104,9 @@ def create_app(config: ServingConfig | None = None, holder: ChampionHolder | Non
     app.extensions["sampler"] = sampler
     app.register_blueprint(bp)
     app.register_blueprint(protocols_bp)  # MLflow's scoring protocol and the Open Inference Protocol V2
+    # The endpoints that take rows are plain WSGI in front of Flask: nearly all the traffic, none of Flask's
+    # machinery needed (serving/rows.py).
+    app.wsgi_app = RowEndpoints(app.wsgi_app, app.extensions["cross_sell"])  # type: ignore[method-assign]
     _install_hooks(app)
     return app
 

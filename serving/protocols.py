@@ -29,13 +29,12 @@ from importlib import metadata
 
 import numpy as np
 import orjson
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app
 
 from cross_sell.data import schema
 
 from . import payload
 from .payload import ClientError
-from .routes import check_api_key, read_body
 
 bp = Blueprint("protocols", __name__)
 
@@ -62,12 +61,6 @@ def _json(body, status: int = 200):
     return current_app.response_class(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def _predict(rows: payload.RequestRows, allow_text: bool = False):
-    result = _service().predictor.predict(rows, allow_text=allow_text)
-    g.rows, g.model_version = rows.count, result.model.version
-    return result
-
-
 # -- MLflow's scoring protocol ------------------------------------------------------------------------------
 
 @bp.get("/ping")
@@ -83,27 +76,20 @@ def version():
                                       f"{model.version if model else 'none loaded'}\n", mimetype="text/plain")
 
 
-@bp.post("/invocations")
-def invocations():
-    service = _service()
-    check_api_key(request.headers.get("X-API-Key"))
-    body = read_body(service.config.max_body_bytes)
-    if request.mimetype == "text/csv":
-        rows, allow_text = _csv_rows(body, service.config.max_rows, service.config.id_column), True
-    elif request.is_json:
-        decoded = payload.decode_json(body)
-        if isinstance(decoded, dict):
-            if decoded.get("params"):  # MLflow's inference params: this model takes none
-                raise ClientError(400, f"this model takes no params, got {sorted(decoded['params'])}")
-            if payload.RECORDS in decoded and not any(name in decoded for name in MLFLOW_FORMATS):
-                # this project's own name, not MLflow's (two formats in one body are refused below with 400)
-                raise ClientError(422, f"use {payload.DATAFRAME_RECORDS!r} (MLflow's name) on /invocations")
-        rows, allow_text = payload.rows_from_payload(decoded, service.config.max_rows, service.config.id_column), False
-    else:
-        raise ClientError(415, f"expected Content-Type application/json or text/csv, got "
-                               f"{request.mimetype or 'none'!r}")
-    result = _predict(rows, allow_text)
-    return _json({"predictions": payload.predictions(result.probabilities, result.labels, result.ids)})
+def invocation_rows(service, mimetype: str, is_json: bool, body: bytes) -> tuple[payload.RequestRows, bool]:
+    """POST /invocations' rows (served by `serving.rows`) and whether their numbers may come as text (CSV)."""
+    if mimetype == "text/csv":
+        return _csv_rows(body, service.config.max_rows, service.config.id_column), True
+    if not is_json:
+        raise ClientError(415, f"expected Content-Type application/json or text/csv, got {mimetype or 'none'!r}")
+    decoded = payload.decode_json(body)
+    if isinstance(decoded, dict):
+        if decoded.get("params"):  # MLflow's inference params: this model takes none
+            raise ClientError(400, f"this model takes no params, got {sorted(decoded['params'])}")
+        if payload.RECORDS in decoded and not any(name in decoded for name in MLFLOW_FORMATS):
+            # this project's own name, not MLflow's (two formats in one body are refused below with 400)
+            raise ClientError(422, f"use {payload.DATAFRAME_RECORDS!r} (MLflow's name) on /invocations")
+    return payload.rows_from_payload(decoded, service.config.max_rows, service.config.id_column), False
 
 
 def _csv_rows(body: bytes, max_rows: int, passthrough: str | None) -> payload.RequestRows:
@@ -126,9 +112,8 @@ def _csv_rows(body: bytes, max_rows: int, passthrough: str | None) -> payload.Re
 
 # -- the Open Inference Protocol V2 -------------------------------------------------------------------------
 
-def _model(name: str, version: str | None = None):
+def _model(service, name: str, version: str | None = None):
     """The served champion under this name (and version, if one is named); 404 otherwise."""
-    service = _service()
     if name != service.config.model_name:
         raise ClientError(404, f"unknown model {name!r}; this server serves {service.config.model_name!r}")
     model = service.holder.current
@@ -157,7 +142,7 @@ def server_ready():
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
-    model = _model(name, version)
+    model = _model(_service(), name, version)
     return _json({"name": name, "ready": model is not None}, 200 if model is not None else 503)
 
 
@@ -168,7 +153,7 @@ def _datatype(column: schema.Column) -> str:
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
-    model = _model(name, version)
+    model = _model(_service(), name, version)
     inputs: list[dict] = [{"name": c.name, "datatype": _datatype(c), "shape": [-1]}
                           for c in schema.columns(schema.SERVING)]
     id_column = _service().config.id_column
@@ -181,28 +166,24 @@ def model_metadata(name: str, version: str | None = None):
                               {"name": "label", "datatype": "INT64", "shape": [-1]}]})
 
 
-@bp.post("/v2/models/<name>/infer")
-@bp.post("/v2/models/<name>/versions/<version>/infer")
-def infer(name: str, version: str | None = None):
-    service = _service()
-    check_api_key(request.headers.get("X-API-Key"))
-    _model(name, version)
-    body = read_body(service.config.max_body_bytes)
-    header_length = request.headers.get(BINARY_HEADER)
+def inference(service, name: str, version: str | None, mimetype: str, is_json: bool, binary_header: str | None,
+              body: bytes) -> tuple[payload.RequestRows, dict]:
+    """POST /v2/models/<name>[/versions/<version>]/infer (served by `serving.rows`): the rows and the answer."""
+    _model(service, name, version)
     binary = b""
-    if header_length is not None:  # Triton's binary tensor extension: JSON, then the tensors' bytes
-        if not header_length.isdigit() or int(header_length) > len(body):
+    if binary_header is not None:  # Triton's binary tensor extension: JSON, then the tensors' bytes
+        if not binary_header.isdigit() or int(binary_header) > len(body):
             raise ClientError(400, f"{BINARY_HEADER} must be the JSON part's length, at most the body's")
-        body, binary = body[:int(header_length)], body[int(header_length):]
-    elif request.mimetype and not request.is_json:  # tritonclient sends JSON with no Content-Type at all
-        raise ClientError(415, f"expected Content-Type: application/json, got {request.mimetype!r}")
+        body, binary = body[:int(binary_header)], body[int(binary_header):]
+    elif mimetype and not is_json:  # tritonclient sends JSON with no Content-Type at all
+        raise ClientError(415, f"expected Content-Type: application/json, got {mimetype!r}")
     decoded = payload.decode_json(body)
     if not isinstance(decoded, dict) or not isinstance(decoded.get("inputs"), list) or not decoded["inputs"]:
         raise ClientError(400, "an inference request is an object with a non-empty list 'inputs'")
     columns, types = _oip_columns(decoded["inputs"], binary, service.config.max_rows)
     rows = payload.RequestRows(len(next(iter(columns.values()))), columns=columns,
                                passthrough=service.config.id_column)
-    result = _predict(rows)
+    result = service.predictor.predict(rows)
     outputs = {"probability": {"name": "probability", "datatype": "FP64", "shape": [rows.count],
                                "data": result.probabilities},
                "label": {"name": "label", "datatype": "INT64", "shape": [rows.count], "data": result.labels}}
@@ -217,7 +198,7 @@ def infer(name: str, version: str | None = None):
                     "outputs": [outputs[str(n)] for n in wanted] if wanted else list(outputs.values())}
     if isinstance(decoded.get("id"), str):
         answer["id"] = decoded["id"]
-    return _json(answer)
+    return rows, answer
 
 
 def _oip_columns(inputs: list, binary: bytes, max_rows: int) -> tuple[dict[str, list], dict[str, str]]:

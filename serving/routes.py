@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
-
-import orjson
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
 from cross_sell.data import schema
 
 from . import metrics, payload
 from .payload import ClientError
+from .rows import check_api_key
 
 bp = Blueprint("serving", __name__)
 
 
 def _service():
     return current_app.extensions["cross_sell"]
-
-
-def check_api_key(given: str | None) -> None:
-    key = _service().config.api_key
-    if key and not hmac.compare_digest((given or "").encode(), key.encode()):
-        raise ClientError(401, "missing or wrong API key (header X-API-Key)")
-
-
-def read_body(max_bytes: int) -> bytes:
-    """The request body; 413 when it is larger than `max_bytes`, with or without Content-Length.
-
-    A chunked body has no length up front: read one byte past the limit from the server's
-    stream (gunicorn ends it at the last chunk) rather than let a truncated body pass as JSON."""
-    if request.content_length is not None:
-        if request.content_length > max_bytes:
-            raise ClientError(413, f"body of {request.content_length} bytes; at most {max_bytes}")
-        # Straight from the server's stream (gunicorn ends it at Content-Length), without werkzeug's
-        # wrapping stream: a quarter of the route's own time on a one-row request.
-        return request.environ["wsgi.input"].read(request.content_length)
-    if not request.environ.get("wsgi.input_terminated"):
-        return b""  # neither a length nor a terminated stream: there is no body to read safely
-    body = request.environ["wsgi.input"].read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise ClientError(413, f"chunked body over {max_bytes} bytes")
-    return body
 
 
 @bp.get("/health")
@@ -90,22 +63,6 @@ def model_info():
     return body, 200 if model is not None else 503
 
 
-@bp.post("/predict")
-def predict():
-    service = _service()
-    check_api_key(request.headers.get("X-API-Key"))
-    if not request.is_json:
-        raise ClientError(415, f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}")
-    rows = payload.rows_from_payload(payload.decode_json(read_body(service.config.max_body_bytes)),
-                                     service.config.max_rows, service.config.id_column)
-    result = service.predictor.predict(rows)
-    g.rows, g.model_version = rows.count, result.model.version
-    # orjson's bytes as the body: `jsonify` would decode them to str and Flask encode them again
-    body = payload.predictions_body(result.model.version, result.model.threshold, result.probabilities, result.labels,
-                                    result.ids)
-    return current_app.response_class(orjson.dumps(body), mimetype="application/json")
-
-
 @bp.route("/", methods=["GET", "POST"])
 def form():
     service = _service()
@@ -115,7 +72,7 @@ def form():
         values = {name: request.form.get(name, "").strip() for name in schema.FEATURES}
         record = {name: (value if value != "" else None) for name, value in values.items()}
         try:
-            check_api_key(request.form.get("api_key"))
+            check_api_key(service.config.api_key, request.form.get("api_key"))
             repeated = sorted(name for name in request.form if len(request.form.getlist(name)) > 1)
             if repeated:  # which value would count is not for the service to guess
                 raise ClientError(400, f"field(s) given more than once: {', '.join(map(repr, repeated))}")
