@@ -4,6 +4,7 @@ project's approach, and how long a worker takes to start.
     python benchmarks/bench_serving.py [--seconds 10]
     python benchmarks/bench_serving.py --baseline 88c0474 [--rounds 5]   # this code against a former commit
     python benchmarks/bench_serving.py --profile [--rounds 5]   # where a one-row request's CPU goes
+    python benchmarks/bench_serving.py --floors [--rounds 5]    # the service's CPU beside its floors
 
 Trains a champion on 100,000 synthetic rows, converts it to ONNX and publishes it (signed) to a local S3
 server, starts the service with 2 gunicorn workers behind Debian's nginx with the compose server block,
@@ -335,6 +336,72 @@ def one_row_cpu_profile(env: dict, model, rounds: int, seconds: float, workdir: 
         print(f"  {name:22s} {(time.process_time() - started) / 20:.4f}")
 
 
+def floors(env: dict, onnx: bytes, threshold: float, served, rounds: int, seconds: float, workdir: Path) -> None:
+    """Issue #34: the service's CPU per request beside its floors, behind the same nginx front and gunicorn
+    config, alternated round by round: (a) a fixed answer (ladder_apps.bare), (b) a bare WSGI app that decodes,
+    runs ONNX Runtime on the same rows and answers (ladder_apps.floor), and the service with every check;
+    for 1 row (8 clients), 1,000 and 10,000 rows (2 clients), as `records`, and the service also with the
+    columnar `dataframe_split`. Then (c) ONNX Runtime alone, in this process. nginx + gunicorn CPU per answered
+    request, median [range] of `rounds` rounds; the ratio service / (b) per round."""
+    onnx_path = workdir / "floor.onnx"
+    onnx_path.write_bytes(onnx)
+    rungs = {"(a) fixed answer": ("ladder_apps:bare", {}),
+             "(b) decode + ORT + answer": ("ladder_apps:floor", {"FLOOR_ONNX": str(onnx_path),
+                                                                 "FLOOR_THRESHOLD": str(threshold)}),
+             "service": ("serving.app:create_app()", {})}
+    sizes = {1: 8, 1_000: 2, 10_000: 2}
+    bodies = {n: json.dumps({"records": request_records(n)}) for n in sizes}
+    columns = list(schema.FEATURES)
+    splits = {n: json.dumps({"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns]
+                                                                               for r in request_records(n)]}})
+              for n in sizes}
+    servers, fronts = {}, {}
+    found: dict[tuple[str, int], list[float]] = {}
+    try:
+        for name, (app, extra) in rungs.items():
+            servers[name] = local_services.start_serving(
+                {**env, **extra}, workers=2, log_path=str(workdir / f"floor-{len(servers)}.log"), app=app,
+                extra_path=(str(ROOT / "benchmarks"),))
+            fronts[name] = local_services.start_front(servers[name].env["SERVING_SOCKET"],
+                                                      workdir=str(workdir / f"front-floor-{len(fronts)}"))
+            for n, clients in sizes.items():
+                wrk(fronts[name].url, clients, 1, bodies[n])  # warm
+        for _ in range(rounds):
+            for n, clients in sizes.items():
+                runs = [(name, bodies[n]) for name in rungs] + [("service, dataframe_split", splits[n])]
+                for name, body in runs:
+                    rung = "service" if name.startswith("service") else name
+                    roots = (fronts[rung].process.pid, servers[rung].process.pid)
+                    before = tree_cpu_seconds(*roots)
+                    result = wrk(fronts[rung].url, clients, seconds if n == 1 else max(seconds / 2, 3), body)
+                    answered = result["requests_per_s"] * max(int(seconds if n == 1 else max(seconds / 2, 3)), 1)
+                    if result["non_2xx"]:
+                        raise RuntimeError(f"{name}, {n} rows: non-2xx answers {result}")
+                    found.setdefault((name, n), []).append(1000 * (tree_cpu_seconds(*roots) - before) / answered)
+    finally:
+        for service in (*fronts.values(), *servers.values()):
+            service.stop()
+    print(f"CPU per request, ms, nginx + gunicorn (median [range] of {rounds} alternating rounds):")
+    for n in sizes:
+        floor = found[("(b) decode + ORT + answer", n)]
+        for name in [*rungs, "service, dataframe_split"]:
+            cpu = found[(name, n)]
+            line = f"  {n:>6,} rows  {name:28s} {statistics.median(cpu):8.3f} [{min(cpu):.3f}-{max(cpu):.3f}]"
+            if name.startswith("service"):
+                ratios = [c / f for c, f in zip(cpu, floor, strict=True)]
+                line += f"   / (b): {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+            print(line)
+    print("(c) ONNX Runtime alone, in this process, CPU ms per call (the worker's 2-thread session):")
+    for n in sizes:
+        matrix = model_input.from_frame(synthetic.generate(n, seed=3)).astype(np.float32)
+        calls = max(20, 2_000 // n)
+        served.probability(matrix)
+        started = time.process_time()
+        for _ in range(calls):
+            served.probability(matrix)
+        print(f"  {n:>6,} rows  {1000 * (time.process_time() - started) / calls:8.3f}")
+
+
 def worker_start_seconds(env: dict, repeats: int) -> list[float]:
     """gunicorn with one worker: from process start to the first 200 from /ready."""
     import urllib.request
@@ -399,6 +466,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="a former commit to compare with (only the comparison runs)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --baseline / --profile")
     parser.add_argument("--profile", action="store_true", help="only where a one-row request's CPU goes")
+    parser.add_argument("--floors", action="store_true",
+                        help="only the service's CPU per request beside its floors (issue #34)")
     args = parser.parse_args()
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light")):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -426,6 +495,9 @@ def main() -> None:
         print_breakdown(in_process_breakdown(LoadedModelLike(served)))
         if args.profile:
             one_row_cpu_profile(env, LoadedModelLike(served), args.rounds, args.seconds, workdir)
+            return
+        if args.floors:
+            floors(env, exported.onnx, training.threshold(model), served, args.rounds, args.seconds, workdir)
             return
         if args.baseline:
             compare_with_baseline(args.baseline, env, args.rounds, args.seconds, workdir)
