@@ -124,6 +124,7 @@ class Topology:
     api: AirflowUser  # the admin, through Airflow's official REST client
     database: str
     redis_db: int
+    approver: AirflowUser | None = None  # a second person (role User): the admin may not approve own runs
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     worker_hostnames: dict[str, str] = field(default_factory=dict)  # process name -> TI hostname
 
@@ -248,6 +249,13 @@ def start(home: Path, *, database: str, redis_db: int, mongo_url: str, s3_env: d
           f"--password={admin_password}",  # one argument: a generated password may start with "-"
           "--firstname", "Admin", "--lastname", "User", "--email", "admin@example.invalid"],
          env, home, "airflow users create")
+    # Compose's policy is maker-checker (CROSS_SELL_ALLOW_SELF_APPROVAL=false): the runs the admin triggers
+    # are approved by someone else.
+    approver_password = secrets.token_urlsafe(12)
+    _run([sys.executable, "-m", "airflow", "users", "create", "--role", "User", "--username", "approver",
+          f"--password={approver_password}", "--firstname", "Appro", "--lastname", "Ver",
+          "--email", "approver@example.invalid"], env, home, "airflow users create")
+    topology.approver = AirflowUser(f"http://127.0.0.1:{api_port}", "approver", approver_password)
     try:
         for name, service in SERVICES.items():
             own = {k: v for k, v in compose_environment(service).items() if k not in common and v is not None}

@@ -34,11 +34,11 @@ JSON = "application/json"
 class Request:
     """What a row endpoint reads of a request: its headers, its content type and its body."""
 
-    environ: dict
+    wsgi_env: dict
 
     @property
     def mimetype(self) -> str:
-        return self.environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        return self.wsgi_env.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
 
     @property
     def is_json(self) -> bool:  # as Flask's `request.is_json`
@@ -46,21 +46,21 @@ class Request:
         return mimetype == JSON or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
     def header(self, name: str) -> str | None:
-        return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return self.wsgi_env.get("HTTP_" + name.upper().replace("-", "_"))
 
     def body(self, max_bytes: int) -> bytes:
         """The request body; 413 when it is larger than `max_bytes`, with or without Content-Length. A
         chunked body has no length up front: one byte past the limit is read from the server's stream
         (gunicorn ends it at the last chunk) rather than let a truncated body pass as JSON."""
-        stream = self.environ["wsgi.input"]
-        length = self.environ.get("CONTENT_LENGTH")
+        stream = self.wsgi_env["wsgi.input"]
+        length = self.wsgi_env.get("CONTENT_LENGTH")
         if length:
             if not length.isdigit():
                 raise ClientError(400, f"Content-Length {length!r} is not a number")
             if int(length) > max_bytes:
                 raise ClientError(413, f"body of {length} bytes; at most {max_bytes}")
             return stream.read(int(length))
-        if not self.environ.get("wsgi.input_terminated"):
+        if not self.wsgi_env.get("wsgi.input_terminated"):
             return b""  # neither a length nor a terminated stream: there is no body to read safely
         body = stream.read(max_bytes + 1)
         if len(body) > max_bytes:
@@ -132,15 +132,15 @@ class RowEndpoints:
         label = "/v2/models/<name>/versions/<version>/infer" if found["version"] else "/v2/models/<name>/infer"
         return label, lambda service, request: infer(service, request, found["name"], found["version"])
 
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        route = self._route(environ.get("REQUEST_METHOD", ""), path)
+    def __call__(self, wsgi_env, start_response):
+        path = wsgi_env.get("PATH_INFO", "")
+        route = self._route(wsgi_env.get("REQUEST_METHOD", ""), path)
         if route is None:
-            return self.app(environ, start_response)
+            return self.app(wsgi_env, start_response)
         started = time.perf_counter()
         endpoint, handler = route
         try:
-            answer = handler(self.service, Request(environ))
+            answer = handler(self.service, Request(wsgi_env))
         except ClientError as error:
             answer = Answer(orjson.dumps(error.body()), error.status)
         except Exception:
@@ -154,5 +154,5 @@ class RowEndpoints:
         access_log.info("request", extra={
             "method": "POST", "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
             "rows": answer.rows, "model_version": answer.model_version,
-            "remote_addr": environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR")})
+            "remote_addr": wsgi_env.get("HTTP_X_REAL_IP") or wsgi_env.get("REMOTE_ADDR")})
         return [answer.body]

@@ -147,7 +147,11 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
     from cross_sell.monitoring import shadow_report
 
     report = shadow_report.report(registry, None, outcomes, mongo_db["customers"])["shadows"]["v2"]
-    assert report["rows"] == 300 and 0.5 < report["label_agreement"] <= 1 and report["correlation"] > 0.8
+    # Two models of the same family on the same kind of data rank alike (the figure depends on the family:
+    # 0.74 for two 4,000-row LightGBM fits of different seeds); it is the Pearson correlation of the pairs.
+    pairs = np.array([[s["probability"], s["shadow_probability"]] for s in samples])
+    assert report["rows"] == 300 and 0.5 < report["label_agreement"] <= 1 and report["correlation"] > 0.5
+    assert report["correlation"] == pytest.approx(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
     assert report["realized"]["champion"]["rows"] == report["realized"]["shadow"]["rows"] == 300
     assert report["realized"]["shadow"]["version"] == "v2" and report["realized"]["shadow"]["roc_auc"] > 0.7
     # Cleared: the workers stop scoring in shadow at their next poll.
