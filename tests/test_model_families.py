@@ -164,3 +164,66 @@ def test_a_version_trained_before_the_families_is_reproduced_the_way_it_was_trai
                      {"model.onnx": onnx}, signer)
     rebuilt = reproduce.reproduce(registry, "old")
     assert rebuilt["identical"] and rebuilt["recorded_with"]["training"] is None, rebuilt
+
+
+@pytest.mark.parametrize("family", ["hgb", "lightgbm"])
+def test_the_onnx_bytes_are_the_same_in_another_process(models, family, tmp_path):
+    """Issue #32: `reproduce` of a DAG's champion said DIFFERS with only the ONNX bytes differing. The same
+    data, seed and family give the same bytes in a fresh interpreter with another hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from cross_sell.data import synthetic; from cross_sell.model import features, "
+              "training, onnx_export; parts = features.split(synthetic.generate(6_000, seed=12), seed=4); "
+              f"model = training.train(parts['train'], parts['validation'], seed=4, family={family!r}); "
+              "sys.stdout.buffer.write(onnx_export.to_onnx(model))")
+    here = onnx_export.to_onnx(models[family])
+    for hash_seed in ("0", "1"):  # skl2onnx listed the opsets in one order under each (0: no hash randomization)
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True,
+                               env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
+        assert other == here, (hash_seed, onnx_export.differences(here, other))
+
+
+def test_when_the_onnx_bytes_differ_reproduce_says_what_differs(s3, s3_env, bucket, verifier, signer, capsys,
+                                                                monkeypatch):
+    """Issue #32: a DIFFERS with no reason. A version whose recorded ONNX file was written by another converter
+    version (its producer_version) is rebuilt: the report names the metadata field, finds the graph and the
+    weights identical and the test-split predictions the same; the CLI's line says so."""
+    import onnx
+
+    from cross_sell.__main__ import main
+    from cross_sell.model import evaluation
+    from cross_sell.operations import reproduce
+    from cross_sell.storage.artifacts import RunArtifacts
+    from cross_sell.storage.registry import ModelRegistry
+
+    artifacts = RunArtifacts(s3, bucket, "vi", "older-converter")
+    registry = ModelRegistry(s3, bucket, "vi", verifier)
+    extracted = stages.extract(synthetic.generate(4_000, seed=23).to_dict("records"), artifacts)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=9)
+    splits = {name: pd.read_parquet(io.BytesIO(artifacts.read(ref))) for name, ref in transformed["splits"].items()}
+    model = training.train(splits["train"], splits["validation"], 9, family="hgb")
+    threshold = training.threshold(model)
+    graph = onnx.load_from_string(onnx_export.export(model, threshold, model_input.from_frame(splits["test"])).onnx)
+    graph.producer_version = "0.0-older"
+    recorded = graph.SerializeToString()
+    y, probability, _ = evaluation.predictions(evaluation.ServedClassifier(OnnxModel(recorded, threshold)),
+                                               splits["test"])
+    registry.publish({"version": "v-older", "threshold": threshold, "model_input": model_input.LAYOUT,
+                      "metrics": evaluation.metrics_of(y, probability, threshold), "seed": 9,
+                      "excluded_features": [], "estimator_params": model_families.FAMILIES["hgb"].params,
+                      "training": {"family": "hgb"},
+                      "lineage": {"snapshot": extracted["snapshot"], "splits": transformed["splits"]}},
+                     {"model.onnx": recorded}, signer)
+    rebuilt = reproduce.reproduce(registry, "v-older")
+    assert not rebuilt["identical"] and not rebuilt["onnx_sha256"]["identical"]
+    assert rebuilt["onnx_sha256"]["differences"] == {"metadata": ["producer_version"], "graph_structure": "identical",
+                                                     "initializers": []}
+    assert rebuilt["onnx_sha256"]["test_predictions_identical"] is True
+    assert rebuilt["largest_metric_difference"] == 0.0
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", "vi")
+    capsys.readouterr()
+    assert main(["reproduce", "v-older"]) == 1
+    assert "ONNX differs: metadata producer_version; test-split predictions identical" in capsys.readouterr().err

@@ -344,11 +344,24 @@ def cmd_reproduce(args, settings: Settings) -> int:
 
     found = reproduce(_registry(settings), args.version)
     _print(found)
-    print(f"{args.version}: {'identical' if found['identical'] else 'DIFFERS'} (ONNX "
-          f"{'byte-identical' if found['onnx_sha256']['identical'] else 'differs'}, largest metric difference "
+    onnx = found["onnx_sha256"]
+    what = "byte-identical" if onnx["identical"] else _onnx_differences(onnx)
+    print(f"{args.version}: {'identical' if found['identical'] else 'DIFFERS'} (ONNX {what}, largest metric difference "
           f"{found['largest_metric_difference']:.2e}; library versions differing from the recorded ones: "
           f"{', '.join(found['library_differences']) or 'none'})", file=sys.stderr)
     return 0 if found["identical"] else 1
+
+
+def _onnx_differences(onnx: dict) -> str:
+    found = onnx.get("differences")
+    if not found:
+        return "differs"
+    parts = [f"metadata {', '.join(found['metadata'])}" if found["metadata"] else "",
+             "graph structure differs" if found["graph_structure"] != "identical" else "",
+             f"{len(found['initializers'])} initializers differ" if found["initializers"] else ""]
+    predictions = "identical" if onnx.get("test_predictions_identical") else "different"
+    return (f"differs: {'; '.join(p for p in parts if p) or 'encoding only'}; test-split predictions "
+            f"{predictions}")
 
 
 def cmd_lineage(args, settings: Settings) -> int:

@@ -64,7 +64,13 @@ def to_onnx(model) -> bytes:
                         options={id(final): {"zipmap": False}},
                         target_opset=model_families.TARGET_OPSET if foreign else None)
     _drop_unused_initializers(converted.graph)
-    return converted.SerializeToString()
+    # skl2onnx lists the opsets in the order of a set of domain names, which follows the process's string-hash
+    # seed: the same model would give other bytes in another process (issue #32, `reproduce` said DIFFERS).
+    opsets = sorted(((o.domain, o.version) for o in converted.opset_import))
+    del converted.opset_import[:]
+    for domain, version in opsets:
+        converted.opset_import.add(domain=domain, version=version)
+    return converted.SerializeToString(deterministic=True)
 
 
 def _drop_unused_initializers(graph) -> None:
@@ -96,3 +102,30 @@ def export(model, threshold: float, test_matrix: np.ndarray) -> Export:
     if not worst <= TOLERANCE:  # also catches NaN
         return Export(onnx, parity, f"ONNX disagrees with scikit-learn by {worst:.2e} (> {TOLERANCE:.0e})")
     return Export(onnx, parity)
+
+
+def differences(recorded: bytes, rebuilt: bytes) -> dict:
+    """What differs between two ONNX files of one model, for `reproduce`: the model's metadata fields
+    (producer, opset, IR version, doc string, metadata props), the graph's structure (nodes, their
+    attributes, inputs and outputs, in order) and the initializers (weights) by name. Empty lists and
+    `graph_structure: "identical"` when only the bytes' encoding differs."""
+    import onnx
+
+    old, new = onnx.load_from_string(recorded), onnx.load_from_string(rebuilt)
+    fields = ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string")
+    metadata = [name for name in fields if getattr(old, name) != getattr(new, name)]
+    if [(o.domain, o.version) for o in old.opset_import] != [(o.domain, o.version) for o in new.opset_import]:
+        metadata.append("opset_import")
+    if {p.key: p.value for p in old.metadata_props} != {p.key: p.value for p in new.metadata_props}:
+        metadata.append("metadata_props")
+
+    def structure(graph) -> list[bytes]:
+        return [node.SerializeToString(deterministic=True) for node in graph.node] + \
+            [value.SerializeToString(deterministic=True) for value in (*graph.input, *graph.output)]
+
+    weights_old = {t.name: t.SerializeToString(deterministic=True) for t in old.graph.initializer}
+    weights_new = {t.name: t.SerializeToString(deterministic=True) for t in new.graph.initializer}
+    return {"metadata": metadata,
+            "graph_structure": "identical" if structure(old.graph) == structure(new.graph) else "differs",
+            "initializers": sorted(name for name in set(weights_old) | set(weights_new)
+                                   if weights_old.get(name) != weights_new.get(name))}

@@ -5,7 +5,9 @@ manifest's `lineage`, checked on download), split again with the recorded seed (
 the recorded one), the estimator retrained with the recorded seed, model family and procedure (`training`:
 fitted on train + validation, threshold from out-of-fold predictions; a version without it the way it was
 trained then), estimator params and excluded features, converted to ONNX, and scored on the test split as
-it serves. The report: whether the ONNX file is byte-identical, every metric's recorded and rebuilt value,
+it serves. The report: whether the ONNX file is byte-identical (and if not: which metadata fields, whether
+the graph's structure, which initializers differ, and whether its predictions on the test split are
+identical to the recorded file's), every metric's recorded and rebuilt value,
 the threshold, and the code and library versions of then and now (a difference there is the first suspect
 when something differs).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..data import casting, schema, snapshot
@@ -71,6 +74,14 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
     differences = [m["difference"] for m in metrics.values() if m["difference"] is not None]
     onnx = {"recorded": manifest["artifacts"].get(registry.ONNX), "rebuilt": objects.sha256_bytes(exported.onnx)}
     onnx["identical"] = onnx["recorded"] == onnx["rebuilt"]
+    if not onnx["identical"]:  # say what differs, and whether it matters for what is served
+        served = registry.artifact(version, registry.ONNX, manifest)  # sha256 checked against the manifest
+        onnx["differences"] = onnx_export.differences(served, exported.onnx) if served else None
+        if served:
+            matrix = model_input.from_frame(parts["test"])
+            onnx["test_predictions_identical"] = bool(np.array_equal(
+                OnnxModel(served, manifest["threshold"]).probability(matrix),
+                OnnxModel(exported.onnx, threshold).probability(matrix)))
     largest = max(differences, default=0.0)
     now_libraries = provenance.library_versions()
     recorded_libraries = manifest.get("library_versions", {})
