@@ -28,12 +28,9 @@ from airflow.sdk import Param, dag, task
 
 from cross_sell.contracts import Erased
 from cross_sell.params import ErasureParams  # typing and the standard library only: cheap at parse time
-from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.defaults import dag_defaults
 from cross_sell_airflow.links import ERASURE_RECEIPT, with_links
 from cross_sell_airflow.stage import stage_run
-
-SETTINGS = Settings.from_env()
 
 
 @dag(
@@ -55,17 +52,10 @@ def cross_sell_erasure():
     @task(multiple_outputs=False, retries=0)
     def erase() -> Erased:
         from cross_sell.privacy import erasure
-        from cross_sell.privacy.suppression import read_key
-        from cross_sell.storage import layout
 
-        with stage_run(ErasureParams) as run:
-            conn = SETTINGS.erasure_mongo_conn_id
-            collections = layout.erasure_collections(SETTINGS, lambda name: run.collection(name, conn, written=True))
-            return run.done(erasure.run_request(
-                run.params["request"], registry=run.housekeeping_registry, collections=collections,
-                erased=run.collection(SETTINGS.erased_collection, conn), key=read_key(SETTINGS.erasure_key_file),
-                reason=run.params["reason"], by=run.triggered_by, dry_run=run.params["dry_run"], signer=run.signer,
-                lock_days=SETTINGS.audit_lock_days))
+        with stage_run(ErasureParams) as run:  # the run's clients: the erasure role's connections
+            return run.done(erasure.run_request(run, run.params["request"], reason=run.params["reason"],
+                                                by=run.triggered_by, dry_run=run.params["dry_run"]))
 
     with_links(erase(), ERASURE_RECEIPT)
 

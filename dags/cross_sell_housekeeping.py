@@ -38,8 +38,7 @@ def cross_sell_housekeeping():
         from cross_sell.privacy import retention
 
         with stage_run(HousekeepingParams) as run:
-            return run.done(retention.run(run.housekeeping_registry, retention.Policy.from_settings(run.settings),
-                                          by=f"run {run.run_id}", dry_run=run.params["dry_run"]))
+            return run.done(retention.run(run, by=f"run {run.run_id}", dry_run=run.params["dry_run"]))
 
     retain()
 

@@ -8,7 +8,9 @@
   PSI); outcomes observed that day (`customer_outcomes`: `{id, Response, observed_at}`) joined with the
   scores the latest scoring run gave those customers (realized ROC-AUC, precision at the threshold and in
   the top decile, observed vs predicted rate). Saved as `monitoring/daily/<day>.json`; skew past its
-  limits, prediction drift past PSI 0.2, or realized figures below `min_roc_auc` / `min_precision` alert.
+  limits, prediction drift past PSI 0.2, or realized figures below `min_realized_roc_auc` /
+  `min_realized_precision` alert (named so since #31: they are alert limits on outcomes, not the training
+  gates of the same names).
   It also checks the champion's audit trail and the erasure receipts: a receipt deleted, hidden by a delete
   marker, overwritten, unsigned, recording data left behind, or not matching the suppression list alerts.
 * **report**: `monitoring/report.html`, the trend of the last 30 days on one self-contained page.
@@ -43,9 +45,9 @@ SETTINGS = Settings.from_env()
     params={
         "day": Param(None, type=["null", "string"], format="date",
                      description="The day to monitor (YYYY-MM-DD); empty: the day before the run."),
-        "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
+        "min_realized_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
                              description="Realized ROC-AUC below this alerts."),
-        "min_precision": Param(0.2, type="number", minimum=0.0, maximum=1.0,
+        "min_realized_precision": Param(0.2, type="number", minimum=0.0, maximum=1.0,
                                description="Realized precision at the model's threshold below this alerts."),
         "skew_thresholds": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
                                  description='Per-feature skew limits, e.g. {"Age": 0.1} (a feature name the '
@@ -62,8 +64,9 @@ def cross_sell_monitoring():
                 run.run_started.date() - timedelta(days=1)
             result = run.done(monitoring.run_day(
                 day, run.registry, run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
-                scoring_runs=recorded_scores(before=day + timedelta(days=2)), min_roc_auc=run.params["min_roc_auc"],
-                min_precision=run.params["min_precision"], skew_thresholds=run.params["skew_thresholds"],
+                scoring_runs=recorded_scores(before=day + timedelta(days=2)),
+                min_roc_auc=run.params["min_realized_roc_auc"], min_precision=run.params["min_realized_precision"],
+                skew_thresholds=run.params["skew_thresholds"],
                 erased=run.collection(SETTINGS.erased_collection, SETTINGS.monitoring_mongo_conn_id)))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
                 from cross_sell.governance.tracking import log_monitoring

@@ -28,6 +28,7 @@ from cross_sell.storage.signing import ManifestVerifier
 from . import metrics
 from .champion import ChampionHolder
 from .config import ServingConfig
+from .logging_config import access_line
 from .payload import ClientError
 from .predictor import Predictor
 from .protocols import bp as protocols_bp
@@ -36,7 +37,6 @@ from .rows import RowEndpoints
 from .sampling import RequestSampler
 
 log = logging.getLogger("serving")
-access_log = logging.getLogger("serving.access")
 
 # Every sampler of this process writes what it holds when the process exits (one hook, not one per app).
 _SAMPLERS: "weakref.WeakSet[RequestSampler]" = weakref.WeakSet()
@@ -121,11 +121,10 @@ def _install_hooks(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.observe_request(endpoint, response.status_code, seconds)
-        access_log.info("request", extra={
-            "method": request.method, "path": request.path, "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 2), "rows": g.get("rows"), "model_version": g.get("model_version"),
-            "remote_addr": request.headers.get("X-Real-IP", request.remote_addr),
-        })
+        access_line({"method": request.method, "path": request.path, "status": response.status_code,
+                     "duration_ms": round(seconds * 1000, 2), "rows": g.get("rows"),
+                     "model_version": g.get("model_version"),
+                     "remote_addr": request.headers.get("X-Real-IP", request.remote_addr)})
         return response
 
     @app.errorhandler(ClientError)

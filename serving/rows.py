@@ -21,10 +21,10 @@ from http import HTTPStatus
 import orjson
 
 from . import metrics, payload, protocols
+from .logging_config import access_line
 from .payload import ClientError
 
 log = logging.getLogger("serving")
-access_log = logging.getLogger("serving.access")
 
 INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
 JSON = "application/json"
@@ -151,8 +151,7 @@ class RowEndpoints:
                        [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))])
         seconds = time.perf_counter() - started
         metrics.observe_request(endpoint, status, seconds)
-        access_log.info("request", extra={
-            "method": "POST", "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
-            "rows": answer.rows, "model_version": answer.model_version,
-            "remote_addr": wsgi_env.get("HTTP_X_REAL_IP") or wsgi_env.get("REMOTE_ADDR")})
+        access_line({"method": "POST", "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
+                     "rows": answer.rows, "model_version": answer.model_version,
+                     "remote_addr": wsgi_env.get("HTTP_X_REAL_IP") or wsgi_env.get("REMOTE_ADDR")})
         return [answer.body]

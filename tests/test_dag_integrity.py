@@ -195,7 +195,7 @@ def test_monitoring_runs_daily_and_alerts_on_failure(dag_bag):
     assert sorted(monitoring.task_ids) == ["monitor", "report"]
     assert monitoring.get_task("monitor").on_failure_callback
     params = monitoring.params.dump()
-    assert params["day"] is None and params["min_roc_auc"] == 0.75 and params["min_precision"] == 0.2
+    assert params["day"] is None and params["min_realized_roc_auc"] == 0.75 and params["min_realized_precision"] == 0.2
 
 
 def test_a_parsing_airflow_reports_no_plugin_or_dag_import_error(tmp_path):

@@ -258,15 +258,24 @@ def test_receipts_are_under_object_lock_when_configured(world, s3, bucket, capsy
 
 def test_the_docs_table_is_the_storage_layout():
     """docs/data-governance.md's table of what holds customer data is `layout.markdown_table`, verbatim: the
-    docs, erasure, retention and the erasure DAG read the same declaration."""
+    docs, erasure, retention and the erasure DAG read the same declaration. The DAG and the CLI run the one
+    erasure operation (`erasure.erase_ids`, which opens the collections the layout declares) with their
+    clients, and name no collection themselves."""
+    import inspect
+
+    from cross_sell.privacy import erasure
     from cross_sell.storage import layout
 
     docs = (ROOT / "docs" / "data-governance.md").read_text()
     assert layout.markdown_table(Settings()) in docs
+    assert "layout.erasure_collections(" in inspect.getsource(erasure.erase_ids)
+    assert "erase_ids(clients," in inspect.getsource(erasure.run_request)
     dag = (ROOT / "dags" / "cross_sell_erasure.py").read_text()
     cli_source = (ROOT / "include" / "cross_sell" / "__main__.py").read_text()
-    for source in (dag, cli_source):  # the collections are never listed again
-        assert "layout.erasure_collections(" in source and "contacts_collection" not in source
+    assert "erasure.run_request(run," in dag and "erasure.erase_ids(clients," in cli_source
+    for source in (dag, cli_source):  # the collections erasure works on are never listed again
+        assert not [name for name in ("contacts_collection", "consent_collection", "scores_collection")
+                    if name in source]
 
 
 def test_a_dry_run_needs_no_erasure_key_and_a_real_one_names_how_to_make_it(world, s3, bucket, capsys, monkeypatch):

@@ -484,3 +484,44 @@ def test_the_service_never_builds_a_dataframe(registry, s3_env):
     answer = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, check=False)
     assert answer.returncode == 0, answer.stderr[-3000:]
     assert answer.stdout.strip() == "False"
+
+
+@pytest.fixture
+def access_lines():
+    """The service's access lines as gunicorn's logging config (serving/logging_config.py) writes them."""
+    import io
+    import logging
+
+    from serving.logging_config import AccessFormatter
+
+    logger = logging.getLogger("serving.access")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter())
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.handlers, logger.propagate = saved[0], saved[2]
+    logger.setLevel(saved[1])
+
+
+def test_each_request_has_one_json_access_line_without_customer_data(registry, access_lines):
+    """One JSON object per request, from the row endpoints (plain WSGI) and Flask's routes alike: who, what,
+    how it went, how long; never a value of the request (a customer's row or id)."""
+    promote(registry, "v1")
+    client = _app(registry, id_column="id")[1]
+    sent = [{**row, "id": 987_654_321} for row in rows(2)]
+    assert client.post("/predict", json={"records": sent}, headers={"X-Real-IP": "10.1.2.3"}).status_code == 200
+    bad = [{**sent[0], "Age": 7}]
+    assert client.post("/predict", json={"records": bad}).status_code == 422
+    assert client.get("/model").status_code == 200
+    lines = access_lines()
+    assert [(line["path"], line["status"], line["rows"]) for line in lines] == \
+        [("/predict", 200, 2), ("/predict", 422, None), ("/model", 200, None)]
+    first = lines[0]
+    assert {"time", "level", "logger", "pid", "message", "method", "duration_ms", "model_version"} <= set(first)
+    assert first["logger"] == "serving.access" and first["level"] == "INFO" and first["message"] == "request"
+    assert first["model_version"] == "v1" and first["remote_addr"] == "10.1.2.3" and first["duration_ms"] > 0
+    text = json.dumps(lines)
+    assert "987654321" not in text and str(sent[0]["Annual_Premium"]) not in text

@@ -1,5 +1,6 @@
 """Command line: `python -m cross_sell COMMAND ...`; `--help` lists the commands (`COMMANDS`), each made by
-its `_add_<command>` function and run by its `cmd_<command>` handler.
+its `_add_<command>` function and run by its `cmd_<command>` handler with the command's clients
+(`cross_sell.clients.EnvClients`): parse, call the operation, print.
 
 MongoDB is reached through MONGO_URI, S3 through the standard AWS_* variables (AWS_ENDPOINT_URL for
 MinIO or a local server); bucket, prefix, database and collection come from the CROSS_SELL_* variables.
@@ -14,71 +15,39 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
+from .clients import SIGNING_KEY_ENV, EnvClients, UsageError
 from .errors import NothingToDo, NotRetryable
-from .settings import Settings, mongo_uri, s3_client
-
-SIGNING_KEY_ENV = "CROSS_SELL_SIGNING_KEY"  # a private key file, for the break-glass pointer commands
+from .settings import mongo_uri
 
 
 def _print(payload) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
-def cmd_load(args, settings: Settings) -> int:
-    from pymongo import MongoClient
-
+def cmd_load(args, clients: EnvClients) -> int:
     from .data import loader, synthetic
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    from .privacy.suppression import Suppression, read_key
-
-    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
-    try:
-        database = client[args.database or settings.mongo_database]
-        collection = database[args.collection or settings.mongo_collection]
-        # Erased customers stay out, whatever file they are in (refused without the key if anyone was erased).
-        erased = Suppression.from_collection(database[settings.erased_collection], read_key(settings.erasure_key_file))
-        started = time.perf_counter()
-        if args.csv:  # checked whole, then loaded, a chunk at a time: memory does not grow with the file
-            say(f"checking {args.csv} against the data contract, then upserting it into "
-                f"{collection.database.name}.{collection.name} ...")
-            stats = loader.load_csv(collection, args.csv, batch_size=args.batch_size, progress=not args.quiet,
-                                    suppression=erased)
-        else:
-            say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
-            frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
-            say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
-            stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet,
-                                  suppression=erased)
-    finally:
-        client.close()
+    collection = clients.collection(args.collection or clients.settings.mongo_collection)
+    # Erased customers stay out, whatever file they are in (refused without the key if anyone was erased).
+    erased = clients.suppression()
+    started = time.perf_counter()
+    if args.csv:  # checked whole, then loaded, a chunk at a time: memory does not grow with the file
+        say(f"checking {args.csv} against the data contract, then upserting it into "
+            f"{collection.database.name}.{collection.name} ...")
+        stats = loader.load_csv(collection, args.csv, batch_size=args.batch_size, progress=not args.quiet,
+                                suppression=erased)
+    else:
+        say(f"generating {args.synthetic:,} synthetic customers (seed {args.seed}) ...")
+        frame = synthetic.generate(args.synthetic, seed=args.seed, first_id=args.first_id)
+        say(f"upserting {len(frame):,} customers into {collection.database.name}.{collection.name} ...")
+        stats = loader.upsert(collection, frame, batch_size=args.batch_size, progress=not args.quiet,
+                              suppression=erased)
     _print({**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2),
             "collection": f"{collection.database.name}.{collection.name}"})
     return 0
-
-
-class UsageError(NotRetryable):
-    """A command given without what it needs."""
-
-
-def _registry(settings: Settings):
-    from .storage.registry import ModelRegistry
-    from .storage.signing import ManifestVerifier
-
-    return ModelRegistry(s3_client(), settings.s3_bucket, settings.s3_prefix, ManifestVerifier.from_env(),
-                         audit_lock_days=settings.audit_lock_days)
-
-
-def _signer(args):
-    """The training side's private key, for the commands that move a pointer (break-glass paths)."""
-    from .storage.signing import ManifestSigner
-
-    path = args.signing_key or os.environ.get(SIGNING_KEY_ENV)
-    if not path:
-        raise UsageError(f"moving a pointer needs the model-signing private key: --signing-key FILE or "
-                         f"{SIGNING_KEY_ENV}")
-    return ManifestSigner.from_file(path)
 
 
 def _unpickled_estimator(path: str):
@@ -89,7 +58,7 @@ def _unpickled_estimator(path: str):
     return joblib.load(path)
 
 
-def cmd_evaluate(args, settings: Settings) -> int:
+def cmd_evaluate(args, clients: EnvClients) -> int:
     from .data import loader
     from .model import evaluation
 
@@ -97,15 +66,14 @@ def cmd_evaluate(args, settings: Settings) -> int:
     if args.model_file:
         model, name = _unpickled_estimator(args.model_file), args.model_file
     else:
-        registry = _registry(settings)
-        version = registry.resolve(args.model)
-        served, _ = registry.served_model(version)  # signed manifest, verified ONNX file: no pickle
+        version = clients.registry.resolve(args.model)
+        served, _ = clients.registry.served_model(version)  # signed manifest, verified ONNX file: no pickle
         model, name = evaluation.ServedClassifier(served), version
     _print({"model": name, "csv": args.csv, "metrics": evaluation.score(model, frame)})
     return 0
 
 
-def cmd_score(args, settings: Settings) -> int:
+def cmd_score(args, clients: EnvClients) -> int:
     """Score a file of customers with the champion (or a version, or a local estimator you trust)."""
     from datetime import datetime, timezone
 
@@ -120,43 +88,37 @@ def cmd_score(args, settings: Settings) -> int:
         estimator = _unpickled_estimator(args.model_file)
         model, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), args.model_file
     else:
-        model, version, _ = scoring.served(_registry(settings), args.model)
-    result = file_scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc))
-    _print(result)
+        model, version, _ = scoring.served(clients.registry, args.model)
+    _print(file_scoring.score_csv(args.csv, args.out, model, version, datetime.now(timezone.utc)))
     return 0
 
 
-def cmd_load_outcomes(args, settings: Settings) -> int:
+def cmd_load_outcomes(args, clients: EnvClients) -> int:
     """Outcomes of contacted customers (CSV: id, Response[, observed_at]) into the outcomes collection."""
-    from pymongo import MongoClient
-
     from .data import loader
 
+    settings = clients.settings
     outcomes = loader.read_outcomes(args.csv, default_observed_at=args.observed_at)
-    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
-    try:
-        database = client[args.database or settings.mongo_database]
-        stats = loader.upsert_outcomes(database[settings.outcomes_collection], outcomes)
-        unknown = loader.unknown_customers(database[settings.mongo_collection], outcomes["id"].tolist())
-        stats["ids_matching_no_customer"] = len(unknown)
-        if unknown:  # loaded all the same (the customer may come later), but said
-            print(f"warning: {len(unknown):,} outcome(s) name no customer in {database.name}."
-                  f"{settings.mongo_collection}, e.g. ids {unknown[:10]}", file=sys.stderr)
-    finally:
-        client.close()
-    _print({**stats, "collection": f"{database.name}.{settings.outcomes_collection}"})
+    collection = clients.collection(settings.outcomes_collection)
+    stats = loader.upsert_outcomes(collection, outcomes)
+    unknown = loader.unknown_customers(clients.collection(settings.mongo_collection), outcomes["id"].tolist())
+    stats["ids_matching_no_customer"] = len(unknown)
+    if unknown:  # loaded all the same (the customer may come later), but said
+        print(f"warning: {len(unknown):,} outcome(s) name no customer in {collection.database.name}."
+              f"{settings.mongo_collection}, e.g. ids {unknown[:10]}", file=sys.stderr)
+    _print({**stats, "collection": f"{collection.database.name}.{collection.name}"})
     return 0
 
 
-def cmd_shadow(args, settings: Settings) -> int:
+def cmd_shadow(args, clients: EnvClients) -> int:
     """Name, clear or show the challenger in shadow, or report how it compares with the champion."""
-    registry = _registry(settings)
+    registry = clients.registry
     if args.action == "set":
         if not args.version:
             raise UsageError("shadow set needs a VERSION")
-        _print(registry.set_shadow(args.version, _signer(args), reason=args.reason))
+        _print(registry.set_shadow(args.version, clients.signer, reason=args.reason))
     elif args.action == "clear":
-        registry.clear_shadow(_signer(args))
+        registry.clear_shadow(clients.signer)
         _print({"shadow": None})
     elif args.action == "show":
         shadow = registry.shadow()
@@ -168,12 +130,9 @@ def cmd_shadow(args, settings: Settings) -> int:
 
         since = date.fromisoformat(args.since) if args.since else None
         outcomes = customers = None
-        if args.mongo_uri:
-            from pymongo import MongoClient
-
-            client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
-            database = client[settings.mongo_database]
-            outcomes, customers = database[settings.outcomes_collection], database[settings.mongo_collection]
+        if args.mongo_uri:  # only when asked: the realized metrics need outcomes and customers
+            outcomes = clients.collection(clients.settings.outcomes_collection)
+            customers = clients.collection(clients.settings.mongo_collection)
         report = shadow_report.report(registry, since, outcomes, customers)
         if report is None:
             print("no sampled rows scored in shadow yet (is a shadow set, and SERVING_SAMPLE_RATE > 0?)",
@@ -183,29 +142,26 @@ def cmd_shadow(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_keygen(args, settings: Settings) -> int:
+def cmd_keygen(args, clients: EnvClients) -> int:
     """A new model-signing key pair: the private key for the training side, the public one for readers."""
-    from pathlib import Path
-
+    from .governance.custody import KEY_ENV, make_key
     from .storage.signing import generate_key_pair
 
     if (Path(args.directory) / "signing.key").exists() and not args.force:
         print(f"error: {Path(args.directory) / 'signing.key'} exists (--force replaces it)", file=sys.stderr)
         return 2
-    from .governance.custody import KEY_ENV, make_key
-
     private, public = generate_key_pair(args.directory)
     sealing = make_key(Path(args.directory) / "custody.key")
     _print({"private_key": str(private), "public_key": str(public), "custody_key": str(sealing),
             "workers": f"{KEY_ENV}={sealing} (every Airflow worker; nobody else)",
-            "training_side": f"Airflow connection {settings.signing_conn_id!r}: password = the PEM text of "
+            "training_side": f"Airflow connection {clients.settings.signing_conn_id!r}: password = the PEM text of "
                              f"{private.name}, or extra {{\"key_file\": \"<path>\"}}",
             "readers": f"CROSS_SELL_SIGNING_PUBLIC_KEY={public}"})
     return 0
 
 
-def cmd_champion(args, settings: Settings) -> int:
-    registry = _registry(settings)
+def cmd_champion(args, clients: EnvClients) -> int:
+    registry = clients.registry
     if args.action == "show":
         champion = registry.champion()
         if champion is None:
@@ -222,83 +178,52 @@ def cmd_champion(args, settings: Settings) -> int:
         if not args.by:
             raise UsageError("rollback needs --by NAME (who decided: recorded in the audit trail)")
         # Break-glass: the rollback DAG is the governed path (its run records the user and re-scores).
-        _print(registry.rollback(args.version, _signer(args), reason=args.reason, by=args.by, force=args.force))
+        _print(registry.rollback(args.version, clients.signer, reason=args.reason, by=args.by, force=args.force))
         print(f"champion is {args.version}; the CRM's scores still come from the previous model until the "
               "scoring DAG runs: airflow dags trigger cross_sell_scoring (or roll back with the "
               "cross_sell_rollback DAG, which re-scores by itself)", file=sys.stderr)
     return 0
 
 
-def cmd_erase(args, settings: Settings) -> int:
+def cmd_erase(args, clients: EnvClients) -> int:
     """Erase customers everywhere (GDPR art. 17): MongoDB, every object version, a signed receipt; or, with
     --verify, check every receipt (exit 1 on a problem)."""
-    from pymongo import MongoClient
+    from .privacy import erasure, receipts
 
-    from .privacy import erasure
-    from .privacy.suppression import read_key
-    from .storage import layout
-
-    if args.verify:
-        return _verify_receipts(args, settings)
+    if args.verify:  # every receipt checked, against the suppression list too
+        records, found = receipts.check(clients.registry.s3, clients.settings.s3_bucket, clients.settings.s3_prefix,
+                                        clients.registry.verifier,
+                                        clients.collection(clients.settings.erased_collection))
+        _print({"receipts_verified": len(records), "problems": found})
+        return 1 if found else 0
     if not args.ids_file or not args.reason:
         raise UsageError("erase needs --ids-file and --reason (or --verify)")
-    ids = erasure.read_ids(args.ids_file)
-    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
-    try:
-        database = client[settings.mongo_database]
-        registry = _registry(settings)
-        done = erasure.erase(ids, s3=registry.s3, bucket=settings.s3_bucket, prefix=settings.s3_prefix,
-                             collections=layout.erasure_collections(settings, database.__getitem__),
-                             erased=database[settings.erased_collection],
-                             key=read_key(settings.erasure_key_file), registry=registry,
-                             request=args.request or os.path.splitext(os.path.basename(args.ids_file))[0],
-                             reason=args.reason, by=args.by, dry_run=args.dry_run,
-                             signer=None if args.dry_run else _signer(args), lock_days=settings.audit_lock_days)
-    finally:
-        client.close()
+    done = erasure.erase_ids(clients, erasure.read_ids(args.ids_file), request=args.request or Path(args.ids_file).stem,
+                             reason=args.reason, by=args.by, dry_run=args.dry_run)
     receipt = done.receipt()
     _print({**{k: v for k, v in receipt.items() if k != "customer_hashes"}, "receipt_key": done.receipt_key})
     return 0
 
 
-def _verify_receipts(args, settings: Settings) -> int:
-    """Every erasure receipt checked (`receipts.problems`), against the suppression list too."""
-    from pymongo import MongoClient
-
-    from .privacy import receipts
-    from .storage.signing import ManifestVerifier
-
-    client: MongoClient[dict] = MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
-    try:
-        erased = client[settings.mongo_database][settings.erased_collection]
-        records, found = receipts.check(s3_client(), settings.s3_bucket, settings.s3_prefix,
-                                        ManifestVerifier.from_env(), erased)
-    finally:
-        client.close()
-    _print({"receipts_verified": len(records), "problems": found})
-    return 1 if found else 0
-
-
-def cmd_retention(args, settings: Settings) -> int:
+def cmd_retention(args, clients: EnvClients) -> int:
     """The retention policy: its lifecycle rules, what it would delete now (plan), or delete it (apply)."""
     from .privacy import retention
 
+    settings = clients.settings
     policy = retention.Policy.from_settings(settings)
     if args.action == "rules":
         _print(retention.lifecycle_rules(policy, settings.s3_prefix))
         return 0
-    registry = _registry(settings)
-    planned = retention.plan(registry.s3, settings.s3_bucket, settings.s3_prefix, registry, policy)
-    if args.action == "plan":
-        _print({"policy": policy.__dict__, **planned.summary()})
+    if args.action == "apply":
+        _print(retention.run(clients, by=args.by))
         return 0
-    _print(retention.apply(registry.s3, settings.s3_bucket, settings.s3_prefix, planned, by=args.by))
+    registry = clients.housekeeping_registry
+    planned = retention.plan(registry.s3, settings.s3_bucket, settings.s3_prefix, registry, policy)
+    _print({"policy": policy.__dict__, **planned.summary()})
     return 0
 
 
-def cmd_erasure_key(args, settings: Settings) -> int:
-    from pathlib import Path
-
+def cmd_erasure_key(args, clients: EnvClients) -> int:
     from .privacy.suppression import make_key
 
     if Path(args.file).exists() and not args.force:
@@ -308,21 +233,20 @@ def cmd_erasure_key(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_skew(args, settings: Settings) -> int:
+def cmd_skew(args, clients: EnvClients) -> int:
     """Sampled serving rows vs the training profile of the champion (or --version)."""
     from datetime import date
 
     from .monitoring import skew
+    from .monitoring.drift import too_few
 
-    registry = _registry(settings)
+    registry, settings = clients.registry, clients.settings
     since = date.fromisoformat(args.since) if args.since else None
     samples = skew.read_samples(registry.s3, settings.s3_bucket, settings.s3_prefix, since)
     if samples.empty:
         print(f"no sampled serving rows under {registry.uri(skew.samples_prefix(settings.s3_prefix))}"
               f"{' since ' + args.since if args.since else ''} (is SERVING_SAMPLE_RATE > 0?)", file=sys.stderr)
         return 2
-    from .monitoring.drift import too_few
-
     if too_few(len(samples)):
         print(f"train/serve skew: {len(samples):,} sampled serving rows: {too_few(len(samples))}; nothing judged")
         return 0
@@ -338,37 +262,21 @@ def cmd_skew(args, settings: Settings) -> int:
     return 1 if found.drifted and args.fail_on_skew else 0
 
 
-def cmd_reproduce(args, settings: Settings) -> int:
+def cmd_reproduce(args, clients: EnvClients) -> int:
     """Retrain VERSION from its recorded snapshot, seed and params; exit 1 when the result differs."""
-    from .operations.reproduce import reproduce
+    from .operations.reproduce import reproduce, summary
 
-    found = reproduce(_registry(settings), args.version)
+    found = reproduce(clients.registry, args.version)
     _print(found)
-    onnx = found["onnx_sha256"]
-    what = "byte-identical" if onnx["identical"] else _onnx_differences(onnx)
-    print(f"{args.version}: {'identical' if found['identical'] else 'DIFFERS'} (ONNX {what}, largest metric difference "
-          f"{found['largest_metric_difference']:.2e}; library versions differing from the recorded ones: "
-          f"{', '.join(found['library_differences']) or 'none'})", file=sys.stderr)
+    print(f"{args.version}: {summary(found)}", file=sys.stderr)
     return 0 if found["identical"] else 1
 
 
-def _onnx_differences(onnx: dict) -> str:
-    found = onnx.get("differences")
-    if not found:
-        return "differs"
-    parts = [f"metadata {', '.join(found['metadata'])}" if found["metadata"] else "",
-             "graph structure differs" if found["graph_structure"] != "identical" else "",
-             f"{len(found['initializers'])} initializers differ" if found["initializers"] else ""]
-    predictions = "identical" if onnx.get("test_predictions_identical") else "different"
-    return (f"differs: {'; '.join(p for p in parts if p) or 'encoding only'}; test-split predictions "
-            f"{predictions}")
-
-
-def cmd_lineage(args, settings: Settings) -> int:
+def cmd_lineage(args, clients: EnvClients) -> int:
     """Upstream and downstream of VERSION (see cross_sell.governance.lineage)."""
     from .governance.lineage import of_version
 
-    _print(of_version(_registry(settings), args.version, settings.s3_prefix))
+    _print(of_version(clients.registry, args.version, clients.settings.s3_prefix))
     return 0
 
 
@@ -524,12 +432,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
     args = _parser().parse_args(argv)
     from .storage.registry import ChampionChanged
 
     try:
-        return args.handler(args, settings)
+        with EnvClients.from_env(mongo_uri=getattr(args, "mongo_uri", None),
+                                 signing_key=getattr(args, "signing_key", None),
+                                 database=getattr(args, "database", None)) as clients:
+            return args.handler(args, clients)
     except (NotRetryable, NothingToDo, ChampionChanged) as error:  # bad input, an untrusted model, no champion
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -40,8 +40,8 @@ class ScoringParams(TypedDict):
 
 class MonitoringParams(TypedDict):
     day: str | None  # YYYY-MM-DD; None: the day before the run
-    min_roc_auc: float
-    min_precision: float
+    min_realized_roc_auc: float  # alert limits on the day's outcomes (not the training gate `min_roc_auc`)
+    min_realized_precision: float
     skew_thresholds: dict[str, float]
 
 

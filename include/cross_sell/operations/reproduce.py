@@ -117,3 +117,26 @@ def _still_there(registry: ModelRegistry, version: str, recorded: list) -> None:
                 raise
             raise NotReproducible(f"{version} cannot be rebuilt: its recorded training data {artifact['key']} is "
                                   "gone (deleted by retention?)") from None
+
+
+def summary(found: dict) -> str:
+    """One line of what `reproduce` found: identical or not, how the ONNX file differs (metadata, graph
+    structure, initializers, and whether the test-split predictions are the same), the largest metric
+    difference and the libraries whose versions differ from the recorded ones."""
+    onnx = found["onnx_sha256"]
+    what = "byte-identical" if onnx["identical"] else _onnx_differences(onnx)
+    return (f"{'identical' if found['identical'] else 'DIFFERS'} (ONNX {what}, largest metric difference "
+            f"{found['largest_metric_difference']:.2e}; library versions differing from the recorded ones: "
+            f"{', '.join(found['library_differences']) or 'none'})")
+
+
+def _onnx_differences(onnx: dict) -> str:
+    found = onnx.get("differences")
+    if not found:
+        return "differs"
+    parts = [f"metadata {', '.join(found['metadata'])}" if found["metadata"] else "",
+             "graph structure differs" if found["graph_structure"] != "identical" else "",
+             f"{len(found['initializers'])} initializers differ" if found["initializers"] else ""]
+    predictions = "identical" if onnx.get("test_predictions_identical") else "different"
+    return (f"differs: {'; '.join(p for p in parts if p) or 'encoding only'}; test-split predictions "
+            f"{predictions}")

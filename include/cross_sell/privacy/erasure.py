@@ -1,6 +1,7 @@
 """Erasure on request (GDPR art. 17): customers removed from every place the storage layout declares.
 
-`erase(ids, ...)`, called by `python -m cross_sell erase` and the `cross_sell_erasure` DAG, works from
+`erase(ids, ...)`, called through `erase_ids(clients, ...)` by `python -m cross_sell erase` and the
+`cross_sell_erasure` DAG alike, works from
 `cross_sell.storage.layout` (the one list of every place that holds customer data):
 
 1. Before anything changes: every object under the prefix is listed (every version) and must belong to a
@@ -46,7 +47,7 @@ from ..errors import NotRetryable
 from ..memory import lean_allocators
 from ..storage import layout, objects
 from . import receipts
-from .suppression import as_id, digest
+from .suppression import as_id, digest, read_key
 from .suppression import name_receipt as _name_receipt
 from .suppression import record as _suppress
 
@@ -485,12 +486,28 @@ def read_ids(path: str | Path) -> list[int]:
     return ids
 
 
-def run_request(request_key: str, *, registry, collections: list[layout.Collection], erased, key: bytes | None,
-                reason: str, by: str, dry_run: bool, signer, lock_days: int = 0) -> Erased:
+def erase_ids(clients, ids: Iterable[int], *, request: str, reason: str, by: str, dry_run: bool) -> Erasure:
+    """The erasure operation (`python -m cross_sell erase` and, through `run_request`, the DAG): `erase` with
+    what `clients` (`cross_sell.clients.Clients`) reach as the erasure role: the housekeeping user's S3 (who
+    may delete), MongoDB's erasure connection for every collection the layout declares, the signing key
+    (not needed for a dry run, which writes no receipt)."""
+    settings = clients.settings
+    conn = settings.erasure_mongo_conn_id
+    registry = clients.housekeeping_registry
+    return erase(ids, s3=registry.s3, bucket=registry.bucket, prefix=registry.prefix,
+                 collections=layout.erasure_collections(settings,
+                                                        lambda name: clients.collection(name, conn, written=True)),
+                 erased=clients.collection(settings.erased_collection, conn), key=read_key(settings.erasure_key_file),
+                 registry=registry, request=request, reason=reason, by=by, dry_run=dry_run,
+                 signer=None if dry_run else clients.signer, lock_days=settings.audit_lock_days)
+
+
+def run_request(clients, request_key: str, *, reason: str, by: str, dry_run: bool) -> Erased:
     """The `cross_sell_erasure` DAG's stage: the ids of an erasure request (a text file put under
-    `<prefix>/erasure/requests/`, so no id ever sits in Airflow's database), erased, then the request file
-    deleted (every version) once the receipt is written, or once a dry run has counted. What it returns
-    holds no id."""
+    `<prefix>/erasure/requests/`, so no id ever sits in Airflow's database), erased (`erase_ids`), then the
+    request file deleted (every version) once the receipt is written, or once a dry run has counted. What it
+    returns holds no id."""
+    registry = clients.housekeeping_registry
     s3, bucket, prefix = registry.s3, registry.bucket, registry.prefix
     root = objects.folder(prefix, REQUESTS)
     if not request_key.startswith(root) or ".." in request_key:
@@ -500,9 +517,7 @@ def run_request(request_key: str, *, registry, collections: list[layout.Collecti
         objects.download(s3, bucket, request_key, path, max_bytes=MAX_REQUEST_BYTES)
         ids = read_ids(path)
     try:
-        done = erase(ids, s3=s3, bucket=bucket, prefix=prefix, collections=collections, erased=erased, key=key,
-                     registry=registry, request=Path(request_key).stem, reason=reason, by=by, dry_run=dry_run,
-                     signer=signer, lock_days=lock_days)
+        done = erase_ids(clients, ids, request=Path(request_key).stem, reason=reason, by=by, dry_run=dry_run)
     except ErasureError:
         if dry_run:  # a dry run that failed leaves no plaintext ids behind either
             _delete_request(s3, bucket, request_key)

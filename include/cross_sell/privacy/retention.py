@@ -296,8 +296,11 @@ def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
                     record_key=key)
 
 
-def run(registry, policy: Policy, by: str, dry_run: bool = False) -> Retained:
-    """The `cross_sell_housekeeping` DAG's stage: plan, then (unless a dry run) apply."""
+def run(clients, by: str, dry_run: bool = False) -> Retained:
+    """The retention operation (the `cross_sell_housekeeping` DAG and `python -m cross_sell retention apply`):
+    the deployment's policy planned through the housekeeping user's registry (`cross_sell.clients.Clients`),
+    then, unless a dry run, applied."""
+    registry, policy = clients.housekeeping_registry, Policy.from_settings(clients.settings)
     planned = plan(registry.s3, registry.bucket, registry.prefix, registry, policy)
     summary = planned.summary()
     log.info("retention plan: %s", json.dumps(summary, default=str))
