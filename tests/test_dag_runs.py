@@ -1,7 +1,9 @@
 """Full `dag.test()` runs of the real DAG against local MongoDB-wire and S3 servers.
 
-The scenarios build on each other (first run pushes, second does not, corrupted data fails), so
-they run in file order on one database, bucket and Airflow metadata DB.
+The scenarios share one database, bucket and Airflow metadata DB (a module's stack: a training run costs a
+minute), and each sets up what it needs: a scenario that needs a champion or a scoring run asks for the
+`champion` or `scored` fixture, which makes one only if no earlier scenario has. So each runs alone
+(`-k`), and in file order they also tell a story (first run pushes, second does not, corrupted data fails).
 """
 
 import json
@@ -34,6 +36,28 @@ def dag(parsed_dag):
     import copy
 
     return copy.deepcopy(parsed_dag)
+
+
+@pytest.fixture
+def champion(stack, parsed_dag):
+    """The champion: the one an earlier scenario pushed, or one a training run pushes now."""
+    import copy
+
+    registry = stack["registry"]
+    if registry.champion() is None:
+        run = copy.deepcopy(parsed_dag).test()
+        assert str(run.state) == "success", _states(run)
+    return registry.champion()
+
+
+@pytest.fixture
+def scored(stack, champion):
+    """The customers scored by the champion (`customer_scores` and a scoring run's Asset event)."""
+    scores = stack["collection"].database[stack["settings"].scores_collection]
+    if scores.estimated_document_count() == 0:
+        run = parse_dags().dags["cross_sell_scoring"].test()
+        assert str(run.state) == "success", _states(run)
+    return champion
 
 
 def _states(dag_run) -> dict:
@@ -90,7 +114,7 @@ def test_first_run_pushes_a_champion(stack, dag):
     assert rebuilt["identical"] and rebuilt["onnx_sha256"]["identical"], rebuilt
 
 
-def test_identical_second_run_keeps_the_champion(stack, dag):
+def test_identical_second_run_keeps_the_champion(stack, dag, champion):
     before = stack["registry"].champion()
     run = dag.test()
     states = _states(run)
@@ -105,7 +129,8 @@ def test_identical_second_run_keeps_the_champion(stack, dag):
     assert (after.version, after.etag) == (before.version, before.etag)
 
 
-def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_served(stack, signer, monkeypatch):
+def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_served(stack, signer, monkeypatch,
+                                                                                  champion):
     """Issue #23: rollback through Airflow. Only a version that served before (not a never-promoted one, not
     the current shadow) unless `force`; the audit record names the run and its user; the champion Asset is
     its outlet, so scoring follows. Issue #30: only the policy's rollback operators may."""
@@ -143,7 +168,8 @@ def test_rollback_dag_restores_a_served_version_and_refuses_one_that_never_serve
     registry.clear_shadow(signer)
 
 
-def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack, dag, monkeypatch, alert_sink):
+def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack, dag, champion, monkeypatch,
+                                                                         alert_sink):
     """Issue #20's first break, through Airflow: the splits relabelled in the bucket after `transform`
     (age >= 60 -> buyer) were trained on, blessed and signed. Now `train` refuses them, naming the key and
     both hashes, at once (no retry), and someone is told."""
@@ -179,7 +205,7 @@ def test_splits_poisoned_between_tasks_fail_the_run_and_nothing_is_pushed(stack,
     assert sent["try_number"] == 1  # failed at once: retrying cannot make the file the recorded one
 
 
-def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, capfd, alert_sink):
+def test_corrupted_data_fails_at_validation_and_keeps_the_champion(stack, dag, champion, capfd, alert_sink):
     """The run stops at `validate`; its log and alert name what failed, quote the unexpected values of a column
     that is not personal (Vehicle_Age) and never a value of the key or of a personal column (issue #30)."""
     before = stack["registry"].champion()
@@ -263,7 +289,7 @@ def test_a_conf_that_loosens_the_policy_fails_the_first_task_naming_the_setting(
     assert getattr(after, "etag", None) == getattr(before, "etag", None)
 
 
-def test_a_misspelt_param_fails_the_first_task_at_once_naming_it(stack, dag):
+def test_a_misspelt_param_fails_the_first_task_at_once_naming_it(stack, dag, champion):
     """Issue #21: `{"min_rocauc": 0.8}` was accepted, ignored, and the run promoted on the default 0.75."""
     before = stack["registry"].champion()
     run = dag.test(run_conf={"min_rocauc": 0.8})
@@ -289,7 +315,7 @@ def test_an_unknown_feature_in_the_thresholds_fails_at_once(stack, dag, capfd):
         dag.test(run_conf={"drift_thresholds": {"Age": "high"}})
 
 
-def test_scoring_dag_scores_every_customer_with_the_champion(stack):
+def test_scoring_dag_scores_every_customer_with_the_champion(stack, champion):
     from cross_sell.storage.artifacts import RunArtifacts
 
     scoring = parse_dags().dags["cross_sell_scoring"]
@@ -308,7 +334,7 @@ def test_scoring_dag_scores_every_customer_with_the_champion(stack):
     assert len(campaign.decode().splitlines()) == 51  # header + the top 50
 
 
-def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack, alert_sink):
+def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack, scored, alert_sink):
     monitoring = parse_dags().dags["cross_sell_monitoring"]
     from datetime import datetime, timezone
 
@@ -332,7 +358,7 @@ def test_monitoring_dag_measures_the_day_and_alerts_on_a_performance_drop(stack,
     assert b"data:image/png;base64," in page and today.encode() in page
 
 
-def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, alert_sink):
+def test_a_pointer_set_back_outside_the_project_is_alerted_by_monitoring(stack, champion, alert_sink):
     """Whoever can write the bucket can put an older signed pointer back (a downgrade): the monitoring DAG
     finds the newer change in the audit log and alerts."""
     from cross_sell.storage.signing import ManifestSigner
@@ -382,7 +408,7 @@ def _ids_in(s3, bucket: str, key: str, version_id: str) -> set[int]:
     return {int(m) for m in re.findall(r'"id":\s*(\d+)', text)}
 
 
-def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, dag, tmp_path, monkeypatch):
+def test_erasure_removes_customers_everywhere_and_they_do_not_come_back(stack, dag, scored, tmp_path, monkeypatch):
     """Issue #22: three customers erased through the cross_sell_erasure DAG: gone from every collection and
     every object version in the bucket, a signed receipt holding no id, and a new load, training run and
     scoring run do not bring them back; the champion still verifies."""
