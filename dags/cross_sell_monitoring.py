@@ -62,12 +62,11 @@ def cross_sell_monitoring():
         with stage_run(MonitoringParams) as run:
             day = date.fromisoformat(run.params["day"]) if run.params["day"] else \
                 run.run_started.date() - timedelta(days=1)
-            result = run.done(monitoring.run_day(
-                day, run.registry, run.collection(SETTINGS.outcomes_collection, SETTINGS.monitoring_mongo_conn_id),
-                scoring_runs=recorded_scores(before=day + timedelta(days=2)),
-                min_roc_auc=run.params["min_realized_roc_auc"], min_precision=run.params["min_realized_precision"],
-                skew_thresholds=run.params["skew_thresholds"],
-                erased=run.collection(SETTINGS.erased_collection, SETTINGS.monitoring_mongo_conn_id)))
+            result = run.done(monitoring.monitor(
+                run, day, scoring_runs=recorded_scores(before=day + timedelta(days=2)),
+                min_realized_roc_auc=run.params["min_realized_roc_auc"],
+                min_realized_precision=run.params["min_realized_precision"],
+                skew_thresholds=run.params["skew_thresholds"]))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
                 from cross_sell.governance.tracking import log_monitoring
                 from cross_sell.storage import objects

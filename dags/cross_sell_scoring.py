@@ -70,20 +70,12 @@ SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHA
 def cross_sell_scoring():
     @task(multiple_outputs=False, **IO_RETRIES)
     def score() -> Scored:
-        from cross_sell.privacy import consent
         from cross_sell.scoring import batch as scoring
-        from cross_sell.scoring import engine as batches
 
-        with stage_run(ScoringParams) as run:
-            model, version, calibration = scoring.served(run.registry, run.params["model"])
-            conn = SETTINGS.scoring_mongo_conn_id
-            excluded = consent.excluded(run.collection(SETTINGS.consent_collection, conn),
-                                        run.collection(SETTINGS.contacts_collection, conn),
-                                        contacted_within_days=run.params["exclude_contacted_days"], now=run.run_started)
-            scored = run.done(scoring.score(run.customer_documents(batches.FIELDS, conn), run.scores_artifacts,
-                                            model, model_version=version, scored_at=run.run_started,
-                                            calibration=calibration, batch_rows=run.params["batch_rows"],
-                                            excluded=excluded, suppression=run.suppression(conn)))
+        with stage_run(ScoringParams) as run:  # the run's clients: the scoring role's connections
+            scored = run.done(scoring.score_customers(
+                run, run.scores_artifacts, model=run.params["model"], scored_at=run.run_started,
+                batch_rows=run.params["batch_rows"], exclude_contacted_days=run.params["exclude_contacted_days"]))
             if tracking.configured():  # MLflow, when a tracking server is set: never fails the task
                 from cross_sell.governance.tracking import log_scoring
 
@@ -104,8 +96,7 @@ def cross_sell_scoring():
         from cross_sell.scoring import batch as scoring
 
         with stage_run(ScoringParams, score=scored) as run:
-            scores = run.collection(SETTINGS.scores_collection, SETTINGS.scoring_mongo_conn_id, written=True)
-            published = run.done(scoring.publish(run.scores_artifacts, scored, scores))
+            published = run.done(scoring.publish_scores(run, run.scores_artifacts, scored))
         # Monitoring reads these scores back: the record as `score` sealed it, its files' sha256 inside.
         record_scores(run.sealed_inputs[0])
         return published

@@ -12,6 +12,7 @@ file), and `cross_sell_airflow.stage.StageRun` for a task (its Airflow connectio
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,6 +50,9 @@ class Clients(Protocol):
     def collection(self, name: str, conn_id: str | None = None, written: bool = False) -> Any: ...
 
     def suppression(self, conn_id: str | None = None) -> Suppression: ...
+
+    def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None
+                           ) -> Iterator[dict]: ...
 
 
 @dataclass
@@ -108,6 +112,13 @@ class EnvClients:
         return Suppression.from_collection(self.collection(self.settings.erased_collection),
                                            read_key(self.settings.erasure_key_file))
 
+    def customer_documents(self, fields: tuple[str, ...] | None = None, conn_id: str | None = None
+                           ) -> Iterator[dict]:
+        """The customers collection without `_id` (or only `fields`), `extract_batch_size` per round trip."""
+        projection = {"_id": False, **{name: True for name in fields or ()}}
+        yield from self.collection(self.settings.mongo_collection).find(
+            {}, projection=projection, batch_size=self.settings.extract_batch_size)
+
     def close(self) -> None:
         if self._mongo is not None:
             self._mongo.close()
@@ -118,3 +129,8 @@ class EnvClients:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+if TYPE_CHECKING:
+    def _env_clients_are_clients(clients: EnvClients) -> Clients:  # mypy checks EnvClients against the protocol
+        return clients

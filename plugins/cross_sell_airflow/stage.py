@@ -198,3 +198,10 @@ def stage_run(params: type[P], settings: Settings | None = None, **inputs: Any) 
         raise AirflowSkipException(str(idle)) from None
     finally:
         run.close()
+
+
+if TYPE_CHECKING:
+    from cross_sell.clients import Clients
+
+    def _a_task_run_is_clients(run: StageRun) -> Clients:  # mypy checks that StageRun satisfies the protocol
+        return run

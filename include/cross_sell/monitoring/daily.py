@@ -191,6 +191,18 @@ def run_day(day: date, registry, outcomes, scoring_runs: Iterable[Scored] = (), 
     return Monitored(day=day.isoformat(), daily=objects.artifact(key, body), alerts=alerts)
 
 
+def monitor(clients, day: date, scoring_runs: Iterable[Scored] = (), min_realized_roc_auc: float = 0.75,
+            min_realized_precision: float = 0.2, skew_thresholds: dict | None = None) -> Monitored:
+    """The monitoring operation (the `cross_sell_monitoring` DAG's `monitor`): `run_day` with what `clients`
+    (`cross_sell.clients.Clients`) reach as the monitoring role: the registry, and the outcomes and the
+    suppression list through MongoDB's monitoring connection."""
+    settings = clients.settings
+    conn = settings.monitoring_mongo_conn_id
+    return run_day(day, clients.registry, clients.collection(settings.outcomes_collection, conn),
+                   scoring_runs=scoring_runs, min_roc_auc=min_realized_roc_auc, min_precision=min_realized_precision,
+                   skew_thresholds=skew_thresholds, erased=clients.collection(settings.erased_collection, conn))
+
+
 def sampled_days(s3, bucket: str, prefix: str) -> list[str]:
     """The days (YYYY-MM-DD, oldest first) with sampled serving rows under `serving-samples/`."""
     root = skew.samples_prefix(prefix)

@@ -198,6 +198,25 @@ def score(documents: Iterable[dict], artifacts: RunArtifacts, model: OnnxModel, 
                   scored_at=stamp)
 
 
+def score_customers(clients, artifacts: RunArtifacts, *, model: str = "champion", scored_at: datetime,
+                    batch_rows: int = 100_000, exclude_contacted_days: int | None = None) -> Scored:
+    """The scoring operation (the `cross_sell_scoring` DAG's `score`): every customer scored with `model` (the
+    champion or a version), through MongoDB's scoring connection of `clients` (`cross_sell.clients.Clients`):
+    erased customers, those who objected and, if asked, those contacted in the last
+    `exclude_contacted_days` left out."""
+    from .engine import FIELDS
+
+    settings = clients.settings
+    conn = settings.scoring_mongo_conn_id
+    served_model, version, calibration = served(clients.registry, model)
+    excluded = consent.excluded(clients.collection(settings.consent_collection, conn),
+                                clients.collection(settings.contacts_collection, conn),
+                                contacted_within_days=exclude_contacted_days, now=scored_at)
+    return score(clients.customer_documents(FIELDS, conn), artifacts, served_model, model_version=version,
+                 scored_at=scored_at, calibration=calibration, batch_rows=batch_rows, excluded=excluded,
+                 suppression=clients.suppression(conn))
+
+
 def campaign(artifacts: RunArtifacts, scored: Scored, top_share: float | None = 0.1,
              top_n: int | None = None) -> Campaign:
     """The customers to call first: ranked by probability, the top `top_n` (if given) or `top_share`."""
@@ -238,6 +257,14 @@ def campaign(artifacts: RunArtifacts, scored: Scored, top_share: float | None = 
              f"{len(chosen):,}", lowest, expected, artifacts.uri(csv_key))
     return Campaign(csv_key=csv_key, parquet_key=parquet_key, customers=len(chosen), cutoff_probability=lowest,
                     expected_buyers=expected)
+
+
+def publish_scores(clients, artifacts: RunArtifacts, scored: Scored) -> Published:
+    """The scoring DAG's `publish`: `publish` into the CRM's scores collection, through MongoDB's scoring
+    connection of `clients`."""
+    settings = clients.settings
+    return publish(artifacts, scored, clients.collection(settings.scores_collection, settings.scoring_mongo_conn_id,
+                                                         written=True))
 
 
 def publish(artifacts: RunArtifacts, scored: Scored, collection, batch_size: int = 5_000) -> Published:
