@@ -55,14 +55,14 @@ def signature_and_example():
     """The raw columns with their types (and the optional id), the outputs, and the schema's example row."""
     import pandas as pd
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     from cross_sell.data import schema
 
     kinds = {"category": "string", "integer": "long", "float": "double"}
-    inputs = [ColSpec(kinds[c.kind], c.name) for c in schema.columns(schema.SERVING)]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec(kinds[c.kind], c.name) for c in schema.columns(schema.SERVING)]
     inputs.append(ColSpec("long", ID, required=False))
-    outputs = [ColSpec("double", "probability"), ColSpec("long", "label")]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "probability"), ColSpec("long", "label")]
     return ModelSignature(Schema(inputs), Schema(outputs)), pd.DataFrame([schema.example_record()])
 
 
