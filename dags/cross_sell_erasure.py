@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cross_sell.contracts import Erased
 from cross_sell.params import ErasureParams  # typing and the standard library only: cheap at parse time
-from cross_sell_airflow.defaults import dag_defaults
+from cross_sell_airflow.defaults import dag_defaults, dag_params
 from cross_sell_airflow.links import ERASURE_RECEIPT, with_links
 from cross_sell_airflow.stage import stage_run
 
@@ -39,12 +39,7 @@ from cross_sell_airflow.stage import stage_run
     doc_md=__doc__,
     tags=["cross-sell", "data-governance"],
     **dag_defaults(timeout=timedelta(hours=6)),
-    params={
-        "request": Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9._/-]+$",
-                         description="The ids file's key, e.g. vehicle-insurance/erasure/requests/ticket-4711.txt"),
-        "reason": Param(type="string", minLength=3, description="Why (e.g. the ticket of the data subject's request)."),
-        "dry_run": Param(False, type="boolean", description="Find and count everything; change nothing."),
-    },
+    params=dag_params("cross_sell_erasure"),
 )
 def cross_sell_erasure():
     # No automatic retry: a try that failed half-way has changed things its receipt would not show; a person

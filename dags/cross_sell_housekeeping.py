@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cross_sell.contracts import Retained
 from cross_sell.params import HousekeepingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
-from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults, dag_params
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
@@ -30,7 +30,7 @@ SETTINGS = Settings.from_env()
     doc_md=__doc__,
     tags=["cross-sell", "data-governance"],
     **dag_defaults(timeout=timedelta(hours=2)),
-    params={"dry_run": Param(False, type="boolean", description="Plan only: log what would go, delete nothing.")},
+    params=dag_params("cross_sell_housekeeping", SETTINGS),
 )
 def cross_sell_housekeeping():
     @task(multiple_outputs=False, **IO_RETRIES)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cross_sell.contracts import Monitored
 from cross_sell.params import MonitoringParams  # typing and the standard library only: cheap at parse time
@@ -29,7 +29,7 @@ from cross_sell.settings import Settings  # standard library only: cheap at pars
 from cross_sell_airflow import tracking
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.assets import SCORES, recorded_scores
-from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults, dag_params
 from cross_sell_airflow.links import MONITORED_DAY, MONITORING_PAGE, with_links
 from cross_sell_airflow.stage import stage_run
 
@@ -42,17 +42,7 @@ SETTINGS = Settings.from_env()
     doc_md=__doc__,
     tags=["cross-sell", "monitoring"],
     **dag_defaults(timeout=timedelta(minutes=30)),
-    params={
-        "day": Param(None, type=["null", "string"], format="date",
-                     description="The day to monitor (YYYY-MM-DD); empty: the day before the run."),
-        "min_realized_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1.0,
-                             description="Realized ROC-AUC below this alerts."),
-        "min_realized_precision": Param(0.2, type="number", minimum=0.0, maximum=1.0,
-                               description="Realized precision at the model's threshold below this alerts."),
-        "skew_thresholds": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
-                                 description='Per-feature skew limits, e.g. {"Age": 0.1} (a feature name the '
-                                             'model does not have fails the run at once).'),
-    },
+    params=dag_params("cross_sell_monitoring", SETTINGS),
 )
 def cross_sell_monitoring():
     @task(inlets=[SCORES], multiple_outputs=False, **IO_RETRIES)

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cross_sell.contracts import RolledBack
 from cross_sell.params import RollbackParams
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow.approval import rollback_approval
 from cross_sell_airflow.assets import CHAMPION
-from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, dag_defaults, dag_params
 from cross_sell_airflow.links import RESTORED_MODEL_CARD, with_links
 from cross_sell_airflow.stage import stage_run
 
@@ -82,16 +82,7 @@ def check_operator(**context) -> None:
     doc_md=__doc__,
     tags=["cross-sell", "model-governance"],
     **dag_defaults(timeout=timedelta(minutes=30)),
-    params={
-        "version": Param(type="string", minLength=1, maxLength=100, pattern=r"^[A-Za-z0-9._-]+$",
-                         description="The registry version to serve again (python -m cross_sell champion history)."),
-        "reason": Param(type="string", minLength=3, maxLength=500,
-                        description="Why (recorded in the audit trail as data; shown escaped)."),
-        "force": Param(False, type="boolean",
-                       description="A version outside what may be restored alone (never served, the shadow, its "
-                                   "training data gone, trained on customers erased since): a second person "
-                                   "approves it first."),
-    },
+    params=dag_params("cross_sell_rollback", SETTINGS),
 )
 def cross_sell_rollback():
     restored = with_links(rollback(), RESTORED_MODEL_CARD)

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, dag, task
 
 from cross_sell.contracts import Campaign, Published, Scored
 from cross_sell.params import ScoringParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow import tracking
 from cross_sell_airflow.assets import CHAMPION, SCORES, record_scores
-from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults, dag_params
 from cross_sell_airflow.links import CAMPAIGN, LIFT_TABLE, QUARANTINE, with_links
 from cross_sell_airflow.links import SCORES as SCORES_FILE
 from cross_sell_airflow.stage import stage_run
@@ -54,18 +54,7 @@ SCHEDULE = AssetOrTimeSchedule(timetable=cron(SETTINGS.scoring_cron), assets=CHA
     doc_md=__doc__,
     tags=["cross-sell", "scoring"],
     **dag_defaults(timeout=timedelta(hours=2)),
-    params={
-        "model": Param("champion", type="string", description='"champion", or a registry version to score with.'),
-        "campaign_top_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,
-                                    description="Share of the customers on the campaign list (highest first)."),
-        "campaign_top_n": Param(None, type=["null", "integer"], minimum=1,
-                                description="If set, exactly this many customers instead of a share."),
-        "batch_rows": Param(100_000, type="integer", minimum=1_000, maximum=1_000_000,
-                            description="Customers per batch: memory grows with this, not with the base."),
-        "exclude_contacted_days": Param(None, type=["null", "integer"], minimum=1,
-                                        description="Also leave out customers contacted in the last N days "
-                                                    "(customer_contacts); those who objected are always left out."),
-    },
+    params=dag_params("cross_sell_scoring", SETTINGS),
 )
 def cross_sell_scoring():
     @task(multiple_outputs=False, **IO_RETRIES)

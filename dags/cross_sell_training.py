@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cross_sell.contracts import (
     ApprovalRequest,
@@ -58,14 +58,13 @@ from cross_sell.contracts import (
     Transformed,
     Validated,
 )
-from cross_sell.model.model_families import FAMILIES as MODEL_FAMILIES  # standard library only: cheap at parse time
 from cross_sell.params import TrainingParams  # typing and the standard library only: cheap at parse time
 from cross_sell.settings import Settings  # standard library only: cheap at parse time
 from cross_sell_airflow import tracking
 from cross_sell_airflow.alerts import alert
 from cross_sell_airflow.approval import push_approval
 from cross_sell_airflow.assets import CHAMPION, RAW_SNAPSHOT
-from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults
+from cross_sell_airflow.defaults import IO_RETRIES, cron, dag_defaults, dag_params
 from cross_sell_airflow.links import (
     EVALUATION_REPORT,
     PUSHED_MODEL_CARD,
@@ -77,11 +76,6 @@ from cross_sell_airflow.links import (
 from cross_sell_airflow.stage import stage_run
 
 SETTINGS = Settings.from_env()
-POLICY = SETTINGS.policy
-
-
-def _allowed(models: tuple[str, ...]) -> str:
-    return f" (here: {', '.join(models)})" if models else ""
 
 
 # The tasks. Each imports its stage inside the body (never at parse time) and calls it with keywords:
@@ -233,42 +227,7 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
     doc_md=__doc__,
     tags=["cross-sell", "training"],
     **dag_defaults(timeout=timedelta(minutes=30)),
-    params={  # the gates' defaults are the deployment policy's (POLICY): a run may tighten them, never loosen
-        "min_roc_auc": Param(POLICY.min_roc_auc, type="number", minimum=0.5, maximum=1.0,
-                             description="ROC-AUC a first model must reach to become champion (policy: at least "
-                                         f"{POLICY.min_roc_auc}, CROSS_SELL_MIN_ROC_AUC)."),
-        "promotion_margin": Param(POLICY.promotion_margin, type="number", minimum=0.0, maximum=0.2,
-                                  description="ROC-AUC gain a challenger needs over the champion (policy: at least "
-                                              f"{POLICY.promotion_margin}, CROSS_SELL_PROMOTION_MARGIN)."),
-        "min_rows": Param(1000, type="integer", minimum=100, description="Fewest rows a snapshot may have."),
-        "seed": Param(42, type="integer", minimum=0, description="Seed of the split and the estimator."),
-        "drift_action": Param("warn", type="string", enum=["warn", "fail"],
-                              description="What a feature drifting past its threshold does to the run."),
-        "drift_thresholds": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
-                                  description='Per-feature drift limits, e.g. {"Age": 0.1} (PSI for numeric '
-                                              'features, L-infinity for categorical; defaults 0.2 / 0.1).'),
-        "replace_unreadable_champion": Param(
-            False, type="boolean",
-            description="Let the candidate replace a champion that cannot be verified or scored, on the floor "
-                        "alone (recorded in the decision and the audit record); only where the policy allows it "
-                        "(CROSS_SELL_ALLOW_REPLACE_UNREADABLE_CHAMPION). Off: evaluate fails closed."),
-        "exclude_features": Param(list(POLICY.exclude_features), type="array", items={"type": "string"},
-                                  description='Features the model must not use, e.g. ["Gender"] (its input stays '
-                                              "the same; recorded in the manifest); the policy's "
-                                              "(CROSS_SELL_EXCLUDE_FEATURES) always among them."),
-        "max_equalized_odds_difference": Param(
-            POLICY.max_equalized_odds_difference, type="number", minimum=0.0, maximum=1.0,
-            description="Largest equalized-odds difference a blessed candidate may show on a gated protected "
-                        f"attribute (Gender); policy: at most {POLICY.max_equalized_odds_difference}, "
-                        "CROSS_SELL_MAX_EQUALIZED_ODDS_DIFFERENCE."),
-        "require_approval": Param(POLICY.require_approval, type="boolean",
-                                  description="A person approves the push (human-in-the-loop task 'approve'); "
-                                              "on whenever the policy says so (CROSS_SELL_REQUIRE_APPROVAL)."),
-        "model": Param(SETTINGS.model, type="string", enum=list(MODEL_FAMILIES),
-                       description="Model family: hgb, lightgbm or lightgbm_catboost (their mean, one ONNX graph); "
-                                   "default CROSS_SELL_MODEL. The policy's CROSS_SELL_ALLOWED_MODELS (when set) "
-                                   f"lists the families a run may choose{_allowed(POLICY.allowed_models)}."),
-    },
+    params=dag_params("cross_sell_training", SETTINGS),
 )
 def cross_sell_training():
     # Each output is a button on its task's page in the UI (cross_sell_airflow.links).

@@ -47,6 +47,28 @@ def test_every_dags_params_are_its_typed_params_record(dag_bag, dag_id):
     assert set(dag_bag.dags[dag_id].params) == set(FOR_DAG[dag_id].__annotations__), dag_id
 
 
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_dags_params_are_declared_once_in_params_py(dag_bag, dag_id):
+    """Issue #31: a param's default was written in up to four places. Each DAG's params are now built from
+    `cross_sell.params.declared` alone: the same names, defaults, bounds and descriptions, in the DAG as parsed."""
+    from cross_sell.params import NO_DEFAULT, declared
+    from cross_sell.settings import Settings
+
+    params = dag_bag.dags[dag_id].params
+    specs = declared(dag_id, Settings.from_env())
+    assert set(params) == set(specs)
+    for name, spec in specs.items():
+        param = params.get_param(name)
+        assert param.description == spec.description, name
+        assert {k: v for k, v in param.schema.items() if k != "description"} == spec.schema, name
+        if spec.default is NO_DEFAULT or spec.default is None:  # Airflow holds either as "no value"
+            assert not param.has_value, name
+        else:
+            assert param.value == spec.default, name
+    for source in (ROOT / "dags").glob("*.py"):  # no DAG file declares a param of its own
+        assert "Param(" not in source.read_text(), source.name
+
+
 def test_tasks_and_their_order(dag):
     assert sorted(dag.task_ids) == sorted(ORDER + ["check_drift", "should_shadow", "shadow",
                                                    "describe_for_approval", "approve"])

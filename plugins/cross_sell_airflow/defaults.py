@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, overload
 
-from airflow.sdk import CronTriggerTimetable
+from airflow.sdk import CronTriggerTimetable, Param
 
 from cross_sell.settings import Settings
 from cross_sell_airflow.alerts import AlertNotifier
@@ -47,3 +47,13 @@ def dag_defaults(timeout: timedelta) -> dict:
         "default_args": {"owner": "ml-platform", "retries": 0, "execution_timeout": timeout,
                          "on_failure_callback": [AlertNotifier()]},
     }
+
+
+def dag_params(dag_id: str, settings: Settings | None = None) -> dict[str, Param]:
+    """`@dag(params=...)` of `dag_id`, from the one declaration of each param (`cross_sell.params.declared`):
+    default, JSON-schema bounds, description."""
+    from cross_sell.params import NO_DEFAULT, declared
+
+    return {name: Param(**({} if spec.default is NO_DEFAULT else {"default": spec.default}),
+                        description=spec.description, **spec.schema)
+            for name, spec in declared(dag_id, settings or _SETTINGS).items()}
