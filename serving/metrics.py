@@ -2,12 +2,21 @@
 
 The Grafana dashboard (docker/grafana/dashboards/) queries these; tests/test_dashboards.py checks that
 every metric it names is exported.
+
+A request's counts are summed in the worker and added to the shared files every `FLUSH_SECONDS` (and
+before this worker answers /metrics, and when it exits): seven writes to the shared files, each under a
+lock, were a sixth of a one-row request's CPU (benchmarks/README.md). A scrape may so miss the last half
+second of another worker's requests; it gets them at the next scrape.
 """
 
 from __future__ import annotations
 
+import atexit
+import bisect
 import functools
 import os
+import threading
+import time
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,6 +34,49 @@ RELOADS = Counter("serving_model_reloads_total", "Champion reload attempts that 
 MODEL_VERSION = Gauge("serving_model_version_info", "1 for the model version a worker serves", ["version"],
                       multiprocess_mode="liveall")
 _BOUNDS = np.asarray(PROBABILITY._upper_bounds)
+_LATENCY_BOUNDS = list(LATENCY._upper_bounds)
+FLUSH_SECONDS = 0.5
+
+
+class _Pending:
+    """Amounts to add to metric values (a counter's, a histogram's sum or bucket), summed per value until
+    `flush` adds them: by a daemon thread every FLUSH_SECONDS, before /metrics, at exit."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._amounts: dict = {}
+        self._flushing = False  # whether this process runs the flushing thread
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:  # a gunicorn worker: its own amounts, lock and thread
+        self._lock, self._amounts, self._flushing = threading.Lock(), {}, False
+
+    def add(self, *pairs) -> None:
+        """(value, amount) pairs, e.g. `(counter_child._value, 1.0)`."""
+        with self._lock:
+            amounts = self._amounts
+            for value, amount in pairs:
+                if amount:
+                    amounts[value] = amounts.get(value, 0.0) + amount
+            if self._flushing:
+                return
+            self._flushing = True
+        threading.Thread(target=self._run, name="metrics-flush", daemon=True).start()
+
+    def flush(self) -> None:
+        with self._lock:
+            amounts, self._amounts = self._amounts, {}
+        for value, amount in amounts.items():
+            value.inc(amount)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+
+_PENDING = _Pending()
+atexit.register(_PENDING.flush)
 
 
 @functools.cache
@@ -40,29 +92,29 @@ def _prediction_series(version: str):
 
 def observe_request(endpoint: str, status: int, seconds: float) -> None:
     requests, latency = _request_series(endpoint, status)
-    requests.inc()
-    latency.observe(seconds)
+    # What `requests.inc()` and `latency.observe(seconds)` write: the count, the latency's sum and the
+    # first bucket whose bound holds it (the shared files keep buckets uncumulated).
+    bucket = latency._buckets[bisect.bisect_left(_LATENCY_BOUNDS, seconds)]
+    _PENDING.add((requests._value, 1.0), (latency._sum, seconds), (bucket, 1.0))
 
 
 def observe_predictions(version: str, probabilities: list[float], labels: list[int]) -> None:
     """The distribution and positive rate the dashboard shows, in a few increments per request."""
-    PREDICTED_ROWS.inc(len(probabilities))
     positive, negative, histogram = _prediction_series(version)
     positives = int(sum(labels))
-    if positives:
-        positive.inc(positives)
-    if len(labels) - positives:
-        negative.inc(len(labels) - positives)
+    pairs = [(PREDICTED_ROWS._value, float(len(probabilities))), (positive._value, float(positives)),
+             (negative._value, float(len(labels) - positives))]
     if len(probabilities) == 1:
-        histogram.observe(probabilities[0])
+        bucket = histogram._buckets[bisect.bisect_left(PROBABILITY._upper_bounds, probabilities[0])]
+        _PENDING.add(*pairs, (histogram._sum, probabilities[0]), (bucket, 1.0))
         return
     # A 10,000-row request: one increment per bucket, not per row (observe() does the same per value:
     # add to the sum, then to the first bucket whose bound holds the value).
     counts = np.bincount(np.searchsorted(_BOUNDS, probabilities, side="left"), minlength=len(_BOUNDS))
-    histogram._sum.inc(float(np.sum(probabilities)))
-    for bucket, count in zip(histogram._buckets, counts[:len(_BOUNDS)], strict=True):
-        if count:
-            bucket.inc(int(count))
+    pairs.append((histogram._sum, float(np.sum(probabilities))))
+    pairs += [(bucket, float(count)) for bucket, count in zip(histogram._buckets, counts[:len(_BOUNDS)], strict=True)
+              if count]
+    _PENDING.add(*pairs)
 
 
 def record_reload(result: str, model) -> None:
@@ -75,6 +127,7 @@ def record_reload(result: str, model) -> None:
 
 
 def exposition() -> tuple[bytes, str]:
+    _PENDING.flush()  # this worker's counts are current; another's are at most FLUSH_SECONDS late
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

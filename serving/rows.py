@@ -11,6 +11,7 @@ request goes to Flask. A client error is a 4xx with a reason (`ClientError`); an
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -111,6 +112,11 @@ def infer(service, request: Request, name: str, version: str | None) -> Answer:
     return Answer(orjson.dumps(answer), rows=rows.count, model_version=answer["model_version"])
 
 
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
 class RowEndpoints:
     """WSGI middleware: the row endpoints answered here, everything else by `app` (Flask)."""
 
@@ -147,7 +153,7 @@ class RowEndpoints:
             log.exception("unhandled error on POST %s", path)
             answer = Answer(b'{"error":"internal error"}', 500)
         status = answer.status
-        start_response(f"{status} {HTTPStatus(status).phrase}",
+        start_response(_status_line(status),
                        [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))])
         seconds = time.perf_counter() - started
         metrics.observe_request(endpoint, status, seconds)

@@ -48,8 +48,20 @@ def service(tmp_path_factory, s3_server, signer, verifier):
     server.stop()
 
 
+def _exported_once_counted(service) -> str:
+    """/metrics once every worker has added its counts (each does every `metrics.FLUSH_SECONDS`)."""
+    from serving import metrics
+
+    deadline = time.monotonic() + scaled(10)
+    while True:
+        exported = urllib.request.urlopen(f"{service.url}/metrics", timeout=scaled(30)).read().decode()
+        if 'serving_predicted_probability_count{model_version="v1"} 41.0' in exported or time.monotonic() > deadline:
+            return exported
+        time.sleep(metrics.FLUSH_SECONDS / 2)
+
+
 def test_every_metric_the_dashboard_queries_is_exported(service):
-    exported = urllib.request.urlopen(f"{service.url}/metrics", timeout=scaled(30)).read().decode()
+    exported = _exported_once_counted(service)
     names = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if line and not line.startswith("#")}
     queried = {name for expr in _expressions() for name in re.findall(r"\b(serving_[a-z_]+)\b", expr)}
     assert len(queried) >= 7, queried

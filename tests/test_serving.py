@@ -280,6 +280,48 @@ def test_metrics_are_exposed(client):
     assert "serving_model_reloads_total" in text
 
 
+def _samples(text: str) -> dict:
+    """Prometheus text exposition as {(name, frozenset of labels): value}."""
+    import re
+
+    found = {}
+    for line in text.splitlines():
+        matched = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if matched and not line.startswith("#"):
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', matched[2] or ""))
+            found[(matched[1], labels)] = float(matched[3])
+    return found
+
+
+def test_metrics_count_every_request_and_row_exactly(client):
+    """Issue #34: a request's counts are summed in the worker and written to the metrics every half second;
+    the worker answering /metrics adds its own first, so its counts are exact at once: requests by status,
+    latency, rows, labels, and each probability in its bucket of the histogram."""
+    before = _samples(client.get("/metrics").get_data(as_text=True))
+    answers = [client.post("/predict", json={"records": rows(n, seed=n)}).json for n in (1, 3, 12)]
+    assert client.post("/predict", data="x", content_type="text/plain").status_code == 415
+    after = _samples(client.get("/metrics").get_data(as_text=True))
+
+    def delta(name, **labels):
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    probabilities = [p["probability"] for answer in answers for p in answer["predictions"]]
+    labels = [p["label"] for answer in answers for p in answer["predictions"]]
+    assert delta("serving_requests_total", endpoint="/predict", status="200") == 3
+    assert delta("serving_requests_total", endpoint="/predict", status="415") == 1
+    assert delta("serving_request_seconds_count", endpoint="/predict") == 4
+    assert delta("serving_request_seconds_bucket", endpoint="/predict", le="+Inf") == 4
+    assert delta("serving_predicted_rows_total") == 16
+    assert delta("serving_predictions_total", model_version="v1", label="1") == sum(labels)
+    assert delta("serving_predictions_total", model_version="v1", label="0") == 16 - sum(labels)
+    assert delta("serving_predicted_probability_count", model_version="v1") == 16
+    assert delta("serving_predicted_probability_sum", model_version="v1") == pytest.approx(sum(probabilities))
+    for bound in ("0.1", "0.3", "0.5", "1.0"):
+        assert delta("serving_predicted_probability_bucket", model_version="v1", le=bound) == \
+            sum(p <= float(bound) for p in probabilities), bound
+
+
 def test_html_form_predicts_and_shows_field_errors(client):
     page = client.get("/").get_data(as_text=True)
     for name in schema.FEATURES:
@@ -525,3 +567,46 @@ def test_each_request_has_one_json_access_line_without_customer_data(registry, a
     assert first["model_version"] == "v1" and first["remote_addr"] == "10.1.2.3" and first["duration_ms"] > 0
     text = json.dumps(lines)
     assert "987654321" not in text and str(sent[0]["Annual_Premium"]) not in text
+
+
+def test_access_lines_are_written_in_batches_within_a_second_and_read_as_before(registry):
+    """Issue #34: the service's configured access handler (serving/logging_config.py) buffers its lines and
+    writes them at most `FLUSH_SECONDS` later (and at exit); each line has exactly the fields, in the same
+    order, of the line logging's own record path makes."""
+    import io
+    import logging
+    import time
+
+    from serving.logging_config import AccessFormatter, AccessHandler, access_line
+
+    logger = logging.getLogger("serving.access")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    stream = io.StringIO()
+    handler = AccessHandler(stream)
+    handler.setFormatter(AccessFormatter())
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    try:
+        promote(registry, "v1")
+        client = _app(registry)[1]
+        assert client.post("/predict", json={"records": rows(2)}).status_code == 200
+        assert stream.getvalue() == ""  # waiting in the buffer
+        deadline = time.monotonic() + 5 * AccessHandler.FLUSH_SECONDS
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+        assert (line["path"], line["status"], line["rows"], line["model_version"]) == ("/predict", 200, 2, "v1")
+        fields = {"method": "GET", "path": "/x", "status": 404, "duration_ms": 0.1, "rows": None,
+                  "model_version": None, "remote_addr": "127.0.0.1"}
+        access_line(fields)  # the direct path
+        handler.flush()
+        other = io.StringIO()
+        logger.handlers = [logging.StreamHandler(other)]
+        logger.handlers[0].setFormatter(AccessFormatter())
+        access_line(fields)  # logging's record path
+        direct, recorded = (json.loads(text.splitlines()[-1]) for text in (stream.getvalue(), other.getvalue()))
+        assert list(direct) == list(recorded)
+        assert {k: v for k, v in direct.items() if k != "time"} == {k: v for k, v in recorded.items() if k != "time"}
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])

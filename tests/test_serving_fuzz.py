@@ -268,3 +268,37 @@ def test_dataframe_split_answers_are_the_old_engines(wide_client, records, names
     body = {"dataframe_split": {"columns": names, "data": data}}
     response = client.post("/predict", data=_json(body), content_type="application/json")
     _assert_same_answer(response, _reference_answer(model, [dict(zip(names, row, strict=True)) for row in data]))
+
+
+def _valid(column):
+    """Values a column takes as they are: an allowed value, or a number of its exact type within its range."""
+    if column.allowed:
+        return st.sampled_from(list(column.allowed))
+    low, high = column.minimum, column.maximum
+    if column.kind == "integer":
+        return st.integers(-2**63 if low is None else int(low), 2**63 - 1 if high is None else int(high))
+    return st.floats(low, high, allow_nan=False, allow_infinity=False)
+
+
+valid_records = st.fixed_dictionaries({c.name: _valid(c) for c in schema.columns(schema.SERVING)})
+anything = st.one_of(scalars, st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                     *field_values.values())
+# Whole records: valid, or valid but for one or two values that may be anything.
+whole_records = st.one_of(valid_records, valid_records.flatmap(
+    lambda record: st.dictionaries(st.sampled_from(sorted(record)), anything, min_size=1, max_size=2).map(
+        lambda changed: {**record, **changed})))
+
+
+@FUZZ
+@given(record=whole_records)
+def test_a_one_row_request_is_checked_as_the_same_row_of_a_longer_one(record):
+    """Issue #34: a one-row request of valid values is cast in one pass (`casting._one_valid_row`) instead of
+    by the scalar rules column by column. Whatever the row holds, the answer is the scalar rules': the same
+    problems, or the same values of the same types, as the row gets as the first of two."""
+    from cross_sell.data import casting
+
+    one, two = casting.check_records([record]), casting.check_records([record, record])
+    assert one.problems == [p for p in two.problems if p.row == 0]
+    if not one.problems:
+        for name, values in one.columns.items():
+            assert values.dtype == two.columns[name].dtype and values.tolist() == two.columns[name][:1].tolist()

@@ -348,6 +348,10 @@ def check_columns(by_name: Mapping[str, Sequence], rows: int, environment: str =
 def _checked(by_name: Mapping[str, Sequence], rows: int, environment: str, allow_text: bool,
              problems: list[Problem], missing: set, passthrough: str | None = None,
              ids: list | None = None) -> CheckedRequest:
+    cast = _one_valid_row(by_name, environment) if rows == 1 and not problems else None
+    if cast is not None:
+        return CheckedRequest(cast, rows, _passthrough_problems(ids, passthrough) if ids is not None and
+                              passthrough is not None else [], ids)
     cast = {}
     for column in columns(environment):
         cast[column.name], found = cast_column(by_name[column.name], column, allow_text)
@@ -358,6 +362,44 @@ def _checked(by_name: Mapping[str, Sequence], rows: int, environment: str, allow
     if problems:
         problems.sort(key=lambda p: (p.row, p.column))
     return CheckedRequest(cast, rows, problems, ids)
+
+
+def _one_valid_row(by_name: Mapping[str, Sequence], environment: str) -> dict[str, np.ndarray] | None:
+    """A one-row request's columns when every value is of its column's exact type and within its rules (what
+    `cast_column` would make of them: the scalar rules pass such a value through unchanged); None as soon
+    as one is not, for the scalar rules to say why. Most of the service's requests are one valid row."""
+    cast = {}
+    for name, exact, positions, allowed, low, high, dtype in _row_rules(environment):
+        value = by_name[name][0]
+        if type(value) is not exact:
+            return None
+        if positions is not None:
+            value = positions.get(value)
+            if value is None:
+                return None
+        elif (allowed is not None and value not in allowed) or not low <= value <= high or \
+                (exact is float and not math.isfinite(value)):
+            return None
+        cast[name] = np.array((value,), dtype)
+    return cast
+
+
+@functools.cache
+def _row_rules(environment: str) -> tuple:
+    """Per column of `environment`: (name, the exact type a valid value has, a category's positions, the
+    allowed values, the bounds (an integer's within int64), the column's array type)."""
+    rules = []
+    for column in columns(environment):
+        exact = {"integer": int, "float": float, "category": str}[column.kind]
+        low = -math.inf if column.minimum is None else column.minimum
+        high = math.inf if column.maximum is None else column.maximum
+        if column.kind == "integer":
+            low, high = max(low, _INT64_MIN), min(high, _INT64_MAX)
+        positions = _POSITIONS.get(column.name) if column.kind == "category" else None
+        if column.kind == "category" and positions is None:
+            raise ValueError(f"{column.name}: the engine needs the category's allowed values")
+        rules.append((column.name, exact, positions, column.allowed, low, high, _DTYPES[column.kind]))
+    return tuple(rules)
 
 
 # -- typed frames: the training side (loader, snapshot, Great Expectations) ---------------------------
