@@ -58,9 +58,8 @@ def rollback(**context) -> RolledBack:
         if force:  # only a signed approval of this run and version, made from Airflow's record of the answer
             approved = approval.verified(context["ti"].xcom_pull(task_ids="approve_forced_rollback"),
                                          approval.rollback_subject(run.run_id, version), ManifestVerifier.from_env())
-        return run.done(stages.rollback(run.registry, version, signer=run.signer, reason=run.params["reason"],
-                                        by=run.triggered_by, run_id=run.run_id, policy=run.settings.policy,
-                                        force=force, approved=approved))
+        return run.done(stages.rollback(run, version, reason=run.params["reason"], by=run.triggered_by,
+                                        run_id=run.run_id, force=force, approved=approved))
 
 
 @task(execution_timeout=timedelta(minutes=1))

@@ -154,6 +154,11 @@ def test_a_challenger_in_shadow_scores_the_sampled_rows_off_the_request_path(reg
     assert report["correlation"] == pytest.approx(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
     assert report["realized"]["champion"]["rows"] == report["realized"]["shadow"]["rows"] == 300
     assert report["realized"]["shadow"]["version"] == "v2" and report["realized"]["shadow"]["roc_auc"] > 0.7
+    # The command shows the same comparison (without --mongo-uri: no realized metrics, and it says so).
+    assert cli(["shadow", "report"]) == 0
+    shown = json.loads(capsys.readouterr().out)["shadows"]["v2"]
+    assert shown["rows"] == 300 and shown["label_agreement"] == report["label_agreement"]
+    assert isinstance(shown["realized"], str) and shown["correlation"] == report["correlation"]
     # Cleared: the workers stop scoring in shadow at their next poll.
     assert cli(["shadow", "clear", "--signing-key", str(SIGNING_KEY)]) == 0
     assert app.extensions["shadow"].refresh() is False and app.extensions["shadow"].current is None

@@ -340,3 +340,41 @@ def upsert(collection, frame: pd.DataFrame, batch_size: int = BATCH_SIZE, progre
 def _flush(collection, batch, inserted, updated):
     result = collection.bulk_write(batch, ordered=False)
     return inserted + result.upserted_count, updated + result.matched_count
+
+
+def load_customers(clients, csv_path: str | None = None, synthetic: int = 0, *, seed: int = 0, first_id: int = 1,
+                   collection: str | None = None, batch_size: int = BATCH_SIZE, progress: bool = True,
+                   say=None) -> dict:
+    """The `load` operation: a Kaggle-format CSV (checked whole, then upserted a chunk at a time, so memory
+    does not grow with the file) or `synthetic` generated customers, upserted into the customers
+    collection (or `collection`). Erased customers stay out whatever file they are in (the suppression
+    list refuses to open without its key once anyone was erased). `say`: where progress lines go."""
+    from . import synthetic as generator
+
+    say = say or (lambda text: None)
+    target = clients.collection(collection or clients.settings.mongo_collection, written=True)
+    where = f"{target.database.name}.{target.name}"
+    erased = clients.suppression()
+    started = time.perf_counter()
+    if csv_path:
+        say(f"checking {csv_path} against the data contract, then upserting it into {where} ...")
+        stats = load_csv(target, csv_path, batch_size=batch_size, progress=progress, suppression=erased)
+    else:
+        say(f"generating {synthetic:,} synthetic customers (seed {seed}) ...")
+        frame = generator.generate(synthetic, seed=seed, first_id=first_id)
+        say(f"upserting {len(frame):,} customers into {where} ...")
+        stats = upsert(target, frame, batch_size=batch_size, progress=progress, suppression=erased)
+    return {**stats.as_dict(), "seconds": round(time.perf_counter() - started, 2), "collection": where}
+
+
+def load_outcome_file(clients, csv_path: str, observed_at: str | None = None) -> tuple[dict, list[int]]:
+    """The `load-outcomes` operation: outcomes of contacted customers (CSV: id, Response[, observed_at])
+    upserted into the outcomes collection; with the ids that name no customer (loaded all the same: the
+    customer may come later), for the caller to warn about."""
+    settings = clients.settings
+    outcomes = read_outcomes(csv_path, default_observed_at=observed_at)
+    target = clients.collection(settings.outcomes_collection, written=True)
+    stats = upsert_outcomes(target, outcomes)
+    unknown = unknown_customers(clients.collection(settings.mongo_collection), outcomes["id"].tolist())
+    return {**stats, "ids_matching_no_customer": len(unknown),
+            "collection": f"{target.database.name}.{target.name}"}, unknown

@@ -43,6 +43,22 @@ def make_key(path: str | os.PathLike) -> Path:
     return path
 
 
+def keygen(directory: str | os.PathLike, signing_conn_id: str, force: bool = False) -> dict:
+    """The `keygen` operation: a model-signing key pair (signing.key, signing.pub) and the workers' custody key
+    (custody.key) in `directory`, and where each goes. An existing pair is replaced only with `force`."""
+    from ..storage.signing import generate_key_pair
+
+    if (Path(directory) / "signing.key").exists() and not force:
+        raise NotRetryable(f"{Path(directory) / 'signing.key'} exists (--force replaces it)")
+    private, public = generate_key_pair(directory)
+    sealing = make_key(Path(directory) / "custody.key")
+    return {"private_key": str(private), "public_key": str(public), "custody_key": str(sealing),
+            "workers": f"{KEY_ENV}={sealing} (every Airflow worker; nobody else)",
+            "training_side": f"Airflow connection {signing_conn_id!r}: password = the PEM text of {private.name}, "
+                             "or extra {\"key_file\": \"<path>\"}",
+            "readers": f"CROSS_SELL_SIGNING_PUBLIC_KEY={public}"}
+
+
 def _canonical(where: tuple[str, str, str], record: Mapping[str, Any]) -> bytes:
     # XCom stores JSON: what was sealed must read back to the same bytes (tuples become lists, both "[...]").
     return json.dumps([*where, record], sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -218,3 +218,16 @@ def feature_importance(model, frame: pd.DataFrame, seed: int = 0, max_rows: int 
     ranked = sorted(zip(schema.FEATURES, drops.mean(axis=1), drops.std(axis=1), strict=True),
                     key=lambda item: -item[1])
     return [{"feature": name, "roc_auc_drop": float(mean), "std": float(std)} for name, mean, std in ranked]
+
+
+def evaluate_csv(clients, csv_path: str, model: str = "champion", estimator=None, name: str | None = None) -> dict:
+    """The `evaluate` operation: the metrics of a registry model (its signed manifest and verified ONNX file,
+    never a pickle) on a labelled Kaggle-format CSV; or of `estimator`, a local one the user loaded."""
+    from ..data import loader
+
+    frame = loader.read_csv(csv_path)
+    if estimator is None:
+        name = clients.registry.resolve(model)
+        served, _ = clients.registry.served_model(name)
+        estimator = ServedClassifier(served)
+    return {"model": name, "csv": csv_path, "metrics": score(estimator, frame)}

@@ -19,6 +19,17 @@ from . import skew
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
+def run(clients, since=None, realized: bool = False) -> dict | None:
+    """The `shadow report` operation; `realized`: also both models' realized metrics (reads the outcomes and
+    customers collections). None when no sampled row was scored in shadow."""
+    settings = clients.settings
+    outcomes = customers = None
+    if realized:
+        outcomes = clients.collection(settings.outcomes_collection)
+        customers = clients.collection(settings.mongo_collection)
+    return report(clients.registry, since, outcomes, customers)
+
+
 def report(registry, since=None, outcomes=None, customers=None) -> dict | None:
     samples = skew.read_samples(registry.s3, registry.bucket, registry.prefix, since)
     paired = samples.dropna(subset=["probability", "shadow_probability"]) if len(samples) else samples

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -67,3 +68,41 @@ def report(registry, samples: pd.DataFrame, version: str | None = None,
 
     version, reference = drift.reference_profile(registry, version)
     return version, drift.compare(reference, samples, thresholds)
+
+
+@dataclass
+class Checked:
+    """What the `skew` operation found: `rows` sampled since the day asked; `too_few` says why nothing was
+    judged; otherwise the distances from `version`'s training profile."""
+
+    rows: int
+    too_few: str | None = None
+    version: str | None = None
+    found: DriftReport | None = None
+
+    def text(self) -> str:
+        if self.found is None:
+            return f"train/serve skew: {self.rows:,} sampled serving rows: {self.too_few}; nothing judged"
+        return "\n".join([f"train/serve skew: {self.rows:,} sampled serving rows vs the training data of "
+                          f"{self.version} ({self.found.reference_rows:,} rows)", self.found.table(),
+                          f"drifted: {', '.join(self.found.drifted) or 'none'}"])
+
+
+def check(clients, since: date | None = None, version: str | None = None, thresholds: dict | None = None) -> Checked:
+    """The `skew` operation: sampled serving rows since `since` against the training profile of the champion
+    (or `version`). Raises NothingToDo when there is no sample, NotRetryable for an unknown version."""
+    from ..errors import NothingToDo, NotRetryable
+    from .drift import too_few
+
+    registry, settings = clients.registry, clients.settings
+    samples = read_samples(registry.s3, settings.s3_bucket, settings.s3_prefix, since)
+    if samples.empty:
+        raise NothingToDo(f"no sampled serving rows under {registry.uri(samples_prefix(settings.s3_prefix))}"
+                          f"{f' since {since}' if since else ''} (is SERVING_SAMPLE_RATE > 0?)")
+    if too_few(len(samples)):
+        return Checked(len(samples), too_few=too_few(len(samples)))
+    try:
+        version, found = report(registry, samples, version, thresholds)
+    except LookupError as error:
+        raise NotRetryable(str(error)) from error
+    return Checked(len(samples), version=version, found=found)

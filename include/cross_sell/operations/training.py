@@ -34,7 +34,6 @@ from ..contracts import (
 from ..data import casting, schema, snapshot
 from ..errors import NotRetryable
 from ..governance import approval, provenance
-from ..governance.policy import Policy
 from ..model import evaluation, fairness, features, model_families, model_input, onnx_export, report, training
 from ..model.onnx_model import OnnxModel
 from ..monitoring import drift
@@ -508,17 +507,18 @@ def shadow(artifacts: RunArtifacts, registry: ModelRegistry, decision: Decision,
     return result
 
 
-def rollback(registry: ModelRegistry, version: str, signer: ManifestSigner, reason: str, by: str, run_id: str,
-             policy: Policy, force: bool = False, approved: dict | None = None) -> RolledBack:
+def rollback(clients, version: str, *, reason: str, by: str, run_id: str, force: bool = False,
+             approved: dict | None = None) -> RolledBack:
     """The champion set back to `version` through the rollback DAG by `by`, one of the policy's rollback
     operators: a version the registry may restore without a second person (`ModelRegistry.rollback`), or,
     with `force`, any signed version once a second person approved it (`approved`: the verified approval
     record, bound to this run and version). Scoring follows the champion Asset."""
+    registry, policy = clients.registry, clients.settings.policy
     policy.check_rollback_operator(by)
     if force and not approved:
         raise approval.NotApproved(f"a forced rollback to {version} needs a second person's approval; none")
     note = {"policy": policy.record(), **({"approval": approved} if approved else {})}
-    record = registry.rollback(version, signer, reason=reason, by=by, run_id=run_id, force=force, note=note)
+    record = registry.rollback(version, clients.signer, reason=reason, by=by, run_id=run_id, force=force, note=note)
     log.warning("champion rolled back to %s (was %s) by %s%s", version, record["previous_version"], by,
                 f", approved by {approved['approved_by']}" if approved else "")
     return RolledBack(version=version, previous_version=record["previous_version"], sequence=record["sequence"],

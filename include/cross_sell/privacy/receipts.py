@@ -197,3 +197,11 @@ def models_erased_from(records: dict[int, dict]) -> dict[str, int]:
         for version in record.get("models_trained_on_their_data") or []:
             models.setdefault(version, sequence)
     return models
+
+
+def verify(clients) -> dict:
+    """The `erase --verify` operation: every receipt checked (`check`), against the suppression list too."""
+    registry, settings = clients.registry, clients.settings
+    records, found = check(registry.s3, settings.s3_bucket, settings.s3_prefix, registry.verifier,
+                           clients.collection(settings.erased_collection))
+    return {"receipts_verified": len(records), "problems": found}

@@ -296,6 +296,13 @@ def apply(s3, bucket: str, prefix: str, planned: Plan, by: str) -> Retained:
                     record_key=key)
 
 
+def planned(clients) -> dict:
+    """The `retention plan` operation: the deployment's policy and what it would delete now (nothing is)."""
+    registry, policy = clients.housekeeping_registry, Policy.from_settings(clients.settings)
+    found = plan(registry.s3, registry.bucket, registry.prefix, registry, policy)
+    return {"policy": policy.__dict__, **found.summary()}
+
+
 def run(clients, by: str, dry_run: bool = False) -> Retained:
     """The retention operation (the `cross_sell_housekeeping` DAG and `python -m cross_sell retention apply`):
     the deployment's policy planned through the housekeeping user's registry (`cross_sell.clients.Clients`),

@@ -37,3 +37,20 @@ def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_
         Path(quarantine).unlink()  # "quarantine": null means no such file
     return {"scored": scored, "quarantined": quarantined, "model_version": model_version, "out": out,
             "quarantine": quarantine if quarantined else None}
+
+
+def score_file(clients, csv_path: str, out: str, model: str = "champion", estimator=None,
+               name: str | None = None) -> dict:
+    """The `score` operation: `score_csv` with a registry model (verified as the service verifies it), or with
+    `estimator`, a local one the user loaded, run as the service would run it: converted to ONNX."""
+    from datetime import timezone
+
+    if estimator is not None:
+        from ..model import onnx_export
+
+        served, version = OnnxModel(onnx_export.to_onnx(estimator), estimator.best_threshold_), name or "local"
+    else:
+        from .batch import served as registry_model
+
+        served, version, _ = registry_model(clients.registry, model)
+    return score_csv(csv_path, out, served, version, datetime.now(timezone.utc))

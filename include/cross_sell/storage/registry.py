@@ -571,6 +571,15 @@ class ModelRegistry:
         record = {"kind": "shadow", "version": None, "reason": reason, "run_id": None, "updated_at": _pointer_time()}
         objects.put(self.s3, self.bucket, self.shadow_key, self._signed(record, signer), "application/json")
 
+    def status(self) -> dict:
+        """The champion's pointer, its signed manifest and what the audit trail says against it (`champion
+        show`); no champion yet: where its pointer will be."""
+        champion = self.champion()
+        if champion is None:
+            return {"champion": None, "pointer": self.uri(self.pointer_key)}
+        return {"pointer": champion.pointer, "manifest": self.manifest(champion.version),
+                "audit_problems": [p.message for p in self.audit_problems(champion)] + self.hidden_audit_records()}
+
     def served_versions(self) -> set[str]:
         """Every version the audit trail records as champion at some time (a rollback's candidates)."""
         return {record["version"] for record in self.history() if record.get("version")}
