@@ -17,7 +17,7 @@ import pytest
 
 from cross_sell.__main__ import main as cli
 from cross_sell.data import synthetic
-from cross_sell.model.evaluation import Gate
+from cross_sell.model.evaluation import Gate, UnreadableChampion
 from cross_sell.operations import training as stages
 from cross_sell.storage import signing
 from cross_sell.storage.artifacts import RunArtifacts
@@ -100,7 +100,7 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
     from datetime import datetime, timezone
 
     trained = stages.train(artifacts, transformed, seed=1, run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))
-    with pytest.raises(stages.UnreadableChampion, match="fails closed"):
+    with pytest.raises(UnreadableChampion, match="fails closed"):
         stages.evaluate(artifacts, registry, trained, transformed["splits"]["test"], Gate(0.6, 0.002))
 
     # The CLI: evaluate the champion (the pointer is refused) or the planted version by name (its manifest

@@ -8,7 +8,7 @@ import pytest
 
 from cross_sell.governance.custody import SEAL, Custody, CustodyKeyMissing
 from cross_sell.governance.policy import Policy, PolicyError
-from cross_sell.model.evaluation import Gate
+from cross_sell.model.evaluation import Gate, UnreadableChampion
 from cross_sell.storage.objects import CustodyError
 
 STRICT = Policy(require_approval=True, min_roc_auc=0.8, promotion_margin=0.01, max_equalized_odds_difference=0.1,
@@ -53,6 +53,20 @@ def test_a_run_may_tighten_every_gate_and_its_gate_is_the_stricter():
     assert Gate.for_run(STRICT, {}).min_roc_auc == 0.8  # no params: the policy itself
     allowed = Policy(allow_replace_unreadable_champion=True)
     assert Gate.for_run(allowed, {"replace_unreadable_champion": True}).replace_unreadable
+
+
+def test_the_gate_fails_closed_on_a_champion_it_cannot_trust_unless_policy_allows_replacing_it():
+    """The fail-closed rule is the gate's (#31): the evaluate stage only asks it."""
+    strict = Gate.for_run(STRICT, {})
+    assert strict.replaceable("v1", None) is None  # a trusted champion: nothing to replace
+    with pytest.raises(UnreadableChampion, match="signature does not verify. The promotion gate fails closed"):
+        strict.replaceable("v1", "signature does not verify")
+    allowed = Gate.for_run(Policy(allow_replace_unreadable_champion=True), {"replace_unreadable_champion": True})
+    assert allowed.replaceable("v1", "signature does not verify") == {"version": "v1",
+                                                                      "reason": "signature does not verify"}
+    # Policy allows it, but this run did not ask: still closed.
+    with pytest.raises(UnreadableChampion):
+        Gate.for_run(Policy(allow_replace_unreadable_champion=True), {}).replaceable("v1", "unreadable")
 
 
 def test_maker_checker_and_rollback_operators():

@@ -11,7 +11,7 @@ from cross_sell.data import schema, synthetic
 from cross_sell.data.validation import DataValidationError
 from cross_sell.errors import NotRetryable
 from cross_sell.model import model_input, onnx_export, training
-from cross_sell.model.evaluation import Gate
+from cross_sell.model.evaluation import Gate, UnreadableChampion
 from cross_sell.monitoring import drift
 from cross_sell.operations import training as stages
 from cross_sell.storage.artifacts import RunArtifacts
@@ -185,7 +185,7 @@ def test_a_champion_that_cannot_be_scored_fails_the_gate_unless_a_person_says_re
                      signer)
     registry.set_champion("old", None, "promote", signer, run_id="old-run")
     test_split = run["transformed"]["splits"]["test"]
-    with pytest.raises(stages.UnreadableChampion, match="takes model input 'object-array/0'.*fails closed"):
+    with pytest.raises(UnreadableChampion, match="takes model input 'object-array/0'.*fails closed"):
         stages.evaluate(artifacts, registry, trained, test_split, Gate(min_roc_auc=0.7, margin=0.002))
     decision = stages.evaluate(artifacts, registry, trained, test_split, Gate(min_roc_auc=0.7, margin=0.002,
                                                                                 replace_unreadable=True))
@@ -216,7 +216,7 @@ def test_planted_pointer_cannot_skip_gate(run, s3, bucket, pointer):
         planted = {"version": "20990101T000000Z-0000000000"}
     s3.put_object(Bucket=bucket, Key=registry.pointer_key, Body=json.dumps(planted).encode())
     later = RunArtifacts(s3, bucket, "vi", "after-the-plant")
-    with pytest.raises(stages.UnreadableChampion, match="fails closed"):
+    with pytest.raises(UnreadableChampion, match="fails closed"):
         stages.evaluate(later, registry, trained, test_split, Gate(min_roc_auc=0.5, margin=0.0))
     assert s3.get_object(Bucket=bucket, Key=registry.pointer_key)["Body"].read() == json.dumps(planted).encode()
 

@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..data import schema
+from ..errors import NotRetryable
 from ..governance.policy import Policy
 from . import fairness, features
 
@@ -85,6 +86,10 @@ def decide(candidate: dict, champion: dict | None, min_roc_auc: float, margin: f
                    f"{value - incumbent:+.4f} < margin {margin:.4f}")
 
 
+class UnreadableChampion(NotRetryable):
+    """A champion pointer exists, but its champion cannot be verified or scored: the gate fails closed."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     bless: bool
@@ -95,8 +100,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Gate:
-    """The promotion rule of a training run: the floor, the margin, the fairness cap, and whether a champion
-    that cannot be verified or scored may be replaced on the floor alone. A DAG run's gate is `for_run`: the
+    """The promotion rule of a training run, whole: the floor, the margin, the fairness cap, and the fail-closed
+    rule for a champion that cannot be verified or scored (`replaceable`). A DAG run's gate is `for_run`: the
     deployment policy, tightened by the run's params (which `Policy.check` refused if they loosened it)."""
 
     min_roc_auc: float
@@ -114,6 +119,20 @@ class Gate:
         return cls(min_roc_auc=strict["min_roc_auc"], margin=strict["promotion_margin"],
                    max_equalized_odds_difference=strict["max_equalized_odds_difference"],
                    replace_unreadable=strict["replace_unreadable_champion"], policy=policy.record())
+
+    def replaceable(self, champion: str | None, distrust: str | None) -> dict | None:
+        """The fail-closed rule: a champion that cannot be verified or scored (`distrust` says why) stops the
+        run (UnreadableChampion), unless this gate lets the candidate replace it on the floor alone; then the
+        champion replaced and why, for the decision and the audit record. None when the champion is trusted."""
+        if distrust is None:
+            return None
+        if not self.replace_unreadable:
+            raise UnreadableChampion(
+                f"{distrust}. The promotion gate fails closed: nothing is pushed while the champion cannot be "
+                "verified and scored. Repair the pointer (python -m cross_sell champion show), or trigger the "
+                "run with replace_unreadable_champion=true to let the candidate replace it on the floor alone "
+                "(recorded in the decision and the audit record).")
+        return {"version": champion, "reason": distrust}
 
     def judge(self, candidate: dict, champion: dict | None, serving_problem: str | None,
               replaced: dict | None = None) -> Verdict:

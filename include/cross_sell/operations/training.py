@@ -48,10 +48,6 @@ RAW = ("raw", "snapshot.parquet")
 SPLIT_ROW_GROUP = 50_000  # rows per row group of the split files
 
 
-class UnreadableChampion(NotRetryable):
-    """A champion pointer exists, but its champion cannot be verified or scored: the gate fails closed."""
-
-
 class Inconsistent(NotRetryable):
     """The records a task received are not about the same data or candidate: a task was re-run (cleared)
     without the tasks that judged its earlier result."""
@@ -291,9 +287,9 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
     """Score candidate and champion, both as they serve (ONNX), on the same test split; judge them by the
     run's `gate`; report.
 
-    The gate fails closed: when a pointer exists, its champion must verify and be scored on this split,
-    or this raises UnreadableChampion, unless `gate.replace_unreadable` (a DAG param a person sets) says the
-    candidate may replace it on the floor alone, which the decision and the audit record then say."""
+    The gate fails closed (`Gate.replaceable`): when a pointer exists, its champion must verify and be scored
+    on this split, or this raises UnreadableChampion, unless the gate lets the candidate replace it on the
+    floor alone, which the decision and the audit record then say."""
     etag, baseline, distrust = _baseline(registry, artifacts, trained)
     with tempfile.TemporaryDirectory() as tmp:
         test_frame = _read_split(artifacts, test, tmp)
@@ -304,15 +300,8 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
             facts["champion"] = report.model_facts(evaluation.ServedClassifier(served), test_frame)
         except (RegistryError, IntegrityError, SignatureError) as error:  # e.g. saved by an older release
             distrust = f"champion {baseline} cannot be scored here ({error})"
-    replaced = None
-    if distrust is not None:
-        if not gate.replace_unreadable:
-            raise UnreadableChampion(
-                f"{distrust}. The promotion gate fails closed: nothing is pushed while the champion cannot be "
-                "verified and scored. Repair the pointer (python -m cross_sell champion show), or trigger the "
-                "run with replace_unreadable_champion=true to let the candidate replace it on the floor alone "
-                "(recorded in the decision and the audit record).")
-        replaced = {"version": baseline, "reason": distrust}
+    replaced = gate.replaceable(baseline, distrust)  # fails closed unless the gate allows it
+    if replaced:
         log.warning("replacing an unreadable champion (replace_unreadable_champion): %s", distrust)
     serving_problem = trained.get("serving_problem") or (None if trained.get("onnx") else "no ONNX file")
     verdict = gate.judge(facts["candidate"], facts.get("champion"), serving_problem, replaced)
