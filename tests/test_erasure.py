@@ -305,10 +305,17 @@ def test_a_crm_document_whose_id_is_text_is_erased_too(world, capsys, stored):
     assert [d for name in ("customer_contacts", "customer_consent") for d in db[name].find({}) if d.get("crm")] == []
 
 
-def test_a_document_whose_id_is_no_id_stops_the_erasure(world, capsys):
-    world["db"].customer_contacts.insert_one({"id": "twenty-one", "contacted_at": "2026-12-01T00:00:00+00:00"})
+@pytest.mark.parametrize("stored", ["twenty-one", {"value": 21}, True, 21.5, None], ids=repr)
+def test_a_document_whose_id_is_no_id_stops_the_erasure(world, capsys, stored):
+    """Red team (#30): an id stored as an object, a boolean or a fraction matched nothing, and the receipt
+    said `complete` with the document still there. Whose it is cannot be told: the erasure stops, changing
+    nothing, and says which collection to correct."""
+    db = world["db"]
+    db.customer_contacts.insert_one({"id": stored, "contacted_at": "2026-12-01T00:00:00+00:00"})
     code, _, err = _erase(capsys, world["ids_file"])
-    assert code == 2 and "is text that is no customer id" in err
+    assert code == 2 and "customer_contacts: a document" in err and "so whose it is cannot be told" in err, err
+    assert db.customers.count_documents({"_id": 21}) == 1  # nothing erased before the check
+    assert db[Settings.from_env().erased_collection].estimated_document_count() == 0
     assert world["db"].customers.count_documents({"_id": GONE[0]}) == 1  # nothing was erased
 
 

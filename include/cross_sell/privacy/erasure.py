@@ -330,6 +330,18 @@ def _documents(collection: layout.Collection, ids: np.ndarray, projection: dict 
             yield document
 
 
+_NOT_WHOLE_NUMBERS = ("double", "decimal", "string", "object", "array", "bool", "null", "date", "objectId", "binData",
+                      "regex", "timestamp", "javascript", "symbol", "minKey", "maxKey")
+
+
+def _names_a_customer(value) -> bool:
+    """Whether `_documents` finds a document by this `id`: an id however written (`as_id`), or an array of
+    numbers (MongoDB matches an array by its elements)."""
+    if isinstance(value, list):
+        return bool(value) and all(not isinstance(v, str) and as_id(v) is not None for v in value)
+    return as_id(value) is not None
+
+
 def _check_shape(collection: layout.Collection) -> None:
     """Every document names its customer: one without `id`, or with an `id` that is no id ("abc"), cannot be
     erased by it (an error, not a skip)."""
@@ -339,11 +351,15 @@ def _check_shape(collection: layout.Collection) -> None:
         raise ErasureError(f"{collection.name}: a document has no `{schema.KEY}` field, so whose it is cannot be "
                            f"told; give every document of {collection.name} its customer's `{schema.KEY}` (or remove "
                            "it) and run the erasure again")
-    for document in collection.handle.find({schema.KEY: {"$type": "string"}}, projection={schema.KEY: True}):
-        if as_id(document[schema.KEY]) is None:
-            raise ErasureError(f"{collection.name}: a document's `{schema.KEY}` is text that is no customer id, so "
-                               f"whose it is cannot be told; correct it (or remove the document) and run the erasure "
-                               "again")
+    # Whole numbers are ids; anything else must read as one (21.0, " 21", [21]): an object, a boolean, a
+    # fraction, null or text that is no id would never be matched, so the erasure stops instead of missing it.
+    # (One $type clause each: servers differ in what else they accept there.)
+    others = {"$or": [{schema.KEY: {"$type": kind}} for kind in _NOT_WHOLE_NUMBERS]}
+    for document in collection.handle.find(others, projection={schema.KEY: True}):
+        if not _names_a_customer(document.get(schema.KEY)):
+            raise ErasureError(f"{collection.name}: a document's `{schema.KEY}` is no customer id (a "
+                               f"{type(document[schema.KEY]).__name__}), so whose it is cannot be told; correct it "
+                               "(or remove the document) and run the erasure again")
 
 
 def _count(collection: layout.Collection, ids: np.ndarray) -> int:
