@@ -334,3 +334,22 @@ def test_an_unreadable_older_version_is_deleted_and_an_unreadable_current_one_st
     s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet")
     code, _, err = _erase(capsys, world["ids_file"])
     assert code == 2 and "the current version cannot be read" in err
+
+
+@pytest.mark.parametrize("cause", ["a line that is no id", "an object nobody can place"])
+def test_a_failed_dry_run_of_a_request_leaves_no_plaintext_ids(world, s3, bucket, cause):
+    """Red team (#30): the erasure DAG's operation deleted a dry run's request file only when the erasure
+    itself refused; a bad line (refused while reading the ids) or an object in an undeclared area left the
+    plaintext ids in the bucket."""
+    from cross_sell.clients import EnvClients
+    from cross_sell.privacy import erasure
+
+    key = f"{PREFIX}/erasure/requests/ticket-9.txt"
+    body = b"21\n22\n23 (duplicate of 4711)\n" if cause == "a line that is no id" else b"21\n22\n23\n"
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    if cause == "an object nobody can place":
+        s3.put_object(Bucket=bucket, Key=f"{PREFIX}/exports/crm-dump.csv", Body=b"id\n99\n")  # a bucket writer's
+    with EnvClients.from_env() as clients, pytest.raises(Exception):
+        erasure.run_request(clients, key, reason="art. 17", by="dpo", dry_run=True)
+    assert [v for v in _all_versions(s3, bucket) if v["Key"] == key] == []
+    assert world["db"].customers.count_documents({"_id": 21}) == 1  # and a dry run changed nothing

@@ -528,14 +528,16 @@ def run_request(clients, request_key: str, *, reason: str, by: str, dry_run: boo
     root = objects.folder(prefix, REQUESTS)
     if not request_key.startswith(root) or ".." in request_key:
         raise ErasureError(f"an erasure request is a file under {root}, not {request_key!r}")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ids.txt"
-        objects.download(s3, bucket, request_key, path, max_bytes=MAX_REQUEST_BYTES)
-        ids = read_ids(path)
     try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ids.txt"
+            objects.download(s3, bucket, request_key, path, max_bytes=MAX_REQUEST_BYTES)
+            ids = read_ids(path)
         done = erase_ids(clients, ids, request=Path(request_key).stem, reason=reason, by=by, dry_run=dry_run)
-    except ErasureError:
-        if dry_run:  # a dry run that failed leaves no plaintext ids behind either
+    except Exception:
+        # A dry run that failed, whatever stopped it (a bad line, an object nobody can place), leaves no
+        # plaintext ids behind either; a real erasure that failed keeps its request for the retry.
+        if dry_run:
             _delete_request(s3, bucket, request_key)
         raise
     # The ids themselves go too, a dry run's as well: only their hashes stay, in the receipt.
