@@ -106,3 +106,20 @@ def test_a_handful_of_sampled_rows_is_not_judged(registry, capsys):
     result, alerts = monitoring.monitor_day(today, registry, NoOutcomes(), samples=samples)
     assert result["skew"] == {"rows": 4, "judged": False, "reason": drift.too_few(4)}
     assert result["prediction_psi"] is None and alerts == []
+
+
+def test_a_planted_sample_line_is_left_out_and_never_stops_skew_or_the_shadow_report(registry, capsys):
+    """Red team (#30): one line that is no JSON in serving-samples/ (anyone who can write the bucket) made
+    `skew`, `shadow report` and the monitoring day die with a traceback. Such lines, and rows the service
+    would never have written, are left out and counted."""
+    sampler, client = _client(registry, rate=1.0)
+    client.post("/predict", json={"records": _records(2_000, seed=4)})
+    sampler.flush()
+    day = skew.read_samples(registry.s3, registry.bucket, PREFIX)["sampled_at"].iloc[0][:10]
+    planted = b'not json\n[1, 2]\n{"Gender": "Robot", "Age": "old"}\n{"Age": 30}\n'
+    registry.s3.put_object(Bucket=registry.bucket, Key=f"{PREFIX}/serving-samples/date={day}/x.jsonl", Body=planted)
+    assert len(skew.read_samples(registry.s3, registry.bucket, PREFIX)) == 2_000
+    assert cli.main(["skew"]) == 0
+    assert "2,000 sampled serving rows vs the training data of v1" in capsys.readouterr().out
+    assert cli.main(["shadow", "report"]) == 2  # no shadow set: said, not a traceback
+    assert "no sampled rows scored in shadow yet" in capsys.readouterr().err

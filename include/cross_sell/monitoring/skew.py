@@ -7,6 +7,7 @@ The service writes samples as JSON lines under `<prefix>/serving-samples/date=YY
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -19,6 +20,8 @@ if TYPE_CHECKING:  # the service writes samples with this module and has no SciP
     import pandas as pd
 
     from .drift import DriftReport
+
+log = logging.getLogger(__name__)
 
 SAMPLES = "serving-samples"
 # Besides the request's fields, a sample holds what was answered (and by the shadow, if any).
@@ -48,17 +51,42 @@ def read_samples(s3, bucket: str, prefix: str, since: date | None = None,
     serving columns."""
     import pandas as pd
 
+    from ..data import casting
+
     root = samples_prefix(prefix)
-    rows = []
+    rows: list[dict] = []
+    unreadable = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
         for item in page.get("Contents", []):
             day = item["Key"][len(root):].split("/", 1)[0].removeprefix("date=")
             if (since is not None and day < since.isoformat()) or (until is not None and day > until.isoformat()):
                 continue
-            body = objects.read(s3, bucket, item["Key"], MAX_SAMPLE_BYTES)[0].decode()
-            rows += [json.loads(line) for line in body.splitlines() if line.strip()]
+            body = objects.read(s3, bucket, item["Key"], MAX_SAMPLE_BYTES)[0].decode(errors="replace")
+            for line in filter(str.strip, body.splitlines()):
+                row = _json_object(line)
+                if row is None:
+                    unreadable += 1
+                else:
+                    rows.append(row)
+    # The service writes only rows that passed its checks; a row that does not (planted by someone who can
+    # write the bucket, or cut short) is left out and counted, never judged, and never stops the report.
+    broken = {problem.row for problem in casting.cast_documents(rows, schema.SERVING)[1]}
+    if unreadable or broken:
+        log.warning("serving samples: %s line(s) that are no JSON object and %s row(s) outside the serving "
+                    "schema left out (the service writes neither)", f"{unreadable:,}", f"{len(broken):,}")
+        rows = [row for i, row in enumerate(rows) if i not in broken]
     frame = pd.DataFrame(rows, columns=[*schema.column_names(schema.SERVING), *ANSWER_COLUMNS])
+    for answer in ("probability", "shadow_probability"):
+        frame[answer] = pd.to_numeric(frame[answer], errors="coerce")
     return frame.astype({c.name: c.pandas_dtype for c in schema.columns(schema.SERVING)})
+
+
+def _json_object(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def report(registry, samples: pd.DataFrame, version: str | None = None,
