@@ -129,3 +129,65 @@ def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):
     signature = ManifestSigner.from_file(made["private_key"]).sign(b'{"version": "v1"}')
     ManifestVerifier.from_file(made["public_key"]).verify(b'{"version": "v1"}', signature, "test manifest")
     assert cli(["keygen", str(tmp_path / "keys")]) == 2  # never overwrites a key by accident
+
+
+def _bad_inputs(tmp):
+    (tmp / "empty.csv").write_text("")
+    (tmp / "latin1.csv").write_bytes("id,Response\n1,1\n\xe9\n".encode("latin-1"))
+    (tmp / "quote.csv").write_text('id,Response\n"1,1\n')
+    return {  # BAD_INPUTS names them
+        "a day that is no date": ["skew", "--since", "12/01/2026"],
+        "limits that are no JSON object": ["skew", "--thresholds", "{bad"],
+        "a negative count": ["load", "--synthetic", "-5"],
+        "an id past any integer MongoDB holds": ["load", "--synthetic", "3", "--first-id", "9" * 23],
+        "a model file that is not there": ["evaluate", "--csv", str(tmp / "x.csv"), "--model-file", str(tmp / "no")],
+        "an ids file that is not there": ["erase", "--ids-file", str(tmp / "none.txt"), "--reason", "r"],
+        "an outcomes file that is not there": ["load-outcomes", "--csv", str(tmp / "none.csv")],
+        "an empty outcomes file": ["load-outcomes", "--csv", str(tmp / "empty.csv")],
+        "an outcomes file that is not UTF-8": ["load-outcomes", "--csv", str(tmp / "latin1.csv")],
+        "an outcomes file with an open quote": ["load-outcomes", "--csv", str(tmp / "quote.csv")],
+        "a signing key that is not there": ["champion", "rollback", "v1", "--by", "ops", "--signing-key",
+                                            str(tmp / "no.key")],
+    }
+
+
+BAD_INPUTS = ["a day that is no date", "limits that are no JSON object", "a negative count",
+              "an id past any integer MongoDB holds", "a model file that is not there", "an ids file that is not there",
+              "an outcomes file that is not there", "an empty outcomes file", "an outcomes file that is not UTF-8",
+              "an outcomes file with an open quote", "a signing key that is not there"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_an_error_with_a_reason_never_a_traceback(case, tmp_path, capsys, monkeypatch):
+    """Red team (#30): these ended in a Python traceback (exit 1). Each is refused with exit 2 and a line
+    saying what is wrong, before anything is read from or written to a server."""
+    monkeypatch.setenv("MONGO_URI", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")  # never reached
+    inputs = _bad_inputs(tmp_path)
+    assert sorted(inputs) == sorted(BAD_INPUTS)
+    argv = inputs[case]
+    try:
+        code = cli(argv)
+    except SystemExit as refused:  # argparse: the usage line and why
+        code = refused.code
+    err = capsys.readouterr().err
+    assert code == 2 and "error:" in err and "Traceback" not in err, err
+
+
+def test_a_signing_key_that_is_not_the_deployments_is_refused_before_anything_is_written(env, tmp_path, capsys,
+                                                                                       signer):
+    """Red team (#30): `champion rollback` with someone else's private key said "champion is v2" and left a
+    pointer every reader refuses (the service kept its old model; training then failed closed)."""
+    from cross_sell.storage import signing
+
+    other, _ = signing.generate_key_pair(tmp_path / "other")
+    before = _objects(env)
+    assert cli(["champion", "rollback", "v1", "--by", "ops", "--force", "--signing-key", str(other)]) == 2
+    assert "does not match the public key readers verify with" in capsys.readouterr().err
+    assert _objects(env) == before
+
+
+def _objects(bucket):
+    from cross_sell.settings import s3_client
+
+    listed = s3_client().list_object_versions(Bucket=bucket)
+    return sorted((v["Key"], v["VersionId"]) for v in listed.get("Versions", []))

@@ -26,8 +26,34 @@ def _print(payload) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
+
+
+def _limits(text: str) -> dict:
+    try:
+        limits = json.loads(text)
+    except ValueError:
+        limits = None
+    if not isinstance(limits, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of feature limits, e.g. '{{\"Age\": 0.1}}', "
+                                         f"got {text!r}")
+    return limits
+
+
+def _whole(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low:,} to {high:,}, got {text!r}")
+        return value
+    return parse
 
 
 def _unpickled_estimator(path: str | None):
@@ -91,7 +117,7 @@ def cmd_shadow(args, clients: EnvClients) -> int:
         shadow = registry.shadow()
         _print({"shadow": shadow.pointer if shadow else None})
     else:
-        report = shadow_report.run(clients, _day(args.since), realized=bool(args.mongo_uri))
+        report = shadow_report.run(clients, args.since, realized=bool(args.mongo_uri))
         if report is None:
             raise NothingToDo("no sampled rows scored in shadow yet (is a shadow set, and SERVING_SAMPLE_RATE > 0?)")
         _print(report)
@@ -156,7 +182,7 @@ def cmd_erasure_key(args, clients: EnvClients) -> int:
 def cmd_skew(args, clients: EnvClients) -> int:
     from .monitoring import skew
 
-    checked = skew.check(clients, _day(args.since), args.version, json.loads(args.thresholds))
+    checked = skew.check(clients, args.since, args.version, args.thresholds)
     print(checked.text())
     return 1 if checked.found is not None and checked.found.drifted and args.fail_on_skew else 0
 
@@ -207,18 +233,20 @@ def _command(sub, name: str, handler, help: str, *arguments: tuple, signing: boo
 def _add_load(sub) -> None:
     load = _command(sub, "load", cmd_load, "load customers into MongoDB (idempotent upsert on id)",
                     ("--seed", {"type": int, "default": 0}),
-                    ("--first-id", {"type": int, "default": 1, "help": "id of the first synthetic customer"}),
+                    ("--first-id", {"type": _whole(1, 2**53), "default": 1,
+                                    "help": "id of the first synthetic customer"}),
                     ("--mongo-uri", {"default": mongo_uri()}), ("--database", {}), ("--collection", {}),
-                    ("--batch-size", {"type": int, "default": 5_000}),
+                    ("--batch-size", {"type": _whole(1, 10**6), "default": 5_000}),
                     ("--quiet", {"action": "store_true", "help": "no progress bar"}))
     source = load.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="a Kaggle-format CSV (train.csv or the shared sample)")
-    source.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic customers")
+    source.add_argument("--synthetic", type=_whole(1, 10**9), metavar="N", help="generate N synthetic customers")
 
 
 def _add_commands(sub) -> None:
     """Every command but `load`, in the order `--help` lists them."""
-    when, by = {"help": "only samples from this day on (YYYY-MM-DD)"}, {"default": getpass.getuser()}
+    when = {"type": _day, "help": "only samples from this day on (YYYY-MM-DD)"}
+    by = {"default": getpass.getuser()}
     _command(sub, "evaluate", cmd_evaluate, "metrics of a model on a labelled Kaggle-format CSV",
              ("--csv", {"required": True}), model=True)
     _command(sub, "score", cmd_score, "score a Kaggle-format CSV of customers into OUT (id, probability, label)",
@@ -231,7 +259,8 @@ def _add_commands(sub) -> None:
                                                           "current shadow"}), signing=True)
     _command(sub, "skew", cmd_skew, "compare sampled serving rows with the champion's training data",
              ("--since", when), ("--version", {"help": "compare with this model's training data instead"}),
-             ("--thresholds", {"default": "{}", "help": 'per-feature limits as JSON, e.g. \'{"Age": 0.1}\''}),
+             ("--thresholds", {"type": _limits, "default": None,
+                               "help": 'per-feature limits as JSON, e.g. \'{"Age": 0.1}\''}),
              ("--fail-on-skew", {"action": "store_true", "help": "exit 1 when a feature crosses its limit"}))
     _command(sub, "load-outcomes", cmd_load_outcomes, "load outcomes (id, Response[, observed_at]) for monitoring",
              ("--csv", {"required": True}),
@@ -288,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(args, clients)
     except (NotRetryable, NothingToDo, ChampionChanged) as error:  # bad input, an untrusted model, no champion
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, ArithmeticError) as error:  # a file that is not there or not readable as asked
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 
 

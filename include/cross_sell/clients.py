@@ -92,12 +92,16 @@ class EnvClients:
 
     @cached_property
     def signer(self) -> ManifestSigner:
-        from .storage.signing import ManifestSigner
+        from .storage.signing import ManifestSigner, check_pair
 
         if not self.signing_key:
             raise UsageError(f"moving a pointer or writing a receipt needs the model-signing private key: "
                              f"--signing-key FILE or {SIGNING_KEY_ENV}")
-        return ManifestSigner.from_file(self.signing_key)
+        try:
+            signer = ManifestSigner.from_file(self.signing_key)
+        except OSError as error:
+            raise UsageError(f"the model-signing private key {self.signing_key}: {error.strerror}") from None
+        return check_pair(signer, self.registry.verifier)
 
     def collection(self, name: str, conn_id: str | None = None, written: bool = False):
         if self._mongo is None:

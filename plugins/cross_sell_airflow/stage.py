@@ -97,9 +97,10 @@ class StageRun(Generic[P]):
 
     @cached_property
     def signer(self) -> ManifestSigner:
+        from cross_sell.storage.signing import check_pair
         from cross_sell_airflow.hooks import manifest_signer
 
-        return manifest_signer(self.settings)
+        return check_pair(manifest_signer(self.settings), self.registry.verifier)
 
     @cached_property
     def housekeeping_registry(self) -> ModelRegistry:

@@ -110,6 +110,20 @@ class ManifestVerifier:
                                      f"{str(error)[:300]}") from None
 
 
+def check_pair(signer: ManifestSigner, verifier: ManifestVerifier | None) -> ManifestSigner:
+    """`signer`, once a probe it signed verifies with the readers' public key: a pointer or receipt signed
+    with another key would be written, then refused by every reader (the service keeps its old model,
+    training fails closed), so a mismatched key is refused before anything is written."""
+    if verifier is not None:
+        probe = b"cross-sell signing key check"
+        try:
+            verifier.verify(probe, signer.sign(probe), "a probe signed with this key")
+        except SignatureError:
+            raise SignatureError("the model-signing private key does not match the public key readers verify "
+                                 f"with ({PUBLIC_KEY_ENV}); nothing was signed or written") from None
+    return signer
+
+
 def generate_key_pair(directory: str | os.PathLike) -> tuple[Path, Path]:
     """A new P-256 key pair as `signing.key` (PKCS#8, mode 600) and `signing.pub` in `directory`."""
     from cryptography.hazmat.primitives import serialization
