@@ -51,9 +51,10 @@ demo: $(VENV)/.installed
 test: lint $(MLFLOW_SERVER_VENV)/.installed
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The quick loop while editing: lint and every test that needs no DAG run and no server (about a minute).
+# The quick loop while editing: lint and every test that needs no DAG run, no MongoDB server and no
+# process of its own beside the local S3 stand-in (about 60% of the tests, about a minute on 2 workers).
 test-fast: lint
-	$(BIN)/python -m pytest -m "not dagrun and not servers" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not dagrun and not servers" $(PYTEST_ARGS)
 
 stack: $(VENV)/.installed $(MLFLOW_SERVER_VENV)/.installed
 	$(BIN)/python scripts/run_stack.py --workers $(WORKERS) $(ARGS)

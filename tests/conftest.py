@@ -9,14 +9,19 @@ import pytest
 from cross_sell.storage import signing
 from devstack import local_services
 
-# A test that uses one of these (directly or through another fixture) talks to a local server: `make
-# test-fast` (-m "not dagrun and not servers") leaves it out.
-SERVER_FIXTURES = {"s3_server", "mongo_server"}
+# `make test-fast` (-m "not dagrun and not servers") keeps the tests whose only server is the session's S3
+# stand-in (one moto process, up in about a second) and leaves out, as `servers`: a test that talks to the
+# MongoDB wire server (slow by nature here), and a test of these modules that uses S3 and also starts
+# processes of its own (gunicorn, nginx, prometheus, chromium) or trains whole pipelines on it.
+SLOW_SERVER_FIXTURES = {"mongo_server"}
+HEAVY_WITH_S3 = {"test_serving_front", "test_serving_gunicorn", "test_dashboards", "test_pages_xss",
+                 "test_model_families", "test_serving_fuzz", "test_stages", "test_governance", "test_dag_integrity"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_SERVER_FIXTURES & fixtures or ("s3_server" in fixtures and item.module.__name__ in HEAVY_WITH_S3):
             item.add_marker(pytest.mark.servers)
 
 
