@@ -14,7 +14,7 @@ import pytest
 
 import browser
 from cross_sell.data import schema, synthetic
-from cross_sell.governance import tracking
+from cross_sell.governance import provenance, tracking
 from cross_sell.model import model_input
 from devstack import airflow_stack, local_services
 from support import dag_run_stack, parse_dags, scaled, skip_unless_available
@@ -102,6 +102,11 @@ def test_training_and_scoring_runs_are_tracked_and_the_model_loads(stack, tracke
     assert params["min_roc_auc"] == "0.7" and params["rows"] == str(ROWS)
     manifest = registry.manifest(champion.version)
     assert params["snapshot_sha256"] == manifest["lineage"]["snapshot"]["sha256"]
+    # Issue #31: logged at evaluate, before the manifest existed, yet exactly the signed provenance's params.
+    from_manifest = provenance.mlflow_params(provenance.of_manifest(manifest))
+    assert {"model_family", "training", "estimator_params", "version.lightgbm"} <= set(from_manifest)
+    assert {name: params.get(name) for name in from_manifest} == \
+        {name: tracking._param(value)[:6000] for name, value in from_manifest.items()}
     # metrics: both models and fairness, as the decision has them
     metrics = pushed.data.metrics
     assert metrics["candidate_roc_auc"] == pytest.approx(manifest["metrics"]["roc_auc"])

@@ -16,6 +16,7 @@ from ..storage import objects
 from ..storage.artifacts import RunArtifacts
 from ..storage.objects import CustodyError
 from ..storage.registry import ModelRegistry
+from . import provenance
 
 MAX_SCORING_RUNS = 1000  # summaries read at most (newest first)
 
@@ -52,22 +53,17 @@ def upstream(registry: ModelRegistry, version: str, prefix: str) -> dict:
                        "report": run.uri(summary["report_key"]) if summary.get("report_key") else None}
         except Exception as error:  # noqa: BLE001
             verdict = {"unavailable": f"{type(error).__name__}: {error}"}
+    recorded = provenance.of_manifest(manifest)  # the one provenance record, as signed
     return {
-        "run_id": manifest["run_id"],
-        "run_artifacts": manifest.get("run_artifacts"),
-        "trained_at": manifest.get("trained_at"),
-        "rows": manifest.get("rows"),
-        "data_fingerprint": manifest.get("data_fingerprint"),
+        **{name: recorded[name] for name in provenance.WHENCE + provenance.WITH if name != "lineage"},
         "snapshot": _verified(registry, lineage.get("snapshot")),
         "splits": {name: _verified(registry, split) for name, split in lineage.get("splits", {}).items()},
         "validation": {**(_verified(registry, validation) or {}), "verdict": verdict} if validation else None,
-        "params": {name: manifest.get(name) for name in ("seed", "excluded_features", "estimator_params",
-                                                          "split_fractions", "max_equalized_odds_difference")},
+        "params": {**{name: recorded[name] for name in provenance.HOW},
+                   "max_equalized_odds_difference": manifest.get("max_equalized_odds_difference")},
         "decision_reason": manifest.get("decision_reason"),
         "replaced_champion": manifest.get("replaced_champion"),
         "approval": manifest.get("approval"),
-        "code_version": manifest.get("code_version"),
-        "library_versions": manifest.get("library_versions"),
     }
 
 

@@ -135,24 +135,23 @@ def _fairness_metrics(fairness: Mapping[str, Mapping[str, Mapping[str, float]]])
             for figure, value in figures.items()}
 
 
-def log_training(*, params: Mapping[str, Any], extracted: Mapping[str, Any], decision: Mapping[str, Any],
-                 drift: Mapping[str, Any] | None, files: Mapping[str, bytes], onnx: bytes | None,
-                 airflow: Mapping[str, Any], versions: Mapping[str, Any]) -> Tracked:
-    """A training run's MLflow run, once `evaluate` has decided: `files` are artifacts by name (the
-    reports, the decision), `onnx` the candidate as it would serve (logged as a pyfunc that answers like the
-    service, with the candidate's threshold), `airflow` the dag/run/try ids and
-    the task's log URL, `versions` the code and library versions."""
+def log_training(*, params: Mapping[str, Any], provenance: Mapping[str, Any], extracted: Mapping[str, Any],
+                 decision: Mapping[str, Any], drift: Mapping[str, Any] | None, files: Mapping[str, bytes],
+                 onnx: bytes | None, airflow: Mapping[str, Any]) -> Tracked:
+    """A training run's MLflow run, once `evaluate` has decided: `params` the run's, `provenance` the
+    candidate's record (`provenance.record`: what its manifest will sign, logged as params by
+    `provenance.mlflow_params`), `files` artifacts by name (the reports, the decision), `onnx` the candidate as
+    it would serve (logged as a pyfunc that answers like the service, with the candidate's threshold),
+    `airflow` the dag/run/try ids and the task's log URL."""
+    from .provenance import mlflow_params
 
     def work(client) -> str:
         run = client.create_run(_experiment(client, TRAINING), run_name=str(airflow.get("run_id", "")),
                                 tags={"airflow.run_id": str(airflow.get("run_id", ""))})
         run_id = run.info.run_id
-        snapshot = extracted["snapshot"]
         _log(client, run_id,
-             params={**params, "rows": extracted["rows"], "invalid_rows": extracted["invalid_rows"],
-                     "suppressed": extracted.get("suppressed", 0), "snapshot_sha256": snapshot["sha256"],
-                     "snapshot_bytes": snapshot["bytes"], "data_fingerprint": extracted["fingerprint"],
-                     **{f"version.{name}": value for name, value in versions.items()}},
+             params={**params, **mlflow_params(provenance), "invalid_rows": extracted["invalid_rows"],
+                     "suppressed": extracted.get("suppressed", 0)},
              metrics={**_model_metrics("candidate", decision["candidate"]),
                       **_model_metrics("champion", decision.get("champion")),
                       **_fairness_metrics(decision.get("fairness") or {}),
@@ -284,9 +283,10 @@ def track_evaluation(artifacts, trained: Mapping[str, Any], extracted: Mapping[s
         files, onnx = gathered()
     except Exception as error:  # e.g. a file that fails its check: evaluate has decided already
         return Tracked(problem=f"training run {airflow.get('run_id')}: not tracked: {type(error).__name__}: {error}")
-    versions = {"code": provenance.code_version(), **provenance.library_versions()}
-    return log_training(params=params, extracted=extracted, decision=decision, drift=drift, files=files,
-                        onnx=onnx, airflow=airflow, versions=versions)
+    record = provenance.record(artifacts.run_id, artifacts.uri(artifacts.root), trained, extracted,
+                               decision.get("validation"))  # what push's manifest signs
+    return log_training(params=params, provenance=record, extracted=extracted, decision=decision, drift=drift,
+                        files=files, onnx=onnx, airflow=airflow)
 
 
 def track_publication(registry, version: str, airflow_run_id: str, role: str,

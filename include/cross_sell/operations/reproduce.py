@@ -28,8 +28,6 @@ from ..model.onnx_model import OnnxModel
 from ..storage import objects
 from ..storage.registry import ModelRegistry
 
-RECORDED = ("lineage", "seed", "estimator_params", "excluded_features")
-
 
 class NotReproducible(NotRetryable):
     """The manifest lacks what a rebuild needs (a version from before it was recorded)."""
@@ -37,11 +35,12 @@ class NotReproducible(NotRetryable):
 
 def reproduce(registry: ModelRegistry, version: str) -> dict:
     manifest = registry.manifest(version)  # signature-verified: what it records is the training side's
-    missing = [name for name in RECORDED if name not in manifest]
+    missing = provenance.missing(manifest)
     if missing:
         raise NotReproducible(f"{version}'s manifest does not record {', '.join(missing)} (it predates "
                               "reproducible manifests): it cannot be rebuilt")
-    lineage, seed = manifest["lineage"], int(manifest["seed"])
+    recorded_as = provenance.of_manifest(manifest)  # the one provenance record, as signed
+    lineage, seed = recorded_as["lineage"], int(recorded_as["seed"])
     _still_there(registry, version, [lineage["snapshot"], *lineage["splits"].values()])
     with tempfile.TemporaryDirectory() as tmp:
         # CustodyError if the snapshot is no longer the recorded bytes (e.g. rewritten by an erasure)
@@ -54,13 +53,13 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         for name, recorded in lineage["splits"].items():
             split_path = objects.download_artifact(registry.s3, registry.bucket, recorded, Path(tmp) / f"{name}.pq")
             splits[name] = bool(pd.read_parquet(split_path).equals(parts[name]))
-    recorded = manifest.get("training")
+    recorded, excluded = recorded_as["training"], tuple(recorded_as["excluded_features"])
     if recorded:  # fitted on train + validation, threshold from out-of-fold predictions (issue #33)
-        model = training.train(parts["train"], parts["validation"], seed, tuple(manifest["excluded_features"]),
-                               manifest["estimator_params"], family=recorded["family"])
+        model = training.train(parts["train"], parts["validation"], seed, excluded, recorded_as["estimator_params"],
+                               family=recorded["family"])
     else:  # a version from before: the hgb family on the train split, threshold on the validation split
-        model = training.train_on_train_split(parts["train"], parts["validation"], seed,
-                                              tuple(manifest["excluded_features"]), manifest["estimator_params"])
+        model = training.train_on_train_split(parts["train"], parts["validation"], seed, excluded,
+                                              recorded_as["estimator_params"])
     threshold = training.threshold(model)
     exported = onnx_export.export(model, threshold, model_input.from_frame(parts["test"]))
     if exported.onnx is None:
@@ -84,7 +83,7 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
                 OnnxModel(exported.onnx, threshold).probability(matrix)))
     largest = max(differences, default=0.0)
     now_libraries = provenance.library_versions()
-    recorded_libraries = manifest.get("library_versions", {})
+    recorded_libraries = recorded_as["library_versions"] or {}
     return {
         "version": version,
         "identical": onnx["identical"] and largest == 0.0 and all(splits.values()),
@@ -94,9 +93,8 @@ def reproduce(registry: ModelRegistry, version: str) -> dict:
         "threshold": {"recorded": manifest["threshold"], "rebuilt": threshold},
         "metrics": metrics,
         "largest_metric_difference": largest,
-        "recorded_with": {"seed": seed, "excluded_features": manifest["excluded_features"],
-                          "estimator_params": manifest["estimator_params"], "training": recorded},
-        "code_version": {"recorded": manifest.get("code_version"), "now": provenance.code_version()},
+        "recorded_with": {name: recorded_as[name] for name in provenance.HOW},
+        "code_version": {"recorded": recorded_as["code_version"], "now": provenance.code_version()},
         "library_versions": {name: {"recorded": recorded_libraries.get(name), "now": now_libraries.get(name)}
                              for name in sorted(set(recorded_libraries) | set(now_libraries))},
         "library_differences": sorted(name for name in set(recorded_libraries) | set(now_libraries)

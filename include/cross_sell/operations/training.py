@@ -338,36 +338,22 @@ def _save_evaluation(artifacts: RunArtifacts, decision: Decision, facts: dict, v
 
 
 def manifest_for(artifacts: RunArtifacts, decision: Decision, trained: Trained, extracted: Extracted) -> dict:
-    """What the registry records of a pushed version (the artifacts' sha256 are added by `publish`)."""
+    """What the registry records of a pushed version (the artifacts' sha256 are added by `publish`): its
+    provenance (`provenance.record`, the one record lineage, reproduce and MLflow read), how it serves, and
+    how it was judged."""
     return {
+        **provenance.record(artifacts.run_id, artifacts.uri(artifacts.root), trained, extracted,
+                            decision.get("validation")),
         "version": trained["version"],
         "threshold": trained["threshold"],
-        "trained_at": trained["trained_at"],
         "metrics": decision["candidate"],
         "onnx_parity": trained["onnx_parity"],
         "replaced_champion": decision["champion_version"],
         "replaced_champion_metrics": decision["champion"],
         "replaced_unreadable_champion": decision.get("replaced_unreadable"),
         "decision_reason": decision["reason"],
-        "data_fingerprint": extracted["fingerprint"],
-        # The exact objects it was trained and tested on (sha256 and size), as their writers recorded them,
-        # and the validation verdict of that snapshot.
-        "lineage": {**trained["lineage"], "validation": decision.get("validation")},
-        "rows": extracted["rows"],
-        "run_id": artifacts.run_id,
-        "run_artifacts": artifacts.uri(artifacts.root),
-        "code_version": provenance.code_version(),
-        "library_versions": provenance.library_versions(),
         "features": list(schema.FEATURES),
         "model_input": model_input.LAYOUT,
-        # What `python -m cross_sell reproduce` retrains it from (with `lineage`'s snapshot).
-        "seed": trained["seed"],
-        "excluded_features": trained.get("excluded_features", []),
-        "model_family": trained.get("model_family", "hgb"),
-        "estimator_params": model_families.get(trained.get("model_family", "hgb")).params,
-        # how it was fitted and its threshold chosen (the family, the rows, the out-of-fold folds)
-        "training": trained.get("training"),
-        "split_fractions": features.SPLIT_FRACTIONS,
         "fairness": decision["fairness"]["candidate"],
         "max_equalized_odds_difference": decision.get("max_equalized_odds_difference"),
         # The deployment policy in force when it was judged (the gates a run could only tighten).
