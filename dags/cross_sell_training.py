@@ -112,12 +112,12 @@ def check_drift(extracted: Extracted) -> DriftChecked:
 
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=15), **IO_RETRIES)
-def transform(extracted: Extracted) -> Transformed:
+def transform(extracted: Extracted, validated: Validated) -> Transformed:
     from cross_sell.operations import training as stages
 
-    with stage_run(TrainingParams, extract=extracted) as run:
+    with stage_run(TrainingParams, extract=extracted, validate=validated) as run:
         return run.done(stages.transform(run.artifacts, snapshot_ref=extracted["snapshot"],
-                                         seed=run.params["seed"]))
+                                         seed=run.params["seed"], validated=validated))
 
 
 @task(multiple_outputs=False, execution_timeout=timedelta(minutes=45), **IO_RETRIES)
@@ -232,10 +232,10 @@ def shadow(decision: Decision, trained: Trained, extracted: Extracted) -> Shadow
 def cross_sell_training():
     # Each output is a button on its task's page in the UI (cross_sell_airflow.links).
     extracted = extract()
-    transformed = transform(extracted)
     validated = with_links(validate(extracted), VALIDATION_REPORT)
     drift = check_drift(extracted)
-    [validated, drift] >> transformed  # nothing runs on data that failed either
+    transformed = transform(extracted, validated)  # splits only what validation passed
+    drift >> transformed  # nothing runs on data that failed either
     trained = train(transformed)
     decision = with_links(evaluate(trained, transformed, validated, extracted, drift), EVALUATION_REPORT)
     pushed = with_links(push(decision, trained, extracted), PUSHED_MODEL_CARD)

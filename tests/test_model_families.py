@@ -119,7 +119,8 @@ def test_each_family_is_pushed_with_its_record_and_reproduced_identically(s3, bu
     artifacts = RunArtifacts(s3, bucket, "vi", f"run-{family}")
     registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = stages.extract(synthetic.generate(5_000, seed=21).to_dict("records"), artifacts)
-    transformed = stages.transform(artifacts, extracted["snapshot"], seed=6)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=6,
+                                   validated=stages.validate(artifacts, extracted["snapshot"], min_rows=1_000))
     trained = stages.train(artifacts, transformed, seed=6, run_started=datetime(2026, 12, 4, tzinfo=timezone.utc),
                            model=family)
     assert trained["model_family"] == family and trained["serving_problem"] is None
@@ -150,7 +151,8 @@ def test_a_version_trained_before_the_families_is_reproduced_the_way_it_was_trai
     artifacts = RunArtifacts(s3, bucket, "vi", "old-run")
     registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = stages.extract(synthetic.generate(4_000, seed=22).to_dict("records"), artifacts)
-    transformed = stages.transform(artifacts, extracted["snapshot"], seed=8)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=8,
+                                   validated=stages.validate(artifacts, extracted["snapshot"], min_rows=1_000))
     splits = {name: pd.read_parquet(io.BytesIO(artifacts.read(ref)))
               for name, ref in transformed["splits"].items()}
     old = training.train_on_train_split(splits["train"], splits["validation"], 8)
@@ -201,7 +203,8 @@ def test_when_the_onnx_bytes_differ_reproduce_says_what_differs(s3, s3_env, buck
     artifacts = RunArtifacts(s3, bucket, "vi", "older-converter")
     registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = stages.extract(synthetic.generate(4_000, seed=23).to_dict("records"), artifacts)
-    transformed = stages.transform(artifacts, extracted["snapshot"], seed=9)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=9,
+                                   validated=stages.validate(artifacts, extracted["snapshot"], min_rows=1_000))
     splits = {name: pd.read_parquet(io.BytesIO(artifacts.read(ref))) for name, ref in transformed["splits"].items()}
     model = training.train(splits["train"], splits["validation"], 9, family="hgb")
     threshold = training.threshold(model)

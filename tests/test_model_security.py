@@ -96,7 +96,8 @@ def test_a_planted_pickle_runs_nowhere(registry, s3, s3_env, bucket, tmp_path, a
     # The pipeline's evaluate: the gate fails closed, nothing is pushed.
     artifacts = RunArtifacts(s3, bucket, PREFIX, "run-after-attack")
     extracted = stages.extract(synthetic.generate(4_000, seed=5).to_dict("records"), artifacts)
-    transformed = stages.transform(artifacts, extracted["snapshot"], seed=1)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=1,
+                                   validated=stages.validate(artifacts, extracted["snapshot"], min_rows=1_000))
     from datetime import datetime, timezone
 
     trained = stages.train(artifacts, transformed, seed=1, run_started=datetime(2026, 11, 30, tzinfo=timezone.utc))

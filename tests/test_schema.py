@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cross_sell.data import casting, schema, synthetic
 
@@ -121,3 +123,36 @@ def test_an_absent_field_of_a_document_is_a_missing_value():
     del record["Gender"]
     _, problems = casting.cast_documents([record], schema.SCORING)
     assert [(p.row, p.column, p.reason) for p in problems] == [(0, "Gender", "missing value")]
+
+
+_FRAME_CELLS = {  # CSV text as the loader reads it, Python values as MongoDB or a parquet file gives them
+    c.name: st.one_of(st.sampled_from(list(c.allowed)) if c.allowed else st.integers(-5, 600),
+                      st.sampled_from([str(v) for v in c.allowed]) if c.allowed else st.integers(-5, 600).map(str),
+                      st.sampled_from(["", " 44 ", "28.0", "28.5", "1e1", "nan", "inf", "+7", "x", None, True,
+                                       float("nan"), 28.0, 28.5, 10**20, -3, "99999999999999999999", "Male"]))
+    for c in schema.columns(schema.TRAINING)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries(_FRAME_CELLS), min_size=1, max_size=30),
+       drop=st.sampled_from([None, "Vintage", "Gender", "id"]), text=st.booleans())
+def test_a_frame_is_judged_by_the_one_engine_as_the_frame_rules_judged_it(rows, drop, text):
+    """Issue #31: the frame path (`validate_frame`: loader, reproduce, the shadow report) is the column engine
+    every other path uses, with the same problems, wording and order as the separate pandas rules it replaced
+    (tests/reference_validation.py), and the same typed values in every row without a problem."""
+    import numpy as np
+    import pandas as pd
+    import reference_validation
+
+    raw = pd.DataFrame(rows, dtype=object).infer_objects()  # a column of one kind gets its dtype, as read
+    if drop:
+        raw = raw.drop(columns=[drop])
+    typed, problems = casting.validate_frame(raw, schema.TRAINING, allow_text=text)
+    expected_typed, expected = reference_validation.validate_frame(raw, schema.TRAINING, allow_text=text)
+    assert [(p.row, p.column, p.reason) for p in problems] == [(p.row, p.column, p.reason) for p in expected]
+    good = np.ones(len(raw), dtype=bool)
+    good[[p.row for p in problems if p.row is not None]] = False
+    for name in typed.columns:
+        assert typed[name][good].tolist() == expected_typed[name][good].tolist(), name
+    assert {name: str(typed[name].dtype) for name in typed.columns} == \
+        {c.name: c.pandas_dtype for c in schema.columns(schema.TRAINING) if c.name in raw.columns}

@@ -31,7 +31,7 @@ def _run_up_to_train(s3, bucket: str, verifier, signer) -> dict:
     registry = ModelRegistry(s3, bucket, "vi", verifier)
     extracted = stages.extract(documents, artifacts, chunk_rows=2_000)
     validated = stages.validate(artifacts, extracted["snapshot"], min_rows=1_000)
-    transformed = stages.transform(artifacts, extracted["snapshot"], seed=3)
+    transformed = stages.transform(artifacts, extracted["snapshot"], seed=3, validated=validated)
     trained = stages.train(artifacts, transformed, seed=3, run_started=RUN_STARTED)
     return {"documents": documents, "artifacts": artifacts, "registry": registry, "extracted": extracted,
             "validated": validated, "transformed": transformed, "trained": trained, "signer": signer}
@@ -80,12 +80,23 @@ def test_artifacts_live_under_the_run_prefix(run, s3, bucket):
     assert any(k.endswith("validation/result.json") for k in keys)
 
 
+def test_transform_splits_only_the_snapshot_validation_passed(run):
+    """Issue #31: transform no longer re-checks the rows; it takes validate's sealed verdict instead, and a
+    verdict that failed, or that is about another snapshot, splits nothing."""
+    artifacts, extracted, validated = run["artifacts"], run["extracted"], run["validated"]
+    other = {**extracted["snapshot"], "sha256": "0" * 64}
+    for verdict in ({**validated, "success": False}, {**validated, "snapshot": other}, {}):
+        with pytest.raises(NotRetryable, match="only the snapshot that validation passed"):
+            stages.transform(artifacts, extracted["snapshot"], seed=3, validated=verdict)
+
+
 def test_rerunning_a_stage_reproduces_its_result(run):
     artifacts = run["artifacts"]
     elsewhere = RunArtifacts(artifacts.s3, artifacts.bucket, "vi", "same-documents-other-order")
     assert stages.extract(reversed(run["documents"]), elsewhere)["fingerprint"] == run["extracted"]["fingerprint"]
     assert stages.extract(run["documents"], artifacts, chunk_rows=2_000) == run["extracted"]  # same bytes
-    assert stages.transform(artifacts, run["extracted"]["snapshot"], seed=3) == run["transformed"]
+    assert stages.transform(artifacts, run["extracted"]["snapshot"], seed=3, validated=run["validated"]) == \
+        run["transformed"]
     again = stages.train(artifacts, run["transformed"], seed=3, run_started=RUN_STARTED)
     assert again == run["trained"]  # same bytes, so the same sha256 and version
 
@@ -386,7 +397,8 @@ def test_a_challenger_goes_into_shadow_and_the_champion_stays(run, s3, bucket):
 
     other = RunArtifacts(s3, bucket, "vi", "other-data")
     extracted = stages.extract(synthetic.generate(6_000, seed=77).to_dict("records"), other)
-    transformed = stages.transform(other, extracted["snapshot"], seed=4)
+    transformed = stages.transform(other, extracted["snapshot"], seed=4,
+                                   validated=stages.validate(other, extracted["snapshot"], min_rows=1_000))
     challenger = stages.train(other, transformed, seed=4, run_started=RUN_STARTED)
     decision = stages.evaluate(other, registry, challenger, transformed["splits"]["test"], Gate(min_roc_auc=0.7,
                                margin=0.2))  # no challenger can beat the champion by 0.2

@@ -1,8 +1,9 @@
 """The one engine that casts raw values to the schema's types and checks its rules, column by column.
 
 Every path that takes customer values from outside goes through `cast_column`: the service's JSON
-requests in both formats (`check_records`, `check_split`), and batch scoring's MongoDB documents and CSV
-frames (`cast_documents`, `cast_columns`), the CLI's included. A column whose values
+requests in both formats (`check_records`, `check_split`), batch scoring's MongoDB documents and CSV
+frames (`cast_documents`, `cast_columns`), the CLI's included, and the training side's frames
+(`validate_frame`: the loader, reproduce, the shadow report). A column whose values
 all have its kind is cast and checked in NumPy; only a value that breaks a rule there, and every value of
 a column of mixed kinds (a stray string, boolean or null), goes through the scalar rules (`cast_value`,
 `rule_broken`), which are the wording of every problem. So the answers are the same whichever way the
@@ -402,7 +403,7 @@ def _row_rules(environment: str) -> tuple:
     return tuple(rules)
 
 
-# -- typed frames: the training side (loader, snapshot, Great Expectations) ---------------------------
+# -- the snapshot: types only, the rules left to Great Expectations ----------------------------------
 
 def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
                allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
@@ -411,7 +412,7 @@ def cast_frame(raw: pd.DataFrame, environment: str = TRAINING,
     Values that cannot take the type become missing and are reported as type problems; columns the
     environment lacks are reported once each; extra columns are dropped. Integer columns that end up
     holding missing values become float64 (that is how pandas represents them), which the suite flags.
-    Rule-breaking values of the right type stay as they are (the suite and `value_problems` judge them).
+    Rule-breaking values of the right type stay as they are: the suite judges them, and quotes none.
     """
     import pandas as pd
 
@@ -465,55 +466,25 @@ def _typed_series(values: list, column: Column) -> pd.Series:
     return pd.Series(values, dtype=column.pandas_dtype)
 
 
-def value_problems(frame: pd.DataFrame, environment: str = TRAINING) -> list[Problem]:
-    """Missing values, unknown categories and out-of-range values of an already typed frame.
-
-    Boolean masks per column; a reason string is only made for a row that breaks a rule (a column of
-    reason strings for every row cost ~30 MB per 20,000 rows in batch scoring)."""
+def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
+                   allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """A frame cast and checked by the engine every other path uses (`cast_column`: the same rules, wording
+    and order): the typed frame (integers int64, floats float64, categories their strings) and every problem,
+    sorted by row then schema order; a column the frame lacks is one problem, row None. A row with a problem
+    holds arbitrary values: drop it or refuse the frame."""
     import pandas as pd
 
     problems: list[Problem] = []
+    typed: dict[str, Any] = {}
     for column in columns(environment):
-        if column.name not in frame.columns:
+        if column.name not in raw.columns:
+            problems.append(Problem(None, column.name, "missing column"))
             continue
-        series = frame[column.name]
-        missing = series.isna().to_numpy()
-        present = ~missing
-        unknown = out_of_bounds = None
-        if column.allowed is not None:
-            unknown = present & ~series.isin(list(column.allowed)).to_numpy()
-        if column.minimum is not None or column.maximum is not None:
-            numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
-            low = -np.inf if column.minimum is None else column.minimum
-            high = np.inf if column.maximum is None else column.maximum
-            with np.errstate(invalid="ignore"):
-                out_of_bounds = present & ((numbers < low) | (numbers > high))
-        bad = missing | (unknown if unknown is not None else False) | \
-            (out_of_bounds if out_of_bounds is not None else False)
-        for row in np.flatnonzero(bad):
-            if missing[row]:
-                problems.append(Problem(int(row), column.name, "missing value"))
-                continue
-            # the later rule wins, as before: out of range is reported over not-allowed
-            reason = out_of_range(column) if out_of_bounds is not None and out_of_bounds[row] else not_allowed(column)
-            problems.append(Problem(int(row), column.name, f"{reason}: {_as_sent(column, series.iloc[row])!r}"))
-    return problems
-
-
-def _as_sent(column: Column, value: Any) -> Any:
-    """A value as the client sent it: a Python scalar, and an integer column's 3.0 shown as 3."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if column.kind == "integer" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def validate_frame(raw: pd.DataFrame, environment: str = TRAINING,
-                   allow_text: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
-    """Cast and check a frame against the contract: the typed frame and every problem, sorted by row."""
-    typed, problems = cast_frame(raw, environment, allow_text)
-    already = {(p.row, p.column) for p in problems}  # a value of the wrong type is not also "missing"
-    problems += [p for p in value_problems(typed, environment) if (p.row, p.column) not in already]
+        array, found = cast_column(raw[column.name].to_numpy(), column, allow_text)
+        problems += found
+        typed[column.name] = pd.Series(np.asarray(column.allowed, dtype=object)[array], dtype="str",
+                                       index=raw.index) if column.kind == "category" else \
+            pd.Series(array, index=raw.index)
     order = {name: i for i, name in enumerate(column_names(environment))}
     problems.sort(key=lambda p: (-1 if p.row is None else p.row, order[p.column]))
-    return typed, problems
+    return pd.DataFrame(typed, index=raw.index), problems

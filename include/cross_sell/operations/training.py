@@ -31,7 +31,7 @@ from ..contracts import (
     Transformed,
     Validated,
 )
-from ..data import casting, schema, snapshot
+from ..data import schema, snapshot
 from ..errors import NotRetryable
 from ..governance import approval, provenance
 from ..model import evaluation, fairness, features, model_families, model_input, onnx_export, report, training
@@ -172,12 +172,17 @@ def check_drift(artifacts: RunArtifacts, registry: ModelRegistry, snapshot_ref: 
                         max_distance=max((f.distance for f in found.features), default=0.0))
 
 
-def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int) -> Transformed:
+def transform(artifacts: RunArtifacts, snapshot_ref: Artifact, seed: int, validated: Validated) -> Transformed:
+    """The snapshot validation passed, split by `seed`. Not checked again: `validated` is the validate task's
+    sealed verdict on this very snapshot, and custody checks that these are the bytes it judged."""
+    if not validated.get("success") or validated.get("snapshot") != snapshot_ref:
+        raise NotRetryable("transform splits only the snapshot that validation passed (its verdict "
+                           f"{validated.get('success')!r} is about {validated.get('snapshot')})")
     with tempfile.TemporaryDirectory() as tmp:
-        raw = _read_snapshot(artifacts, snapshot_ref, tmp)
-        frame, problems = casting.validate_frame(raw, schema.TRAINING)
-        if problems:  # validation ran first, so this only trips if the two ever disagree
-            raise NotRetryable(f"snapshot breaks the schema after validation: {problems[:5]}")
+        frame = _read_snapshot(artifacts, snapshot_ref, tmp)[schema.column_names(schema.TRAINING)]
+        typed = {name: str(dtype) for name, dtype in frame.dtypes.items()}
+        if typed != {c.name: c.pandas_dtype for c in schema.columns(schema.TRAINING)}:  # a null would show here
+            raise NotRetryable(f"the validated snapshot's columns are not the contract's types: {typed}")
         parts = features.split(frame, seed)
         written: dict[str, Artifact] = {}
         for name, part in parts.items():
