@@ -167,3 +167,37 @@ def test_the_training_profile_counts_each_distinct_value_once(parts):
         expected = frame[name].map(drift._key).value_counts(normalize=True, dropna=False)
         assert found[name]["frequencies"] == pytest.approx({str(k): float(v) for k, v in expected.items()}, abs=1e-15)
     assert found["Policy_Sales_Channel"]["frequencies"]["nan"] == pytest.approx(7 / len(frame))
+
+
+def test_the_stages_compute_runs_without_storage(parts):
+    """Issue #31 item 3: the train and evaluate stages' compute (`fit_candidate`, `judge_candidate`) are pure
+    functions on frames, run here without S3, MongoDB or a DAG: a candidate is fitted, converted faithfully
+    and profiled; judged against a champion it beats by more than the margin it is blessed, against itself it
+    is not, and a champion that cannot be trusted stops the judgement unless the gate allows replacing it."""
+    from cross_sell.operations import training as stages
+
+    weak = stages.fit_candidate(parts["train"].head(300), parts["validation"].head(100), parts["test"], 5,
+                                ("Previously_Insured", "Vehicle_Damage", "Age"), "hgb")
+    strong = stages.fit_candidate(parts["train"], parts["validation"], parts["test"], 5, (), "hgb")
+    assert strong.exported.onnx is not None and strong.exported.problem is None
+    assert strong.exported.parity["test_split"] == {"rows": len(parts["test"]),
+                                                    "max_abs_diff": pytest.approx(0, abs=1e-5)}
+    assert 0 < strong.threshold < 1 and strong.profile != weak.profile
+    served = {name: evaluation.ServedClassifier(_onnx(c)) for name, c in (("weak", weak), ("strong", strong))}
+    gate = evaluation.Gate(min_roc_auc=0.6, margin=0.01)
+    facts, verdict, replaced = stages.judge_candidate(served["strong"], served["weak"], parts["test"], gate,
+                                                      baseline="v-weak", distrust=None, serving_problem=None)
+    assert verdict.bless and replaced is None, verdict.reason
+    assert facts["candidate"]["metrics"]["roc_auc"] > facts["champion"]["metrics"]["roc_auc"] + 0.01
+    _, verdict, _ = stages.judge_candidate(served["strong"], served["strong"], parts["test"], gate,
+                                           baseline="v-strong", distrust=None, serving_problem=None)
+    assert not verdict.bless
+    with pytest.raises(evaluation.UnreadableChampion):
+        stages.judge_candidate(served["strong"], None, parts["test"], gate, baseline="v-x",
+                               distrust="its signature does not verify", serving_problem=None)
+
+
+def _onnx(candidate):
+    from cross_sell.model.onnx_model import OnnxModel
+
+    return OnnxModel(candidate.exported.onnx, candidate.threshold)

@@ -130,8 +130,9 @@ class Gate:
             raise UnreadableChampion(
                 f"{distrust}. The promotion gate fails closed: nothing is pushed while the champion cannot be "
                 "verified and scored. Repair the pointer (python -m cross_sell champion show), or trigger the "
-                "run with replace_unreadable_champion=true to let the candidate replace it on the floor alone "
-                "(recorded in the decision and the audit record).")
+                "run with replace_unreadable_champion=true where the deployment policy allows it "
+                "(CROSS_SELL_ALLOW_REPLACE_UNREADABLE_CHAMPION) to let the candidate replace it on the floor "
+                "alone (recorded in the decision and the audit record).")
         return {"version": champion, "reason": distrust}
 
     def judge(self, candidate: dict, champion: dict | None, serving_problem: str | None,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..contracts import (
     ApprovalRequest,
@@ -202,27 +203,44 @@ def _read_split(artifacts: RunArtifacts, split: Artifact, tmp: str):
     return pd.read_parquet(artifacts.download(split, Path(tmp) / Path(split["key"]).name))
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """What training computes from the splits (`fit_candidate`), before anything is written."""
+
+    fitted: Any  # the estimator, with its out-of-fold record (`fitted.oof_`)
+    threshold: float  # from its out-of-fold predictions
+    exported: onnx_export.Export  # the ONNX file that would serve, its parity with the estimator, or why none
+    profile: dict  # the reference profile of the rows it was fitted on (drift, skew)
+
+
+def fit_candidate(train_frame, validation_frame, test_frame, seed: int, excluded: tuple[str, ...],
+                  family: str) -> Candidate:
+    """The train stage's compute, no I/O: fit `family` on train + validation with the threshold of its
+    out-of-fold predictions (`training.train`), convert it to ONNX and measure the conversion on the test
+    split (used for nothing else), profile the rows it was fitted on."""
+    fitted = training.train(train_frame, validation_frame, seed, excluded, family=family)
+    threshold = training.threshold(fitted)
+    return Candidate(fitted, threshold, onnx_export.export(fitted, threshold, model_input.from_frame(test_frame)),
+                     drift.profile(_concat(train_frame, validation_frame)))
+
+
 def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_started: datetime,
           exclude_features: tuple[str, ...] | list[str] = (), model: str | None = None) -> Trained:
-    """Fit the candidate of family `model` (default `CROSS_SELL_MODEL`) on train + validation with the threshold
-    of its out-of-fold predictions (`training.train`), convert it to ONNX (what serves) and measure the
-    conversion on the test split. `exclude_features`: features the model must not use (recorded; the input it
-    takes stays the same)."""
+    """The candidate of family `model` (default `CROSS_SELL_MODEL`) from the run's splits (`fit_candidate`),
+    written: the estimator, its ONNX file, its profile and training record. `exclude_features`: features the
+    model must not use (recorded; the input it takes stays the same)."""
     excluded = features.check_excluded(exclude_features)
     family = model_families.get(model)
     splits = transformed["splits"]
     with tempfile.TemporaryDirectory() as tmp:
-        train_frame = _read_split(artifacts, splits["train"], tmp)
-        validation_frame = _read_split(artifacts, splits["validation"], tmp)
-        test_frame = _read_split(artifacts, splits["test"], tmp)  # for the ONNX parity check only
-        fitted = training.train(train_frame, validation_frame, seed, excluded, family=family.name)
+        train_frame, validation_frame, test_frame = (_read_split(artifacts, splits[name], tmp)
+                                                     for name in ("train", "validation", "test"))
+        candidate = fit_candidate(train_frame, validation_frame, test_frame, seed, excluded, family.name)
         path = Path(tmp) / "model.joblib"
-        training.save(fitted, str(path))
+        training.save(candidate.fitted, str(path))
         estimator = artifacts.upload_file(path, "model", "model.joblib")
-        threshold = training.threshold(fitted)
-        exported = onnx_export.export(fitted, threshold, model_input.from_frame(test_frame))
-        # the reference profile of the rows the model was fitted on (drift, skew)
-        profile = artifacts.put_json(drift.profile(_concat(train_frame, validation_frame)), "model", "profile.json")
+    profile = artifacts.put_json(candidate.profile, "model", "profile.json")
+    exported, threshold = candidate.exported, candidate.threshold
     onnx = None
     if exported.onnx is not None:
         onnx = artifacts.put_bytes(exported.onnx, "application/octet-stream", "model", "model.onnx")
@@ -231,8 +249,8 @@ def train(artifacts: RunArtifacts, transformed: Transformed, seed: int, run_star
         version=training.version_for(run_started, estimator["sha256"]), threshold=threshold,
         trained_at=run_started.isoformat(), lineage=Lineage(snapshot=transformed["snapshot"], splits=splits),
         seed=seed, excluded_features=list(excluded), model_family=family.name,
-        training=training.record(fitted, family.name))
-    oof = fitted.oof_["metrics"]
+        training=training.record(candidate.fitted, family.name))
+    oof = candidate.fitted.oof_["metrics"]
     artifacts.put_json({**trained, "estimator_params": family.params, "out_of_fold_metrics": oof},
                        "model", "training.json")
     log.info("trained %s (%s): threshold %.4f, out-of-fold roc_auc %.4f f1 %.4f on %s rows; ONNX %s",
@@ -287,6 +305,24 @@ def _downgrade(registry: ModelRegistry, champion: Champion) -> str | None:
     return downgrades[0] if downgrades else None
 
 
+def judge_candidate(candidate, champion, test_frame, gate: evaluation.Gate, *, baseline: str | None,
+                    distrust: str | None, serving_problem: str | None) -> tuple[dict, evaluation.Verdict, dict | None]:
+    """The evaluate stage's compute, no I/O: both models' facts on the test split (metrics, fairness,
+    calibration; `champion` None when there is none or it cannot be trusted, `distrust` saying why) and the
+    gate's verdict. Raises UnreadableChampion when the gate fails closed; the third: what of an unreadable champion the
+    candidate replaces on the floor alone, as the gate allowed (None: it does not)."""
+    facts = {"candidate": report.model_facts(candidate, test_frame)}
+    if champion is not None:
+        facts["champion"] = report.model_facts(champion, test_frame)
+    replaced = gate.replaceable(baseline, distrust)  # fails closed unless the gate allows it
+    if replaced:
+        log.warning("replacing an unreadable champion (replace_unreadable_champion): %s", distrust)
+    verdict = gate.judge(facts["candidate"], facts.get("champion"), serving_problem, replaced)
+    for override in verdict.overrides:
+        log.warning(override)
+    return facts, verdict, replaced
+
+
 def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained, test: Artifact,
              gate: evaluation.Gate, validation: Artifact | None = None) -> Decision:
     """Score candidate and champion, both as they serve (ONNX), on the same test split; judge them by the
@@ -298,20 +334,15 @@ def evaluate(artifacts: RunArtifacts, registry: ModelRegistry, trained: Trained,
     etag, baseline, distrust = _baseline(registry, artifacts, trained)
     with tempfile.TemporaryDirectory() as tmp:
         test_frame = _read_split(artifacts, test, tmp)
-    facts = {"candidate": report.model_facts(_candidate(artifacts, trained), test_frame)}
+    champion = None
     if baseline is not None and distrust is None:
         try:
-            served, _ = registry.served_model(baseline)
-            facts["champion"] = report.model_facts(evaluation.ServedClassifier(served), test_frame)
+            champion = evaluation.ServedClassifier(registry.served_model(baseline)[0])
         except (RegistryError, IntegrityError, SignatureError) as error:  # e.g. saved by an older release
             distrust = f"champion {baseline} cannot be scored here ({error})"
-    replaced = gate.replaceable(baseline, distrust)  # fails closed unless the gate allows it
-    if replaced:
-        log.warning("replacing an unreadable champion (replace_unreadable_champion): %s", distrust)
     serving_problem = trained.get("serving_problem") or (None if trained.get("onnx") else "no ONNX file")
-    verdict = gate.judge(facts["candidate"], facts.get("champion"), serving_problem, replaced)
-    for override in verdict.overrides:
-        log.warning(override)
+    facts, verdict, replaced = judge_candidate(_candidate(artifacts, trained), champion, test_frame, gate,
+                                               baseline=baseline, distrust=distrust, serving_problem=serving_problem)
     facts_ref = artifacts.put_json({k: report.public(v) for k, v in facts.items()}, "evaluation", "facts.json")
     decision = Decision(
         bless=verdict.bless, reason=verdict.reason, challenger=verdict.challenger,

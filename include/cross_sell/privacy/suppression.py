@@ -34,9 +34,13 @@ class ErasureKeyMissing(NotRetryable):
     """Customers have been erased, but there is no key to recognise them by."""
 
 
-def make_key(path: str | os.PathLike) -> Path:
-    """A new secret key file (mode 600), for CROSS_SELL_ERASURE_KEY_FILE."""
+def make_key(path: str | os.PathLike, replace: bool = False) -> Path:
+    """A new secret key file (mode 600), for CROSS_SELL_ERASURE_KEY_FILE; an existing one is replaced only
+    when asked (every erased customer's hash would then be unrecognisable)."""
     path = Path(path)
+    if path.exists() and not replace:
+        raise FileExistsError(f"{path} exists (--force replaces it: every erased customer's hash would then "
+                              "be unrecognisable)")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
