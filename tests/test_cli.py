@@ -131,6 +131,18 @@ def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):
     assert cli(["keygen", str(tmp_path / "keys")]) == 2  # never overwrites a key by accident
 
 
+def test_the_erasure_key_is_replaced_only_when_asked(tmp_path, capsys):
+    """Every erased customer's hash is made with this key: a second `erasure-key` keeps it (exit 2, why),
+    `--force` replaces it."""
+    key = tmp_path / "erasure.key"
+    assert cli(["erasure-key", str(key)]) == 0 and _json(capsys)["set"] == f"CROSS_SELL_ERASURE_KEY_FILE={key}"
+    first = key.read_bytes()
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and len(first) >= 32
+    assert cli(["erasure-key", str(key)]) == 2
+    assert "exists (--force replaces it" in capsys.readouterr().err and key.read_bytes() == first
+    assert cli(["erasure-key", str(key), "--force"]) == 0 and key.read_bytes() != first
+
+
 def _bad_inputs(tmp):
     (tmp / "empty.csv").write_text("")
     (tmp / "latin1.csv").write_bytes("id,Response\n1,1\n\xe9\n".encode("latin-1"))
