@@ -61,10 +61,24 @@ class AirflowUser:
         self.api("DAGApi").patch_dag(dag_id, DAGPatchBody(is_paused=False))
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        from airflow_client.client import TriggerDAGRunPostBody
+        """A new run's id. The id is chosen here, so the trigger can be asked again after a 5xx (SQLite's lock
+        on a loaded machine): a 409 then means the earlier answer was lost but its run exists."""
+        from datetime import datetime, timezone
 
-        run = self.api("DagRunApi").trigger_dag_run(dag_id, TriggerDAGRunPostBody(logical_date=None, conf=conf or {}))
-        return run.dag_run_id
+        from airflow_client.client import TriggerDAGRunPostBody
+        from airflow_client.client.exceptions import ApiException
+
+        run_id = f"manual__{datetime.now(timezone.utc).isoformat()}"
+        body = TriggerDAGRunPostBody(dag_run_id=run_id, logical_date=None, conf=conf or {})
+
+        def triggered() -> str:
+            try:
+                return self.api("DagRunApi").trigger_dag_run(dag_id, body).dag_run_id
+            except ApiException as error:
+                if error.status == 409:
+                    return run_id
+                raise
+        return self.wait(triggered, 4 * self.timeout, f"a run of {dag_id} to be triggered")
 
     def run(self, dag_id: str, run_id: str):
         return self.api("DagRunApi").get_dag_run(dag_id, run_id)

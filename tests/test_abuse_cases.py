@@ -186,6 +186,14 @@ def _delete_xcom(user, run_id: str, task: str, key: str) -> None:
         assert missing.status == 404, missing
 
 
+def _ran_again(try_number: int, before: int, state: str | None) -> bool:
+    """A cleared task is done again: it ran (a new try) and ended, or the scheduler settled it without running
+    it (upstream failed, skipped), which takes no new try: waiting for one would wait for ever."""
+    if state in ("upstream_failed", "skipped"):
+        return True
+    return try_number > before and state in ("success", "failed")
+
+
 def _rerun(user, run_id: str, task: str, downstream: bool = False) -> str:
     """Clear `task` (as a User may) and wait until it has run again; its new state."""
     before = _last_try(user, run_id, task)
@@ -194,7 +202,7 @@ def _rerun(user, run_id: str, task: str, downstream: bool = False) -> str:
     def ran_again():
         instance = user.api("TaskInstanceApi").get_task_instance(TRAINING, run_id, task)
         state = instance.state.value if instance.state is not None else None
-        if instance.try_number > before and state in ("success", "failed", "skipped", "upstream_failed"):
+        if _ran_again(instance.try_number, before, state):
             return state
         return None
     return user.wait(ran_again, scaled(300), f"{task} of {run_id} to run again", every=2.0)
@@ -306,7 +314,7 @@ def _rerun_tasks(user, run_id: str, tasks: list[str]) -> dict:
         for task in tasks:
             instance = user.api("TaskInstanceApi").get_task_instance(TRAINING, run_id, task)
             state = instance.state.value if instance.state is not None else None
-            if instance.try_number <= before[task] or state not in ("success", "failed", "skipped", "upstream_failed"):
+            if not _ran_again(instance.try_number, before[task], state):
                 return None
             done[task] = state
         return done
@@ -317,8 +325,9 @@ def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessin
     """Red team, break 1: while the approval waited, the CRM shuffled the labels and a User re-ran extract,
     transform, train and describe_for_approval (not validate, not evaluate); the reviewer approved the request
     naming the first candidate; the retrained one (ROC-AUC 0.52 on the true labels) became champion with the
-    first one's metrics and the approval. Now every task checks its records are about one snapshot and one
-    candidate, and the approval binds what the reviewer was shown: nothing is pushed."""
+    first one's metrics and the approval. Now transform splits only the snapshot validate passed, every task
+    checks its records are about one snapshot and one candidate, and the approval binds what the reviewer was
+    shown: nothing is pushed."""
     import random
 
     from pymongo import UpdateOne
@@ -337,8 +346,14 @@ def test_a_candidate_retrained_inside_the_run_never_takes_the_first_ones_blessin
     customers.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {"Response": y}})
                           for d, y in zip(documents, labels, strict=True)], ordered=False)
     try:
+        # The new snapshot without its validation: transform refuses to split it, nothing is trained.
         assert _rerun_tasks(mallory, run_id, ["extract", "transform", "train"]) == \
-            {"extract": "success", "transform": "success", "train": "success"}, _failures(mallory, run_id)
+            {"extract": "success", "transform": "failed", "train": "upstream_failed"}, _failures(mallory, run_id)
+        assert "splits only the snapshot that validation passed" in mallory.log(
+            TRAINING, run_id, "transform", _last_try(mallory, run_id, "transform"))
+        # Validated too (shuffled labels are valid values): a second candidate is trained inside the run.
+        assert _rerun_tasks(mallory, run_id, ["validate", "transform", "train"]) == \
+            {"validate": "success", "transform": "success", "train": "success"}, _failures(mallory, run_id)
         assert mallory.read_xcom(TRAINING, run_id, "train")["version"] != first["version"]
         # The request rebuilt from the retrained record: refused (its records are not about one candidate).
         assert _rerun_tasks(mallory, run_id, ["describe_for_approval"]) == {"describe_for_approval": "failed"}
