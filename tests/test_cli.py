@@ -129,6 +129,12 @@ def test_keygen_makes_a_pair_that_signs_and_verifies(tmp_path, capsys):
     signature = ManifestSigner.from_file(made["private_key"]).sign(b'{"version": "v1"}')
     ManifestVerifier.from_file(made["public_key"]).verify(b'{"version": "v1"}', signature, "test manifest")
     assert cli(["keygen", str(tmp_path / "keys")]) == 2  # never overwrites a key by accident
+    # Red team (#31): with signing.key moved into the Airflow connection, keygen replaced the custody key
+    # and the public key the readers verify with.
+    kept = {name: (tmp_path / "keys" / name).read_bytes() for name in ("signing.pub", "custody.key")}
+    (tmp_path / "keys" / "signing.key").unlink()
+    assert cli(["keygen", str(tmp_path / "keys")]) == 2
+    assert {name: (tmp_path / "keys" / name).read_bytes() for name in kept} == kept
 
 
 def test_the_erasure_key_is_replaced_only_when_asked(tmp_path, capsys):

@@ -206,6 +206,20 @@ def test_score_cli_scores_a_file_like_the_dag(registry, s3_env, tmp_path, monkey
     assert np.max(np.abs(written.loc[batch.ids, "probability"].to_numpy() - batch.probability)) <= 1e-12
 
 
+def test_scoring_a_file_into_itself_is_refused_and_loses_nothing(registry, s3_env, tmp_path, monkeypatch, capsys):
+    """Red team (#31): `score --csv X --out X` emptied X before reading it (the customers' file lost)."""
+    from cross_sell.__main__ import main as cli
+
+    monkeypatch.setenv("CROSS_SELL_S3_BUCKET", registry.bucket)
+    monkeypatch.setenv("CROSS_SELL_S3_PREFIX", PREFIX)
+    path = tmp_path / "customers.csv"
+    synthetic.generate(20, seed=8).to_csv(path, index=False)
+    before = path.read_bytes()
+    assert cli(["score", "--csv", str(path), "--out", str(path)]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
 def test_the_in_place_histogram_counts_as_numpys_does():
     probability = np.concatenate([np.random.default_rng(0).random(50_000), deciles.BIN_BOUNDS[::97],
                                   [0.0, 1.0, np.nextafter(1.0, 0.0)]])  # bin bounds themselves, both ends

@@ -48,8 +48,11 @@ def keygen(directory: str | os.PathLike, signing_conn_id: str, force: bool = Fal
     (custody.key) in `directory`, and where each goes. An existing pair is replaced only with `force`."""
     from ..storage.signing import generate_key_pair
 
-    if (Path(directory) / "signing.key").exists() and not force:
-        raise NotRetryable(f"{Path(directory) / 'signing.key'} exists (--force replaces it)")
+    # Any of the three: a signing.key moved into the Airflow connection leaves the other two in place.
+    existing = [str(Path(directory) / name) for name in ("signing.key", "signing.pub", "custody.key")
+                if (Path(directory) / name).exists()]
+    if existing and not force:
+        raise NotRetryable(f"{', '.join(existing)} exist(s) (--force replaces them)")
     private, public = generate_key_pair(directory)
     sealing = make_key(Path(directory) / "custody.key")
     return {"private_key": str(private), "public_key": str(public), "custody_key": str(sealing),

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from ..errors import NotRetryable
 from ..memory import lean_allocators
 from ..model.onnx_model import OnnxModel
 from .engine import BatchScorer, probability_of
@@ -18,11 +19,14 @@ def score_csv(path: str, out: str, model: OnnxModel, model_version: str, scored_
     scored_at; rows that fail go to OUT.quarantine.jsonl with their physical line and reasons."""
     from ..data import loader
 
+    quarantine = f"{out}.quarantine.jsonl"
+    for written in (out, quarantine):  # opening it for writing would empty the input before a row is read
+        if Path(written).exists() and Path(path).exists() and Path(written).samefile(path):
+            raise NotRetryable(f"{written} is the input file {path}: give --out another path")
     rows = rows or loader.CHUNK_ROWS  # the file's text cells, as the loader reads them
     lean_allocators()
     scorer = BatchScorer(model)
     scored = quarantined = 0
-    quarantine = f"{out}.quarantine.jsonl"
     with open(out, "w") as output, open(quarantine, "w") as bad:
         output.write("id,probability,label,model_version,scored_at\n")
         for frame, lines in loader.raw_chunks(path, rows):
